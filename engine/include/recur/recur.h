@@ -1,0 +1,13 @@
+// recur: the whole public API in one include.
+#pragma once
+
+#include "recur/common/dtype.h"
+#include "recur/common/error.h"
+#include "recur/engine/lstm.h"
+#include "recur/host/allocator.h"
+#include "recur/host/backend.h"
+#include "recur/host/device.h"
+#include "recur/host/ops.h"
+#include "recur/host/system_info.h"
+#include "recur/host/tensor.h"
+#include "recur/version.h"

@@ -1,0 +1,100 @@
+// The backend interface: one op set, implemented by the CPU backend (OpenBLAS
+// + OpenMP twins) and the CUDA backend (cuBLAS + recur's kernels). Backends see
+// only validated calls: recur::ops (ops.h) checks shapes, dtypes and devices,
+// asks supports(), then dispatches. A backend says honestly what it cannot do.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "recur/host/allocator.h"
+#include "recur/host/tensor.h"
+#include "recur/kernels/pointwise.h"
+#include "recur/kernels/rnn_cells.h"
+
+namespace recur {
+
+enum class OpKind : unsigned char { Fill, Copy, Gemm, Unary, Binary, Reduce, LstmStep, GruStep, RnnStep };
+const char* op_kind_name(OpKind op);
+
+// What supports() is asked. Sizes are 0 where they do not apply.
+struct OpQuery {
+  OpKind op;
+  DType dtype = DType::f32;
+  std::int64_t batch = 0;
+  std::int64_t hidden = 0;
+};
+
+struct Support {
+  bool ok = true;
+  std::string reason;  // why not, when !ok
+  static Support yes() { return {}; }
+  static Support no(std::string why) { return {false, std::move(why)}; }
+  explicit operator bool() const { return ok; }
+};
+
+// C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b]; row-major; strides in elements.
+struct GemmCall {
+  Tensor a, b, c;
+  bool trans_a = false, trans_b = false;
+  double alpha = 1.0, beta = 0.0;
+  std::int64_t m = 0, n = 0, k = 0, batch = 1;
+  std::int64_t lda = 0, ldb = 0, ldc = 0;
+  std::int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // 0 broadcasts
+};
+
+// One time step of each cell; see recur/kernels/rnn_cells.h for the equations
+// and layouts. Optional tensors may be left undefined.
+struct LstmStep {
+  Tensor xproj, hproj;  // [B, 4H] each
+  Tensor b_ih, b_hh;    // [4H], optional
+  Tensor c_prev;        // [B, H]
+  Tensor h, c;          // [B, H] outputs
+  Tensor saved;         // [B, 4H] output (i, f, g, o), optional
+};
+struct GruStep {
+  Tensor xproj, hproj;  // [B, 3H] each
+  Tensor b_ih, b_hh;    // [3H], optional
+  Tensor h_prev;        // [B, H]
+  Tensor h;             // [B, H] output
+  Tensor saved;         // [B, 4H] output (r, z, n, hn + b_hn), optional
+};
+struct RnnStep {
+  Tensor xproj, hproj;  // [B, H] each
+  Tensor b_ih, b_hh;    // [H], optional
+  Tensor h;             // [B, H] output
+  RnnActivation activation = RnnActivation::Tanh;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  // One line: "cpu: 2 threads, OpenBLAS ..." / "cuda:0: NVIDIA H100 ...".
+  virtual std::string describe() const = 0;
+  virtual Support supports(const OpQuery& query) const = 0;
+  virtual CachingAllocator& allocator() = 0;
+  // Waits for all work queued on this backend.
+  virtual void synchronize() = 0;
+  // Copies n bytes; src and dst are each on this backend's device or the host.
+  virtual void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
+                          std::size_t n) = 0;
+
+  virtual void fill(const Tensor& y, double value) = 0;
+  virtual void gemm(const GemmCall& call) = 0;
+  virtual void unary(UnaryOp op, const Tensor& x, const Tensor& y) = 0;
+  // y = op(a, b); b may have fewer elements, repeating over a's leading dims.
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y) = 0;
+  // x viewed as [outer, n, inner]; y is [outer, inner].
+  virtual void reduce(ReduceOp op, const Tensor& x, std::int64_t outer, std::int64_t n,
+                      std::int64_t inner, const Tensor& y) = 0;
+  virtual void lstm_step(const LstmStep& step) = 0;
+  virtual void gru_step(const GruStep& step) = 0;
+  virtual void rnn_step(const RnnStep& step) = 0;
+};
+
+// The backend of a device (created on first use, alive for the process).
+// Throws DeviceError when the device cannot be used, saying why.
+Backend& backend(Device device);
+
+}  // namespace recur

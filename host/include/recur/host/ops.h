@@ -1,0 +1,52 @@
+// recur's op set, as users and the engine call it. Each function checks its
+// arguments (shapes, dtypes, devices: all tensors on one device), asks the
+// device's backend whether it supports the call (UnsupportedError with the
+// backend's reason if not), then runs it there. Ops are asynchronous on CUDA;
+// to_vector() and Backend::synchronize() wait.
+#pragma once
+
+#include <cstdint>
+
+#include "recur/host/backend.h"
+#include "recur/host/tensor.h"
+
+namespace recur::ops {
+
+void fill(const Tensor& y, double value);
+
+// c = alpha * op(a) op(b) + beta * c, row-major. Shapes: op(a) [M, K] or
+// [batch, M, K]; op(b) [K, N] or [batch, K, N]; c [M, N] or [batch, M, N]. A 2-D
+// operand with a 3-D c is shared by every batch entry (e.g. a weight matrix).
+void gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a = false,
+          bool trans_b = false, double alpha = 1.0, double beta = 0.0);
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+
+// y = op(a, b); b's shape must equal a's or a suffix of it (b repeats over
+// a's leading dimensions, as a bias does). y has a's shape; y may alias a.
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y);
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+
+// y = op(x), same shape; y may alias x.
+void unary(UnaryOp op, const Tensor& x, const Tensor& y);
+Tensor sigmoid(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor relu(const Tensor& x);
+
+// Reduces dimension `axis` (negative counts from the end); the result drops
+// that dimension, or keeps it as size 1 with keepdim. Max propagates NaN.
+// Reducing an empty axis: sum 0, mean and max throw ValueError.
+Tensor reduce(ReduceOp op, const Tensor& x, int axis, bool keepdim = false);
+// Over all elements: a tensor of shape [1].
+Tensor reduce_all(ReduceOp op, const Tensor& x);
+inline Tensor sum(const Tensor& x, int axis, bool keepdim = false) { return reduce(ReduceOp::Sum, x, axis, keepdim); }
+inline Tensor mean(const Tensor& x, int axis, bool keepdim = false) { return reduce(ReduceOp::Mean, x, axis, keepdim); }
+inline Tensor max(const Tensor& x, int axis, bool keepdim = false) { return reduce(ReduceOp::Max, x, axis, keepdim); }
+
+// Fused one-step cell kernels (equations in recur/kernels/rnn_cells.h).
+void lstm_step(const LstmStep& step);
+void gru_step(const GruStep& step);
+void rnn_step(const RnnStep& step);
+
+}  // namespace recur::ops

@@ -1,0 +1,48 @@
+// The backend registry: one backend per device, created on first use and kept
+// for the life of the process (never destroyed, so no CUDA call runs during
+// static destruction, after the driver may have shut down).
+#include "recur/host/backend.h"
+
+#include <mutex>
+#include <vector>
+
+#include "backends.h"
+#include "cuda_api.h"
+
+namespace recur {
+
+const char* op_kind_name(OpKind op) {
+  switch (op) {
+    case OpKind::Fill: return "fill";
+    case OpKind::Copy: return "copy";
+    case OpKind::Gemm: return "gemm";
+    case OpKind::Unary: return "unary";
+    case OpKind::Binary: return "binary";
+    case OpKind::Reduce: return "reduce";
+    case OpKind::LstmStep: return "lstm_step";
+    case OpKind::GruStep: return "gru_step";
+    case OpKind::RnnStep: return "rnn_step";
+  }
+  return "?";
+}
+
+Backend& backend(Device device) {
+  if (device.is_cpu()) {
+    static Backend* cpu = make_cpu_backend().release();
+    return *cpu;
+  }
+  require_device(device);
+#if defined(RECUR_HAVE_CUDA)
+  static std::mutex mutex;
+  static auto* gpus = new std::vector<std::unique_ptr<Backend>>();
+  std::lock_guard<std::mutex> lock(mutex);
+  if (gpus->size() <= std::size_t(device.index)) gpus->resize(device.index + 1);
+  auto& slot = (*gpus)[device.index];
+  if (!slot) slot = cuda_host::make_backend(device.index);
+  return *slot;
+#else
+  RECUR_THROW(Internal, "require_device accepted ", device.str(), " without CUDA");
+#endif
+}
+
+}  // namespace recur

@@ -1,0 +1,134 @@
+// The CPU backend: OpenBLAS for GEMM, recur's OpenMP twins (kernels/cpu) for
+// everything else. float32 is the working type; float64 serves reference
+// computations and finite-difference checks.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <thread>
+
+#include "backends.h"
+#include "recur/kernels/cpu.h"
+#include "step_args.h"
+
+namespace recur {
+namespace {
+
+namespace kc = kernels::cpu;
+
+class HostRawAllocator final : public RawAllocator {
+ public:
+  void* allocate(std::size_t bytes) noexcept override {
+    // 64-byte alignment: cache lines and AVX-512 loads.
+    return ::operator new(bytes, std::align_val_t(64), std::nothrow);
+  }
+  void deallocate(void* p, std::size_t) noexcept override {
+    ::operator delete(p, std::align_val_t(64));
+  }
+};
+
+// Calls f with a typed null pointer selecting float or double.
+template <class F>
+void dispatch_float(DType t, F&& f) {
+  switch (t) {
+    case DType::f32: return f(static_cast<float*>(nullptr));
+    case DType::f64: return f(static_cast<double*>(nullptr));
+    default: RECUR_THROW(Internal, "CPU backend dispatched on ", dtype_name(t));
+  }
+}
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend() : allocator_("cpu", std::make_unique<HostRawAllocator>()) {}
+
+  Device device() const override { return Device::cpu(); }
+
+  std::string describe() const override {
+    return "cpu: " + std::to_string(kc::num_threads()) + " threads (OpenMP), " + kc::blas_info();
+  }
+
+  Support supports(const OpQuery& q) const override {
+    if (q.dtype == DType::f32 || q.dtype == DType::f64) return Support::yes();
+    if ((q.op == OpKind::Fill || q.op == OpKind::Copy) && q.dtype == DType::i32)
+      return Support::yes();
+    return Support::no(std::string(dtype_name(q.dtype)) + " " + op_kind_name(q.op) +
+                       " is not implemented on the CPU backend");
+  }
+
+  CachingAllocator& allocator() override { return allocator_; }
+  void synchronize() override {}
+
+  void copy_bytes(void* dst, Device, const void* src, Device, std::size_t n) override {
+    std::memmove(dst, src, n);
+  }
+
+  void fill(const Tensor& y, double value) override {
+    switch (y.dtype()) {
+      case DType::f32: return kc::fill(y.data<float>(), y.numel(), float(value));
+      case DType::f64: return kc::fill(y.data<double>(), y.numel(), value);
+      case DType::i32:
+        return kc::fill(y.data<std::int32_t>(), y.numel(), std::int32_t(value));
+      default: RECUR_THROW(Internal, "fill on ", dtype_name(y.dtype()));
+    }
+  }
+
+  void gemm(const GemmCall& g) override {
+    dispatch_float(g.c.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::gemm<T>(g.trans_a, g.trans_b, g.m, g.n, g.k, T(g.alpha), g.a.data<T>(), g.lda,
+                  g.stride_a, g.b.data<T>(), g.ldb, g.stride_b, T(g.beta), g.c.data<T>(), g.ldc,
+                  g.stride_c, g.batch);
+    });
+  }
+
+  void unary(UnaryOp op, const Tensor& x, const Tensor& y) override {
+    dispatch_float(x.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::unary<T>(op, x.data<T>(), y.data<T>(), x.numel());
+    });
+  }
+
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y) override {
+    dispatch_float(a.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::binary<T>(op, a.data<T>(), b.data<T>(), b.numel(), y.data<T>(), a.numel());
+    });
+  }
+
+  void reduce(ReduceOp op, const Tensor& x, std::int64_t outer, std::int64_t n,
+              std::int64_t inner, const Tensor& y) override {
+    dispatch_float(x.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::reduce<T>(op, x.data<T>(), outer, n, inner, y.data<T>());
+    });
+  }
+
+  void lstm_step(const LstmStep& s) override {
+    dispatch_float(s.h.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::lstm_step(detail::lstm_args<T>(s));
+    });
+  }
+
+  void gru_step(const GruStep& s) override {
+    dispatch_float(s.h.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::gru_step(detail::gru_args<T>(s));
+    });
+  }
+
+  void rnn_step(const RnnStep& s) override {
+    dispatch_float(s.h.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::rnn_step(s.activation, detail::rnn_args<T>(s));
+    });
+  }
+
+ private:
+  CachingAllocator allocator_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace recur

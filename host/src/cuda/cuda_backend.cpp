@@ -1,0 +1,210 @@
+// The CUDA backend: one non-blocking stream per device, cuBLAS (pure FP32 math,
+// no TF32, so results match the CPU to float rounding) for GEMM, recur's
+// kernels (kernels/cuda) for the rest, memory from a caching allocator over
+// cudaMalloc. Every CUDA and cuBLAS call is checked.
+#include <cuda_runtime_api.h>
+
+#include <string>
+
+#include "../cuda_api.h"
+#include "../step_args.h"
+#include "kernels/cuda/launch.h"
+#include "library_check.h"
+#include "recur/host/system_info.h"
+
+namespace recur {
+namespace cuda_host {
+namespace {
+
+namespace kc = kernels::cuda;
+
+// Makes `index` current for the scope, restoring the caller's device after.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int index) {
+    RECUR_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (previous_ != index) RECUR_CUDA_CHECK(cudaSetDevice(index));
+  }
+  ~DeviceScope() {
+    int now = -1;
+    if (cudaGetDevice(&now) == cudaSuccess && now != previous_) (void)cudaSetDevice(previous_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+class CudaRawAllocator final : public RawAllocator {
+ public:
+  explicit CudaRawAllocator(int index) : index_(index) {}
+  void* allocate(std::size_t bytes) noexcept override {
+    int previous = 0;
+    if (cudaGetDevice(&previous) != cudaSuccess) return nullptr;
+    (void)cudaSetDevice(index_);
+    void* p = nullptr;
+    const cudaError_t err = cudaMalloc(&p, bytes);
+    (void)cudaSetDevice(previous);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();  // out of memory is not sticky; clear it
+      return nullptr;
+    }
+    return p;
+  }
+  void deallocate(void* p, std::size_t) noexcept override { (void)cudaFree(p); }
+  std::string free_memory_note() const override {
+    std::size_t free = 0, total = 0;
+    int previous = 0;
+    if (cudaGetDevice(&previous) != cudaSuccess) return {};
+    (void)cudaSetDevice(index_);
+    const bool ok = cudaMemGetInfo(&free, &total) == cudaSuccess;
+    (void)cudaSetDevice(previous);
+    if (!ok) return {};
+    return "the device reports " + format_bytes(free) + " free of " + format_bytes(total);
+  }
+
+ private:
+  int index_;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int index)
+      : index_(index),
+        allocator_("cuda:" + std::to_string(index), std::make_unique<CudaRawAllocator>(index)) {
+    DeviceScope scope(index_);
+    cudaDeviceProp prop{};
+    RECUR_CUDA_CHECK(cudaGetDeviceProperties(&prop, index_));
+    name_ = prop.name;
+    sm_count_ = prop.multiProcessorCount;
+    cc_ = prop.major * 10 + prop.minor;
+    RECUR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    RECUR_CUBLAS_CHECK(cublasCreate(&cublas_));
+    RECUR_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+    RECUR_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
+    RECUR_CUBLAS_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST));
+  }
+  // Never destroyed (see backend.cpp), so no teardown of stream and handle.
+
+  Device device() const override { return Device::cuda(index_); }
+
+  std::string describe() const override {
+    return device().str() + ": " + name_ + ", " + std::to_string(sm_count_) +
+           " SMs, compute capability " + std::to_string(cc_ / 10) + "." + std::to_string(cc_ % 10);
+  }
+
+  Support supports(const OpQuery& q) const override {
+    if (q.dtype == DType::f32) return Support::yes();
+    if ((q.op == OpKind::Fill || q.op == OpKind::Copy) && q.dtype == DType::i32)
+      return Support::yes();
+    if (q.dtype == DType::f64)
+      return Support::no("float64 runs on the CPU backend only (it serves reference checks)");
+    return Support::no(std::string(dtype_name(q.dtype)) + " " + op_kind_name(q.op) +
+                       " is not implemented on the CUDA backend yet");
+  }
+
+  CachingAllocator& allocator() override { return allocator_; }
+
+  void synchronize() override {
+    DeviceScope scope(index_);
+    RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void copy_bytes(void* dst, Device dst_device, const void* src, Device, std::size_t n) override {
+    DeviceScope scope(index_);
+    // Unified addressing lets the runtime tell host from device pointers.
+    RECUR_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, stream_));
+    // A host destination must hold the data when we return; pageable host
+    // sources are staged by the runtime before cudaMemcpyAsync returns.
+    if (dst_device.is_cpu()) RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void fill(const Tensor& y, double value) override {
+    DeviceScope scope(index_);
+    if (y.dtype() == DType::i32) {
+      // int32 fills are for zeros and -1 markers: memset handles both.
+      RECUR_CHECK(value == 0.0 || value == -1.0, Unsupported,
+                  "int32 fill on CUDA supports 0 and -1, not ", value);
+      RECUR_CUDA_CHECK(cudaMemsetAsync(y.raw_data(), value == 0.0 ? 0 : 0xff, y.nbytes(), stream_));
+      return;
+    }
+    kc::fill(y.data<float>(), y.numel(), float(value), stream_);
+  }
+
+  void gemm(const GemmCall& g) override {
+    DeviceScope scope(index_);
+    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, so
+    // cuBLAS gets B first and the dimensions swapped; no data moves.
+    const float alpha = float(g.alpha), beta = float(g.beta);
+    const cublasOperation_t opa = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t opb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    RECUR_CUBLAS_CHECK(cublasSgemmStridedBatched(
+        cublas_, opb, opa, int(g.n), int(g.m), int(g.k), &alpha, g.b.data<float>(), int(g.ldb),
+        g.stride_b, g.a.data<float>(), int(g.lda), g.stride_a, &beta, g.c.data<float>(),
+        int(g.ldc), g.stride_c, int(g.batch)));
+  }
+
+  void unary(UnaryOp op, const Tensor& x, const Tensor& y) override {
+    DeviceScope scope(index_);
+    kc::unary(op, x.data<float>(), y.data<float>(), x.numel(), stream_);
+  }
+
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y) override {
+    DeviceScope scope(index_);
+    kc::binary(op, a.data<float>(), b.data<float>(), b.numel(), y.data<float>(), a.numel(),
+               stream_);
+  }
+
+  void reduce(ReduceOp op, const Tensor& x, std::int64_t outer, std::int64_t n,
+              std::int64_t inner, const Tensor& y) override {
+    DeviceScope scope(index_);
+    kc::reduce(op, x.data<float>(), outer, n, inner, y.data<float>(), stream_);
+  }
+
+  void lstm_step(const LstmStep& s) override {
+    DeviceScope scope(index_);
+    kc::lstm_step(detail::lstm_args<float>(s), stream_);
+  }
+  void gru_step(const GruStep& s) override {
+    DeviceScope scope(index_);
+    kc::gru_step(detail::gru_args<float>(s), stream_);
+  }
+  void rnn_step(const RnnStep& s) override {
+    DeviceScope scope(index_);
+    kc::rnn_step(s.activation, detail::rnn_args<float>(s), stream_);
+  }
+
+ private:
+  int index_;
+  CachingAllocator allocator_;
+  std::string name_;
+  int sm_count_ = 0, cc_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_backend(int index) { return std::make_unique<CudaBackend>(index); }
+
+}  // namespace cuda_host
+
+namespace cuda_detail {
+const char* cublas_status_name(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
+  }
+  return "unknown cuBLAS status";
+}
+}  // namespace cuda_detail
+}  // namespace recur

@@ -1,0 +1,328 @@
+// recur::ops: argument checking, then dispatch to the device's backend.
+// Every message names the op, the argument and what was expected.
+#include "recur/host/ops.h"
+
+#include <algorithm>
+#include <climits>
+#include <initializer_list>
+#include <string>
+
+namespace recur::ops {
+namespace {
+
+struct Arg {
+  const char* name;
+  const Tensor& t;
+};
+
+void require_defined(const char* op, std::initializer_list<Arg> args) {
+  for (const Arg& a : args)
+    RECUR_CHECK(a.t.defined(), Value, op, ": '", a.name, "' is an undefined tensor");
+}
+
+// All defined tensors among args share the first one's device and dtype.
+void require_same_place(const char* op, std::initializer_list<Arg> args) {
+  const Arg* first = nullptr;
+  for (const Arg& a : args) {
+    if (!a.t.defined()) continue;
+    if (!first) {
+      first = &a;
+      continue;
+    }
+    RECUR_CHECK(a.t.device() == first->t.device(), Device, op, ": '", first->name, "' is on ",
+                first->t.device().str(), " but '", a.name, "' is on ", a.t.device().str(),
+                "; move tensors explicitly with Tensor::to()");
+    RECUR_CHECK(a.t.dtype() == first->t.dtype(), DType, op, ": '", first->name, "' is ",
+                dtype_name(first->t.dtype()), " but '", a.name, "' is ", dtype_name(a.t.dtype()));
+  }
+}
+
+void require_shape(const char* op, const Arg& a, const Shape& want) {
+  RECUR_CHECK(a.t.shape() == want, Shape, op, ": '", a.name, "' has shape ",
+              shape_str(a.t.shape()), ", expected ", shape_str(want));
+}
+
+void require_optional_shape(const char* op, const Arg& a, const Shape& want) {
+  if (a.t.defined()) require_shape(op, a, want);
+}
+
+bool overlap(const Tensor& a, const Tensor& b) {
+  if (!a.defined() || !b.defined() || a.nbytes() == 0 || b.nbytes() == 0) return false;
+  const char* pa = static_cast<const char*>(a.raw_data());
+  const char* pb = static_cast<const char*>(b.raw_data());
+  return pa < pb + b.nbytes() && pb < pa + a.nbytes();
+}
+
+bool same_memory(const Tensor& a, const Tensor& b) {
+  return a.raw_data() == b.raw_data() && a.nbytes() == b.nbytes();
+}
+
+// An output may not overlap an input unless `exact_ok` and they are the very
+// same memory (in-place pointwise update).
+void require_no_alias(const char* op, const Arg& out, const Arg& in, bool exact_ok = false) {
+  if (!overlap(out.t, in.t)) return;
+  RECUR_CHECK(exact_ok && same_memory(out.t, in.t), Value, op, ": output '", out.name,
+              "' overlaps input '", in.name, "'");
+}
+
+Backend& dispatch_backend(const char* op, const Tensor& any, OpQuery q) {
+  Backend& b = backend(any.device());
+  Support s = b.supports(q);
+  RECUR_CHECK(s.ok, Unsupported, op, " on ", any.device().str(), ": ", s.reason);
+  return b;
+}
+
+void require_int_dim(const char* op, const char* what, std::int64_t v) {
+  RECUR_CHECK(v <= INT_MAX, Value, op, ": ", what, " = ", v,
+              " exceeds the 2^31-1 a BLAS call can take");
+}
+
+}  // namespace
+
+void fill(const Tensor& y, double value) {
+  require_defined("fill", {{"y", y}});
+  if (y.numel() == 0) return;
+  dispatch_backend("fill", y, {OpKind::Fill, y.dtype()}).fill(y, value);
+}
+
+void gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
+          double alpha, double beta) {
+  const char* op = "gemm";
+  require_defined(op, {{"a", a}, {"b", b}, {"c", c}});
+  require_same_place(op, {{"a", a}, {"b", b}, {"c", c}});
+  for (const Arg& x : {Arg{"a", a}, Arg{"b", b}, Arg{"c", c}})
+    RECUR_CHECK(x.t.ndim() == 2 || x.t.ndim() == 3, Shape, op, ": '", x.name, "' has shape ",
+                shape_str(x.t.shape()), "; gemm takes 2-D or batched 3-D tensors");
+  const std::int64_t m = trans_a ? a.dim(-1) : a.dim(-2);
+  const std::int64_t k = trans_a ? a.dim(-2) : a.dim(-1);
+  const std::int64_t kb = trans_b ? b.dim(-1) : b.dim(-2);
+  const std::int64_t n = trans_b ? b.dim(-2) : b.dim(-1);
+  RECUR_CHECK(k == kb, Shape, op, ": inner dimensions differ: op(a) is ", m, "x", k,
+              " (a ", shape_str(a.shape()), trans_a ? " transposed" : "", ") but op(b) is ", kb,
+              "x", n, " (b ", shape_str(b.shape()), trans_b ? " transposed" : "", ")");
+  RECUR_CHECK(c.dim(-2) == m && c.dim(-1) == n, Shape, op, ": 'c' has shape ",
+              shape_str(c.shape()), " but op(a) op(b) is ", m, "x", n);
+  const std::int64_t batch = c.ndim() == 3 ? c.dim(0) : 1;
+  for (const Arg& x : {Arg{"a", a}, Arg{"b", b}}) {
+    RECUR_CHECK(x.t.ndim() == 2 || c.ndim() == 3, Shape, op, ": '", x.name,
+                "' is batched but 'c' is not");
+    RECUR_CHECK(x.t.ndim() == 2 || x.t.dim(0) == batch, Shape, op, ": '", x.name, "' has batch ",
+                x.t.dim(0), " but 'c' has batch ", batch);
+  }
+  require_no_alias(op, {"c", c}, {"a", a});
+  require_no_alias(op, {"c", c}, {"b", b});
+  require_int_dim(op, "M", m);
+  require_int_dim(op, "N", n);
+  require_int_dim(op, "K", k);
+  if (m == 0 || n == 0 || batch == 0) return;
+  if (k == 0) {
+    // No products: c = beta * c. BLAS libraries disagree on this corner.
+    if (beta == 0.0) return fill(c, 0.0);
+    Tensor scale = Tensor::full({c.numel()}, beta, c.dtype(), c.device());
+    Tensor flat = c.reshape({c.numel()});
+    return binary(BinaryOp::Mul, flat, scale, flat);
+  }
+  GemmCall g;
+  g.a = a;
+  g.b = b;
+  g.c = c;
+  g.trans_a = trans_a;
+  g.trans_b = trans_b;
+  g.alpha = alpha;
+  g.beta = beta;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.batch = batch;
+  g.lda = a.dim(-1);
+  g.ldb = b.dim(-1);
+  g.ldc = n;
+  g.stride_a = a.ndim() == 3 ? m * k : 0;
+  g.stride_b = b.ndim() == 3 ? k * n : 0;
+  g.stride_c = m * n;
+  dispatch_backend(op, c, {OpKind::Gemm, c.dtype(), batch, 0}).gemm(g);
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  require_defined("matmul", {{"a", a}, {"b", b}});
+  RECUR_CHECK(a.ndim() >= 2 && b.ndim() >= 2, Shape, "matmul: needs 2-D or 3-D operands, got ",
+              shape_str(a.shape()), " and ", shape_str(b.shape()));
+  const std::int64_t m = trans_a ? a.dim(-1) : a.dim(-2);
+  const std::int64_t n = trans_b ? b.dim(-2) : b.dim(-1);
+  Shape out{m, n};
+  if (a.ndim() == 3 || b.ndim() == 3) out.insert(out.begin(), a.ndim() == 3 ? a.dim(0) : b.dim(0));
+  Tensor c = Tensor::empty(out, a.dtype(), a.device());
+  gemm(a, b, c, trans_a, trans_b);
+  return c;
+}
+
+void binary(BinaryOp bop, const Tensor& a, const Tensor& b, const Tensor& y) {
+  const char* op = op_name(bop);
+  require_defined(op, {{"a", a}, {"b", b}, {"y", y}});
+  require_same_place(op, {{"a", a}, {"b", b}, {"y", y}});
+  require_shape(op, {"y", y}, a.shape());
+  const Shape& as = a.shape();
+  const Shape& bs = b.shape();
+  const bool suffix = bs.size() <= as.size() &&
+                      std::equal(bs.begin(), bs.end(), as.end() - std::ptrdiff_t(bs.size()));
+  RECUR_CHECK(suffix, Shape, op, ": 'b' has shape ", shape_str(bs), ", which is neither 'a''s shape ",
+              shape_str(as), " nor a suffix of it");
+  require_no_alias(op, {"y", y}, {"a", a}, true);
+  require_no_alias(op, {"y", y}, {"b", b}, b.numel() == a.numel());
+  if (a.numel() == 0) return;
+  dispatch_backend(op, a, {OpKind::Binary, a.dtype()}).binary(bop, a, b, y);
+}
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  require_defined("add", {{"a", a}});
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+  binary(BinaryOp::Add, a, b, y);
+  return y;
+}
+Tensor sub(const Tensor& a, const Tensor& b) {
+  require_defined("sub", {{"a", a}});
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+  binary(BinaryOp::Sub, a, b, y);
+  return y;
+}
+Tensor mul(const Tensor& a, const Tensor& b) {
+  require_defined("mul", {{"a", a}});
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+  binary(BinaryOp::Mul, a, b, y);
+  return y;
+}
+
+void unary(UnaryOp uop, const Tensor& x, const Tensor& y) {
+  const char* op = op_name(uop);
+  require_defined(op, {{"x", x}, {"y", y}});
+  require_same_place(op, {{"x", x}, {"y", y}});
+  require_shape(op, {"y", y}, x.shape());
+  require_no_alias(op, {"y", y}, {"x", x}, true);
+  if (x.numel() == 0) return;
+  dispatch_backend(op, x, {OpKind::Unary, x.dtype()}).unary(uop, x, y);
+}
+
+namespace {
+Tensor unary_new(UnaryOp op, const Tensor& x) {
+  require_defined(op_name(op), {{"x", x}});
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  unary(op, x, y);
+  return y;
+}
+
+Tensor reduce_view(ReduceOp rop, const Tensor& x, std::int64_t outer, std::int64_t n,
+                   std::int64_t inner, Shape out_shape) {
+  const char* op = op_name(rop);
+  RECUR_CHECK(n > 0 || rop == ReduceOp::Sum, Value, op, ": reducing an empty dimension of ",
+              shape_str(x.shape()), " has no value");
+  Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
+  if (y.numel() == 0) return y;
+  dispatch_backend(op, x, {OpKind::Reduce, x.dtype()}).reduce(rop, x, outer, n, inner, y);
+  return y;
+}
+}  // namespace
+
+Tensor sigmoid(const Tensor& x) { return unary_new(UnaryOp::Sigmoid, x); }
+Tensor tanh(const Tensor& x) { return unary_new(UnaryOp::Tanh, x); }
+Tensor relu(const Tensor& x) { return unary_new(UnaryOp::Relu, x); }
+
+Tensor reduce(ReduceOp rop, const Tensor& x, int axis, bool keepdim) {
+  const char* op = op_name(rop);
+  require_defined(op, {{"x", x}});
+  const int nd = x.ndim();
+  RECUR_CHECK(nd >= 1 && axis >= -nd && axis < nd, Shape, op, ": axis ", axis,
+              " out of range for shape ", shape_str(x.shape()));
+  if (axis < 0) axis += nd;
+  std::int64_t outer = 1, inner = 1;
+  for (int i = 0; i < axis; ++i) outer *= x.dim(i);
+  for (int i = axis + 1; i < nd; ++i) inner *= x.dim(i);
+  Shape out = x.shape();
+  if (keepdim)
+    out[axis] = 1;
+  else
+    out.erase(out.begin() + axis);
+  return reduce_view(rop, x, outer, x.dim(axis), inner, out);
+}
+
+Tensor reduce_all(ReduceOp rop, const Tensor& x) {
+  require_defined(op_name(rop), {{"x", x}});
+  return reduce_view(rop, x, 1, x.numel(), 1, {1});
+}
+
+void lstm_step(const LstmStep& s) {
+  const char* op = "lstm_step";
+  require_defined(op, {{"xproj", s.xproj}, {"hproj", s.hproj}, {"c_prev", s.c_prev}, {"h", s.h},
+                       {"c", s.c}});
+  require_same_place(op, {{"xproj", s.xproj}, {"hproj", s.hproj}, {"b_ih", s.b_ih},
+                          {"b_hh", s.b_hh}, {"c_prev", s.c_prev}, {"h", s.h}, {"c", s.c},
+                          {"saved", s.saved}});
+  RECUR_CHECK(s.c_prev.ndim() == 2, Shape, op, ": 'c_prev' must be [B, H], got ",
+              shape_str(s.c_prev.shape()));
+  const std::int64_t B = s.c_prev.dim(0), H = s.c_prev.dim(1);
+  require_shape(op, {"xproj", s.xproj}, {B, 4 * H});
+  require_shape(op, {"hproj", s.hproj}, {B, 4 * H});
+  require_optional_shape(op, {"b_ih", s.b_ih}, {4 * H});
+  require_optional_shape(op, {"b_hh", s.b_hh}, {4 * H});
+  require_shape(op, {"h", s.h}, {B, H});
+  require_shape(op, {"c", s.c}, {B, H});
+  require_optional_shape(op, {"saved", s.saved}, {B, 4 * H});
+  for (const Arg& out : {Arg{"h", s.h}, Arg{"c", s.c}, Arg{"saved", s.saved}}) {
+    for (const Arg& in : {Arg{"xproj", s.xproj}, Arg{"hproj", s.hproj}, Arg{"b_ih", s.b_ih},
+                          Arg{"b_hh", s.b_hh}})
+      require_no_alias(op, out, in);
+    // c may update c_prev in place: each element is read before it is written.
+    require_no_alias(op, out, {"c_prev", s.c_prev}, std::string(out.name) == "c");
+  }
+  require_no_alias(op, {"h", s.h}, {"c", s.c});
+  require_no_alias(op, {"saved", s.saved}, {"h", s.h});
+  require_no_alias(op, {"saved", s.saved}, {"c", s.c});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.h, {OpKind::LstmStep, s.h.dtype(), B, H}).lstm_step(s);
+}
+
+void gru_step(const GruStep& s) {
+  const char* op = "gru_step";
+  require_defined(op, {{"xproj", s.xproj}, {"hproj", s.hproj}, {"h_prev", s.h_prev}, {"h", s.h}});
+  require_same_place(op, {{"xproj", s.xproj}, {"hproj", s.hproj}, {"b_ih", s.b_ih},
+                          {"b_hh", s.b_hh}, {"h_prev", s.h_prev}, {"h", s.h}, {"saved", s.saved}});
+  RECUR_CHECK(s.h_prev.ndim() == 2, Shape, op, ": 'h_prev' must be [B, H], got ",
+              shape_str(s.h_prev.shape()));
+  const std::int64_t B = s.h_prev.dim(0), H = s.h_prev.dim(1);
+  require_shape(op, {"xproj", s.xproj}, {B, 3 * H});
+  require_shape(op, {"hproj", s.hproj}, {B, 3 * H});
+  require_optional_shape(op, {"b_ih", s.b_ih}, {3 * H});
+  require_optional_shape(op, {"b_hh", s.b_hh}, {3 * H});
+  require_shape(op, {"h", s.h}, {B, H});
+  require_optional_shape(op, {"saved", s.saved}, {B, 4 * H});
+  for (const Arg& out : {Arg{"h", s.h}, Arg{"saved", s.saved}}) {
+    for (const Arg& in : {Arg{"xproj", s.xproj}, Arg{"hproj", s.hproj}, Arg{"b_ih", s.b_ih},
+                          Arg{"b_hh", s.b_hh}})
+      require_no_alias(op, out, in);
+    require_no_alias(op, out, {"h_prev", s.h_prev}, std::string(out.name) == "h");
+  }
+  require_no_alias(op, {"saved", s.saved}, {"h", s.h});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.h, {OpKind::GruStep, s.h.dtype(), B, H}).gru_step(s);
+}
+
+void rnn_step(const RnnStep& s) {
+  const char* op = "rnn_step";
+  require_defined(op, {{"xproj", s.xproj}, {"hproj", s.hproj}, {"h", s.h}});
+  require_same_place(op, {{"xproj", s.xproj}, {"hproj", s.hproj}, {"b_ih", s.b_ih},
+                          {"b_hh", s.b_hh}, {"h", s.h}});
+  RECUR_CHECK(s.h.ndim() == 2, Shape, op, ": 'h' must be [B, H], got ", shape_str(s.h.shape()));
+  const std::int64_t B = s.h.dim(0), H = s.h.dim(1);
+  require_shape(op, {"xproj", s.xproj}, {B, H});
+  require_shape(op, {"hproj", s.hproj}, {B, H});
+  require_optional_shape(op, {"b_ih", s.b_ih}, {H});
+  require_optional_shape(op, {"b_hh", s.b_hh}, {H});
+  // Each element reads only its own xproj/hproj entry, so h may overwrite either.
+  require_no_alias(op, {"h", s.h}, {"xproj", s.xproj}, true);
+  require_no_alias(op, {"h", s.h}, {"hproj", s.hproj}, true);
+  require_no_alias(op, {"h", s.h}, {"b_ih", s.b_ih});
+  require_no_alias(op, {"h", s.h}, {"b_hh", s.b_hh});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.h, {OpKind::RnnStep, s.h.dtype(), B, H}).rnn_step(s);
+}
+
+}  // namespace recur::ops

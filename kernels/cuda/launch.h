@@ -1,0 +1,28 @@
+// Host-side launchers of recur's CUDA kernels (float32). Each enqueues on the
+// given stream and checks the launch; none synchronises. Private to recur:
+// host/ calls these from the CUDA backend.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "recur/kernels/pointwise.h"
+#include "recur/kernels/rnn_cells.h"
+
+namespace recur::kernels::cuda {
+
+void fill(float* y, std::int64_t n, float value, cudaStream_t stream);
+void unary(UnaryOp op, const float* x, float* y, std::int64_t n, cudaStream_t stream);
+// y[i] = op(a[i], b[i % nb]).
+void binary(BinaryOp op, const float* a, const float* b, std::int64_t nb, float* y,
+            std::int64_t n, cudaStream_t stream);
+// x viewed as [outer, n, inner]; y[o, i] reduces the middle axis.
+void reduce(ReduceOp op, const float* x, std::int64_t outer, std::int64_t n, std::int64_t inner,
+            float* y, cudaStream_t stream);
+
+void lstm_step(const LstmStepArgs<float>& args, cudaStream_t stream);
+void gru_step(const GruStepArgs<float>& args, cudaStream_t stream);
+void rnn_step(RnnActivation act, const RnnStepArgs<float>& args, cudaStream_t stream);
+
+}  // namespace recur::kernels::cuda

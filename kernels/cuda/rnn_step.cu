@@ -1,0 +1,56 @@
+// One fused pointwise step of each recurrent cell: biases, every gate, the
+// new state and the saved activations in a single pass over [B, H]. The math
+// is rnn_cells.h's, shared with the CPU twin kernels/cpu/rnn_step.cpp.
+// This is the "standard" algorithm's per-step kernel; the persistent kernel
+// (whole time loop in one launch) is a separate design.
+#include "check.h"
+#include "grid.cuh"
+#include "launch.h"
+
+namespace recur::kernels::cuda {
+namespace {
+
+template <class Args, class F>
+__global__ void step_kernel(Args args, F element) {
+  const std::int64_t n = args.B * args.H;
+  for (std::int64_t idx = global_index(); idx < n; idx += global_stride())
+    element(args, idx / args.H, idx % args.H);
+}
+
+struct LstmElement {
+  __device__ void operator()(const LstmStepArgs<float>& a, std::int64_t b, std::int64_t j) const {
+    lstm_step_element(a, b, j);
+  }
+};
+struct GruElement {
+  __device__ void operator()(const GruStepArgs<float>& a, std::int64_t b, std::int64_t j) const {
+    gru_step_element(a, b, j);
+  }
+};
+template <RnnActivation act>
+struct RnnElement {
+  __device__ void operator()(const RnnStepArgs<float>& a, std::int64_t b, std::int64_t j) const {
+    rnn_step_element<act>(a, b, j);
+  }
+};
+
+template <class Args, class F>
+void launch(const Args& a, F f, cudaStream_t s) {
+  const std::int64_t n = a.B * a.H;
+  if (n == 0) return;
+  step_kernel<<<grid_for(n), kBlock, 0, s>>>(a, f);
+  RECUR_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void lstm_step(const LstmStepArgs<float>& a, cudaStream_t s) { launch(a, LstmElement{}, s); }
+void gru_step(const GruStepArgs<float>& a, cudaStream_t s) { launch(a, GruElement{}, s); }
+void rnn_step(RnnActivation act, const RnnStepArgs<float>& a, cudaStream_t s) {
+  if (act == RnnActivation::Tanh)
+    launch(a, RnnElement<RnnActivation::Tanh>{}, s);
+  else
+    launch(a, RnnElement<RnnActivation::Relu>{}, s);
+}
+
+}  // namespace recur::kernels::cuda

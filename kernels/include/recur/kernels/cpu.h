@@ -1,0 +1,49 @@
+// The CPU twins of the CUDA kernels. Templates over the element type: the CPU
+// backend instantiates float (and double for reference work and gradient
+// checks). Multi-threaded with OpenMP where the work is large enough to pay.
+//
+// All pointers are to contiguous row-major storage unless a leading dimension
+// says otherwise.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "recur/kernels/pointwise.h"
+#include "recur/kernels/rnn_cells.h"
+
+namespace recur::kernels::cpu {
+
+// Work (in elements) below which kernels run on one thread.
+inline constexpr std::int64_t kParallelThreshold = 1 << 15;
+
+int num_threads();
+void set_num_threads(int n);
+// "OpenBLAS 0.3.21 (pthread, 2 threads, Haswell)" or similar.
+std::string blas_info();
+
+template <class T> void fill(T* y, std::int64_t n, T value);
+// y[i] = op(x[i]), i < n.
+template <class T> void unary(UnaryOp op, const T* x, T* y, std::int64_t n);
+// y[i] = op(a[i], b[i % nb]), i < n: b of shorter length broadcasts over the
+// leading dimensions of a (nb must divide n).
+template <class T>
+void binary(BinaryOp op, const T* a, const T* b, std::int64_t nb, T* y, std::int64_t n);
+// x viewed as [outer, n, inner]; y[o, i] = reduce over the middle axis.
+// float accumulates in double.
+template <class T>
+void reduce(ReduceOp op, const T* x, std::int64_t outer, std::int64_t n, std::int64_t inner, T* y);
+
+// C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b] for b < batch, row-major;
+// op(A) is [M, K], op(B) is [K, N]; a stride of 0 broadcasts one matrix.
+template <class T>
+void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
+          const T* A, std::int64_t lda, std::int64_t stride_a, const T* B, std::int64_t ldb,
+          std::int64_t stride_b, T beta, T* C, std::int64_t ldc, std::int64_t stride_c,
+          std::int64_t batch);
+
+template <class T> void lstm_step(const LstmStepArgs<T>& args);
+template <class T> void gru_step(const GruStepArgs<T>& args);
+template <class T> void rnn_step(RnnActivation act, const RnnStepArgs<T>& args);
+
+}  // namespace recur::kernels::cpu

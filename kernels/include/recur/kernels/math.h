@@ -1,0 +1,35 @@
+// Scalar math shared by the CPU twins and the CUDA kernels. Overloads pick the
+// float or double library function so that one template serves float32 kernels
+// and the float64 reference alike.
+#pragma once
+
+#include <cmath>
+
+#include "recur/common/macros.h"
+
+namespace recur::kernels {
+
+RECUR_HD float rexp(float x) { return ::expf(x); }
+RECUR_HD double rexp(double x) { return ::exp(x); }
+RECUR_HD float rtanh(float x) { return ::tanhf(x); }
+RECUR_HD double rtanh(double x) { return ::tanh(x); }
+
+// 1 / (1 + e^-x), written so that neither branch overflows.
+template <class T>
+RECUR_HD T sigmoid(T x) {
+  if (x >= T(0)) return T(1) / (T(1) + rexp(-x));
+  T e = rexp(x);
+  return e / (T(1) + e);
+}
+
+template <class T>
+RECUR_HD T relu(T x) {
+  return x > T(0) ? x : T(0);
+}
+
+template <class T>
+RECUR_HD bool is_nan(T x) {
+  return x != x;
+}
+
+}  // namespace recur::kernels

@@ -1,0 +1,15 @@
+# Runs CMD (a ;-list) and checks its exit code (RC: a number, "nonzero" or
+# "any") and that its combined output matches REGEX.
+execute_process(COMMAND ${CMD} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+set(all "${out}${err}")
+message("${all}")
+if(RC STREQUAL "nonzero")
+  if(rc EQUAL 0)
+    message(FATAL_ERROR "expected a failing exit code, got 0")
+  endif()
+elseif(NOT RC STREQUAL "any" AND NOT rc EQUAL RC)
+  message(FATAL_ERROR "expected exit code ${RC}, got ${rc}")
+endif()
+if(NOT all MATCHES "${REGEX}")
+  message(FATAL_ERROR "output does not match: ${REGEX}")
+endif()

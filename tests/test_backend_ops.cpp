@@ -1,0 +1,343 @@
+// The backend-consistency test: every op, on every backend present, against an
+// independent float64 reference written here in plain loops. Inputs are drawn
+// fresh each run (seed in every failure message; RECUR_TEST_SEED repeats one),
+// outputs are poisoned with NaN first, and NaN never passes.
+// Suites: CPU/... runs everywhere; CUDA/... is labelled `gpu` in CTest and skips,
+// saying why, where no CUDA device exists.
+#include <cmath>
+
+#include "test_util.h"
+
+namespace recur::test {
+namespace {
+
+class BackendOps : public ::testing::TestWithParam<Device> {
+ protected:
+  void SetUp() override { RECUR_SKIP_IF_UNAVAILABLE(GetParam()); }
+  Device dev() const { return GetParam(); }
+  Tensor put(const std::vector<float>& v, const Shape& s) { return Tensor::from_vector(v, s, dev()); }
+  std::string seed() const { return "seed " + std::to_string(rng.seed()) + " (RECUR_TEST_SEED)"; }
+  Random rng;
+};
+
+constexpr double kRtol = 1e-5;  // float32 against float64
+
+// ---- GEMM -------------------------------------------------------------------
+struct GemmCase {
+  std::int64_t m, n, k;
+  bool ta, tb;
+  std::int64_t batch;  // 0: plain 2-D
+  bool a_batched, b_batched;
+  double alpha, beta;
+};
+
+TEST_P(BackendOps, Gemm) {
+  SCOPED_TRACE(seed());
+  std::vector<GemmCase> cases;
+  const std::int64_t dims[][3] = {{1, 1, 1},   {7, 33, 1},  {33, 7, 1000}, {1000, 7, 33},
+                                  {1, 1000, 7}, {33, 33, 33}, {7, 1, 33}};
+  for (auto& d : dims)
+    for (int t = 0; t < 4; ++t) cases.push_back({d[0], d[1], d[2], bool(t & 1), bool(t & 2), 0, false, false, 1.0, 0.0});
+  cases.push_back({7, 33, 7, false, true, 0, false, false, 0.5, 0.0});
+  cases.push_back({33, 7, 33, true, false, 0, false, false, 1.0, 1.0});
+  cases.push_back({7, 33, 33, false, false, 0, false, false, -2.0, 0.75});
+  cases.push_back({7, 33, 33, false, true, 3, true, true, 1.0, 0.0});
+  cases.push_back({7, 33, 33, false, true, 3, false, true, 1.0, 0.0});   // shared A
+  cases.push_back({33, 7, 1, true, false, 5, true, false, 1.0, 0.5});    // shared B (a weight)
+  cases.push_back({1000, 33, 7, false, true, 2, true, false, 1.0, 0.0});
+
+  for (const GemmCase& g : cases) {
+    SCOPED_TRACE(::testing::Message() << "m " << g.m << " n " << g.n << " k " << g.k << " ta "
+                                      << g.ta << " tb " << g.tb << " batch " << g.batch
+                                      << " alpha " << g.alpha << " beta " << g.beta);
+    const std::int64_t nb = std::max<std::int64_t>(g.batch, 1);
+    const std::int64_t na = g.a_batched ? nb : 1, nbb = g.b_batched ? nb : 1;
+    Shape as = g.ta ? Shape{g.k, g.m} : Shape{g.m, g.k};
+    Shape bs = g.tb ? Shape{g.n, g.k} : Shape{g.k, g.n};
+    Shape cs{g.m, g.n};
+    if (g.a_batched) as.insert(as.begin(), nb);
+    if (g.b_batched) bs.insert(bs.begin(), nb);
+    if (g.batch) cs.insert(cs.begin(), nb);
+    const auto a = rng.floats(na * g.m * g.k), b = rng.floats(nbb * g.k * g.n);
+    const auto c0 = rng.floats(nb * g.m * g.n);
+    Tensor A = put(a, as), B = put(b, bs);
+    Tensor C = g.beta != 0.0 ? put(c0, cs) : empty_poisoned(cs, dev());
+
+    std::vector<double> ref(std::size_t(nb * g.m * g.n)), scale(ref.size());
+    for (std::int64_t p = 0; p < nb; ++p)
+      for (std::int64_t i = 0; i < g.m; ++i)
+        for (std::int64_t j = 0; j < g.n; ++j) {
+          double acc = 0, mag = 0;
+          for (std::int64_t q = 0; q < g.k; ++q) {
+            const double av = a[(g.a_batched ? p * g.m * g.k : 0) + (g.ta ? q * g.m + i : i * g.k + q)];
+            const double bv = b[(g.b_batched ? p * g.k * g.n : 0) + (g.tb ? j * g.k + q : q * g.n + j)];
+            acc += av * bv;
+            mag += std::abs(av * bv);
+          }
+          const std::size_t o = std::size_t((p * g.m + i) * g.n + j);
+          ref[o] = g.alpha * acc + g.beta * c0[o];
+          scale[o] = std::abs(g.alpha) * mag + std::abs(g.beta * c0[o]);
+        }
+    ops::gemm(A, B, C, g.ta, g.tb, g.alpha, g.beta);
+    EXPECT_TRUE(close_to(C, ref, scale, kRtol));
+  }
+}
+
+TEST_P(BackendOps, GemmWithEmptyInnerDimensionScalesC) {
+  const auto c0 = rng.floats(7 * 3);
+  Tensor A = Tensor::empty({7, 0}, DType::f32, dev()), B = Tensor::empty({0, 3}, DType::f32, dev());
+  Tensor C = put(c0, {7, 3});
+  ops::gemm(A, B, C, false, false, 1.0, 0.5);
+  std::vector<double> ref(c0.begin(), c0.end());
+  for (double& r : ref) r *= 0.5;
+  EXPECT_TRUE(close_to(C, ref, {0.0}, 1e-7));
+  poison(C);
+  ops::gemm(A, B, C);
+  EXPECT_TRUE(close_to(C, std::vector<double>(21, 0.0), {0.0}, 1e-7));
+}
+
+// ---- elementwise ------------------------------------------------------------
+double ref_unary(UnaryOp op, double x) {
+  switch (op) {
+    case UnaryOp::Sigmoid: return 1.0 / (1.0 + std::exp(-x));
+    case UnaryOp::Tanh: return std::tanh(x);
+    case UnaryOp::Relu: return x > 0 ? x : 0.0;
+  }
+  return NAN;
+}
+
+TEST_P(BackendOps, Unary) {
+  SCOPED_TRACE(seed());
+  for (UnaryOp op : {UnaryOp::Sigmoid, UnaryOp::Tanh, UnaryOp::Relu})
+    for (std::int64_t n : {1, 7, 33, 1000, 33000}) {
+      SCOPED_TRACE(::testing::Message() << op_name(op) << " n " << n);
+      const auto x = rng.floats(n, -12.f, 12.f);  // includes saturation
+      std::vector<double> ref(x.size());
+      for (std::size_t i = 0; i < x.size(); ++i) ref[i] = ref_unary(op, x[i]);
+      Tensor X = put(x, {n}), Y = empty_poisoned({n}, dev());
+      ops::unary(op, X, Y);
+      EXPECT_TRUE(close_to(Y, ref, {0.1}, kRtol));
+      ops::unary(op, X, X);  // in place
+      EXPECT_TRUE(close_to(X, ref, {0.1}, kRtol));
+    }
+}
+
+TEST_P(BackendOps, Binary) {
+  SCOPED_TRACE(seed());
+  const std::pair<Shape, Shape> shapes[] = {
+      {{1}, {1}}, {{7}, {7}}, {{1000, 33}, {1000, 33}}, {{1000, 33}, {33}}, {{3, 7, 33}, {7, 33}},
+      {{33, 1}, {1}}};
+  for (BinaryOp op : {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul})
+    for (const auto& [as, bs] : shapes) {
+      SCOPED_TRACE(::testing::Message() << op_name(op) << " " << shape_str(as) << " " << shape_str(bs));
+      const auto a = rng.floats(shape_numel(as)), b = rng.floats(shape_numel(bs));
+      std::vector<double> ref(a.size()), scale(a.size());
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        const double x = a[i], y = b[i % b.size()];
+        ref[i] = op == BinaryOp::Add ? x + y : op == BinaryOp::Sub ? x - y : x * y;
+        scale[i] = op == BinaryOp::Mul ? 0.0 : std::abs(x) + std::abs(y);
+      }
+      Tensor A = put(a, as), B = put(b, bs), Y = empty_poisoned(as, dev());
+      ops::binary(op, A, B, Y);
+      EXPECT_TRUE(close_to(Y, ref, scale, kRtol));
+      ops::binary(op, A, B, A);  // in place into a
+      EXPECT_TRUE(close_to(A, ref, scale, kRtol));
+    }
+}
+
+// ---- reductions -------------------------------------------------------------
+TEST_P(BackendOps, Reduce) {
+  SCOPED_TRACE(seed());
+  const std::pair<Shape, int> cases[] = {{{1}, 0},       {{7}, 0},          {{1000, 33}, 0},
+                                         {{1000, 33}, 1}, {{7, 33, 1000}, -1}, {{7, 33, 1000}, 1},
+                                         {{33, 1, 7}, 1},  {{33000}, 0}};
+  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max})
+    for (const auto& [shape, axis_in] : cases) {
+      SCOPED_TRACE(::testing::Message() << op_name(op) << " " << shape_str(shape) << " axis " << axis_in);
+      const int nd = int(shape.size());
+      const int axis = axis_in < 0 ? axis_in + nd : axis_in;
+      std::int64_t outer = 1, inner = 1, n = shape[axis];
+      for (int i = 0; i < axis; ++i) outer *= shape[i];
+      for (int i = axis + 1; i < nd; ++i) inner *= shape[i];
+      const auto x = rng.floats(shape_numel(shape), -2.f, 2.f);
+      std::vector<double> ref(std::size_t(outer * inner)), scale(ref.size());
+      for (std::int64_t o = 0; o < outer; ++o)
+        for (std::int64_t i = 0; i < inner; ++i) {
+          double acc = op == ReduceOp::Max ? -INFINITY : 0.0, mag = 0;
+          for (std::int64_t k = 0; k < n; ++k) {
+            const double v = x[std::size_t((o * n + k) * inner + i)];
+            acc = op == ReduceOp::Max ? std::max(acc, v) : acc + v;
+            mag += std::abs(v);
+          }
+          if (op == ReduceOp::Mean) acc /= double(n), mag /= double(n);
+          ref[std::size_t(o * inner + i)] = acc;
+          scale[std::size_t(o * inner + i)] = op == ReduceOp::Max ? 0.0 : mag;
+        }
+      Tensor X = put(x, shape);
+      Tensor Y = ops::reduce(op, X, axis_in);
+      Shape want = shape;
+      want.erase(want.begin() + axis);
+      EXPECT_EQ(Y.shape(), want);
+      EXPECT_TRUE(close_to(Y, ref, scale, kRtol));
+      EXPECT_EQ(ops::reduce(op, X, axis_in, true).shape()[std::size_t(axis)], 1);
+    }
+}
+
+TEST_P(BackendOps, ReduceAllAndNaN) {
+  SCOPED_TRACE(seed());
+  auto x = rng.floats(33000);
+  double sum = 0, mag = 0;
+  for (float v : x) sum += v, mag += std::abs(v);
+  EXPECT_TRUE(close_to(ops::reduce_all(ReduceOp::Sum, put(x, {33, 1000})), {sum}, {mag}, kRtol));
+  x[4321] = NAN;  // max must not hide a NaN
+  const auto m = ops::reduce_all(ReduceOp::Max, put(x, {33000})).to_vector<float>();
+  EXPECT_TRUE(std::isnan(m[0])) << "max over data containing NaN returned " << m[0];
+}
+
+// ---- recurrent cell steps ---------------------------------------------------
+double sigm(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+struct StepCase {
+  std::int64_t B, H;
+  bool bias, saved;
+};
+const StepCase kStepCases[] = {{1, 1, true, true},   {1, 7, false, false}, {7, 33, true, true},
+                               {33, 7, true, false},  {3, 1000, true, true}, {64, 32, false, true},
+                               {257, 7, true, true}};
+
+TEST_P(BackendOps, LstmStep) {
+  SCOPED_TRACE(seed());
+  for (const StepCase& sc : kStepCases) {
+    const std::int64_t B = sc.B, H = sc.H, G = 4 * H;
+    SCOPED_TRACE(::testing::Message() << "B " << B << " H " << H << " bias " << sc.bias << " saved " << sc.saved);
+    const auto x = rng.floats(B * G, -2, 2), hp = rng.floats(B * G, -2, 2);
+    const auto bi = rng.floats(G), bh = rng.floats(G), cp = rng.floats(B * H, -3, 3);
+    LstmStep s;
+    s.xproj = put(x, {B, G});
+    s.hproj = put(hp, {B, G});
+    if (sc.bias) s.b_ih = put(bi, {G}), s.b_hh = put(bh, {G});
+    s.c_prev = put(cp, {B, H});
+    s.h = empty_poisoned({B, H}, dev());
+    s.c = empty_poisoned({B, H}, dev());
+    if (sc.saved) s.saved = empty_poisoned({B, G}, dev());
+    std::vector<double> rh(std::size_t(B * H)), rc(rh.size()), rs(std::size_t(B * G));
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t j = 0; j < H; ++j) {
+        double a[4];
+        for (int k = 0; k < 4; ++k) {
+          const std::size_t col = std::size_t(k * H + j);
+          a[k] = double(x[b * G + col]) + hp[b * G + col] + (sc.bias ? double(bi[col]) + bh[col] : 0.0);
+        }
+        const double i = sigm(a[0]), f = sigm(a[1]), g = std::tanh(a[2]), o = sigm(a[3]);
+        const double c = f * cp[b * H + j] + i * g;
+        rc[b * H + j] = c;
+        rh[b * H + j] = o * std::tanh(c);
+        const double gates[4] = {i, f, g, o};
+        for (int k = 0; k < 4; ++k) rs[b * G + k * H + j] = gates[k];
+      }
+    ops::lstm_step(s);
+    EXPECT_TRUE(close_to(s.h, rh, {0.1}, kRtol)) << "h";
+    EXPECT_TRUE(close_to(s.c, rc, {0.1}, kRtol)) << "c";
+    if (sc.saved) {
+      EXPECT_TRUE(close_to(s.saved, rs, {0.1}, kRtol)) << "saved gates";
+    }
+    // In place: c overwrites c_prev.
+    s.c = s.c_prev;
+    ops::lstm_step(s);
+    EXPECT_TRUE(close_to(s.c_prev, rc, {0.1}, kRtol)) << "c in place";
+  }
+}
+
+TEST_P(BackendOps, GruStep) {
+  SCOPED_TRACE(seed());
+  for (const StepCase& sc : kStepCases) {
+    const std::int64_t B = sc.B, H = sc.H, G = 3 * H;
+    SCOPED_TRACE(::testing::Message() << "B " << B << " H " << H << " bias " << sc.bias << " saved " << sc.saved);
+    const auto x = rng.floats(B * G, -2, 2), hp = rng.floats(B * G, -2, 2);
+    const auto bi = rng.floats(G), bh = rng.floats(G), h0 = rng.floats(B * H);
+    GruStep s;
+    s.xproj = put(x, {B, G});
+    s.hproj = put(hp, {B, G});
+    if (sc.bias) s.b_ih = put(bi, {G}), s.b_hh = put(bh, {G});
+    s.h_prev = put(h0, {B, H});
+    s.h = empty_poisoned({B, H}, dev());
+    if (sc.saved) s.saved = empty_poisoned({B, 4 * H}, dev());
+    std::vector<double> rh(std::size_t(B * H)), rs(std::size_t(B * 4 * H));
+    auto bias = [&](const std::vector<float>& v, std::int64_t k) { return sc.bias ? double(v[k]) : 0.0; };
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t j = 0; j < H; ++j) {
+        const float* xr = &x[b * G];
+        const float* hr = &hp[b * G];
+        const double r = sigm(double(xr[j]) + bias(bi, j) + hr[j] + bias(bh, j));
+        const double z = sigm(double(xr[H + j]) + bias(bi, H + j) + hr[H + j] + bias(bh, H + j));
+        const double hn = double(hr[2 * H + j]) + bias(bh, 2 * H + j);
+        const double n = std::tanh(double(xr[2 * H + j]) + bias(bi, 2 * H + j) + r * hn);
+        rh[b * H + j] = (1 - z) * n + z * h0[b * H + j];
+        const double sv[4] = {r, z, n, hn};
+        for (int k = 0; k < 4; ++k) rs[b * 4 * H + k * H + j] = sv[k];
+      }
+    ops::gru_step(s);
+    EXPECT_TRUE(close_to(s.h, rh, {0.1}, kRtol)) << "h";
+    if (sc.saved) {
+      EXPECT_TRUE(close_to(s.saved, rs, {0.1}, kRtol)) << "saved";
+    }
+  }
+}
+
+TEST_P(BackendOps, RnnStep) {
+  SCOPED_TRACE(seed());
+  for (RnnActivation act : {RnnActivation::Tanh, RnnActivation::Relu})
+    for (const StepCase& sc : kStepCases) {
+      const std::int64_t B = sc.B, H = sc.H;
+      SCOPED_TRACE(::testing::Message() << (act == RnnActivation::Tanh ? "tanh" : "relu") << " B " << B << " H " << H);
+      const auto x = rng.floats(B * H, -2, 2), hp = rng.floats(B * H, -2, 2);
+      const auto bi = rng.floats(H), bh = rng.floats(H);
+      RnnStep s;
+      s.xproj = put(x, {B, H});
+      s.hproj = put(hp, {B, H});
+      if (sc.bias) s.b_ih = put(bi, {H}), s.b_hh = put(bh, {H});
+      s.h = empty_poisoned({B, H}, dev());
+      s.activation = act;
+      std::vector<double> rh(std::size_t(B * H)), scale(rh.size());
+      for (std::int64_t b = 0; b < B; ++b)
+        for (std::int64_t j = 0; j < H; ++j) {
+          const std::size_t e = std::size_t(b * H + j);
+          const double pre = double(x[e]) + hp[e] + (sc.bias ? double(bi[j]) + bh[j] : 0.0);
+          rh[e] = act == RnnActivation::Tanh ? std::tanh(pre) : std::max(pre, 0.0);
+          scale[e] = std::abs(double(x[e])) + std::abs(double(hp[e])) + 2.0;
+        }
+      ops::rnn_step(s);
+      EXPECT_TRUE(close_to(s.h, rh, scale, kRtol));
+    }
+}
+
+// ---- what a backend supports --------------------------------------------------
+TEST_P(BackendOps, Float64IsCpuOnlyAndSaysSo) {
+  const OpQuery q{OpKind::Gemm, DType::f64};
+  const Support s = backend(dev()).supports(q);
+  if (dev().is_cpu()) {
+    EXPECT_TRUE(s.ok);
+    // The CPU's float64 path is the reference-grade one: exact to 1e-12.
+    const auto a = rng.floats(7 * 33), b = rng.floats(33 * 5);
+    std::vector<double> ad(a.begin(), a.end()), bd(b.begin(), b.end()), ref(35, 0.0), scale(35, 0.0);
+    for (int i = 0; i < 7; ++i)
+      for (int j = 0; j < 5; ++j)
+        for (int k = 0; k < 33; ++k) ref[i * 5 + j] += ad[i * 33 + k] * bd[k * 5 + j], scale[i * 5 + j] += std::abs(ad[i * 33 + k] * bd[k * 5 + j]);
+    const Tensor C = ops::matmul(Tensor::from_vector(ad, {7, 33}, dev()), Tensor::from_vector(bd, {33, 5}, dev()));
+    const auto c = C.to_vector<double>();
+    for (int i = 0; i < 35; ++i) EXPECT_NEAR(c[i], ref[i], 1e-12 * (scale[i] + 1));
+  } else {
+    EXPECT_FALSE(s.ok);
+    EXPECT_NE(s.reason.find("CPU"), std::string::npos) << s.reason;
+    const Tensor a = Tensor::zeros({2, 2}, DType::f64, Device::cpu()).to(dev());
+    EXPECT_THROW(ops::matmul(a, a), UnsupportedError);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(CPU, BackendOps, ::testing::Values(Device::cpu()),
+                         [](const auto&) { return std::string("cpu"); });
+INSTANTIATE_TEST_SUITE_P(CUDA, BackendOps, ::testing::Values(Device::cuda(0)),
+                         [](const auto&) { return std::string("cuda0"); });
+
+}  // namespace
+}  // namespace recur::test
