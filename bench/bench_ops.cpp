@@ -1,0 +1,113 @@
+// bench_ops: times recur's op set on every device present and prints one CSV
+// row per (device, op, shape): median microseconds over repeats (after a
+// warm-up, synchronised), and the achieved GFLOP/s or GB/s. Inputs are random,
+// never zeros. The peer comparisons (cuDNN, PyTorch) live in the RNN benchmark
+// suite; this is the foundation's per-op view.
+//   bench_ops [--repeats N] [--device cpu|cuda:N]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "recur/recur.h"
+
+namespace {
+using namespace recur;
+
+Tensor random_tensor(const Shape& shape, Device dev, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  std::vector<float> v(static_cast<std::size_t>(shape_numel(shape)));
+  for (float& x : v) x = d(rng);
+  return Tensor::from_vector(v, shape, dev);
+}
+
+double median_us(Device dev, int repeats, const std::function<void()>& f) {
+  f();  // warm-up
+  backend(dev).synchronize();
+  std::vector<double> t;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    backend(dev).synchronize();
+    t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+  return t[t.size() / 2];
+}
+
+void row(Device dev, const char* op, const std::string& config, double us, double flops, double bytes) {
+  std::printf("%s,%s,%s,%.2f,%.2f,%.2f\n", dev.str().c_str(), op, config.c_str(), us,
+              flops / us / 1e3, bytes / us / 1e3);
+}
+
+void run(Device dev, int repeats) {
+  std::mt19937_64 rng(12345);
+  // GEMMs of the recurrent layers: all-steps input projection and per-step
+  // recurrent product, for the Jena GRU/LSTM shapes and a mid-size layer.
+  struct G { std::int64_t m, n, k; const char* what; };
+  for (G g : {G{240 * 128, 3 * 32, 14, "gru32_input_proj"}, G{128, 3 * 32, 32, "gru32_recurrent"},
+              G{128, 4 * 256, 256, "lstm256_recurrent"}, G{1024, 1024, 1024, "square1024"}}) {
+    Tensor a = random_tensor({g.m, g.k}, dev, rng), b = random_tensor({g.n, g.k}, dev, rng);
+    Tensor c = Tensor::empty({g.m, g.n}, DType::f32, dev);
+    const double us = median_us(dev, repeats, [&] { ops::gemm(a, b, c, false, true); });
+    row(dev, "gemm", std::string(g.what) + " " + std::to_string(g.m) + "x" + std::to_string(g.n) + "x" + std::to_string(g.k),
+        us, 2.0 * g.m * g.n * g.k, 4.0 * (g.m * g.k + g.k * g.n + g.m * g.n));
+  }
+  for (std::int64_t n : {std::int64_t(1) << 16, std::int64_t(1) << 24}) {
+    Tensor x = random_tensor({n}, dev, rng), y = Tensor::empty({n}, DType::f32, dev);
+    row(dev, "sigmoid", "n " + std::to_string(n), median_us(dev, repeats, [&] { ops::unary(UnaryOp::Sigmoid, x, y); }), 0, 8.0 * n);
+    row(dev, "add", "n " + std::to_string(n), median_us(dev, repeats, [&] { ops::binary(BinaryOp::Add, x, x, y); }), 0, 12.0 * n);
+    row(dev, "sum", "n " + std::to_string(n), median_us(dev, repeats, [&] { ops::reduce_all(ReduceOp::Sum, x); }), 0, 4.0 * n);
+  }
+  for (auto [B, H] : {std::pair<std::int64_t, std::int64_t>{128, 32}, {64, 256}, {256, 1024}}) {
+    LstmStep s;
+    s.xproj = random_tensor({B, 4 * H}, dev, rng);
+    s.hproj = random_tensor({B, 4 * H}, dev, rng);
+    s.b_ih = random_tensor({4 * H}, dev, rng);
+    s.b_hh = random_tensor({4 * H}, dev, rng);
+    s.c_prev = random_tensor({B, H}, dev, rng);
+    s.h = Tensor::empty({B, H}, DType::f32, dev);
+    s.c = Tensor::empty({B, H}, DType::f32, dev);
+    s.saved = Tensor::empty({B, 4 * H}, DType::f32, dev);
+    const double bytes = 4.0 * (B * 4 * H * 3 + B * H * 3);
+    row(dev, "lstm_step", "B " + std::to_string(B) + " H " + std::to_string(H),
+        median_us(dev, repeats, [&] { ops::lstm_step(s); }), 0, bytes);
+  }
+  {
+    const std::int64_t T = 240, B = 128, I = 14, H = 32;
+    Tensor x = random_tensor({T, B, I}, dev, rng);
+    LstmWeights w = LstmWeights::random(I, H, 7, dev);
+    const double flops = 2.0 * T * B * 4 * H * (I + H);
+    const double us = median_us(dev, std::max(3, repeats / 10), [&] { lstm_forward(x, w); });
+    row(dev, "lstm_forward", "T 240 B 128 I 14 H 32 (us per sequence)", us, flops, 0);
+  }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  int repeats = 50;
+  std::vector<Device> devices{Device::cpu()};
+  for (int i = 0; i < cuda_device_count(); ++i) devices.push_back(Device::cuda(i));
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = std::max(1, std::atoi(argv[++i]));
+    else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) devices = {Device::parse(argv[++i])};
+    else {
+      std::fprintf(stderr, "usage: bench_ops [--repeats N] [--device D]\n");
+      return 2;
+    }
+  }
+  try {
+    std::printf("# %s", format_system_info(system_info()).c_str());
+    if (cuda_device_count() == 0) std::printf("# no GPU found: %s\n", cuda_unavailable_reason().c_str());
+    std::printf("device,op,config,us,gflops,gbps\n");
+    for (Device d : devices) run(d, repeats);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
