@@ -5,7 +5,8 @@
 # (PATH or /usr/local/cuda/bin), recur builds its CUDA backend too.
 set -euo pipefail
 
-packages=(g++ cmake ninja-build pkg-config libopenblas-dev libgtest-dev libcli11-dev)
+# libopenblas-openmp-dev: OpenBLAS on OpenMP, sharing recur's thread pool.
+packages=(g++ cmake ninja-build pkg-config libopenblas-openmp-dev libgtest-dev libcli11-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -120,6 +120,13 @@ TEST_P(BackendOps, Unary) {
       ops::unary(op, X, X);  // in place
       EXPECT_TRUE(close_to(X, ref, {0.1}, kRtol));
     }
+  // NaN in, NaN out, for every activation (relu included, as in PyTorch).
+  for (UnaryOp op : {UnaryOp::Sigmoid, UnaryOp::Tanh, UnaryOp::Relu}) {
+    Tensor Y = empty_poisoned({2}, dev());
+    ops::unary(op, put({NAN, 1.f}, {2}), Y);
+    const auto y = Y.to_vector<float>();
+    EXPECT_TRUE(std::isnan(y[0])) << op_name(op) << "(NaN) = " << y[0];
+  }
 }
 
 TEST_P(BackendOps, Binary) {
@@ -189,6 +196,14 @@ TEST_P(BackendOps, ReduceAllAndNaN) {
   double sum = 0, mag = 0;
   for (float v : x) sum += v, mag += std::abs(v);
   EXPECT_TRUE(close_to(ops::reduce_all(ReduceOp::Sum, put(x, {33, 1000})), {sum}, {mag}, kRtol));
+  // A long row: on CUDA this takes the split (two-pass) path.
+  const auto big = rng.floats(std::int64_t(1) << 21, 0.f, 1.f);
+  double bsum = 0, bmax = 0;
+  for (float v : big) bsum += v, bmax = std::max(bmax, double(v));
+  const Tensor B = put(big, {std::int64_t(1) << 21});
+  EXPECT_TRUE(close_to(ops::reduce_all(ReduceOp::Sum, B), {bsum}, {bsum}, kRtol));
+  EXPECT_TRUE(close_to(ops::reduce_all(ReduceOp::Mean, B), {bsum / double(big.size())}, {0.0}, kRtol));
+  EXPECT_TRUE(close_to(ops::reduce_all(ReduceOp::Max, B), {bmax}, {0.0}, 1e-7));
   x[4321] = NAN;  // max must not hide a NaN
   const auto m = ops::reduce_all(ReduceOp::Max, put(x, {33000})).to_vector<float>();
   EXPECT_TRUE(std::isnan(m[0])) << "max over data containing NaN returned " << m[0];

@@ -98,6 +98,10 @@ TEST(Tensors, BadArgumentsAreClearErrors) {
   EXPECT_THROW(Tensor::from_vector(std::vector<float>(5), {2, 3}, Device::cpu()), ShapeError);
   EXPECT_THROW(Tensor::empty({2, -3}, DType::f32, Device::cpu()), ShapeError);
   EXPECT_THROW(t.copy_from(Tensor::zeros({7}, DType::f32, Device::cpu())), ShapeError);
+  // Sizes that overflow are refused, never rounded into a tiny block.
+  EXPECT_THROW(Tensor::empty({std::int64_t(1) << 62, 4}, DType::f32, Device::cpu()), ShapeError);
+  EXPECT_THROW(Tensor::empty({std::int64_t(1) << 62}, DType::f32, Device::cpu()), OutOfMemoryError);
+  EXPECT_THROW(Tensor::empty({(std::int64_t(1) << 61) - 1}, DType::f32, Device::cpu()), OutOfMemoryError);
   EXPECT_THROW(t.copy_from(Tensor::zeros({2, 3}, DType::f64, Device::cpu())), DTypeError);
   EXPECT_THROW(Tensor().to_vector<float>(), ValueError);
 }

@@ -1,6 +1,7 @@
 // The caching allocator (see allocator.h for the policy).
 #include "recur/host/allocator.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -51,6 +52,9 @@ CachingAllocator::CachingAllocator(std::string device_name, std::unique_ptr<RawA
 CachingAllocator::~CachingAllocator() { empty_cache(); }
 
 void* CachingAllocator::allocate(std::size_t bytes, std::size_t& block_bytes) {
+  // Far beyond any device; also keeps the rounding below from wrapping.
+  RECUR_CHECK(bytes <= (SIZE_MAX >> 2), OutOfMemory, device_name_, ": could not allocate ",
+              format_bytes(bytes));
   std::lock_guard<std::mutex> lock(mutex_);
   ++stats_.requests;
   const std::size_t want = caching_ ? round_size(bytes) : (bytes ? bytes : 1);

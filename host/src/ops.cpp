@@ -114,6 +114,7 @@ void gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool 
   require_int_dim(op, "M", m);
   require_int_dim(op, "N", n);
   require_int_dim(op, "K", k);
+  require_int_dim(op, "batch", batch);
   if (m == 0 || n == 0 || batch == 0) return;
   if (k == 0) {
     // No products: c = beta * c. BLAS libraries disagree on this corner.

@@ -22,7 +22,8 @@ std::int64_t shape_numel(const Shape& shape) {
   std::int64_t n = 1;
   for (auto d : shape) {
     RECUR_CHECK(d >= 0, Shape, "negative dimension in shape ", shape_str(shape));
-    n *= d;
+    RECUR_CHECK(!__builtin_mul_overflow(n, d, &n), Shape, "shape ", shape_str(shape),
+                " has more elements than 2^63");
   }
   return n;
 }
@@ -44,7 +45,11 @@ Tensor::Tensor(std::shared_ptr<Storage> storage, std::size_t offset, Shape shape
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   const std::int64_t n = shape_numel(shape);
-  auto storage = std::make_shared<Storage>(device, std::size_t(n) * dtype_size(dtype));
+  std::size_t bytes = 0;
+  RECUR_CHECK(!__builtin_mul_overflow(std::size_t(n), dtype_size(dtype), &bytes), OutOfMemory,
+              "a ", dtype_name(dtype), " tensor of shape ", shape_str(shape),
+              " needs more bytes than memory can address");
+  auto storage = std::make_shared<Storage>(device, bytes);
   return Tensor(std::move(storage), 0, shape, dtype);
 }
 
@@ -93,9 +98,14 @@ void Tensor::copy_from(const Tensor& src) {
     std::memmove(raw_data(), src.raw_data(), nbytes());
     return;
   }
-  // The CUDA side drives any copy that involves a GPU.
+  // The CUDA side drives any copy that involves a GPU. Between two GPUs, the
+  // source's stream must finish producing the data first, and the copy must
+  // finish before the source's block can be reused on its own stream.
+  const bool two_gpus = device_.is_cuda() && src.device_.is_cuda() && device_ != src.device_;
+  if (two_gpus) backend(src.device_).synchronize();
   Backend& b = backend(device_.is_cuda() ? device_ : src.device_);
   b.copy_bytes(raw_data(), device_, src.raw_data(), src.device_, nbytes());
+  if (two_gpus) b.synchronize();
 }
 
 template <class T>

@@ -10,7 +10,8 @@ void throw_cuda_error(cudaError_t err, const char* statement, const char* file, 
   std::string msg = std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err);
   ErrorKind kind = ErrorKind::Cuda;
   if (err == cudaErrorMemoryAllocation) kind = ErrorKind::OutOfMemory;
-  if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) kind = ErrorKind::Device;
+  if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver || err == cudaErrorStubLibrary)
+    kind = ErrorKind::Device;
   detail::throw_error(kind, msg, statement, file, line);
 }
 

@@ -8,12 +8,13 @@
 namespace recur::kernels::cuda {
 namespace {
 
-__global__ void fill_kernel(float* y, std::int64_t n, float value) {
+template <class T>
+__global__ void fill_kernel(T* y, std::int64_t n, T value) {
   for (std::int64_t i = global_index(); i < n; i += global_stride()) y[i] = value;
 }
 
 template <UnaryOp op>
-__global__ void unary_kernel(const float* __restrict__ x, float* __restrict__ y, std::int64_t n) {
+__global__ void unary_kernel(const float* x, float* y, std::int64_t n) {  // y may alias x
   for (std::int64_t i = global_index(); i < n; i += global_stride()) y[i] = apply_unary<op>(x[i]);
 }
 
@@ -42,10 +43,21 @@ void launch_binary(const float* a, const float* b, std::int64_t nb, float* y, st
 
 }  // namespace
 
-void fill(float* y, std::int64_t n, float value, cudaStream_t s) {
+cudaError_t probe_kernel_image() {
+  cudaFuncAttributes attr{};
+  return cudaFuncGetAttributes(&attr, fill_kernel<float>);
+}
+
+template <class T>
+void launch_fill(T* y, std::int64_t n, T value, cudaStream_t s) {
   if (n == 0) return;
-  fill_kernel<<<grid_for(n), kBlock, 0, s>>>(y, n, value);
+  fill_kernel<T><<<grid_for(n), kBlock, 0, s>>>(y, n, value);
   RECUR_CHECK_LAUNCH();
+}
+
+void fill(float* y, std::int64_t n, float value, cudaStream_t s) { launch_fill(y, n, value, s); }
+void fill(std::int32_t* y, std::int64_t n, std::int32_t value, cudaStream_t s) {
+  launch_fill(y, n, value, s);
 }
 
 void unary(UnaryOp op, const float* x, float* y, std::int64_t n, cudaStream_t s) {

@@ -13,13 +13,20 @@
 namespace recur::kernels::cuda {
 
 void fill(float* y, std::int64_t n, float value, cudaStream_t stream);
+void fill(std::int32_t* y, std::int64_t n, std::int32_t value, cudaStream_t stream);
 void unary(UnaryOp op, const float* x, float* y, std::int64_t n, cudaStream_t stream);
 // y[i] = op(a[i], b[i % nb]).
 void binary(BinaryOp op, const float* a, const float* b, std::int64_t nb, float* y,
             std::int64_t n, cudaStream_t stream);
-// x viewed as [outer, n, inner]; y[o, i] reduces the middle axis.
+// x viewed as [outer, n, inner]; y[o, i] reduces the middle axis, accumulating
+// in double. `workspace` holds reduce_workspace_size() doubles (none when 0);
+// it must stay allocated until the stream has run the reduction.
+std::int64_t reduce_workspace_size(std::int64_t outer, std::int64_t n, std::int64_t inner);
 void reduce(ReduceOp op, const float* x, std::int64_t outer, std::int64_t n, std::int64_t inner,
-            float* y, cudaStream_t stream);
+            float* y, double* workspace, cudaStream_t stream);
+// cudaSuccess when this binary holds kernels that run on the current device;
+// else the error (e.g. cudaErrorNoKernelImageForDevice).
+cudaError_t probe_kernel_image();
 
 void lstm_step(const LstmStepArgs<float>& args, cudaStream_t stream);
 void gru_step(const GruStepArgs<float>& args, cudaStream_t stream);

@@ -39,27 +39,33 @@ class DeviceScope {
 class CudaRawAllocator final : public RawAllocator {
  public:
   explicit CudaRawAllocator(int index) : index_(index) {}
+  // Both run with this allocator's device current, restore the caller's, and
+  // clear any error they leave so that it is not blamed on a later launch.
   void* allocate(std::size_t bytes) noexcept override {
     int previous = 0;
-    if (cudaGetDevice(&previous) != cudaSuccess) return nullptr;
-    (void)cudaSetDevice(index_);
     void* p = nullptr;
-    const cudaError_t err = cudaMalloc(&p, bytes);
-    (void)cudaSetDevice(previous);
-    if (err != cudaSuccess) {
-      (void)cudaGetLastError();  // out of memory is not sticky; clear it
-      return nullptr;
+    if (cudaGetDevice(&previous) == cudaSuccess && cudaSetDevice(index_) == cudaSuccess) {
+      if (cudaMalloc(&p, bytes) != cudaSuccess) p = nullptr;
+      (void)cudaSetDevice(previous);
     }
+    (void)cudaGetLastError();
     return p;
   }
-  void deallocate(void* p, std::size_t) noexcept override { (void)cudaFree(p); }
+  void deallocate(void* p, std::size_t) noexcept override {
+    int previous = 0;
+    if (cudaGetDevice(&previous) == cudaSuccess && cudaSetDevice(index_) == cudaSuccess) {
+      (void)cudaFree(p);
+      (void)cudaSetDevice(previous);
+    }
+    (void)cudaGetLastError();
+  }
   std::string free_memory_note() const override {
     std::size_t free = 0, total = 0;
     int previous = 0;
-    if (cudaGetDevice(&previous) != cudaSuccess) return {};
-    (void)cudaSetDevice(index_);
-    const bool ok = cudaMemGetInfo(&free, &total) == cudaSuccess;
+    bool ok = cudaGetDevice(&previous) == cudaSuccess && cudaSetDevice(index_) == cudaSuccess &&
+              cudaMemGetInfo(&free, &total) == cudaSuccess;
     (void)cudaSetDevice(previous);
+    (void)cudaGetLastError();
     if (!ok) return {};
     return "the device reports " + format_bytes(free) + " free of " + format_bytes(total);
   }
@@ -79,6 +85,14 @@ class CudaBackend final : public Backend {
     name_ = prop.name;
     sm_count_ = prop.multiProcessorCount;
     cc_ = prop.major * 10 + prop.minor;
+    // Fail here, clearly, rather than at the first launch when this build
+    // holds no kernels for the GPU (e.g. an sm_75 GPU with the default archs).
+    const cudaError_t image = kc::probe_kernel_image();
+    (void)cudaGetLastError();
+    RECUR_CHECK(image == cudaSuccess, Device, "cuda:", index_, " (", name_,
+                ", compute capability ", prop.major, ".", prop.minor,
+                ") cannot run this build's kernels (", cudaGetErrorName(image),
+                "); rebuild with -DCMAKE_CUDA_ARCHITECTURES=", cc_, " or =native");
     RECUR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     RECUR_CUBLAS_CHECK(cublasCreate(&cublas_));
     RECUR_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
@@ -111,25 +125,24 @@ class CudaBackend final : public Backend {
     RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
-  void copy_bytes(void* dst, Device dst_device, const void* src, Device, std::size_t n) override {
+  void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
+                  std::size_t n) override {
     DeviceScope scope(index_);
     // Unified addressing lets the runtime tell host from device pointers.
     RECUR_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, stream_));
-    // A host destination must hold the data when we return; pageable host
-    // sources are staged by the runtime before cudaMemcpyAsync returns.
-    if (dst_device.is_cpu()) RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    // Host memory on either side must be done with when we return: a host
+    // destination is read next, and the CUDA docs do not promise that a
+    // pageable host source has been consumed when cudaMemcpyAsync returns.
+    // (A pinned staging buffer would let uploads overlap; not needed yet.)
+    if (dst_device.is_cpu() || src_device.is_cpu()) RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
   void fill(const Tensor& y, double value) override {
     DeviceScope scope(index_);
-    if (y.dtype() == DType::i32) {
-      // int32 fills are for zeros and -1 markers: memset handles both.
-      RECUR_CHECK(value == 0.0 || value == -1.0, Unsupported,
-                  "int32 fill on CUDA supports 0 and -1, not ", value);
-      RECUR_CUDA_CHECK(cudaMemsetAsync(y.raw_data(), value == 0.0 ? 0 : 0xff, y.nbytes(), stream_));
-      return;
-    }
-    kc::fill(y.data<float>(), y.numel(), float(value), stream_);
+    if (y.dtype() == DType::i32)
+      kc::fill(y.data<std::int32_t>(), y.numel(), std::int32_t(value), stream_);
+    else
+      kc::fill(y.data<float>(), y.numel(), float(value), stream_);
   }
 
   void gemm(const GemmCall& g) override {
@@ -159,7 +172,12 @@ class CudaBackend final : public Backend {
   void reduce(ReduceOp op, const Tensor& x, std::int64_t outer, std::int64_t n,
               std::int64_t inner, const Tensor& y) override {
     DeviceScope scope(index_);
-    kc::reduce(op, x.data<float>(), outer, n, inner, y.data<float>(), stream_);
+    // The workspace returns to the cache when this function ends, before the
+    // kernels run; the one stream orders any reuse after them.
+    const std::int64_t ws = kc::reduce_workspace_size(outer, n, inner);
+    Tensor workspace = ws ? Tensor::empty({ws}, DType::f64, device()) : Tensor();
+    kc::reduce(op, x.data<float>(), outer, n, inner, y.data<float>(),
+               ws ? static_cast<double*>(workspace.raw_data()) : nullptr, stream_);
   }
 
   void lstm_step(const LstmStep& s) override {

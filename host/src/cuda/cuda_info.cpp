@@ -14,7 +14,7 @@ int device_count(std::string* reason) {
   if (err == cudaSuccess && count > 0) return count;
   (void)cudaGetLastError();
   if (reason) {
-    if (err == cudaErrorInsufficientDriver)
+    if (err == cudaErrorInsufficientDriver || err == cudaErrorStubLibrary)
       *reason = "no usable NVIDIA driver (libcuda) on this machine";
     else if (err == cudaErrorNoDevice || (err == cudaSuccess && count == 0))
       *reason = "the NVIDIA driver reports no CUDA device";
@@ -46,13 +46,15 @@ void fill_system_info(SystemInfo& info) {
     g.cc_minor = p.minor;
     g.l2_bytes = std::size_t(p.l2CacheSize);
     g.shared_memory_per_sm = p.sharedMemPerMultiprocessor;
+    // Free memory needs a context on that GPU; an exclusive or prohibited GPU
+    // refuses one, which must not stop the report.
     int previous = 0;
-    RECUR_CUDA_CHECK(cudaGetDevice(&previous));
-    RECUR_CUDA_CHECK(cudaSetDevice(i));
     std::size_t free = 0, total = 0;
-    if (cudaMemGetInfo(&free, &total) == cudaSuccess) g.free_memory = free;
+    if (cudaGetDevice(&previous) == cudaSuccess && cudaSetDevice(i) == cudaSuccess &&
+        cudaMemGetInfo(&free, &total) == cudaSuccess)
+      g.free_memory = free;
+    (void)cudaSetDevice(previous);
     (void)cudaGetLastError();
-    RECUR_CUDA_CHECK(cudaSetDevice(previous));
     info.gpus.push_back(g);
   }
 }

@@ -76,7 +76,9 @@ class Backend {
   virtual CachingAllocator& allocator() = 0;
   // Waits for all work queued on this backend.
   virtual void synchronize() = 0;
-  // Copies n bytes; src and dst are each on this backend's device or the host.
+  // Copies n bytes; src and dst are each on this backend's device or the host
+  // (or, for a GPU, another GPU: the caller orders that copy, see Tensor::copy_from).
+  // Returns once host memory on either side may be reused or read.
   virtual void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
                           std::size_t n) = 0;
 

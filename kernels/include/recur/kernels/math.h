@@ -22,9 +22,10 @@ RECUR_HD T sigmoid(T x) {
   return e / (T(1) + e);
 }
 
+// NaN passes through (as in PyTorch): NaN < 0 is false.
 template <class T>
 RECUR_HD T relu(T x) {
-  return x > T(0) ? x : T(0);
+  return x < T(0) ? T(0) : x;
 }
 
 template <class T>
