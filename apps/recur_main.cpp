@@ -1,6 +1,7 @@
 // The `recur` command line.
 //   recur devices             what recur finds: CPU/BLAS, GPUs, versions
 //   recur lstm [options]      a small LSTM forward on the default device
+//   (input [batch, steps, features], as Keras)
 // --device D (cpu, cuda, cuda:N) overrides the default device (as does
 // RECUR_DEVICE).
 #include <CLI/CLI.hpp>
@@ -41,38 +42,45 @@ int run_lstm(const LstmOptions& o) {
   std::uniform_real_distribution<float> dist(-1.f, 1.f);
   std::vector<float> xs(std::size_t(o.steps * o.batch * o.input));
   for (float& v : xs) v = dist(rng);
-  const Tensor x = Tensor::from_vector(xs, {o.steps, o.batch, o.input}, dev);
-  const LstmWeights w = LstmWeights::random(o.input, o.hidden, o.seed + 1, dev);
+  const Tensor x = Tensor::from_vector(xs, {o.batch, o.steps, o.input}, dev);
+  RecurrentOptions ro;
+  ro.cell = CellType::LSTM;
+  ro.input_size = o.input;
+  ro.units = o.hidden;
+  ro.return_sequences = true;
+  ro.return_state = true;
+  Recurrent lstm(ro, dev, o.seed + 1);
 
   std::printf("recur %s: LSTM forward on %s (%s)\n", RECUR_VERSION_STRING, dev.str().c_str(),
               backend(dev).describe().c_str());
   std::printf("T=%lld steps, B=%lld, input %lld, hidden %lld, float32, seed %llu\n",
               (long long)o.steps, (long long)o.batch, (long long)o.input, (long long)o.hidden,
               (unsigned long long)o.seed);
-  LstmOutput out = lstm_forward(x, w);  // warm-up: allocations, cuBLAS heuristics
+  Recurrent::Output out = lstm.forward(x);  // warm-up: allocations, cuBLAS heuristics
   backend(dev).synchronize();
   double best_ms = 1e300;
   for (int r = 0; r < o.repeats; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    out = lstm_forward(x, w);
+    out = lstm.forward(x);
     backend(dev).synchronize();
     const auto t1 = std::chrono::steady_clock::now();
     best_ms = std::min(best_ms, std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
-  const std::vector<float> h = out.h_n.to_vector<float>();
+  const std::vector<float> h = out.states[0].to_vector<float>();
   double sum = 0, sum_abs = 0;
   for (float v : h) {
     sum += v;
     sum_abs += std::abs(v);
   }
   std::printf("output y %s, h_n %s; sum(h_n) = %.6f, mean |h_n| = %.6f\n",
-              shape_str(out.y.shape()).c_str(), shape_str(out.h_n.shape()).c_str(), sum,
+              shape_str(out.y.shape()).c_str(), shape_str(out.states[0].shape()).c_str(), sum,
               h.empty() ? 0.0 : sum_abs / double(h.size()));
   std::printf("time: %.3f ms per forward pass, %.2f us per step (best of %d)\n", best_ms,
               1000.0 * best_ms / double(o.steps ? o.steps : 1), o.repeats);
   if (o.check && !dev.is_cpu()) {
-    const LstmOutput ref = lstm_forward(x.to(Device::cpu()), w.to(Device::cpu()));
-    const double d = max_rel_diff(h, ref.h_n.to_vector<float>());
+    Recurrent cpu(ro, Device::cpu(), o.seed + 1);  // same seed: same weights
+    const Recurrent::Output ref = cpu.forward(x.to(Device::cpu()));
+    const double d = max_rel_diff(h, ref.states[0].to_vector<float>());
     std::printf("check against the CPU backend: max relative difference of h_n = %.3g (%s)\n", d,
                 d <= 1e-4 ? "ok" : "MISMATCH");
     if (d > 1e-4) return 2;

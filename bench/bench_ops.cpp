@@ -79,11 +79,24 @@ void run(Device dev, int repeats) {
   }
   {
     const std::int64_t T = 240, B = 128, I = 14, H = 32;
-    Tensor x = random_tensor({T, B, I}, dev, rng);
-    LstmWeights w = LstmWeights::random(I, H, 7, dev);
-    const double flops = 2.0 * T * B * 4 * H * (I + H);
-    const double us = median_us(dev, std::max(3, repeats / 10), [&] { lstm_forward(x, w); });
-    row(dev, "lstm_forward", "T 240 B 128 I 14 H 32 (us per sequence)", us, flops, 0);
+    Tensor x = random_tensor({B, T, I}, dev, rng);
+    for (CellType cell : {CellType::LSTM, CellType::GRU}) {
+      RecurrentOptions o;
+      o.cell = cell;
+      o.input_size = I;
+      o.units = H;
+      Recurrent layer(o, dev, 7);
+      const double flops = 2.0 * T * B * cell_gates(cell) * H * (I + H);
+      const std::string cfg = std::string(cell_name(cell)) + " T 240 B 128 I 14 H 32";
+      row(dev, "rnn_forward", cfg + " inference (us per batch)",
+          median_us(dev, std::max(3, repeats / 10), [&] { layer.forward(x); }), flops, 0);
+      row(dev, "rnn_train", cfg + " forward+backward (us per batch)",
+          median_us(dev, std::max(3, repeats / 10), [&] {
+            layer.forward(x, {}, {}, true);
+            layer.backward(Tensor::full({B, H}, 1.0, DType::f32, dev));
+          }),
+          3 * flops, 0);
+    }
   }
 }
 }  // namespace

@@ -326,6 +326,108 @@ TEST_P(BackendOps, RnnStep) {
     }
 }
 
+// ---- masked steps and backward steps, against the float64 CPU backend ------------
+// The float64 CPU path of these kernels is itself checked by finite differences
+// (test_recurrent.cpp); here every backend's float32 run must match it.
+Tensor f64_of(const std::vector<float>& v, const Shape& s) {
+  return Tensor::from_vector(std::vector<double>(v.begin(), v.end()), s, Device::cpu());
+}
+
+TEST_P(BackendOps, StepsMaskedAndBackward) {
+  SCOPED_TRACE(seed());
+  for (auto [B, H] : {std::pair<std::int64_t, std::int64_t>{1, 1}, {7, 33}, {33, 7}, {3, 1000}}) {
+    SCOPED_TRACE(::testing::Message() << "B " << B << " H " << H);
+    std::vector<float> mask(std::size_t(B), 1.f);
+    mask[std::size_t(B / 2)] = 0.f;  // one padded row
+    const auto x4 = rng.floats(B * 4 * H, -2, 2), h4 = rng.floats(B * 4 * H, -2, 2);
+    const auto bi = rng.floats(4 * H), bh = rng.floats(4 * H), hp = rng.floats(B * H), cp = rng.floats(B * H);
+    const auto dy = rng.floats(B * H), dhn = rng.floats(B * H), dcn = rng.floats(B * H);
+    for (int cell = 0; cell < 3; ++cell) {
+      const std::int64_t G = (cell == 0 ? 4 : cell == 1 ? 3 : 1) * H;
+      const auto xg = std::vector<float>(x4.begin(), x4.begin() + B * G);
+      const auto hg = std::vector<float>(h4.begin(), h4.begin() + B * G);
+      const auto big = std::vector<float>(bi.begin(), bi.begin() + G), bhg = std::vector<float>(bh.begin(), bh.begin() + G);
+      // Runs forward + backward of `cell` on device d (f32) or the CPU (f64) and
+      // returns every output, flattened, in float64.
+      auto run = [&](Device d, bool ref) {
+        auto T = [&](const std::vector<float>& v, const Shape& sh) {
+          return ref ? f64_of(v, sh) : Tensor::from_vector(v, sh, d);
+        };
+        auto out = [&](const Shape& sh) {
+          Tensor t = Tensor::empty(sh, ref ? DType::f64 : DType::f32, d);
+          poison(t);
+          return t;
+        };
+        std::vector<Tensor> outs;
+        const Tensor m = T(mask, {B}), hprev = T(hp, {B, H});
+        if (cell == 0) {
+          LstmStep f{T(xg, {B, G}), T(hg, {B, G}), T(big, {G}), T(bhg, {G}), T(cp, {B, H}), hprev, m,
+                     out({B, H}), out({B, H}), out({B, H}), out({B, 4 * H})};
+          ops::lstm_step(f);
+          LstmStepBackward bw{f.saved, f.c_prev, f.c, T(dy, {B, H}), T(dhn, {B, H}), T(dcn, {B, H}), m,
+                              out({B, 4 * H}), out({B, H}), out({B, H})};
+          ops::lstm_step_backward(bw);
+          outs = {f.h, f.c, f.y, f.saved, bw.dgates, bw.dh_prev, bw.dc_prev};
+        } else if (cell == 1) {
+          GruStep f{T(xg, {B, G}), T(hg, {B, G}), T(big, {G}), T(bhg, {G}), hprev, m, out({B, H}),
+                    out({B, H}), out({B, 4 * H})};
+          ops::gru_step(f);
+          GruStepBackward bw{f.saved, hprev, T(dy, {B, H}), T(dhn, {B, H}), m, out({B, G}), out({B, G}),
+                             out({B, H})};
+          ops::gru_step_backward(bw);
+          outs = {f.h, f.y, f.saved, bw.dgates_x, bw.dgates_h, bw.dh_prev};
+        } else {
+          RnnStep f{T(xg, {B, G}), T(hg, {B, G}), T(big, {G}), T(bhg, {G}), hprev, m, out({B, H}),
+                    out({B, H}), RnnActivation::Tanh};
+          ops::rnn_step(f);
+          RnnStepBackward bw{f.h, T(dy, {B, H}), T(dhn, {B, H}), m, out({B, H}), out({B, H}),
+                             RnnActivation::Tanh};
+          ops::rnn_step_backward(bw);
+          outs = {f.h, f.y, bw.dgates, bw.dh_prev};
+        }
+        std::vector<std::vector<double>> flat;
+        for (const Tensor& t : outs)
+          flat.push_back(ref ? t.to_vector<double>() : widen(t.to_vector<float>()));
+        return flat;
+      };
+      const auto want = run(Device::cpu(), true), got = run(dev(), false);
+      for (std::size_t k = 0; k < want.size(); ++k) {
+        std::vector<float> g(got[k].begin(), got[k].end());
+        EXPECT_TRUE(close_to(g, want[k], {0.1}, kRtol)) << "cell " << cell << " output " << k;
+      }
+      // The padded row carries its state and has zero output and zero gate gradients.
+      const std::size_t pb = std::size_t(B / 2);
+      for (std::int64_t j = 0; j < H; ++j) {
+        EXPECT_EQ(got[0][pb * H + j], double(hp[pb * H + j])) << "padded row keeps h";
+        EXPECT_EQ(got[cell == 0 ? 2 : 1][pb * H + j], 0.0) << "padded row outputs 0";
+      }
+    }
+  }
+}
+
+TEST_P(BackendOps, Transpose01WithReversal) {
+  SCOPED_TRACE(seed());
+  for (const Shape& s : {Shape{1, 1, 1}, Shape{7, 33, 3}, Shape{33, 7, 1}, Shape{3, 1000}}) {
+    const auto x = rng.floats(shape_numel(s));
+    const std::int64_t A = s[0], B = s[1], C = shape_numel(s) / (A * B);
+    for (int rev = 0; rev < 4; ++rev) {
+      SCOPED_TRACE(::testing::Message() << shape_str(s) << " rev " << rev);
+      std::vector<double> ref(x.size());
+      for (std::int64_t b = 0; b < B; ++b)
+        for (std::int64_t a = 0; a < A; ++a)
+          for (std::int64_t c = 0; c < C; ++c) {
+            const std::int64_t sa = rev & 1 ? A - 1 - a : a, sb = rev & 2 ? B - 1 - b : b;
+            ref[std::size_t((b * A + a) * C + c)] = x[std::size_t((sa * B + sb) * C + c)];
+          }
+      const Tensor y = ops::transpose01(put(x, s), rev & 1, rev & 2);
+      Shape want = s;
+      std::swap(want[0], want[1]);
+      EXPECT_EQ(y.shape(), want);
+      EXPECT_TRUE(close_to(y, ref, {0.0}, 1e-12));
+    }
+  }
+}
+
 // ---- what a backend supports --------------------------------------------------
 TEST_P(BackendOps, Float64IsCpuOnlyAndSaysSo) {
   const OpQuery q{OpKind::Gemm, DType::f64};

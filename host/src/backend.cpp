@@ -22,6 +22,10 @@ const char* op_kind_name(OpKind op) {
     case OpKind::LstmStep: return "lstm_step";
     case OpKind::GruStep: return "gru_step";
     case OpKind::RnnStep: return "rnn_step";
+    case OpKind::Transpose01: return "transpose01";
+    case OpKind::LstmStepBackward: return "lstm_step_backward";
+    case OpKind::GruStepBackward: return "gru_step_backward";
+    case OpKind::RnnStepBackward: return "rnn_step_backward";
   }
   return "?";
 }

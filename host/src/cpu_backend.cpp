@@ -123,6 +123,34 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void transpose01(const Tensor& x, bool rev_a, bool rev_b, const Tensor& y) override {
+    dispatch_float(x.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::transpose01<T>(x.data<T>(), x.dim(0), x.dim(1), x.dim(2), rev_a, rev_b, y.data<T>());
+    });
+  }
+
+  void lstm_step_backward(const LstmStepBackward& s) override {
+    dispatch_float(s.c.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::lstm_step_backward(detail::lstm_back_args<T>(s));
+    });
+  }
+
+  void gru_step_backward(const GruStepBackward& s) override {
+    dispatch_float(s.h_prev.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::gru_step_backward(detail::gru_back_args<T>(s));
+    });
+  }
+
+  void rnn_step_backward(const RnnStepBackward& s) override {
+    dispatch_float(s.h.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::rnn_step_backward(s.activation, detail::rnn_back_args<T>(s));
+    });
+  }
+
  private:
   CachingAllocator allocator_;
 };

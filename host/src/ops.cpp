@@ -250,13 +250,55 @@ Tensor reduce_all(ReduceOp rop, const Tensor& x) {
   return reduce_view(rop, x, 1, x.numel(), 1, {1});
 }
 
+namespace {
+// The optional per-row mask of a step: [B], and the previous state it needs.
+void check_step_mask(const char* op, const Tensor& mask, const Tensor& h_prev, std::int64_t B,
+                     std::int64_t H) {
+  if (!mask.defined()) return;
+  require_shape(op, {"mask", mask}, {B});
+  RECUR_CHECK(h_prev.defined(), Value, op, ": a mask needs 'h_prev' (padded rows keep it)");
+}
+
+// Every output must stay clear of every input, except the listed exact
+// in-place pairs (each element is read before the same thread writes it).
+void check_outputs(const char* op, std::initializer_list<Arg> outs, std::initializer_list<Arg> ins,
+                   std::initializer_list<std::pair<const char*, const char*>> in_place = {}) {
+  for (const Arg& o : outs) {
+    for (const Arg& i : ins) {
+      bool ok = false;
+      for (const auto& [on, in] : in_place)
+        ok = ok || (std::string(on) == o.name && std::string(in) == i.name);
+      require_no_alias(op, o, i, ok);
+    }
+    for (const Arg& o2 : outs)
+      if (&o != &o2 && o.t.defined() && o2.t.defined())
+        RECUR_CHECK(!overlap(o.t, o2.t), Value, op, ": outputs '", o.name, "' and '", o2.name,
+                    "' overlap");
+  }
+}
+}  // namespace
+
+Tensor transpose01(const Tensor& x, bool reverse0, bool reverse1) {
+  const char* op = "transpose01";
+  require_defined(op, {{"x", x}});
+  RECUR_CHECK(x.ndim() >= 2, Shape, op, ": needs at least 2 dimensions, got ", shape_str(x.shape()));
+  Shape out = x.shape();
+  std::swap(out[0], out[1]);
+  Tensor y = Tensor::empty(out, x.dtype(), x.device());
+  if (x.numel() == 0) return y;
+  const Tensor x3 = x.reshape({x.dim(0), x.dim(1), -1});
+  dispatch_backend(op, x, {OpKind::Transpose01, x.dtype()})
+      .transpose01(x3, reverse0, reverse1, y.reshape({out[0], out[1], -1}));
+  return y;
+}
+
 void lstm_step(const LstmStep& s) {
   const char* op = "lstm_step";
   require_defined(op, {{"xproj", s.xproj}, {"hproj", s.hproj}, {"c_prev", s.c_prev}, {"h", s.h},
                        {"c", s.c}});
   require_same_place(op, {{"xproj", s.xproj}, {"hproj", s.hproj}, {"b_ih", s.b_ih},
-                          {"b_hh", s.b_hh}, {"c_prev", s.c_prev}, {"h", s.h}, {"c", s.c},
-                          {"saved", s.saved}});
+                          {"b_hh", s.b_hh}, {"c_prev", s.c_prev}, {"h_prev", s.h_prev},
+                          {"mask", s.mask}, {"h", s.h}, {"c", s.c}, {"y", s.y}, {"saved", s.saved}});
   RECUR_CHECK(s.c_prev.ndim() == 2, Shape, op, ": 'c_prev' must be [B, H], got ",
               shape_str(s.c_prev.shape()));
   const std::int64_t B = s.c_prev.dim(0), H = s.c_prev.dim(1);
@@ -264,19 +306,16 @@ void lstm_step(const LstmStep& s) {
   require_shape(op, {"hproj", s.hproj}, {B, 4 * H});
   require_optional_shape(op, {"b_ih", s.b_ih}, {4 * H});
   require_optional_shape(op, {"b_hh", s.b_hh}, {4 * H});
+  require_optional_shape(op, {"h_prev", s.h_prev}, {B, H});
   require_shape(op, {"h", s.h}, {B, H});
   require_shape(op, {"c", s.c}, {B, H});
+  require_optional_shape(op, {"y", s.y}, {B, H});
   require_optional_shape(op, {"saved", s.saved}, {B, 4 * H});
-  for (const Arg& out : {Arg{"h", s.h}, Arg{"c", s.c}, Arg{"saved", s.saved}}) {
-    for (const Arg& in : {Arg{"xproj", s.xproj}, Arg{"hproj", s.hproj}, Arg{"b_ih", s.b_ih},
-                          Arg{"b_hh", s.b_hh}})
-      require_no_alias(op, out, in);
-    // c may update c_prev in place: each element is read before it is written.
-    require_no_alias(op, out, {"c_prev", s.c_prev}, std::string(out.name) == "c");
-  }
-  require_no_alias(op, {"h", s.h}, {"c", s.c});
-  require_no_alias(op, {"saved", s.saved}, {"h", s.h});
-  require_no_alias(op, {"saved", s.saved}, {"c", s.c});
+  check_step_mask(op, s.mask, s.h_prev, B, H);
+  check_outputs(op, {{"h", s.h}, {"c", s.c}, {"y", s.y}, {"saved", s.saved}},
+                {{"xproj", s.xproj}, {"hproj", s.hproj}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                 {"c_prev", s.c_prev}, {"h_prev", s.h_prev}, {"mask", s.mask}},
+                {{"c", "c_prev"}, {"h", "h_prev"}});
   if (B * H == 0) return;
   dispatch_backend(op, s.h, {OpKind::LstmStep, s.h.dtype(), B, H}).lstm_step(s);
 }
@@ -285,7 +324,8 @@ void gru_step(const GruStep& s) {
   const char* op = "gru_step";
   require_defined(op, {{"xproj", s.xproj}, {"hproj", s.hproj}, {"h_prev", s.h_prev}, {"h", s.h}});
   require_same_place(op, {{"xproj", s.xproj}, {"hproj", s.hproj}, {"b_ih", s.b_ih},
-                          {"b_hh", s.b_hh}, {"h_prev", s.h_prev}, {"h", s.h}, {"saved", s.saved}});
+                          {"b_hh", s.b_hh}, {"h_prev", s.h_prev}, {"mask", s.mask}, {"h", s.h},
+                          {"y", s.y}, {"saved", s.saved}});
   RECUR_CHECK(s.h_prev.ndim() == 2, Shape, op, ": 'h_prev' must be [B, H], got ",
               shape_str(s.h_prev.shape()));
   const std::int64_t B = s.h_prev.dim(0), H = s.h_prev.dim(1);
@@ -294,14 +334,13 @@ void gru_step(const GruStep& s) {
   require_optional_shape(op, {"b_ih", s.b_ih}, {3 * H});
   require_optional_shape(op, {"b_hh", s.b_hh}, {3 * H});
   require_shape(op, {"h", s.h}, {B, H});
+  require_optional_shape(op, {"y", s.y}, {B, H});
   require_optional_shape(op, {"saved", s.saved}, {B, 4 * H});
-  for (const Arg& out : {Arg{"h", s.h}, Arg{"saved", s.saved}}) {
-    for (const Arg& in : {Arg{"xproj", s.xproj}, Arg{"hproj", s.hproj}, Arg{"b_ih", s.b_ih},
-                          Arg{"b_hh", s.b_hh}})
-      require_no_alias(op, out, in);
-    require_no_alias(op, out, {"h_prev", s.h_prev}, std::string(out.name) == "h");
-  }
-  require_no_alias(op, {"saved", s.saved}, {"h", s.h});
+  check_step_mask(op, s.mask, s.h_prev, B, H);
+  check_outputs(op, {{"h", s.h}, {"y", s.y}, {"saved", s.saved}},
+                {{"xproj", s.xproj}, {"hproj", s.hproj}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                 {"h_prev", s.h_prev}, {"mask", s.mask}},
+                {{"h", "h_prev"}});
   if (B * H == 0) return;
   dispatch_backend(op, s.h, {OpKind::GruStep, s.h.dtype(), B, H}).gru_step(s);
 }
@@ -310,20 +349,93 @@ void rnn_step(const RnnStep& s) {
   const char* op = "rnn_step";
   require_defined(op, {{"xproj", s.xproj}, {"hproj", s.hproj}, {"h", s.h}});
   require_same_place(op, {{"xproj", s.xproj}, {"hproj", s.hproj}, {"b_ih", s.b_ih},
-                          {"b_hh", s.b_hh}, {"h", s.h}});
+                          {"b_hh", s.b_hh}, {"h_prev", s.h_prev}, {"mask", s.mask}, {"h", s.h},
+                          {"y", s.y}});
   RECUR_CHECK(s.h.ndim() == 2, Shape, op, ": 'h' must be [B, H], got ", shape_str(s.h.shape()));
   const std::int64_t B = s.h.dim(0), H = s.h.dim(1);
   require_shape(op, {"xproj", s.xproj}, {B, H});
   require_shape(op, {"hproj", s.hproj}, {B, H});
   require_optional_shape(op, {"b_ih", s.b_ih}, {H});
   require_optional_shape(op, {"b_hh", s.b_hh}, {H});
-  // Each element reads only its own xproj/hproj entry, so h may overwrite either.
-  require_no_alias(op, {"h", s.h}, {"xproj", s.xproj}, true);
-  require_no_alias(op, {"h", s.h}, {"hproj", s.hproj}, true);
-  require_no_alias(op, {"h", s.h}, {"b_ih", s.b_ih});
-  require_no_alias(op, {"h", s.h}, {"b_hh", s.b_hh});
+  require_optional_shape(op, {"h_prev", s.h_prev}, {B, H});
+  require_optional_shape(op, {"y", s.y}, {B, H});
+  check_step_mask(op, s.mask, s.h_prev, B, H);
+  // Each element reads only its own xproj/hproj/h_prev entry, so h may overwrite them.
+  check_outputs(op, {{"h", s.h}, {"y", s.y}},
+                {{"xproj", s.xproj}, {"hproj", s.hproj}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                 {"h_prev", s.h_prev}, {"mask", s.mask}},
+                {{"h", "xproj"}, {"h", "hproj"}, {"h", "h_prev"}});
   if (B * H == 0) return;
   dispatch_backend(op, s.h, {OpKind::RnnStep, s.h.dtype(), B, H}).rnn_step(s);
+}
+
+void lstm_step_backward(const LstmStepBackward& s) {
+  const char* op = "lstm_step_backward";
+  require_defined(op, {{"saved", s.saved}, {"c_prev", s.c_prev}, {"c", s.c}, {"dgates", s.dgates},
+                       {"dh_prev", s.dh_prev}, {"dc_prev", s.dc_prev}});
+  require_same_place(op, {{"saved", s.saved}, {"c_prev", s.c_prev}, {"c", s.c}, {"dy", s.dy},
+                          {"dh_next", s.dh_next}, {"dc_next", s.dc_next}, {"mask", s.mask},
+                          {"dgates", s.dgates}, {"dh_prev", s.dh_prev}, {"dc_prev", s.dc_prev}});
+  RECUR_CHECK(s.c.ndim() == 2, Shape, op, ": 'c' must be [B, H], got ", shape_str(s.c.shape()));
+  const std::int64_t B = s.c.dim(0), H = s.c.dim(1);
+  require_shape(op, {"saved", s.saved}, {B, 4 * H});
+  require_shape(op, {"c_prev", s.c_prev}, {B, H});
+  for (const Arg& a : {Arg{"dy", s.dy}, Arg{"dh_next", s.dh_next}, Arg{"dc_next", s.dc_next}})
+    require_optional_shape(op, a, {B, H});
+  require_optional_shape(op, {"mask", s.mask}, {B});
+  require_shape(op, {"dgates", s.dgates}, {B, 4 * H});
+  require_shape(op, {"dh_prev", s.dh_prev}, {B, H});
+  require_shape(op, {"dc_prev", s.dc_prev}, {B, H});
+  check_outputs(op, {{"dgates", s.dgates}, {"dh_prev", s.dh_prev}, {"dc_prev", s.dc_prev}},
+                {{"saved", s.saved}, {"c_prev", s.c_prev}, {"c", s.c}, {"dy", s.dy},
+                 {"dh_next", s.dh_next}, {"dc_next", s.dc_next}, {"mask", s.mask}},
+                {{"dh_prev", "dh_next"}, {"dc_prev", "dc_next"}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.c, {OpKind::LstmStepBackward, s.c.dtype(), B, H}).lstm_step_backward(s);
+}
+
+void gru_step_backward(const GruStepBackward& s) {
+  const char* op = "gru_step_backward";
+  require_defined(op, {{"saved", s.saved}, {"h_prev", s.h_prev}, {"dgates_x", s.dgates_x},
+                       {"dgates_h", s.dgates_h}, {"dh_prev", s.dh_prev}});
+  require_same_place(op, {{"saved", s.saved}, {"h_prev", s.h_prev}, {"dy", s.dy},
+                          {"dh_next", s.dh_next}, {"mask", s.mask}, {"dgates_x", s.dgates_x},
+                          {"dgates_h", s.dgates_h}, {"dh_prev", s.dh_prev}});
+  RECUR_CHECK(s.h_prev.ndim() == 2, Shape, op, ": 'h_prev' must be [B, H], got ",
+              shape_str(s.h_prev.shape()));
+  const std::int64_t B = s.h_prev.dim(0), H = s.h_prev.dim(1);
+  require_shape(op, {"saved", s.saved}, {B, 4 * H});
+  require_optional_shape(op, {"dy", s.dy}, {B, H});
+  require_optional_shape(op, {"dh_next", s.dh_next}, {B, H});
+  require_optional_shape(op, {"mask", s.mask}, {B});
+  require_shape(op, {"dgates_x", s.dgates_x}, {B, 3 * H});
+  require_shape(op, {"dgates_h", s.dgates_h}, {B, 3 * H});
+  require_shape(op, {"dh_prev", s.dh_prev}, {B, H});
+  check_outputs(op, {{"dgates_x", s.dgates_x}, {"dgates_h", s.dgates_h}, {"dh_prev", s.dh_prev}},
+                {{"saved", s.saved}, {"h_prev", s.h_prev}, {"dy", s.dy}, {"dh_next", s.dh_next},
+                 {"mask", s.mask}},
+                {{"dh_prev", "dh_next"}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.h_prev, {OpKind::GruStepBackward, s.h_prev.dtype(), B, H}).gru_step_backward(s);
+}
+
+void rnn_step_backward(const RnnStepBackward& s) {
+  const char* op = "rnn_step_backward";
+  require_defined(op, {{"h", s.h}, {"dgates", s.dgates}, {"dh_prev", s.dh_prev}});
+  require_same_place(op, {{"h", s.h}, {"dy", s.dy}, {"dh_next", s.dh_next}, {"mask", s.mask},
+                          {"dgates", s.dgates}, {"dh_prev", s.dh_prev}});
+  RECUR_CHECK(s.h.ndim() == 2, Shape, op, ": 'h' must be [B, H], got ", shape_str(s.h.shape()));
+  const std::int64_t B = s.h.dim(0), H = s.h.dim(1);
+  require_optional_shape(op, {"dy", s.dy}, {B, H});
+  require_optional_shape(op, {"dh_next", s.dh_next}, {B, H});
+  require_optional_shape(op, {"mask", s.mask}, {B});
+  require_shape(op, {"dgates", s.dgates}, {B, H});
+  require_shape(op, {"dh_prev", s.dh_prev}, {B, H});
+  check_outputs(op, {{"dgates", s.dgates}, {"dh_prev", s.dh_prev}},
+                {{"h", s.h}, {"dy", s.dy}, {"dh_next", s.dh_next}, {"mask", s.mask}},
+                {{"dh_prev", "dh_next"}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.h, {OpKind::RnnStepBackward, s.h.dtype(), B, H}).rnn_step_backward(s);
 }
 
 }  // namespace recur::ops

@@ -12,6 +12,11 @@ const T* opt_ptr(const Tensor& t) {
 }
 
 template <class T>
+T* opt_out(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+template <class T>
 kernels::LstmStepArgs<T> lstm_args(const LstmStep& s) {
   kernels::LstmStepArgs<T> a;
   a.B = s.c_prev.dim(0);
@@ -22,9 +27,12 @@ kernels::LstmStepArgs<T> lstm_args(const LstmStep& s) {
   a.b_ih = opt_ptr<T>(s.b_ih);
   a.b_hh = opt_ptr<T>(s.b_hh);
   a.c_prev = s.c_prev.data<T>();
+  a.h_prev = opt_ptr<T>(s.h_prev);
+  a.mask = opt_ptr<T>(s.mask);
   a.h = s.h.data<T>();
   a.c = s.c.data<T>();
-  a.saved = s.saved.defined() ? s.saved.data<T>() : nullptr;
+  a.y = opt_out<T>(s.y);
+  a.saved = opt_out<T>(s.saved);
   return a;
 }
 
@@ -39,8 +47,10 @@ kernels::GruStepArgs<T> gru_args(const GruStep& s) {
   a.b_ih = opt_ptr<T>(s.b_ih);
   a.b_hh = opt_ptr<T>(s.b_hh);
   a.h_prev = s.h_prev.data<T>();
+  a.mask = opt_ptr<T>(s.mask);
   a.h = s.h.data<T>();
-  a.saved = s.saved.defined() ? s.saved.data<T>() : nullptr;
+  a.y = opt_out<T>(s.y);
+  a.saved = opt_out<T>(s.saved);
   return a;
 }
 
@@ -54,7 +64,58 @@ kernels::RnnStepArgs<T> rnn_args(const RnnStep& s) {
   a.ld_x = a.ld_h = a.H;
   a.b_ih = opt_ptr<T>(s.b_ih);
   a.b_hh = opt_ptr<T>(s.b_hh);
+  a.h_prev = opt_ptr<T>(s.h_prev);
+  a.mask = opt_ptr<T>(s.mask);
   a.h = s.h.data<T>();
+  a.y = opt_out<T>(s.y);
+  return a;
+}
+
+template <class T>
+kernels::LstmBackArgs<T> lstm_back_args(const LstmStepBackward& s) {
+  kernels::LstmBackArgs<T> a;
+  a.B = s.c.dim(0);
+  a.H = s.c.dim(1);
+  a.saved = s.saved.data<T>();
+  a.c_prev = s.c_prev.data<T>();
+  a.c = s.c.data<T>();
+  a.dy = opt_ptr<T>(s.dy);
+  a.dh_next = opt_ptr<T>(s.dh_next);
+  a.dc_next = opt_ptr<T>(s.dc_next);
+  a.mask = opt_ptr<T>(s.mask);
+  a.dgates = s.dgates.data<T>();
+  a.dh_prev = s.dh_prev.data<T>();
+  a.dc_prev = s.dc_prev.data<T>();
+  return a;
+}
+
+template <class T>
+kernels::GruBackArgs<T> gru_back_args(const GruStepBackward& s) {
+  kernels::GruBackArgs<T> a;
+  a.B = s.h_prev.dim(0);
+  a.H = s.h_prev.dim(1);
+  a.saved = s.saved.data<T>();
+  a.h_prev = s.h_prev.data<T>();
+  a.dy = opt_ptr<T>(s.dy);
+  a.dh_next = opt_ptr<T>(s.dh_next);
+  a.mask = opt_ptr<T>(s.mask);
+  a.dgates_x = s.dgates_x.data<T>();
+  a.dgates_h = s.dgates_h.data<T>();
+  a.dh_prev = s.dh_prev.data<T>();
+  return a;
+}
+
+template <class T>
+kernels::RnnBackArgs<T> rnn_back_args(const RnnStepBackward& s) {
+  kernels::RnnBackArgs<T> a;
+  a.B = s.h.dim(0);
+  a.H = s.h.dim(1);
+  a.h = s.h.data<T>();
+  a.dy = opt_ptr<T>(s.dy);
+  a.dh_next = opt_ptr<T>(s.dh_next);
+  a.mask = opt_ptr<T>(s.mask);
+  a.dgates = s.dgates.data<T>();
+  a.dh_prev = s.dh_prev.data<T>();
   return a;
 }
 

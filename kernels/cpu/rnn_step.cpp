@@ -36,6 +36,50 @@ void rnn_step(RnnActivation act, const RnnStepArgs<T>& a) {
     });
 }
 
+template <class T>
+void lstm_step_backward(const LstmBackArgs<T>& a) {
+  for_each_bh(a.B, a.H, [&](std::int64_t b, std::int64_t j) { lstm_back_element(a, b, j); });
+}
+
+template <class T>
+void gru_step_backward(const GruBackArgs<T>& a) {
+  for_each_bh(a.B, a.H, [&](std::int64_t b, std::int64_t j) { gru_back_element(a, b, j); });
+}
+
+template <class T>
+void rnn_step_backward(RnnActivation act, const RnnBackArgs<T>& a) {
+  if (act == RnnActivation::Tanh)
+    for_each_bh(a.B, a.H, [&](std::int64_t b, std::int64_t j) {
+      rnn_back_element<RnnActivation::Tanh>(a, b, j);
+    });
+  else
+    for_each_bh(a.B, a.H, [&](std::int64_t b, std::int64_t j) {
+      rnn_back_element<RnnActivation::Relu>(a, b, j);
+    });
+}
+
+template <class T>
+void transpose01(const T* x, std::int64_t A, std::int64_t B, std::int64_t C, bool rev_a,
+                 bool rev_b, T* y) {
+#pragma omp parallel for schedule(static) if (A * B * C >= kParallelThreshold)
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t a = 0; a < A; ++a) {
+      const std::int64_t sa = rev_a ? A - 1 - a : a, sb = rev_b ? B - 1 - b : b;
+      const T* src = x + (sa * B + sb) * C;
+      T* dst = y + (b * A + a) * C;
+      for (std::int64_t c = 0; c < C; ++c) dst[c] = src[c];
+    }
+}
+
+#define RECUR_INSTANTIATE(T)                                                          \
+  template void lstm_step_backward<T>(const LstmBackArgs<T>&);                        \
+  template void gru_step_backward<T>(const GruBackArgs<T>&);                          \
+  template void rnn_step_backward<T>(RnnActivation, const RnnBackArgs<T>&);           \
+  template void transpose01<T>(const T*, std::int64_t, std::int64_t, std::int64_t, bool, bool, T*);
+RECUR_INSTANTIATE(float)
+RECUR_INSTANTIATE(double)
+#undef RECUR_INSTANTIATE
+
 template void lstm_step<float>(const LstmStepArgs<float>&);
 template void lstm_step<double>(const LstmStepArgs<double>&);
 template void gru_step<float>(const GruStepArgs<float>&);

@@ -31,5 +31,12 @@ cudaError_t probe_kernel_image();
 void lstm_step(const LstmStepArgs<float>& args, cudaStream_t stream);
 void gru_step(const GruStepArgs<float>& args, cudaStream_t stream);
 void rnn_step(RnnActivation act, const RnnStepArgs<float>& args, cudaStream_t stream);
+void lstm_step_backward(const LstmBackArgs<float>& args, cudaStream_t stream);
+void gru_step_backward(const GruBackArgs<float>& args, cudaStream_t stream);
+void rnn_step_backward(RnnActivation act, const RnnBackArgs<float>& args, cudaStream_t stream);
+
+// y[b, a, :] = x[ra(a), rb(b), :] for x of shape [A, B, C] (see cpu.h).
+void transpose01(const float* x, std::int64_t A, std::int64_t B, std::int64_t C, bool rev_a,
+                 bool rev_b, float* y, cudaStream_t stream);
 
 }  // namespace recur::kernels::cuda

@@ -34,6 +34,23 @@ struct RnnElement {
   }
 };
 
+struct LstmBack {
+  __device__ void operator()(const LstmBackArgs<float>& a, std::int64_t b, std::int64_t j) const {
+    lstm_back_element(a, b, j);
+  }
+};
+struct GruBack {
+  __device__ void operator()(const GruBackArgs<float>& a, std::int64_t b, std::int64_t j) const {
+    gru_back_element(a, b, j);
+  }
+};
+template <RnnActivation act>
+struct RnnBack {
+  __device__ void operator()(const RnnBackArgs<float>& a, std::int64_t b, std::int64_t j) const {
+    rnn_back_element<act>(a, b, j);
+  }
+};
+
 template <class Args, class F>
 void launch(const Args& a, F f, cudaStream_t s) {
   const std::int64_t n = a.B * a.H;
@@ -43,6 +60,15 @@ void launch(const Args& a, F f, cudaStream_t s) {
 }
 
 }  // namespace
+
+void lstm_step_backward(const LstmBackArgs<float>& a, cudaStream_t s) { launch(a, LstmBack{}, s); }
+void gru_step_backward(const GruBackArgs<float>& a, cudaStream_t s) { launch(a, GruBack{}, s); }
+void rnn_step_backward(RnnActivation act, const RnnBackArgs<float>& a, cudaStream_t s) {
+  if (act == RnnActivation::Tanh)
+    launch(a, RnnBack<RnnActivation::Tanh>{}, s);
+  else
+    launch(a, RnnBack<RnnActivation::Relu>{}, s);
+}
 
 void lstm_step(const LstmStepArgs<float>& a, cudaStream_t s) { launch(a, LstmElement{}, s); }
 void gru_step(const GruStepArgs<float>& a, cudaStream_t s) { launch(a, GruElement{}, s); }

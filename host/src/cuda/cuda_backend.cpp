@@ -192,6 +192,23 @@ class CudaBackend final : public Backend {
     DeviceScope scope(index_);
     kc::rnn_step(s.activation, detail::rnn_args<float>(s), stream_);
   }
+  void transpose01(const Tensor& x, bool rev_a, bool rev_b, const Tensor& y) override {
+    DeviceScope scope(index_);
+    kc::transpose01(x.data<float>(), x.dim(0), x.dim(1), x.dim(2), rev_a, rev_b, y.data<float>(),
+                    stream_);
+  }
+  void lstm_step_backward(const LstmStepBackward& s) override {
+    DeviceScope scope(index_);
+    kc::lstm_step_backward(detail::lstm_back_args<float>(s), stream_);
+  }
+  void gru_step_backward(const GruStepBackward& s) override {
+    DeviceScope scope(index_);
+    kc::gru_step_backward(detail::gru_back_args<float>(s), stream_);
+  }
+  void rnn_step_backward(const RnnStepBackward& s) override {
+    DeviceScope scope(index_);
+    kc::rnn_step_backward(s.activation, detail::rnn_back_args<float>(s), stream_);
+  }
 
  private:
   int index_;

@@ -14,7 +14,10 @@
 
 namespace recur {
 
-enum class OpKind : unsigned char { Fill, Copy, Gemm, Unary, Binary, Reduce, LstmStep, GruStep, RnnStep };
+enum class OpKind : unsigned char {
+  Fill, Copy, Gemm, Unary, Binary, Reduce, Transpose01,
+  LstmStep, GruStep, RnnStep, LstmStepBackward, GruStepBackward, RnnStepBackward
+};
 const char* op_kind_name(OpKind op);
 
 // What supports() is asked. Sizes are 0 where they do not apply.
@@ -43,26 +46,63 @@ struct GemmCall {
   std::int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // 0 broadcasts
 };
 
-// One time step of each cell; see recur/kernels/rnn_cells.h for the equations
-// and layouts. Optional tensors may be left undefined.
+// One time step of each cell; see recur/kernels/rnn_cells.h for the equations,
+// layouts and masking. Optional tensors may be left undefined. `mask` is [B]
+// (1: valid, 0: padding; needs h_prev); `y` receives the step's output.
 struct LstmStep {
   Tensor xproj, hproj;  // [B, 4H] each
   Tensor b_ih, b_hh;    // [4H], optional
   Tensor c_prev;        // [B, H]
+  Tensor h_prev;        // [B, H], required with a mask
+  Tensor mask;          // [B], optional
   Tensor h, c;          // [B, H] outputs
+  Tensor y;             // [B, H] output, optional
   Tensor saved;         // [B, 4H] output (i, f, g, o), optional
 };
 struct GruStep {
   Tensor xproj, hproj;  // [B, 3H] each
   Tensor b_ih, b_hh;    // [3H], optional
   Tensor h_prev;        // [B, H]
+  Tensor mask;          // [B], optional
   Tensor h;             // [B, H] output
+  Tensor y;             // [B, H] output, optional
   Tensor saved;         // [B, 4H] output (r, z, n, hn + b_hn), optional
 };
 struct RnnStep {
   Tensor xproj, hproj;  // [B, H] each
   Tensor b_ih, b_hh;    // [H], optional
+  Tensor h_prev;        // [B, H], required with a mask
+  Tensor mask;          // [B], optional
   Tensor h;             // [B, H] output
+  Tensor y;             // [B, H] output, optional
+  RnnActivation activation = RnnActivation::Tanh;
+};
+
+// Backward of one step (rnn_cells.h): pre-activation gradients and the part
+// of dL/dh_prev that does not pass through W_hh. dy, dh_next, dc_next and
+// mask are optional.
+struct LstmStepBackward {
+  Tensor saved;                 // [B, 4H] from the forward step
+  Tensor c_prev, c;             // [B, H]
+  Tensor dy, dh_next, dc_next;  // [B, H]
+  Tensor mask;                  // [B]
+  Tensor dgates;                // [B, 4H] output
+  Tensor dh_prev, dc_prev;      // [B, H] outputs (may be dh_next / dc_next)
+};
+struct GruStepBackward {
+  Tensor saved;              // [B, 4H]
+  Tensor h_prev;             // [B, H]
+  Tensor dy, dh_next;        // [B, H]
+  Tensor mask;               // [B]
+  Tensor dgates_x, dgates_h;  // [B, 3H] outputs
+  Tensor dh_prev;            // [B, H] output (may be dh_next)
+};
+struct RnnStepBackward {
+  Tensor h;             // [B, H] the step's output state
+  Tensor dy, dh_next;   // [B, H]
+  Tensor mask;          // [B]
+  Tensor dgates;        // [B, H] output
+  Tensor dh_prev;       // [B, H] output (may be dh_next)
   RnnActivation activation = RnnActivation::Tanh;
 };
 
@@ -90,9 +130,14 @@ class Backend {
   // x viewed as [outer, n, inner]; y is [outer, inner].
   virtual void reduce(ReduceOp op, const Tensor& x, std::int64_t outer, std::int64_t n,
                       std::int64_t inner, const Tensor& y) = 0;
+  // y[b, a, :] = x[ra(a), rb(b), :]; x is [A, B, C]; rev_a/rev_b reverse an axis.
+  virtual void transpose01(const Tensor& x, bool rev_a, bool rev_b, const Tensor& y) = 0;
   virtual void lstm_step(const LstmStep& step) = 0;
   virtual void gru_step(const GruStep& step) = 0;
   virtual void rnn_step(const RnnStep& step) = 0;
+  virtual void lstm_step_backward(const LstmStepBackward& step) = 0;
+  virtual void gru_step_backward(const GruStepBackward& step) = 0;
+  virtual void rnn_step_backward(const RnnStepBackward& step) = 0;
 };
 
 // The backend of a device (created on first use, alive for the process).

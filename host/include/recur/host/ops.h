@@ -44,9 +44,18 @@ inline Tensor sum(const Tensor& x, int axis, bool keepdim = false) { return redu
 inline Tensor mean(const Tensor& x, int axis, bool keepdim = false) { return reduce(ReduceOp::Mean, x, axis, keepdim); }
 inline Tensor max(const Tensor& x, int axis, bool keepdim = false) { return reduce(ReduceOp::Max, x, axis, keepdim); }
 
-// Fused one-step cell kernels (equations in recur/kernels/rnn_cells.h).
+// Swaps the two leading axes: [A, B, ...] -> [B, A, ...] (a copy);
+// reverse0 / reverse1 also reverse input axis 0 / 1 in the same pass
+// (how the recurrent layers reverse time for go_backwards).
+Tensor transpose01(const Tensor& x, bool reverse0 = false, bool reverse1 = false);
+
+// Fused one-step cell kernels, forward and backward (equations in
+// recur/kernels/rnn_cells.h).
 void lstm_step(const LstmStep& step);
 void gru_step(const GruStep& step);
 void rnn_step(const RnnStep& step);
+void lstm_step_backward(const LstmStepBackward& step);
+void gru_step_backward(const GruStepBackward& step);
+void rnn_step_backward(const RnnStepBackward& step);
 
 }  // namespace recur::ops

@@ -45,5 +45,15 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
 template <class T> void lstm_step(const LstmStepArgs<T>& args);
 template <class T> void gru_step(const GruStepArgs<T>& args);
 template <class T> void rnn_step(RnnActivation act, const RnnStepArgs<T>& args);
+template <class T> void lstm_step_backward(const LstmBackArgs<T>& args);
+template <class T> void gru_step_backward(const GruBackArgs<T>& args);
+template <class T> void rnn_step_backward(RnnActivation act, const RnnBackArgs<T>& args);
+
+// y[b, a, :] = x[ra(a), rb(b), :] for x of shape [A, B, C]: swaps the two
+// leading axes; ra(a) = A-1-a when rev_a (likewise rb), which reverses time
+// for go_backwards in the same pass.
+template <class T>
+void transpose01(const T* x, std::int64_t A, std::int64_t B, std::int64_t C, bool rev_a,
+                 bool rev_b, T* y);
 
 }  // namespace recur::kernels::cpu

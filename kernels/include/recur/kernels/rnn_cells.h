@@ -20,6 +20,17 @@
 //
 // Saved activations (for backward, when `saved` is not nullptr), per row:
 //   LSTM [B, 4H]: i, f, g, o        GRU [B, 4H]: r, z, n, hn + b_hn
+//
+// Masking (mask != nullptr; mask[b] == 0 marks row b's step as padding): the
+// state carries over unchanged (h' = h, c' = c), the output y is 0, saved
+// activations are 0. Outputs y (optional) are the step's h for valid rows.
+//
+// Backward of one step, per element (b, j), with dh = dh_next + dy (dy only
+// for valid rows): the pre-activation gradients `dgates` (LSTM, SimpleRNN: one
+// set, the same for xproj, hproj and both biases; GRU: dgates_x for xproj and
+// b_ih, dgates_h for hproj and b_hh, which differ in the n block), and the part
+// of dh_prev that does not go through W_hh (masked rows: all of dh; GRU: z dh).
+// The caller then adds dgates_h W_hh into dh_prev with one GEMM.
 #pragma once
 
 #include <cstdint>
@@ -41,8 +52,11 @@ struct LstmStepArgs {
   const T* b_ih = nullptr;  // [4H] or nullptr
   const T* b_hh = nullptr;  // [4H] or nullptr
   const T* c_prev = nullptr;  // [B, H]
+  const T* h_prev = nullptr;  // [B, H], needed only with a mask
+  const T* mask = nullptr;    // [B] or nullptr (all valid)
   T* h = nullptr;      // [B, H] out
   T* c = nullptr;      // [B, H] out
+  T* y = nullptr;      // [B, H] out, or nullptr
   T* saved = nullptr;  // [B, 4H] out, or nullptr (inference)
 };
 
@@ -55,7 +69,9 @@ struct GruStepArgs {
   const T* b_ih = nullptr;    // [3H] or nullptr
   const T* b_hh = nullptr;    // [3H] or nullptr
   const T* h_prev = nullptr;  // [B, H]
+  const T* mask = nullptr;    // [B] or nullptr
   T* h = nullptr;             // [B, H] out
+  T* y = nullptr;             // [B, H] out, or nullptr
   T* saved = nullptr;         // [B, 4H] out, or nullptr
 };
 
@@ -67,7 +83,49 @@ struct RnnStepArgs {
   std::int64_t ld_x = 0, ld_h = 0;
   const T* b_ih = nullptr;  // [H] or nullptr
   const T* b_hh = nullptr;  // [H] or nullptr
-  T* h = nullptr;           // [B, H] out
+  const T* h_prev = nullptr;  // [B, H], needed only with a mask
+  const T* mask = nullptr;    // [B] or nullptr
+  T* h = nullptr;             // [B, H] out
+  T* y = nullptr;             // [B, H] out, or nullptr
+};
+
+template <class T>
+struct LstmBackArgs {
+  std::int64_t B = 0, H = 0;
+  const T* saved = nullptr;    // [B, 4H] i, f, g, o from the forward step
+  const T* c_prev = nullptr;   // [B, H]
+  const T* c = nullptr;        // [B, H] this step's cell state
+  const T* dy = nullptr;       // [B, H] dL/dy of this step, or nullptr
+  const T* dh_next = nullptr;  // [B, H] dL/dh from later steps, or nullptr
+  const T* dc_next = nullptr;  // [B, H] dL/dc from later steps, or nullptr
+  const T* mask = nullptr;     // [B] or nullptr
+  T* dgates = nullptr;         // [B, 4H] out
+  T* dh_prev = nullptr;        // [B, H] out: the part not through W_hh
+  T* dc_prev = nullptr;        // [B, H] out (may alias dc_next)
+};
+
+template <class T>
+struct GruBackArgs {
+  std::int64_t B = 0, H = 0;
+  const T* saved = nullptr;    // [B, 4H] r, z, n, hn
+  const T* h_prev = nullptr;   // [B, H]
+  const T* dy = nullptr;       // [B, H] or nullptr
+  const T* dh_next = nullptr;  // [B, H] or nullptr
+  const T* mask = nullptr;     // [B] or nullptr
+  T* dgates_x = nullptr;       // [B, 3H] out
+  T* dgates_h = nullptr;       // [B, 3H] out
+  T* dh_prev = nullptr;        // [B, H] out: the part not through W_hh
+};
+
+template <class T>
+struct RnnBackArgs {
+  std::int64_t B = 0, H = 0;
+  const T* h = nullptr;        // [B, H] this step's output state
+  const T* dy = nullptr;       // [B, H] or nullptr
+  const T* dh_next = nullptr;  // [B, H] or nullptr
+  const T* mask = nullptr;     // [B] or nullptr
+  T* dgates = nullptr;         // [B, H] out
+  T* dh_prev = nullptr;        // [B, H] out: the part not through W_hh
 };
 
 template <class T>
@@ -75,10 +133,30 @@ RECUR_HD T bias_at(const T* b, std::int64_t k) {
   return b ? b[k] : T(0);
 }
 
+template <class T>
+RECUR_HD bool row_valid(const T* mask, std::int64_t b) {
+  return !mask || mask[b] != T(0);
+}
+
+// dL/dh of a step's output state: from later steps, plus the step's own
+// output for valid rows (a padded step's output is the constant 0).
+template <class T>
+RECUR_HD T step_dh(const T* dh_next, const T* dy, bool valid, std::int64_t e) {
+  return (dh_next ? dh_next[e] : T(0)) + (valid && dy ? dy[e] : T(0));
+}
+
 // One element (b, j) of one LSTM step.
 template <class T>
 RECUR_HD void lstm_step_element(const LstmStepArgs<T>& a, std::int64_t b, std::int64_t j) {
-  const std::int64_t H = a.H;
+  const std::int64_t H = a.H, e = b * H + j;
+  if (!row_valid(a.mask, b)) {
+    a.c[e] = a.c_prev[e];
+    a.h[e] = a.h_prev[e];
+    if (a.y) a.y[e] = T(0);
+    if (a.saved)
+      for (int k = 0; k < 4; ++k) a.saved[b * 4 * H + k * H + j] = T(0);
+    return;
+  }
   const T* xp = a.xproj + b * a.ld_x;
   const T* hp = a.hproj + b * a.ld_h;
   T pre[4];
@@ -91,9 +169,11 @@ RECUR_HD void lstm_step_element(const LstmStepArgs<T>& a, std::int64_t b, std::i
   const T f = sigmoid(pre[1]);
   const T g = rtanh(pre[2]);
   const T o = sigmoid(pre[3]);
-  const T c = f * a.c_prev[b * H + j] + i * g;
-  a.c[b * H + j] = c;
-  a.h[b * H + j] = o * rtanh(c);
+  const T c = f * a.c_prev[e] + i * g;
+  const T h = o * rtanh(c);
+  a.c[e] = c;
+  a.h[e] = h;
+  if (a.y) a.y[e] = h;
   if (a.saved) {
     T* s = a.saved + b * 4 * H;
     s[j] = i;
@@ -106,15 +186,23 @@ RECUR_HD void lstm_step_element(const LstmStepArgs<T>& a, std::int64_t b, std::i
 // One element (b, j) of one GRU step (reset_after = true).
 template <class T>
 RECUR_HD void gru_step_element(const GruStepArgs<T>& a, std::int64_t b, std::int64_t j) {
-  const std::int64_t H = a.H;
+  const std::int64_t H = a.H, e = b * H + j;
+  if (!row_valid(a.mask, b)) {
+    a.h[e] = a.h_prev[e];
+    if (a.y) a.y[e] = T(0);
+    if (a.saved)
+      for (int k = 0; k < 4; ++k) a.saved[b * 4 * H + k * H + j] = T(0);
+    return;
+  }
   const T* xp = a.xproj + b * a.ld_x;
   const T* hp = a.hproj + b * a.ld_h;
   const T r = sigmoid(xp[j] + bias_at(a.b_ih, j) + hp[j] + bias_at(a.b_hh, j));
   const T z = sigmoid(xp[H + j] + bias_at(a.b_ih, H + j) + hp[H + j] + bias_at(a.b_hh, H + j));
   const T hn = hp[2 * H + j] + bias_at(a.b_hh, 2 * H + j);
   const T n = rtanh(xp[2 * H + j] + bias_at(a.b_ih, 2 * H + j) + r * hn);
-  const T h_prev = a.h_prev[b * H + j];
-  a.h[b * H + j] = (T(1) - z) * n + z * h_prev;
+  const T h = (T(1) - z) * n + z * a.h_prev[e];
+  a.h[e] = h;
+  if (a.y) a.y[e] = h;
   if (a.saved) {
     T* s = a.saved + b * 4 * H;
     s[j] = r;
@@ -127,9 +215,84 @@ RECUR_HD void gru_step_element(const GruStepArgs<T>& a, std::int64_t b, std::int
 // One element (b, j) of one SimpleRNN step.
 template <RnnActivation act, class T>
 RECUR_HD void rnn_step_element(const RnnStepArgs<T>& a, std::int64_t b, std::int64_t j) {
+  const std::int64_t e = b * a.H + j;
+  if (!row_valid(a.mask, b)) {
+    a.h[e] = a.h_prev[e];
+    if (a.y) a.y[e] = T(0);
+    return;
+  }
   const T pre = a.xproj[b * a.ld_x + j] + a.hproj[b * a.ld_h + j] + bias_at(a.b_ih, j) +
                 bias_at(a.b_hh, j);
-  a.h[b * a.H + j] = act == RnnActivation::Tanh ? rtanh(pre) : relu(pre);
+  const T h = act == RnnActivation::Tanh ? rtanh(pre) : relu(pre);
+  a.h[e] = h;
+  if (a.y) a.y[e] = h;
+}
+
+// Backward of one LSTM step, element (b, j).
+template <class T>
+RECUR_HD void lstm_back_element(const LstmBackArgs<T>& a, std::int64_t b, std::int64_t j) {
+  const std::int64_t H = a.H, e = b * H + j;
+  const bool valid = row_valid(a.mask, b);
+  const T dh = step_dh(a.dh_next, a.dy, valid, e);
+  const T dc_next = a.dc_next ? a.dc_next[e] : T(0);
+  T* dg = a.dgates + b * 4 * H;
+  if (!valid) {
+    for (int k = 0; k < 4; ++k) dg[k * H + j] = T(0);
+    a.dh_prev[e] = dh;
+    a.dc_prev[e] = dc_next;
+    return;
+  }
+  const T* s = a.saved + b * 4 * H;
+  const T i = s[j], f = s[H + j], g = s[2 * H + j], o = s[3 * H + j];
+  const T tc = rtanh(a.c[e]);
+  const T dc = dc_next + dh * o * (T(1) - tc * tc);
+  dg[j] = dc * g * i * (T(1) - i);
+  dg[H + j] = dc * a.c_prev[e] * f * (T(1) - f);
+  dg[2 * H + j] = dc * i * (T(1) - g * g);
+  dg[3 * H + j] = dh * tc * o * (T(1) - o);
+  a.dc_prev[e] = dc * f;
+  a.dh_prev[e] = T(0);
+}
+
+// Backward of one GRU step (reset_after = true), element (b, j).
+template <class T>
+RECUR_HD void gru_back_element(const GruBackArgs<T>& a, std::int64_t b, std::int64_t j) {
+  const std::int64_t H = a.H, e = b * H + j;
+  const bool valid = row_valid(a.mask, b);
+  const T dh = step_dh(a.dh_next, a.dy, valid, e);
+  T* dx = a.dgates_x + b * 3 * H;
+  T* dhg = a.dgates_h + b * 3 * H;
+  if (!valid) {
+    for (int k = 0; k < 3; ++k) dx[k * H + j] = dhg[k * H + j] = T(0);
+    a.dh_prev[e] = dh;
+    return;
+  }
+  const T* s = a.saved + b * 4 * H;
+  const T r = s[j], z = s[H + j], n = s[2 * H + j], hn = s[3 * H + j];
+  const T dan = dh * (T(1) - z) * (T(1) - n * n);
+  const T dar = dan * hn * r * (T(1) - r);
+  const T daz = dh * (a.h_prev[e] - n) * z * (T(1) - z);
+  dx[j] = dhg[j] = dar;
+  dx[H + j] = dhg[H + j] = daz;
+  dx[2 * H + j] = dan;
+  dhg[2 * H + j] = dan * r;
+  a.dh_prev[e] = dh * z;
+}
+
+// Backward of one SimpleRNN step, element (b, j).
+template <RnnActivation act, class T>
+RECUR_HD void rnn_back_element(const RnnBackArgs<T>& a, std::int64_t b, std::int64_t j) {
+  const std::int64_t e = b * a.H + j;
+  const bool valid = row_valid(a.mask, b);
+  const T dh = step_dh(a.dh_next, a.dy, valid, e);
+  if (!valid) {
+    a.dgates[e] = T(0);
+    a.dh_prev[e] = dh;
+    return;
+  }
+  const T h = a.h[e];
+  a.dgates[e] = act == RnnActivation::Tanh ? dh * (T(1) - h * h) : (h > T(0) ? dh : T(0));
+  a.dh_prev[e] = T(0);
 }
 
 }  // namespace kernels

@@ -1,0 +1,113 @@
+// Recurrent layers: SimpleRNN, LSTM and GRU over whole sequences, forward and
+// backward through time, on any backend, with Keras's semantics and PyTorch's
+// weight layout.
+//
+// Semantics (Keras): input x is batch-major [B, T, I]. return_sequences gives
+// y [B, T, H] (else the last output, [B, H]); return_state adds the final
+// states (LSTM: h, c; GRU and SimpleRNN: h); initial_state sets them (zeros
+// when absent); go_backwards processes time in reverse and returns the
+// sequence in processing order, as Keras does.
+// Masking: mask [B, T] (1 valid, 0 padding, any pattern: right-, left-padded,
+// fully masked rows). A masked step keeps the state unchanged and outputs 0,
+// so the final state is each row's last valid state, and the reverse
+// direction starts at each row's own last valid step. Gradients respect the mask.
+//
+// Weights (PyTorch's nn.LSTM/nn.GRU/nn.RNN layer 0, gate orders in
+// recur/kernels/rnn_cells.h): w_ih [G*H, I] (weight_ih_l0), w_hh [G*H, H]
+// (weight_hh_l0), b_ih, b_hh [G*H] (bias_ih_l0, bias_hh_l0); G = 4 (LSTM),
+// 3 (GRU, reset gate after the recurrent matmul), 1 (SimpleRNN). Keras's
+// kernel [I, G*H] is w_ih transposed (with Keras's gate order), its bias b_ih + b_hh
+// (GRU reset_after: the two rows of Keras's [2, 3H] bias).
+//
+// Algorithm ("standard"): time-major inside; the input projection of all T
+// steps is one GEMM; each step one recurrent GEMM and one fused pointwise
+// kernel. Backward: the reverse recurrence with fused pointwise backward
+// kernels and one GEMM per step for dh, then the weight gradients as GEMMs
+// over all steps at once. Training keeps the states, the gate activations and
+// the time-major input; inference keeps nothing.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "recur/host/backend.h"
+#include "recur/host/tensor.h"
+
+namespace recur {
+
+enum class CellType : unsigned char { SimpleRNN, LSTM, GRU };
+const char* cell_name(CellType cell);
+int cell_gates(CellType cell);   // G: 1, 4, 3
+int cell_states(CellType cell);  // 1, 2, 1
+
+struct RecurrentOptions {
+  CellType cell = CellType::LSTM;
+  std::int64_t input_size = 0;
+  std::int64_t units = 0;                            // H
+  RnnActivation activation = RnnActivation::Tanh;    // SimpleRNN only
+  bool use_bias = true;
+  bool return_sequences = false;
+  bool return_state = false;
+  bool go_backwards = false;
+  DType dtype = DType::f32;
+};
+
+struct RecurrentWeights {
+  Tensor w_ih, w_hh;  // [G*H, I], [G*H, H]
+  Tensor b_ih, b_hh;  // [G*H] each; undefined when use_bias is false
+};
+
+class Recurrent {
+ public:
+  // Weights drawn as PyTorch does, uniform(-1/sqrt(H), 1/sqrt(H)), from `seed`.
+  Recurrent(const RecurrentOptions& options, Device device, std::uint64_t seed);
+
+  const RecurrentOptions& options() const { return options_; }
+  Device device() const { return device_; }
+  RecurrentWeights& weights() { return w_; }
+  const RecurrentWeights& weights() const { return w_; }
+  // Gradients, same shapes as weights(); backward() adds into them.
+  RecurrentWeights& grads() { return g_; }
+  void zero_grad();
+
+  struct Output {
+    Tensor y;                    // [B, T, H] with return_sequences, else [B, H]
+    std::vector<Tensor> states;  // with return_state: final h (and c for LSTM), [B, H]
+  };
+  // x [B, T, I]; mask [B, T] or undefined; initial_state: empty or
+  // cell_states() tensors [B, H]. With training, keeps what backward needs.
+  Output forward(const Tensor& x, const Tensor& mask = {},
+                 const std::vector<Tensor>& initial_state = {}, bool training = false);
+
+  struct InputGrads {
+    Tensor dx;                           // [B, T, I]
+    std::vector<Tensor> d_initial_state;  // cell_states() tensors [B, H]
+  };
+  // dy: gradient of forward's y (undefined: none); d_states: empty or
+  // cell_states() tensors (undefined entries: none). Adds the weight
+  // gradients into grads(). Needs the last forward() to have had training.
+  InputGrads backward(const Tensor& dy, const std::vector<Tensor>& d_states = {});
+
+ private:
+  RecurrentOptions options_;
+  Device device_;
+  RecurrentWeights w_, g_;
+  // Saved by forward(training = true), all in processing order (time reversed
+  // for go_backwards), time-major.
+  struct Saved {
+    bool valid = false;
+    std::int64_t T = 0, B = 0;
+    Tensor x;       // [T, B, I]
+    Tensor mask;    // [T, B] or undefined
+    Tensor h;       // [T + 1, B, H]: h[0] initial, h[t + 1] after step t
+    Tensor c;       // [T + 1, B, H] (LSTM)
+    Tensor gates;   // [T, B, 4H] (LSTM, GRU)
+  } saved_;
+};
+
+// [B, T] mask from per-row lengths (right padding): 1 for t < lengths[b].
+// Throws ValueError for a length below 0 or above T.
+Tensor lengths_to_mask(const std::vector<std::int64_t>& lengths, std::int64_t T,
+                       DType dtype = DType::f32, Device device = default_device());
+
+}  // namespace recur

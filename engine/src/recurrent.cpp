@@ -1,0 +1,309 @@
+// Recurrent layers over sequences: see recurrent.h for the semantics.
+#include "recur/engine/recurrent.h"
+
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "recur/host/ops.h"
+
+namespace recur {
+
+const char* cell_name(CellType cell) {
+  switch (cell) {
+    case CellType::SimpleRNN: return "SimpleRNN";
+    case CellType::LSTM: return "LSTM";
+    case CellType::GRU: return "GRU";
+  }
+  return "?";
+}
+int cell_gates(CellType cell) { return cell == CellType::LSTM ? 4 : cell == CellType::GRU ? 3 : 1; }
+int cell_states(CellType cell) { return cell == CellType::LSTM ? 2 : 1; }
+
+namespace {
+
+Tensor uniform(const Shape& shape, double bound, std::mt19937_64& rng, DType dtype, Device dev) {
+  std::uniform_real_distribution<double> d(-bound, bound);
+  std::vector<double> v(static_cast<std::size_t>(shape_numel(shape)));
+  for (double& x : v) x = d(rng);
+  if (dtype == DType::f64) return Tensor::from_vector(v, shape, dev);
+  return Tensor::from_vector(std::vector<float>(v.begin(), v.end()), shape, dev);
+}
+
+// Row t of a [T, B, ...] tensor as [B, ...].
+Tensor at(const Tensor& t, std::int64_t i) {
+  Shape s(t.shape().begin() + 1, t.shape().end());
+  return t.slice(i, i + 1).reshape(s);
+}
+
+void add_into(const Tensor& acc, const Tensor& v) { ops::binary(BinaryOp::Add, acc, v, acc); }
+
+}  // namespace
+
+Recurrent::Recurrent(const RecurrentOptions& o, Device device, std::uint64_t seed)
+    : options_(o), device_(device) {
+  RECUR_CHECK(o.input_size > 0 && o.units > 0, Value, cell_name(o.cell),
+              ": input_size and units must be positive, got ", o.input_size, " and ", o.units);
+  RECUR_CHECK(o.dtype == DType::f32 || o.dtype == DType::f64, DType, cell_name(o.cell),
+              ": weights must be float32 or float64, not ", dtype_name(o.dtype));
+  const std::int64_t G = cell_gates(o.cell) * o.units;
+  std::mt19937_64 rng(seed);
+  const double bound = 1.0 / std::sqrt(double(o.units));
+  w_.w_ih = uniform({G, o.input_size}, bound, rng, o.dtype, device);
+  w_.w_hh = uniform({G, o.units}, bound, rng, o.dtype, device);
+  if (o.use_bias) {
+    w_.b_ih = uniform({G}, bound, rng, o.dtype, device);
+    w_.b_hh = uniform({G}, bound, rng, o.dtype, device);
+  }
+  g_.w_ih = Tensor::zeros(w_.w_ih.shape(), o.dtype, device);
+  g_.w_hh = Tensor::zeros(w_.w_hh.shape(), o.dtype, device);
+  if (o.use_bias) {
+    g_.b_ih = Tensor::zeros({G}, o.dtype, device);
+    g_.b_hh = Tensor::zeros({G}, o.dtype, device);
+  }
+}
+
+void Recurrent::zero_grad() {
+  for (const Tensor& t : {g_.w_ih, g_.w_hh, g_.b_ih, g_.b_hh})
+    if (t.defined()) ops::fill(t, 0.0);
+}
+
+Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
+                                     const std::vector<Tensor>& initial_state, bool training) {
+  const RecurrentOptions& o = options_;
+  const char* name = cell_name(o.cell);
+  RECUR_CHECK(x.defined() && x.ndim() == 3, Shape, name, ": input must be [batch, time, features], got ",
+              x.defined() ? shape_str(x.shape()) : std::string("an undefined tensor"));
+  const std::int64_t B = x.dim(0), T = x.dim(1), H = o.units, G = cell_gates(o.cell) * H;
+  RECUR_CHECK(x.dim(2) == o.input_size, Shape, name, ": input has ", x.dim(2),
+              " features, the layer expects ", o.input_size);
+  RECUR_CHECK(x.dtype() == o.dtype, DType, name, ": input is ", dtype_name(x.dtype()),
+              ", the weights ", dtype_name(o.dtype));
+  RECUR_CHECK(x.device() == device_, Device, name, ": input is on ", x.device().str(),
+              ", the layer on ", device_.str());
+  if (mask.defined()) {
+    RECUR_CHECK(mask.shape() == (Shape{B, T}), Shape, name, ": mask has shape ",
+                shape_str(mask.shape()), ", expected [batch, time] = ", shape_str({B, T}));
+    RECUR_CHECK(mask.dtype() == x.dtype() && mask.device() == x.device(), DType, name,
+                ": mask must be ", dtype_name(x.dtype()), " on ", x.device().str());
+  }
+  const int ns = cell_states(o.cell);
+  RECUR_CHECK(initial_state.empty() || int(initial_state.size()) == ns, Value, name, ": ",
+              initial_state.size(), " initial states given, the cell has ", ns);
+  for (const Tensor& s : initial_state) {
+    RECUR_CHECK(s.defined() && s.shape() == (Shape{B, H}), Shape, name,
+                ": an initial state must be [batch, units] = ", shape_str({B, H}), ", got ",
+                s.defined() ? shape_str(s.shape()) : std::string("undefined"));
+    RECUR_CHECK(s.dtype() == x.dtype() && s.device() == x.device(), DType, name,
+                ": initial states must be ", dtype_name(x.dtype()), " on ", x.device().str());
+  }
+
+  // Time-major, in processing order.
+  const Tensor xt = ops::transpose01(x, false, o.go_backwards);
+  const Tensor mt = mask.defined() ? ops::transpose01(mask, false, o.go_backwards) : Tensor();
+  const Tensor xproj = ops::matmul(xt.reshape({T * B, o.input_size}), w_.w_ih, false, true);
+  const Tensor hproj = Tensor::empty({B, G}, o.dtype, device_);
+  const Tensor ys = o.return_sequences ? Tensor::empty({T, B, H}, o.dtype, device_) : Tensor();
+
+  auto initial = [&](int k) {
+    return k < int(initial_state.size()) ? initial_state[k].to(device_)
+                                         : Tensor::zeros({B, H}, o.dtype, device_);
+  };
+  // States: all T + 1 of them when training, else two ping-pong buffers.
+  const std::int64_t slots = training ? T + 1 : 2;
+  Tensor hs = Tensor::empty({slots, B, H}, o.dtype, device_);
+  at(hs, 0).copy_from(initial(0));
+  Tensor cs;
+  if (o.cell == CellType::LSTM) {
+    cs = Tensor::empty({training ? T + 1 : 1, B, H}, o.dtype, device_);
+    at(cs, 0).copy_from(initial(1));
+  }
+  const Tensor gates = training && o.cell != CellType::SimpleRNN
+                           ? Tensor::empty({T, B, 4 * H}, o.dtype, device_)
+                           : Tensor();
+
+  for (std::int64_t t = 0; t < T; ++t) {
+    const Tensor h_prev = at(hs, training ? t : t % 2);
+    const Tensor h_next = at(hs, training ? t + 1 : (t + 1) % 2);
+    ops::gemm(h_prev, w_.w_hh, hproj, false, true);
+    const Tensor xp = xproj.slice(t * B, (t + 1) * B);
+    const Tensor m = mt.defined() ? at(mt, t) : Tensor();
+    const Tensor y = ys.defined() ? at(ys, t) : Tensor();
+    switch (o.cell) {
+      case CellType::LSTM: {
+        LstmStep s;
+        s.xproj = xp;
+        s.hproj = hproj;
+        s.b_ih = w_.b_ih;
+        s.b_hh = w_.b_hh;
+        s.c_prev = at(cs, training ? t : 0);
+        s.c = at(cs, training ? t + 1 : 0);  // in place when not training
+        s.h_prev = h_prev;
+        s.mask = m;
+        s.h = h_next;
+        s.y = y;
+        if (training) s.saved = at(gates, t);
+        ops::lstm_step(s);
+        break;
+      }
+      case CellType::GRU: {
+        GruStep s;
+        s.xproj = xp;
+        s.hproj = hproj;
+        s.b_ih = w_.b_ih;
+        s.b_hh = w_.b_hh;
+        s.h_prev = h_prev;
+        s.mask = m;
+        s.h = h_next;
+        s.y = y;
+        if (training) s.saved = at(gates, t);
+        ops::gru_step(s);
+        break;
+      }
+      case CellType::SimpleRNN: {
+        RnnStep s;
+        s.xproj = xp;
+        s.hproj = hproj;
+        s.b_ih = w_.b_ih;
+        s.b_hh = w_.b_hh;
+        s.h_prev = h_prev;
+        s.mask = m;
+        s.h = h_next;
+        s.y = y;
+        s.activation = o.activation;
+        ops::rnn_step(s);
+        break;
+      }
+    }
+  }
+
+  const Tensor h_last = at(hs, training ? T : T % 2);
+  Output out;
+  out.y = o.return_sequences ? ops::transpose01(ys) : h_last.to(device_);
+  if (o.return_state) {
+    out.states.push_back(h_last.to(device_));
+    if (o.cell == CellType::LSTM) out.states.push_back(at(cs, training ? T : 0).to(device_));
+  }
+  saved_ = Saved{};
+  if (training) saved_ = Saved{true, T, B, xt, mt, hs, cs, gates};
+  return out;
+}
+
+Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Tensor>& d_states) {
+  const RecurrentOptions& o = options_;
+  const char* name = cell_name(o.cell);
+  RECUR_CHECK(saved_.valid, Value, name,
+              ": backward() needs the activations of a forward(..., training = true)");
+  const std::int64_t T = saved_.T, B = saved_.B, H = o.units, I = o.input_size;
+  const std::int64_t G = cell_gates(o.cell) * H;
+  const DType dt = o.dtype;
+  const int ns = cell_states(o.cell);
+  RECUR_CHECK(d_states.empty() || int(d_states.size()) == ns, Value, name, ": ", d_states.size(),
+              " state gradients given, the cell has ", ns);
+  auto check_grad = [&](const Tensor& g, const Shape& want, const char* what) {
+    if (!g.defined()) return;
+    RECUR_CHECK(g.shape() == want, Shape, name, ": ", what, " has shape ", shape_str(g.shape()),
+                ", expected ", shape_str(want));
+    RECUR_CHECK(g.dtype() == dt && g.device() == device_, DType, name, ": ", what, " must be ",
+                dtype_name(dt), " on ", device_.str());
+  };
+  check_grad(dy, o.return_sequences ? Shape{B, T, H} : Shape{B, H}, "dy");
+  for (const Tensor& g : d_states) check_grad(g, {B, H}, "a state gradient");
+
+  // dL/dh and dL/dc flowing backwards in time.
+  Tensor dh = Tensor::zeros({B, H}, dt, device_), dh_other = Tensor::empty({B, H}, dt, device_);
+  if (!o.return_sequences && dy.defined()) add_into(dh, dy);
+  if (!d_states.empty() && d_states[0].defined()) add_into(dh, d_states[0]);
+  Tensor dc;
+  if (o.cell == CellType::LSTM) {
+    dc = Tensor::zeros({B, H}, dt, device_);
+    if (d_states.size() > 1 && d_states[1].defined()) add_into(dc, d_states[1]);
+  }
+  const Tensor dys = o.return_sequences && dy.defined() ? ops::transpose01(dy) : Tensor();  // [T, B, H]
+  const Tensor dgx = Tensor::empty({T * B, G}, dt, device_);
+  const Tensor dgh = o.cell == CellType::GRU ? Tensor::empty({T * B, G}, dt, device_) : dgx;
+
+  for (std::int64_t t = T - 1; t >= 0; --t) {
+    const Tensor m = saved_.mask.defined() ? at(saved_.mask, t) : Tensor();
+    const Tensor dyt = dys.defined() ? at(dys, t) : Tensor();
+    const Tensor gx = dgx.slice(t * B, (t + 1) * B), gh = dgh.slice(t * B, (t + 1) * B);
+    switch (o.cell) {
+      case CellType::LSTM: {
+        LstmStepBackward s;
+        s.saved = at(saved_.gates, t);
+        s.c_prev = at(saved_.c, t);
+        s.c = at(saved_.c, t + 1);
+        s.dy = dyt;
+        s.dh_next = dh;
+        s.dc_next = dc;
+        s.mask = m;
+        s.dgates = gx;
+        s.dh_prev = dh_other;
+        s.dc_prev = dc;
+        ops::lstm_step_backward(s);
+        break;
+      }
+      case CellType::GRU: {
+        GruStepBackward s;
+        s.saved = at(saved_.gates, t);
+        s.h_prev = at(saved_.h, t);
+        s.dy = dyt;
+        s.dh_next = dh;
+        s.mask = m;
+        s.dgates_x = gx;
+        s.dgates_h = gh;
+        s.dh_prev = dh_other;
+        ops::gru_step_backward(s);
+        break;
+      }
+      case CellType::SimpleRNN: {
+        RnnStepBackward s;
+        s.h = at(saved_.h, t + 1);
+        s.dy = dyt;
+        s.dh_next = dh;
+        s.mask = m;
+        s.dgates = gx;
+        s.dh_prev = dh_other;
+        s.activation = o.activation;
+        ops::rnn_step_backward(s);
+        break;
+      }
+    }
+    // dh_prev += dgates_h W_hh: [B, G] x [G, H].
+    ops::gemm(gh, w_.w_hh, dh_other, false, false, 1.0, 1.0);
+    std::swap(dh, dh_other);
+  }
+
+  // Weight gradients over all steps at once.
+  const Tensor xs = saved_.x.reshape({T * B, I});
+  const Tensor hs_prev = saved_.h.slice(0, T).reshape({T * B, H});
+  ops::gemm(dgx, xs, g_.w_ih, true, false, 1.0, 1.0);       // [G, T*B] x [T*B, I]
+  ops::gemm(dgh, hs_prev, g_.w_hh, true, false, 1.0, 1.0);  // [G, T*B] x [T*B, H]
+  if (o.use_bias && T * B > 0) {
+    add_into(g_.b_ih, ops::sum(dgx, 0));
+    add_into(g_.b_hh, ops::sum(dgh, 0));
+  }
+  InputGrads out;
+  const Tensor dxs = ops::matmul(dgx, w_.w_ih).reshape({T, B, I});  // processing order
+  out.dx = ops::transpose01(dxs, o.go_backwards, false);
+  out.d_initial_state.push_back(dh);
+  if (o.cell == CellType::LSTM) out.d_initial_state.push_back(dc);
+  return out;
+}
+
+Tensor lengths_to_mask(const std::vector<std::int64_t>& lengths, std::int64_t T, DType dtype,
+                       Device device) {
+  RECUR_CHECK(T >= 0, Value, "lengths_to_mask: T = ", T, " is negative");
+  std::vector<double> m(lengths.size() * std::size_t(T), 0.0);
+  for (std::size_t b = 0; b < lengths.size(); ++b) {
+    RECUR_CHECK(lengths[b] >= 0 && lengths[b] <= T, Value, "lengths_to_mask: length ", lengths[b],
+                " of sequence ", b, " is outside [0, ", T, "]");
+    for (std::int64_t t = 0; t < lengths[b]; ++t) m[b * std::size_t(T) + std::size_t(t)] = 1.0;
+  }
+  const Shape shape{std::int64_t(lengths.size()), T};
+  if (dtype == DType::f64) return Tensor::from_vector(m, shape, device);
+  RECUR_CHECK(dtype == DType::f32, DType, "lengths_to_mask: mask dtype must be float32 or float64");
+  return Tensor::from_vector(std::vector<float>(m.begin(), m.end()), shape, device);
+}
+
+}  // namespace recur

@@ -1,0 +1,310 @@
+// Recurrent layers: gradients by finite differences in float64 on the CPU for
+// every cell and combinations of options; padded batches against each
+// sequence alone; fully masked rows; long sequences; bad input; CUDA against
+// the CPU on a sweep of shapes.
+#include <cmath>
+#include <functional>
+
+#include "test_util.h"
+
+namespace recur::test {
+namespace {
+
+// ---- helpers ------------------------------------------------------------------
+Tensor random_tensor(Random& rng, const Shape& s, DType dt, Device dev, float lo = -1.f, float hi = 1.f) {
+  const auto v = rng.floats(shape_numel(s), lo, hi);
+  if (dt == DType::f64) return Tensor::from_vector(std::vector<double>(v.begin(), v.end()), s, dev);
+  return Tensor::from_vector(v, s, dev);
+}
+
+double dot(const Tensor& a, const Tensor& b) {
+  const auto x = a.to_vector<double>(), y = b.to_vector<double>();
+  double s = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) s += x[i] * y[i];
+  return s;
+}
+
+// Reads/writes element i of a float64 CPU tensor in place.
+double get(const Tensor& t, std::int64_t i) { return t.data<double>()[i]; }
+void set(const Tensor& t, std::int64_t i, double v) { t.data<double>()[i] = v; }
+
+struct Case {
+  CellType cell;
+  bool return_sequences = true, return_state = true, go_backwards = false, use_bias = true;
+  bool initial_state = true;
+  int mask = 0;  // 0 none, 1 right-padded with an empty row, 2 left-padded
+  RnnActivation act = RnnActivation::Tanh;
+};
+
+std::string describe(const Case& c) {
+  return std::string(cell_name(c.cell)) + (c.return_sequences ? " seq" : " last") +
+         (c.return_state ? " state" : "") + (c.go_backwards ? " backwards" : "") +
+         (c.use_bias ? "" : " nobias") + (c.initial_state ? " h0" : "") + " mask" +
+         std::to_string(c.mask) + (c.act == RnnActivation::Relu ? " relu" : "");
+}
+
+Tensor make_mask(int kind, std::int64_t B, std::int64_t T, DType dt, Device dev) {
+  if (kind == 0) return {};
+  std::vector<double> m(std::size_t(B * T), 0.0);
+  for (std::int64_t b = 0; b < B; ++b) {
+    const std::int64_t len = b == 1 ? 0 : T - (b % T);  // row 1 fully masked
+    for (std::int64_t t = 0; t < len; ++t) m[std::size_t(b * T + (kind == 1 ? t : T - 1 - t))] = 1.0;
+  }
+  if (dt == DType::f64) return Tensor::from_vector(m, {B, T}, dev);
+  return Tensor::from_vector(std::vector<float>(m.begin(), m.end()), {B, T}, dev);
+}
+
+// ---- finite differences ---------------------------------------------------------
+void gradient_check(const Case& c, Random& rng) {
+  SCOPED_TRACE(describe(c));
+  const std::int64_t B = 3, T = 4, I = 3, H = 2;
+  const Device cpu = Device::cpu();
+  RecurrentOptions o;
+  o.cell = c.cell;
+  o.input_size = I;
+  o.units = H;
+  o.activation = c.act;
+  o.use_bias = c.use_bias;
+  o.return_sequences = c.return_sequences;
+  o.return_state = c.return_state;
+  o.go_backwards = c.go_backwards;
+  o.dtype = DType::f64;
+  Recurrent layer(o, cpu, rng.gen()());
+  const Tensor x = random_tensor(rng, {B, T, I}, DType::f64, cpu, -2, 2);
+  const Tensor mask = make_mask(c.mask, B, T, DType::f64, cpu);
+  std::vector<Tensor> init;
+  if (c.initial_state)
+    for (int k = 0; k < cell_states(c.cell); ++k) init.push_back(random_tensor(rng, {B, H}, DType::f64, cpu));
+  // L = <y, R> + sum_k <state_k, S_k>
+  const Tensor R = random_tensor(rng, c.return_sequences ? Shape{B, T, H} : Shape{B, H}, DType::f64, cpu);
+  std::vector<Tensor> S;
+  if (c.return_state)
+    for (int k = 0; k < cell_states(c.cell); ++k) S.push_back(random_tensor(rng, {B, H}, DType::f64, cpu));
+  auto loss = [&] {
+    const auto out = layer.forward(x, mask, init, false);
+    double l = dot(out.y, R);
+    for (std::size_t k = 0; k < S.size(); ++k) l += dot(out.states[k], S[k]);
+    return l;
+  };
+  layer.forward(x, mask, init, true);
+  const auto g = layer.backward(R, S);
+  for (const Tensor& d : {g.dx}) ASSERT_FALSE(std::isnan(dot(d, d)));
+
+  std::vector<std::pair<std::string, std::pair<Tensor, Tensor>>> checks = {
+      {"x", {x, g.dx}}, {"w_ih", {layer.weights().w_ih, layer.grads().w_ih}},
+      {"w_hh", {layer.weights().w_hh, layer.grads().w_hh}}};
+  if (c.use_bias) {
+    checks.push_back({"b_ih", {layer.weights().b_ih, layer.grads().b_ih}});
+    checks.push_back({"b_hh", {layer.weights().b_hh, layer.grads().b_hh}});
+  }
+  for (std::size_t k = 0; k < init.size(); ++k)
+    checks.push_back({"initial_state[" + std::to_string(k) + "]", {init[k], g.d_initial_state[k]}});
+  const double eps = 1e-6;
+  for (auto& [what, pair] : checks) {
+    const auto& [param, grad] = pair;
+    const auto analytic = grad.to_vector<double>();
+    for (std::int64_t i = 0; i < param.numel(); ++i) {
+      const double v = get(param, i);
+      set(param, i, v + eps);
+      const double lp = loss();
+      set(param, i, v - eps);
+      const double lm = loss();
+      set(param, i, v);
+      const double numeric = (lp - lm) / (2 * eps);
+      EXPECT_NEAR(analytic[std::size_t(i)], numeric, 1e-6 * (1 + std::abs(numeric)))
+          << what << "[" << i << "]";
+    }
+  }
+}
+
+TEST(RecurrentGradients, FiniteDifferencesFloat64) {
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  for (CellType cell : {CellType::LSTM, CellType::GRU, CellType::SimpleRNN}) {
+    gradient_check({cell}, rng);
+    gradient_check({cell, false, false, false, true, false, 0}, rng);  // last output only
+    gradient_check({cell, true, true, false, true, true, 1}, rng);     // right-padded + empty row
+    gradient_check({cell, true, true, false, true, true, 2}, rng);     // left-padded
+    gradient_check({cell, true, true, true, true, true, 1}, rng);      // go_backwards, masked
+    gradient_check({cell, false, true, true, false, false, 2}, rng);   // no bias, last, backwards
+  }
+  gradient_check({CellType::SimpleRNN, true, true, false, true, true, 1, RnnActivation::Relu}, rng);
+}
+
+// ---- padded batches equal each sequence alone ----------------------------------------
+void padded_equivalence(Device dev, CellType cell, bool left) {
+  RECUR_SKIP_IF_UNAVAILABLE(dev);
+  Random rng;
+  SCOPED_TRACE(std::string(cell_name(cell)) + (left ? " left" : " right") + " seed " + std::to_string(rng.seed()));
+  const std::int64_t T = 6, I = 5, H = 7;
+  const std::vector<std::int64_t> lengths{6, 3, 0, 1};
+  const std::int64_t B = std::int64_t(lengths.size());
+  RecurrentOptions o;
+  o.cell = cell;
+  o.input_size = I;
+  o.units = H;
+  o.return_sequences = true;
+  o.return_state = true;
+  const std::uint64_t seed = rng.gen()();
+  Recurrent batch(o, dev, seed), alone(o, dev, seed);
+  const Tensor x = random_tensor(rng, {B, T, I}, DType::f32, dev);
+  const Tensor R = random_tensor(rng, {B, T, H}, DType::f32, dev);
+  std::vector<double> m(std::size_t(B * T), 0.0);
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t k = 0; k < lengths[b]; ++k) m[std::size_t(b * T + (left ? T - 1 - k : k))] = 1;
+  const Tensor mask = Tensor::from_vector(std::vector<float>(m.begin(), m.end()), {B, T}, dev);
+  const auto out = batch.forward(x, mask, {}, true);
+  const auto g = batch.backward(R);
+  const auto y = out.y.to_vector<float>(), dx = g.dx.to_vector<float>(), h = out.states[0].to_vector<float>();
+  const auto xv = x.to_vector<float>(), rv = R.to_vector<float>();
+  std::vector<double> sum_dw(std::size_t(batch.grads().w_hh.numel()), 0.0);
+  for (std::int64_t b = 0; b < B; ++b) {
+    const std::int64_t len = lengths[b], off = left ? T - len : 0;
+    std::vector<float> xs, rs;
+    for (std::int64_t t = off; t < off + len; ++t)
+      for (std::int64_t i = 0; i < I; ++i) xs.push_back(xv[std::size_t((b * T + t) * I + i)]);
+    for (std::int64_t t = off; t < off + len; ++t)
+      for (std::int64_t j = 0; j < H; ++j) rs.push_back(rv[std::size_t((b * T + t) * H + j)]);
+    alone.zero_grad();
+    const auto o1 = alone.forward(Tensor::from_vector(xs, {1, len, I}, dev), {}, {}, true);
+    const auto g1 = alone.backward(Tensor::from_vector(rs, {1, len, H}, dev));
+    const auto y1 = o1.y.to_vector<float>(), dx1 = g1.dx.to_vector<float>();
+    const auto h1 = o1.states[0].to_vector<float>();
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t j = 0; j < H; ++j) {
+        const bool valid = t >= off && t < off + len;
+        const float want = valid ? y1[std::size_t((t - off) * H + j)] : 0.f;
+        EXPECT_NEAR(y[std::size_t((b * T + t) * H + j)], want, 1e-5) << "y b " << b << " t " << t;
+      }
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t i = 0; i < I; ++i) {
+        const bool valid = t >= off && t < off + len;
+        const float want = valid ? dx1[std::size_t((t - off) * I + i)] : 0.f;
+        EXPECT_NEAR(dx[std::size_t((b * T + t) * I + i)], want, 1e-5) << "dx b " << b << " t " << t;
+      }
+    for (std::int64_t j = 0; j < H; ++j) EXPECT_NEAR(h[std::size_t(b * H + j)], h1[std::size_t(j)], 1e-5) << "h_n b " << b;
+    const auto dw1 = alone.grads().w_hh.to_vector<float>();
+    for (std::size_t i = 0; i < sum_dw.size(); ++i) sum_dw[i] += dw1[i];
+  }
+  const auto dw = batch.grads().w_hh.to_vector<float>();
+  for (std::size_t i = 0; i < sum_dw.size(); ++i) EXPECT_NEAR(dw[i], sum_dw[i], 1e-4 * (1 + std::abs(sum_dw[i]))) << "dW_hh " << i;
+}
+
+TEST(RecurrentMasking, PaddedBatchEqualsEachSequenceAlone) {
+  for (CellType cell : {CellType::LSTM, CellType::GRU, CellType::SimpleRNN})
+    for (bool left : {false, true}) padded_equivalence(Device::cpu(), cell, left);
+}
+TEST(RecurrentMaskingCUDA, PaddedBatchEqualsEachSequenceAlone) {
+  for (CellType cell : {CellType::LSTM, CellType::GRU, CellType::SimpleRNN})
+    for (bool left : {false, true}) padded_equivalence(Device::cuda(0), cell, left);
+}
+
+TEST(RecurrentMasking, FullyMaskedRowKeepsItsInitialStateAndOutputsZeros) {
+  Random rng;
+  RecurrentOptions o;
+  o.cell = CellType::LSTM;
+  o.input_size = 3;
+  o.units = 4;
+  o.return_sequences = true;
+  o.return_state = true;
+  Recurrent layer(o, Device::cpu(), 3);
+  const Tensor x = random_tensor(rng, {2, 5, 3}, DType::f32, Device::cpu());
+  const Tensor h0 = random_tensor(rng, {2, 4}, DType::f32, Device::cpu());
+  const Tensor c0 = random_tensor(rng, {2, 4}, DType::f32, Device::cpu());
+  const auto out = layer.forward(x, lengths_to_mask({5, 0}, 5), {h0, c0}, true);
+  const auto y = out.y.to_vector<float>(), h = out.states[0].to_vector<float>();
+  const auto c = out.states[1].to_vector<float>(), h0v = h0.to_vector<float>(), c0v = c0.to_vector<float>();
+  for (int i = 20; i < 40; ++i) EXPECT_EQ(y[i], 0.f);
+  for (int j = 4; j < 8; ++j) {
+    EXPECT_EQ(h[j], h0v[j]);
+    EXPECT_EQ(c[j], c0v[j]);
+  }
+  const auto g = layer.backward(random_tensor(rng, {2, 5, 4}, DType::f32, Device::cpu()));
+  const auto dx = g.dx.to_vector<float>();
+  for (int i = 15; i < 30; ++i) EXPECT_EQ(dx[i], 0.f);
+  for (float v : g.d_initial_state[0].to_vector<float>()) EXPECT_FALSE(std::isnan(v));
+}
+
+// ---- long sequences ------------------------------------------------------------------
+TEST(RecurrentLong, HundredThousandStepsForwardAndBackward) {
+  Random rng;
+  const std::int64_t T = 100000;
+  RecurrentOptions o;
+  o.cell = CellType::GRU;
+  o.input_size = 2;
+  o.units = 3;
+  Recurrent layer(o, Device::cpu(), 5);
+  const Tensor x = random_tensor(rng, {1, T, 2}, DType::f32, Device::cpu());
+  const auto inference = layer.forward(x).y.to_vector<float>();
+  const auto training = layer.forward(x, {}, {}, true).y.to_vector<float>();
+  EXPECT_EQ(inference, training);
+  const auto g = layer.backward(Tensor::full({1, 3}, 1.0, DType::f32, Device::cpu()));
+  for (float v : g.dx.slice(0, 1).reshape({T * 2}).to_vector<float>()) ASSERT_TRUE(std::isfinite(v));
+  for (float v : layer.grads().w_hh.to_vector<float>()) ASSERT_TRUE(std::isfinite(v));
+}
+
+// ---- bad input ----------------------------------------------------------------------
+TEST(RecurrentErrors, BadInputIsAClearError) {
+  RecurrentOptions o;
+  o.cell = CellType::GRU;
+  o.input_size = 3;
+  o.units = 4;
+  Recurrent layer(o, Device::cpu(), 1);
+  const Device cpu = Device::cpu();
+  EXPECT_THROW(layer.forward(Tensor::zeros({2, 5, 4}, DType::f32, cpu)), ShapeError);
+  EXPECT_THROW(layer.forward(Tensor::zeros({2, 5}, DType::f32, cpu)), ShapeError);
+  EXPECT_THROW(layer.forward(Tensor::zeros({2, 5, 3}, DType::f64, cpu)), DTypeError);
+  EXPECT_THROW(layer.forward(Tensor::zeros({2, 5, 3}, DType::f32, cpu), Tensor::zeros({2, 4}, DType::f32, cpu)), ShapeError);
+  EXPECT_THROW(layer.forward(Tensor::zeros({2, 5, 3}, DType::f32, cpu), {}, {Tensor::zeros({3, 4}, DType::f32, cpu)}), ShapeError);
+  EXPECT_THROW(layer.forward(Tensor::zeros({2, 5, 3}, DType::f32, cpu), {}, {Tensor(), Tensor()}), ValueError);
+  EXPECT_THROW(layer.backward(Tensor::zeros({2, 4}, DType::f32, cpu)), ValueError);  // no training forward
+  layer.forward(Tensor::zeros({2, 5, 3}, DType::f32, cpu), {}, {}, true);
+  EXPECT_THROW(layer.backward(Tensor::zeros({2, 5, 4}, DType::f32, cpu)), ShapeError);
+  EXPECT_THROW(lengths_to_mask({3, -1}, 5), ValueError);
+  EXPECT_THROW(lengths_to_mask({3, 6}, 5), ValueError);
+  o.units = 0;
+  EXPECT_THROW(Recurrent(o, cpu, 1), ValueError);
+  if (cuda_device_count() == 0) {
+    o.units = 4;
+    EXPECT_THROW(Recurrent(o, Device::cuda(0), 1), DeviceError);
+  }
+}
+
+// ---- CUDA against the CPU ------------------------------------------------------------
+TEST(RecurrentCUDA, MatchesCpuOnShapeSweep) {
+  RECUR_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  // (H, B, T): every H, B and T of the issue appears; the full cross product
+  // would take minutes of CPU reference time.
+  const std::int64_t shapes[][3] = {{1, 1, 1},    {7, 3, 2},     {32, 64, 240}, {100, 257, 2},
+                                    {256, 3, 240}, {1024, 1, 2},  {1024, 64, 1}, {32, 257, 1},
+                                    {7, 1, 240},   {256, 64, 2}};
+  for (CellType cell : {CellType::LSTM, CellType::GRU, CellType::SimpleRNN})
+    for (auto [H, B, T] : shapes) {
+      SCOPED_TRACE(::testing::Message() << cell_name(cell) << " H " << H << " B " << B << " T " << T);
+      RecurrentOptions o;
+      o.cell = cell;
+      o.input_size = 5;
+      o.units = H;
+      o.return_sequences = true;
+      o.return_state = true;
+      const std::uint64_t seed = rng.gen()();
+      Recurrent cpu(o, Device::cpu(), seed), gpu(o, Device::cuda(0), seed);
+      const Tensor x = random_tensor(rng, {B, T, 5}, DType::f32, Device::cpu());
+      const Tensor mask = make_mask(1, B, T, DType::f32, Device::cpu());
+      const Tensor dy = random_tensor(rng, {B, T, H}, DType::f32, Device::cpu());
+      const auto oc = cpu.forward(x, mask, {}, true);
+      const auto og = gpu.forward(x.to(Device::cuda(0)), mask.to(Device::cuda(0)), {}, true);
+      const auto gc = cpu.backward(dy);
+      const auto gg = gpu.backward(dy.to(Device::cuda(0)));
+      const double rtol = 1e-4;  // float32 on both sides, errors compound over steps
+      EXPECT_TRUE(close_to(og.y, widen(oc.y.to_vector<float>()), {0.1}, rtol)) << "y";
+      EXPECT_TRUE(close_to(gg.dx, widen(gc.dx.to_vector<float>()), {0.1}, rtol)) << "dx";
+      EXPECT_TRUE(close_to(gpu.grads().w_hh, widen(cpu.grads().w_hh.to_vector<float>()), {1.0}, rtol)) << "dW_hh";
+      EXPECT_TRUE(close_to(gpu.grads().b_ih, widen(cpu.grads().b_ih.to_vector<float>()), {1.0}, rtol)) << "db_ih";
+    }
+}
+
+}  // namespace
+}  // namespace recur::test
