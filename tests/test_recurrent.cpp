@@ -55,6 +55,48 @@ Tensor make_mask(int kind, std::int64_t B, std::int64_t T, DType dt, Device dev)
 }
 
 // ---- finite differences ---------------------------------------------------------
+// Central differences on every element of every (parameter, gradient) pair.
+void expect_fd(std::vector<std::pair<std::string, std::pair<Tensor, Tensor>>> checks,
+               const std::function<double()>& loss) {
+  const double eps = 1e-6;
+  for (auto& [what, pair] : checks) {
+    const auto& [param, grad] = pair;
+    const auto analytic = grad.to_vector<double>();
+    for (std::int64_t i = 0; i < param.numel(); ++i) {
+      const double v = get(param, i);
+      set(param, i, v + eps);
+      const double lp = loss();
+      set(param, i, v - eps);
+      const double lm = loss();
+      set(param, i, v);
+      const double numeric = (lp - lm) / (2 * eps);
+      EXPECT_NEAR(analytic[std::size_t(i)], numeric, 1e-6 * (1 + std::abs(numeric))) << what << "[" << i << "]";
+    }
+  }
+}
+
+void add_layer_params(std::vector<std::pair<std::string, std::pair<Tensor, Tensor>>>& checks,
+                      const std::string& prefix, Recurrent& l) {
+  checks.push_back({prefix + "w_ih", {l.weights().w_ih, l.grads().w_ih}});
+  checks.push_back({prefix + "w_hh", {l.weights().w_hh, l.grads().w_hh}});
+  if (l.options().use_bias) {
+    checks.push_back({prefix + "b_ih", {l.weights().b_ih, l.grads().b_ih}});
+    checks.push_back({prefix + "b_hh", {l.weights().b_hh, l.grads().b_hh}});
+  }
+}
+
+RecurrentOptions small(CellType cell, std::int64_t I, std::int64_t H) {
+  RecurrentOptions o;
+  o.cell = cell;
+  o.input_size = I;
+  o.units = H;
+  o.return_sequences = true;
+  o.return_state = true;
+  o.dtype = DType::f64;
+  return o;
+}
+
+
 void gradient_check(const Case& c, Random& rng) {
   SCOPED_TRACE(describe(c));
   const std::int64_t B = 3, T = 4, I = 3, H = 2;
@@ -99,22 +141,7 @@ void gradient_check(const Case& c, Random& rng) {
   }
   for (std::size_t k = 0; k < init.size(); ++k)
     checks.push_back({"initial_state[" + std::to_string(k) + "]", {init[k], g.d_initial_state[k]}});
-  const double eps = 1e-6;
-  for (auto& [what, pair] : checks) {
-    const auto& [param, grad] = pair;
-    const auto analytic = grad.to_vector<double>();
-    for (std::int64_t i = 0; i < param.numel(); ++i) {
-      const double v = get(param, i);
-      set(param, i, v + eps);
-      const double lp = loss();
-      set(param, i, v - eps);
-      const double lm = loss();
-      set(param, i, v);
-      const double numeric = (lp - lm) / (2 * eps);
-      EXPECT_NEAR(analytic[std::size_t(i)], numeric, 1e-6 * (1 + std::abs(numeric)))
-          << what << "[" << i << "]";
-    }
-  }
+  expect_fd(checks, loss);
 }
 
 TEST(RecurrentGradients, FiniteDifferencesFloat64) {
@@ -129,6 +156,158 @@ TEST(RecurrentGradients, FiniteDifferencesFloat64) {
     gradient_check({cell, false, true, true, false, false, 2}, rng);   // no bias, last, backwards
   }
   gradient_check({CellType::SimpleRNN, true, true, false, true, true, 1, RnnActivation::Relu}, rng);
+}
+
+TEST(RecurrentGradients, BidirectionalEveryMergeMode) {
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  const Device cpu = Device::cpu();
+  const std::int64_t B = 3, T = 4, I = 2, H = 2;
+  for (CellType cell : {CellType::LSTM, CellType::GRU})
+    for (MergeMode mode : {MergeMode::Concat, MergeMode::Sum, MergeMode::Mul, MergeMode::Ave})
+      for (bool seq : {true, false}) {
+        SCOPED_TRACE(::testing::Message() << cell_name(cell) << " " << merge_mode_name(mode) << " seq " << seq);
+        RecurrentOptions o = small(cell, I, H);
+        o.return_sequences = seq;
+        Bidirectional bi(o, mode, cpu, rng.gen()());
+        const Tensor x = random_tensor(rng, {B, T, I}, DType::f64, cpu, -2, 2);
+        const Tensor mask = make_mask(1, B, T, DType::f64, cpu);
+        const std::int64_t F = mode == MergeMode::Concat ? 2 * H : H;
+        const Tensor R = random_tensor(rng, seq ? Shape{B, T, F} : Shape{B, F}, DType::f64, cpu);
+        std::vector<Tensor> S;
+        for (int k = 0; k < 2 * cell_states(cell); ++k) S.push_back(random_tensor(rng, {B, H}, DType::f64, cpu));
+        auto loss = [&] {
+          const auto out = bi.forward(x, mask);
+          double l = dot(out.y, R);
+          for (std::size_t k = 0; k < S.size(); ++k) l += dot(out.states[k], S[k]);
+          return l;
+        };
+        bi.forward(x, mask, {}, true);
+        const auto g = bi.backward(R, S);
+        std::vector<std::pair<std::string, std::pair<Tensor, Tensor>>> checks{{"x", {x, g.dx}}};
+        add_layer_params(checks, "fwd.", bi.forward_layer());
+        add_layer_params(checks, "bwd.", bi.backward_layer());
+        expect_fd(checks, loss);
+      }
+}
+
+TEST(RecurrentGradients, StackedLayers) {
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  const Device cpu = Device::cpu();
+  const std::int64_t B = 2, T = 5, I = 3;
+  RecurrentOptions o1 = small(CellType::GRU, I, 3), o2 = small(CellType::LSTM, 3, 2);
+  o2.return_sequences = false;
+  o2.return_state = false;
+  Recurrent l1(o1, cpu, rng.gen()()), l2(o2, cpu, rng.gen()());
+  const Tensor x = random_tensor(rng, {B, T, I}, DType::f64, cpu, -2, 2);
+  const Tensor mask = make_mask(2, B, T, DType::f64, cpu);
+  const Tensor R = random_tensor(rng, {B, 2}, DType::f64, cpu);
+  auto loss = [&] { return dot(l2.forward(l1.forward(x, mask).y, mask).y, R); };
+  const auto y1 = l1.forward(x, mask, {}, true).y;
+  l2.forward(y1, mask, {}, true);
+  const auto g2 = l2.backward(R);
+  const auto g1 = l1.backward(g2.dx);
+  std::vector<std::pair<std::string, std::pair<Tensor, Tensor>>> checks{{"x", {x, g1.dx}}};
+  add_layer_params(checks, "l1.", l1);
+  add_layer_params(checks, "l2.", l2);
+  expect_fd(checks, loss);
+}
+
+TEST(RecurrentGradients, DropoutWithFixedMasks) {
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  const Device cpu = Device::cpu();
+  const std::int64_t B = 3, T = 4, I = 3, H = 2;
+  for (CellType cell : {CellType::LSTM, CellType::GRU, CellType::SimpleRNN}) {
+    SCOPED_TRACE(cell_name(cell));
+    RecurrentOptions o = small(cell, I, H);
+    o.dropout = 0.3;
+    o.recurrent_dropout = 0.4;
+    Recurrent l(o, cpu, rng.gen()());
+    // Masks as a training forward would draw them, fixed so that the loss is
+    // a deterministic function for the finite differences.
+    std::vector<double> mi(std::size_t(B * I)), mr(std::size_t(B * H));
+    for (std::size_t k = 0; k < mi.size(); ++k) mi[k] = k % 3 == 1 ? 0.0 : 1.0 / 0.7;
+    for (std::size_t k = 0; k < mr.size(); ++k) mr[k] = k % 2 == 0 ? 0.0 : 1.0 / 0.6;
+    l.set_dropout_masks(Tensor::from_vector(mi, {B, I}, cpu), Tensor::from_vector(mr, {B, H}, cpu));
+    const Tensor x = random_tensor(rng, {B, T, I}, DType::f64, cpu, -2, 2);
+    const Tensor mask = make_mask(1, B, T, DType::f64, cpu);
+    const Tensor R = random_tensor(rng, {B, T, H}, DType::f64, cpu);
+    auto loss = [&] { return dot(l.forward(x, mask, {}, true).y, R); };
+    l.forward(x, mask, {}, true);
+    const auto g = l.backward(R);
+    std::vector<std::pair<std::string, std::pair<Tensor, Tensor>>> checks{{"x", {x, g.dx}}};
+    add_layer_params(checks, "", l);
+    expect_fd(checks, loss);
+  }
+}
+
+TEST(RecurrentDropout, TrainingOnlySeededAndOneMaskPerSequence) {
+  const Device cpu = Device::cpu();
+  Random rng;
+  RecurrentOptions o;
+  o.cell = CellType::GRU;
+  o.input_size = 64;
+  o.units = 16;
+  o.return_sequences = true;
+  RecurrentOptions plain = o;
+  o.dropout = 0.5;
+  o.recurrent_dropout = 0.25;
+  Recurrent a(o, cpu, 11), b(o, cpu, 11), p(plain, cpu, 11);
+  const Tensor x = random_tensor(rng, {8, 6, 64}, DType::f32, cpu);
+  // Inference ignores dropout.
+  EXPECT_EQ(a.forward(x).y.to_vector<float>(), p.forward(x).y.to_vector<float>());
+  // Training differs from inference, repeats exactly for the same seed, and
+  // draws new masks on the next call.
+  const auto ta = a.forward(x, {}, {}, true).y.to_vector<float>();
+  EXPECT_EQ(ta, b.forward(x, {}, {}, true).y.to_vector<float>());
+  EXPECT_NE(ta, p.forward(x).y.to_vector<float>());
+  EXPECT_NE(ta, a.forward(x, {}, {}, true).y.to_vector<float>());
+  // A feature dropped for a sequence is dropped at every step: its input
+  // gradient is zero across the whole sequence.
+  a.forward(x, {}, {}, true);
+  const auto dx = a.backward(Tensor::full({8, 6, 16}, 1.0, DType::f32, cpu)).dx.to_vector<float>();
+  int dropped = 0;
+  for (int bi = 0; bi < 8; ++bi)
+    for (int i = 0; i < 64; ++i) {
+      int zeros = 0;
+      for (int t = 0; t < 6; ++t) zeros += dx[std::size_t((bi * 6 + t) * 64 + i)] == 0.f;
+      EXPECT_TRUE(zeros == 0 || zeros == 6) << "row " << bi << " feature " << i;
+      dropped += zeros == 6;
+    }
+  EXPECT_NEAR(dropped / 512.0, 0.5, 0.1);  // rate 0.5 over 512 draws
+  o.dropout = 1.0;
+  EXPECT_THROW(Recurrent(o, cpu, 1), ValueError);
+}
+
+TEST(RecurrentStateful, BatchesContinueTheSequenceUntilReset) {
+  const Device cpu = Device::cpu();
+  Random rng;
+  RecurrentOptions o;
+  o.cell = CellType::LSTM;
+  o.input_size = 3;
+  o.units = 5;
+  o.return_state = true;
+  RecurrentOptions s = o;
+  s.stateful = true;
+  Recurrent whole(o, cpu, 4), parts(s, cpu, 4);
+  const auto xv = rng.floats(2 * 8 * 3);
+  const Tensor x = Tensor::from_vector(xv, {2, 8, 3}, cpu);
+  std::vector<float> first, second;
+  for (int b = 0; b < 2; ++b)
+    for (int t = 0; t < 8; ++t)
+      for (int i = 0; i < 3; ++i) (t < 5 ? first : second).push_back(xv[std::size_t((b * 8 + t) * 3 + i)]);
+  const auto want = whole.forward(x).states;
+  parts.forward(Tensor::from_vector(first, {2, 5, 3}, cpu));
+  const auto got = parts.forward(Tensor::from_vector(second, {2, 3, 3}, cpu)).states;
+  EXPECT_TRUE(close_to(got[0], widen(want[0].to_vector<float>()), {0.1}, 1e-5));
+  EXPECT_TRUE(close_to(got[1], widen(want[1].to_vector<float>()), {0.1}, 1e-5));
+  EXPECT_THROW(parts.forward(Tensor::zeros({3, 2, 3}, DType::f32, cpu)), ValueError);  // batch changed
+  parts.reset_states();
+  const auto fresh = parts.forward(Tensor::from_vector(first, {2, 5, 3}, cpu)).states[0].to_vector<float>();
+  Recurrent again(o, cpu, 4);
+  EXPECT_EQ(fresh, again.forward(Tensor::from_vector(first, {2, 5, 3}, cpu)).states[0].to_vector<float>());
 }
 
 // ---- padded batches equal each sequence alone ----------------------------------------

@@ -46,6 +46,10 @@ Recurrent::Recurrent(const RecurrentOptions& o, Device device, std::uint64_t see
               ": input_size and units must be positive, got ", o.input_size, " and ", o.units);
   RECUR_CHECK(o.dtype == DType::f32 || o.dtype == DType::f64, DType, cell_name(o.cell),
               ": weights must be float32 or float64, not ", dtype_name(o.dtype));
+  RECUR_CHECK(o.dropout >= 0 && o.dropout < 1 && o.recurrent_dropout >= 0 &&
+                  o.recurrent_dropout < 1, Value, cell_name(o.cell),
+              ": dropout rates must be in [0, 1), got ", o.dropout, " and ", o.recurrent_dropout);
+  dropout_seed_ = seed ^ 0x9e3779b97f4a7c15ull;
   const std::int64_t G = cell_gates(o.cell) * o.units;
   std::mt19937_64 rng(seed);
   const double bound = 1.0 / std::sqrt(double(o.units));
@@ -61,6 +65,22 @@ Recurrent::Recurrent(const RecurrentOptions& o, Device device, std::uint64_t see
     g_.b_ih = Tensor::zeros({G}, o.dtype, device);
     g_.b_hh = Tensor::zeros({G}, o.dtype, device);
   }
+}
+
+void Recurrent::set_dropout_masks(const Tensor& input_mask, const Tensor& recurrent_mask) {
+  fixed_in_mask_ = input_mask.defined() ? input_mask.to(device_) : Tensor();
+  fixed_rec_mask_ = recurrent_mask.defined() ? recurrent_mask.to(device_) : Tensor();
+}
+
+// Inverted dropout mask: 0 with probability rate, else 1 / (1 - rate). Drawn on
+// the host from the layer's seed and the draw count, so runs repeat exactly.
+Tensor Recurrent::draw_mask(double rate, const Shape& shape) {
+  std::mt19937_64 rng(dropout_seed_ + 0x632be59bd9b4e019ull * ++dropout_draws_);
+  std::bernoulli_distribution keep(1.0 - rate);
+  std::vector<double> m(static_cast<std::size_t>(shape_numel(shape)));
+  for (double& v : m) v = keep(rng) ? 1.0 / (1.0 - rate) : 0.0;
+  if (options_.dtype == DType::f64) return Tensor::from_vector(m, shape, device_);
+  return Tensor::from_vector(std::vector<float>(m.begin(), m.end()), shape, device_);
 }
 
 void Recurrent::zero_grad() {
@@ -98,16 +118,35 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
                 ": initial states must be ", dtype_name(x.dtype()), " on ", x.device().str());
   }
 
+  std::vector<Tensor> init = initial_state;
+  if (o.stateful && init.empty() && !carried_.empty()) {
+    RECUR_CHECK(carried_[0].dim(0) == B, Value, name, ": stateful layer got a batch of ", B,
+                " but carries states for ", carried_[0].dim(0), "; call reset_states()");
+    init = carried_;
+  }
+  // Dropout masks, one per sequence for the whole batch (training only).
+  Tensor in_mask, rec_mask;
+  if (training && (o.dropout > 0 || fixed_in_mask_.defined()))
+    in_mask = fixed_in_mask_.defined() ? fixed_in_mask_ : draw_mask(o.dropout, {B, o.input_size});
+  if (training && (o.recurrent_dropout > 0 || fixed_rec_mask_.defined()))
+    rec_mask = fixed_rec_mask_.defined() ? fixed_rec_mask_ : draw_mask(o.recurrent_dropout, {B, H});
+  if (in_mask.defined())
+    RECUR_CHECK(in_mask.shape() == (Shape{B, o.input_size}), Shape, name, ": input dropout mask is ",
+                shape_str(in_mask.shape()), ", expected ", shape_str({B, o.input_size}));
+  if (rec_mask.defined())
+    RECUR_CHECK(rec_mask.shape() == (Shape{B, H}), Shape, name, ": recurrent dropout mask is ",
+                shape_str(rec_mask.shape()), ", expected ", shape_str({B, H}));
+
   // Time-major, in processing order.
-  const Tensor xt = ops::transpose01(x, false, o.go_backwards);
+  Tensor xt = ops::transpose01(x, false, o.go_backwards);
+  if (in_mask.defined()) ops::binary(BinaryOp::Mul, xt, in_mask, xt);  // [B, I] over every step
   const Tensor mt = mask.defined() ? ops::transpose01(mask, false, o.go_backwards) : Tensor();
   const Tensor xproj = ops::matmul(xt.reshape({T * B, o.input_size}), w_.w_ih, false, true);
   const Tensor hproj = Tensor::empty({B, G}, o.dtype, device_);
   const Tensor ys = o.return_sequences ? Tensor::empty({T, B, H}, o.dtype, device_) : Tensor();
 
   auto initial = [&](int k) {
-    return k < int(initial_state.size()) ? initial_state[k].to(device_)
-                                         : Tensor::zeros({B, H}, o.dtype, device_);
+    return k < int(init.size()) ? init[k] : Tensor::zeros({B, H}, o.dtype, device_);
   };
   // States: all T + 1 of them when training, else two ping-pong buffers.
   const std::int64_t slots = training ? T + 1 : 2;
@@ -122,10 +161,16 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
                            ? Tensor::empty({T, B, 4 * H}, o.dtype, device_)
                            : Tensor();
 
+  const Tensor h_dropped = rec_mask.defined() ? Tensor::empty({B, H}, o.dtype, device_) : Tensor();
   for (std::int64_t t = 0; t < T; ++t) {
     const Tensor h_prev = at(hs, training ? t : t % 2);
     const Tensor h_next = at(hs, training ? t + 1 : (t + 1) % 2);
-    ops::gemm(h_prev, w_.w_hh, hproj, false, true);
+    if (rec_mask.defined()) {
+      ops::binary(BinaryOp::Mul, h_prev, rec_mask, h_dropped);
+      ops::gemm(h_dropped, w_.w_hh, hproj, false, true);
+    } else {
+      ops::gemm(h_prev, w_.w_hh, hproj, false, true);
+    }
     const Tensor xp = xproj.slice(t * B, (t + 1) * B);
     const Tensor m = mt.defined() ? at(mt, t) : Tensor();
     const Tensor y = ys.defined() ? at(ys, t) : Tensor();
@@ -178,14 +223,20 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
   }
 
   const Tensor h_last = at(hs, training ? T : T % 2);
+  const Tensor c_last = o.cell == CellType::LSTM ? at(cs, training ? T : 0) : Tensor();
   Output out;
-  out.y = o.return_sequences ? ops::transpose01(ys) : h_last.to(device_);
+  const bool flip = o.go_backwards && o.output_in_input_order;
+  out.y = o.return_sequences ? ops::transpose01(ys, flip, false) : h_last.to(device_);
   if (o.return_state) {
     out.states.push_back(h_last.to(device_));
-    if (o.cell == CellType::LSTM) out.states.push_back(at(cs, training ? T : 0).to(device_));
+    if (c_last.defined()) out.states.push_back(c_last.to(device_));
+  }
+  if (o.stateful) {
+    carried_ = {h_last.to(device_)};
+    if (c_last.defined()) carried_.push_back(c_last.to(device_));
   }
   saved_ = Saved{};
-  if (training) saved_ = Saved{true, T, B, xt, mt, hs, cs, gates};
+  if (training) saved_ = Saved{true, T, B, xt, mt, hs, cs, gates, in_mask, rec_mask};
   return out;
 }
 
@@ -219,7 +270,10 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
     dc = Tensor::zeros({B, H}, dt, device_);
     if (d_states.size() > 1 && d_states[1].defined()) add_into(dc, d_states[1]);
   }
-  const Tensor dys = o.return_sequences && dy.defined() ? ops::transpose01(dy) : Tensor();  // [T, B, H]
+  const bool flip = o.go_backwards && o.output_in_input_order;
+  const Tensor dys = o.return_sequences && dy.defined() ? ops::transpose01(dy, false, flip) : Tensor();  // [T, B, H]
+  const Tensor& rec_mask = saved_.rec_mask;
+  const Tensor dh_rec = rec_mask.defined() ? Tensor::empty({B, H}, dt, device_) : Tensor();
   const Tensor dgx = Tensor::empty({T * B, G}, dt, device_);
   const Tensor dgh = o.cell == CellType::GRU ? Tensor::empty({T * B, G}, dt, device_) : dgx;
 
@@ -269,14 +323,22 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
         break;
       }
     }
-    // dh_prev += dgates_h W_hh: [B, G] x [G, H].
-    ops::gemm(gh, w_.w_hh, dh_other, false, false, 1.0, 1.0);
+    // dh_prev += dgates_h W_hh: [B, G] x [G, H] (times the recurrent dropout mask).
+    if (rec_mask.defined()) {
+      ops::gemm(gh, w_.w_hh, dh_rec);
+      ops::binary(BinaryOp::Mul, dh_rec, rec_mask, dh_rec);
+      add_into(dh_other, dh_rec);
+    } else {
+      ops::gemm(gh, w_.w_hh, dh_other, false, false, 1.0, 1.0);
+    }
     std::swap(dh, dh_other);
   }
 
   // Weight gradients over all steps at once.
   const Tensor xs = saved_.x.reshape({T * B, I});
-  const Tensor hs_prev = saved_.h.slice(0, T).reshape({T * B, H});
+  Tensor hs_prev = saved_.h.slice(0, T).reshape({T * B, H});
+  if (rec_mask.defined())  // W_hh saw the dropped states
+    hs_prev = ops::mul(saved_.h.slice(0, T), rec_mask).reshape({T * B, H});
   ops::gemm(dgx, xs, g_.w_ih, true, false, 1.0, 1.0);       // [G, T*B] x [T*B, I]
   ops::gemm(dgh, hs_prev, g_.w_hh, true, false, 1.0, 1.0);  // [G, T*B] x [T*B, H]
   if (o.use_bias && T * B > 0) {
@@ -285,6 +347,7 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
   }
   InputGrads out;
   const Tensor dxs = ops::matmul(dgx, w_.w_ih).reshape({T, B, I});  // processing order
+  if (saved_.in_mask.defined()) ops::binary(BinaryOp::Mul, dxs, saved_.in_mask, dxs);
   out.dx = ops::transpose01(dxs, o.go_backwards, false);
   out.d_initial_state.push_back(dh);
   if (o.cell == CellType::LSTM) out.d_initial_state.push_back(dc);

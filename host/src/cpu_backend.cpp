@@ -61,6 +61,13 @@ class CpuBackend final : public Backend {
     std::memmove(dst, src, n);
   }
 
+  void copy2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
+              std::size_t width, std::size_t rows) override {
+    auto* d = static_cast<char*>(dst);
+    const auto* s = static_cast<const char*>(src);
+    for (std::size_t r = 0; r < rows; ++r) std::memmove(d + r * dst_pitch, s + r * src_pitch, width);
+  }
+
   void fill(const Tensor& y, double value) override {
     switch (y.dtype()) {
       case DType::f32: return kc::fill(y.data<float>(), y.numel(), float(value));

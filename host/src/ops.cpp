@@ -278,6 +278,44 @@ void check_outputs(const char* op, std::initializer_list<Arg> outs, std::initial
 }
 }  // namespace
 
+void copy_columns(const Tensor& src, const Tensor& dst, std::int64_t offset) {
+  const char* op = "copy_columns";
+  require_defined(op, {{"src", src}, {"dst", dst}});
+  require_same_place(op, {{"src", src}, {"dst", dst}});
+  RECUR_CHECK(src.ndim() >= 1 && dst.ndim() >= 1, Shape, op, ": needs at least 1-D tensors");
+  const std::int64_t w = src.dim(-1), W = dst.dim(-1);
+  const std::int64_t rows = W ? dst.numel() / W : 0;
+  RECUR_CHECK(offset >= 0 && offset + w <= W, Shape, op, ": columns [", offset, ", ", offset + w,
+              ") do not fit in ", W);
+  RECUR_CHECK(src.numel() == rows * w, Shape, op, ": 'src' ", shape_str(src.shape()), " has ",
+              w ? src.numel() / w : 0, " rows, 'dst' ", shape_str(dst.shape()), " has ", rows);
+  require_no_alias(op, {"dst", dst}, {"src", src});
+  if (rows == 0 || w == 0) return;
+  const std::size_t es = dtype_size(dst.dtype());
+  dispatch_backend(op, dst, {OpKind::Copy, dst.dtype()})
+      .copy2d(static_cast<char*>(dst.raw_data()) + offset * es, W * es, src.raw_data(), w * es,
+              w * es, std::size_t(rows));
+}
+
+Tensor extract_columns(const Tensor& src, std::int64_t offset, std::int64_t width) {
+  const char* op = "extract_columns";
+  require_defined(op, {{"src", src}});
+  RECUR_CHECK(src.ndim() >= 1, Shape, op, ": needs at least a 1-D tensor");
+  const std::int64_t W = src.dim(-1);
+  RECUR_CHECK(offset >= 0 && width >= 0 && offset + width <= W, Shape, op, ": columns [", offset,
+              ", ", offset + width, ") do not fit in ", W);
+  Shape out = src.shape();
+  out.back() = width;
+  Tensor y = Tensor::empty(out, src.dtype(), src.device());
+  const std::int64_t rows = W ? src.numel() / W : 0;
+  if (rows == 0 || width == 0) return y;
+  const std::size_t es = dtype_size(src.dtype());
+  dispatch_backend(op, src, {OpKind::Copy, src.dtype()})
+      .copy2d(y.raw_data(), width * es, static_cast<const char*>(src.raw_data()) + offset * es,
+              W * es, width * es, std::size_t(rows));
+  return y;
+}
+
 Tensor transpose01(const Tensor& x, bool reverse0, bool reverse1) {
   const char* op = "transpose01";
   require_defined(op, {{"x", x}});

@@ -3,6 +3,7 @@
 
 #include "recur/common/dtype.h"
 #include "recur/common/error.h"
+#include "recur/engine/bidirectional.h"
 #include "recur/engine/recurrent.h"
 #include "recur/host/allocator.h"
 #include "recur/host/backend.h"

@@ -137,6 +137,13 @@ class CudaBackend final : public Backend {
     if (dst_device.is_cpu() || src_device.is_cpu()) RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
+  void copy2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
+              std::size_t width, std::size_t rows) override {
+    DeviceScope scope(index_);
+    RECUR_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows,
+                                       cudaMemcpyDeviceToDevice, stream_));
+  }
+
   void fill(const Tensor& y, double value) override {
     DeviceScope scope(index_);
     if (y.dtype() == DType::i32)

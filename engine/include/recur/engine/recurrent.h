@@ -7,6 +7,11 @@
 // states (LSTM: h, c; GRU and SimpleRNN: h); initial_state sets them (zeros
 // when absent); go_backwards processes time in reverse and returns the
 // sequence in processing order, as Keras does.
+// stateful: the final states of one batch are the initial states of the next
+// (same batch size) until reset_states(); gradients stop at the batch boundary.
+// dropout / recurrent_dropout (training only, variational as Keras): one mask
+// per sequence, drawn from the layer's seed at each training forward and
+// reused at every step, on the input x and on h_{t-1} before W_hh.
 // Masking: mask [B, T] (1 valid, 0 padding, any pattern: right-, left-padded,
 // fully masked rows). A masked step keeps the state unchanged and outputs 0,
 // so the final state is each row's last valid state, and the reverse
@@ -49,6 +54,12 @@ struct RecurrentOptions {
   bool return_sequences = false;
   bool return_state = false;
   bool go_backwards = false;
+  bool stateful = false;
+  double dropout = 0.0;            // on the inputs, in [0, 1)
+  double recurrent_dropout = 0.0;  // on the recurrent state, in [0, 1)
+  // With go_backwards: return the sequence in input time order instead of
+  // processing order (what Bidirectional needs; Keras's go_backwards does not).
+  bool output_in_input_order = false;
   DType dtype = DType::f32;
 };
 
@@ -88,7 +99,15 @@ class Recurrent {
   // gradients into grads(). Needs the last forward() to have had training.
   InputGrads backward(const Tensor& dy, const std::vector<Tensor>& d_states = {});
 
+  // stateful: forget the carried states (the next batch starts from zeros).
+  void reset_states() { carried_.clear(); }
+  // Fixes the dropout masks used by training forwards (values 0 or 1/(1-p)):
+  // input [B, I], recurrent [B, H]; undefined tensors restore random draws.
+  // For reproducible runs and gradient checks.
+  void set_dropout_masks(const Tensor& input_mask, const Tensor& recurrent_mask);
+
  private:
+  Tensor draw_mask(double rate, const Shape& shape);
   RecurrentOptions options_;
   Device device_;
   RecurrentWeights w_, g_;
@@ -102,7 +121,11 @@ class Recurrent {
     Tensor h;       // [T + 1, B, H]: h[0] initial, h[t + 1] after step t
     Tensor c;       // [T + 1, B, H] (LSTM)
     Tensor gates;   // [T, B, 4H] (LSTM, GRU)
+    Tensor in_mask, rec_mask;  // dropout masks [B, I], [B, H], or undefined
   } saved_;
+  std::vector<Tensor> carried_;  // stateful
+  Tensor fixed_in_mask_, fixed_rec_mask_;
+  std::uint64_t dropout_seed_ = 0, dropout_draws_ = 0;
 };
 
 // [B, T] mask from per-row lengths (right padding): 1 for t < lengths[b].

@@ -130,6 +130,10 @@ class Backend {
   // x viewed as [outer, n, inner]; y is [outer, inner].
   virtual void reduce(ReduceOp op, const Tensor& x, std::int64_t outer, std::int64_t n,
                       std::int64_t inner, const Tensor& y) = 0;
+  // Copies `rows` rows of `width` bytes from src (rows src_pitch bytes apart)
+  // to dst (dst_pitch apart), both on this device.
+  virtual void copy2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
+                      std::size_t width, std::size_t rows) = 0;
   // y[b, a, :] = x[ra(a), rb(b), :]; x is [A, B, C]; rev_a/rev_b reverse an axis.
   virtual void transpose01(const Tensor& x, bool rev_a, bool rev_b, const Tensor& y) = 0;
   virtual void lstm_step(const LstmStep& step) = 0;

@@ -44,6 +44,12 @@ inline Tensor sum(const Tensor& x, int axis, bool keepdim = false) { return redu
 inline Tensor mean(const Tensor& x, int axis, bool keepdim = false) { return reduce(ReduceOp::Mean, x, axis, keepdim); }
 inline Tensor max(const Tensor& x, int axis, bool keepdim = false) { return reduce(ReduceOp::Max, x, axis, keepdim); }
 
+// Column blocks of row-major matrices (concatenation along the last axis):
+// dst[r, offset : offset + w] = src[r, :] for src [R, w], dst [R, W] (both
+// viewed 2-D over their last axis); and its inverse, which returns a new [R, w].
+void copy_columns(const Tensor& src, const Tensor& dst, std::int64_t offset);
+Tensor extract_columns(const Tensor& src, std::int64_t offset, std::int64_t width);
+
 // Swaps the two leading axes: [A, B, ...] -> [B, A, ...] (a copy);
 // reverse0 / reverse1 also reverse input axis 0 / 1 in the same pass
 // (how the recurrent layers reverse time for go_backwards).
