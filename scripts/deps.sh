@@ -6,7 +6,8 @@
 set -euo pipefail
 
 # libopenblas-openmp-dev: OpenBLAS on OpenMP, sharing recur's thread pool.
-packages=(g++ cmake ninja-build pkg-config libopenblas-openmp-dev libgtest-dev libcli11-dev)
+packages=(g++ cmake ninja-build pkg-config libopenblas-openmp-dev libgtest-dev libcli11-dev
+          nlohmann-json3-dev zlib1g-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 mode=${1:-}
 debs=.device/debs
 packages=(libopenblas-dev libopenblas-openmp-dev libopenblas0-openmp libopenblas0 libgfortran5
-          libgtest-dev libcli11-dev)
+          libgtest-dev libcli11-dev nlohmann-json3-dev zlib1g-dev)
 
 case "$mode" in
 prepare)

@@ -87,7 +87,7 @@ Tensor Tensor::to(Device device) const {
   return t;
 }
 
-void Tensor::copy_from(const Tensor& src) {
+void Tensor::copy_from(const Tensor& src) const {
   RECUR_CHECK(defined() && src.defined(), Value, "copy_from with an undefined tensor");
   RECUR_CHECK(dtype_ == src.dtype_, DType, "copy_from: ", dtype_name(src.dtype_), " into ",
               dtype_name(dtype_), "; convert explicitly");

@@ -82,7 +82,7 @@ class Tensor {
 
   // Explicit copies.
   Tensor to(Device device) const;       // a new tensor on `device` (always copies)
-  void copy_from(const Tensor& source);  // same dtype and element count; any devices
+  void copy_from(const Tensor& source) const;  // same dtype and element count; any devices
   template <class T>
   std::vector<T> to_vector() const;  // to host memory
 
