@@ -487,3 +487,64 @@ TEST(RecurrentCUDA, MatchesCpuOnShapeSweep) {
 
 }  // namespace
 }  // namespace recur::test
+
+namespace recur::test {
+namespace {
+
+// ---- Keras weight layout ----------------------------------------------------------------
+TEST(RecurrentKeras, GateOrderAndBiasLayout) {
+  const Device cpu = Device::cpu();
+  // A GRU whose PyTorch blocks are r = 1, z = 2, n = 3 (weights and biases).
+  const std::int64_t I = 2, H = 3, G = 9;
+  std::vector<float> wih(std::size_t(G * I)), whh(std::size_t(G * H)), bih(G), bhh(G);
+  for (std::int64_t row = 0; row < G; ++row) {
+    const float block = float(row / H + 1);
+    for (std::int64_t i = 0; i < I; ++i) wih[std::size_t(row * I + i)] = block;
+    for (std::int64_t i = 0; i < H; ++i) whh[std::size_t(row * H + i)] = 10 * block;
+    bih[std::size_t(row)] = 100 * block;
+    bhh[std::size_t(row)] = 1000 * block;
+  }
+  RecurrentWeights w{Tensor::from_vector(wih, {G, I}, cpu), Tensor::from_vector(whh, {G, H}, cpu),
+                     Tensor::from_vector(bih, {G}, cpu), Tensor::from_vector(bhh, {G}, cpu)};
+  const KerasWeights k = to_keras(CellType::GRU, w);
+  EXPECT_EQ(k.kernel.shape(), (Shape{I, G}));
+  EXPECT_EQ(k.bias.shape(), (Shape{2, G}));
+  const auto kern = k.kernel.to_vector<float>(), bias = k.bias.to_vector<float>();
+  // Keras order z, r, h: columns 0..H-1 hold PyTorch's z (2), then r (1), then n (3).
+  EXPECT_EQ(kern[0], 2.f);
+  EXPECT_EQ(kern[std::size_t(H)], 1.f);
+  EXPECT_EQ(kern[std::size_t(2 * H)], 3.f);
+  EXPECT_EQ(bias[0], 200.f);
+  EXPECT_EQ(bias[std::size_t(G)], 2000.f);  // recurrent bias row
+  const RecurrentWeights back = from_keras(CellType::GRU, k, cpu);
+  EXPECT_EQ(back.w_ih.to_vector<float>(), wih);
+  EXPECT_EQ(back.w_hh.to_vector<float>(), whh);
+  EXPECT_EQ(back.b_ih.to_vector<float>(), bih);
+  EXPECT_EQ(back.b_hh.to_vector<float>(), bhh);
+  EXPECT_THROW(from_keras(CellType::GRU, {k.kernel, k.recurrent_kernel, Tensor::zeros({G}, DType::f32, cpu)}, cpu), ShapeError);
+}
+
+TEST(RecurrentKeras, LoadedWeightsGiveTheSameOutputs) {
+  Random rng;
+  const Device cpu = Device::cpu();
+  for (CellType cell : {CellType::LSTM, CellType::GRU, CellType::SimpleRNN}) {
+    SCOPED_TRACE(cell_name(cell));
+    RecurrentOptions o;
+    o.cell = cell;
+    o.input_size = 4;
+    o.units = 5;
+    o.return_sequences = true;
+    Recurrent a(o, cpu, rng.gen()()), b(o, cpu, rng.gen()());
+    // Through Keras's layout and back (the LSTM/SimpleRNN bias is folded into one).
+    const RecurrentWeights w = from_keras(cell, to_keras(cell, a.weights()), cpu);
+    b.weights().w_ih.copy_from(w.w_ih);
+    b.weights().w_hh.copy_from(w.w_hh);
+    b.weights().b_ih.copy_from(w.b_ih);
+    b.weights().b_hh.copy_from(w.b_hh);
+    const auto x = Tensor::from_vector(rng.floats(2 * 6 * 4), {2, 6, 4}, cpu);
+    EXPECT_TRUE(close_to(b.forward(x).y, widen(a.forward(x).y.to_vector<float>()), {0.1}, 1e-6));
+  }
+}
+
+}  // namespace
+}  // namespace recur::test

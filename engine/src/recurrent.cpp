@@ -354,6 +354,97 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
   return out;
 }
 
+namespace {
+// Host copy of a weight as doubles, and back into `like`'s dtype on `device`.
+std::vector<double> host_values(const Tensor& t) {
+  if (t.dtype() == DType::f64) return t.to_vector<double>();
+  const auto f = t.to_vector<float>();
+  return {f.begin(), f.end()};
+}
+Tensor make(const std::vector<double>& v, const Shape& s, DType dt, Device dev) {
+  if (dt == DType::f64) return Tensor::from_vector(v, s, dev);
+  return Tensor::from_vector(std::vector<float>(v.begin(), v.end()), s, dev);
+}
+// Keras gate block of PyTorch block g (an involution: GRU swaps r and z).
+int keras_block(CellType cell, int g) { return cell == CellType::GRU && g < 2 ? 1 - g : g; }
+}  // namespace
+
+KerasWeights to_keras(CellType cell, const RecurrentWeights& w) {
+  const int G = cell_gates(cell);
+  const std::int64_t GH = w.w_ih.dim(0), H = GH / G, I = w.w_ih.dim(1);
+  RECUR_CHECK(w.w_hh.shape() == (Shape{GH, H}) && GH % G == 0, Shape, "to_keras: weights of shape ",
+              shape_str(w.w_ih.shape()), " and ", shape_str(w.w_hh.shape()), " are not a ",
+              cell_name(cell), "'s");
+  const DType dt = w.w_ih.dtype();
+  const auto wih = host_values(w.w_ih), whh = host_values(w.w_hh);
+  std::vector<double> kernel(std::size_t(I * GH)), rec(std::size_t(H * GH));
+  for (int g = 0; g < G; ++g)
+    for (std::int64_t j = 0; j < H; ++j) {
+      const std::int64_t prow = g * H + j, kcol = keras_block(cell, g) * H + j;
+      for (std::int64_t i = 0; i < I; ++i) kernel[std::size_t(i * GH + kcol)] = wih[std::size_t(prow * I + i)];
+      for (std::int64_t i = 0; i < H; ++i) rec[std::size_t(i * GH + kcol)] = whh[std::size_t(prow * H + i)];
+    }
+  KerasWeights k;
+  k.kernel = make(kernel, {I, GH}, dt, Device::cpu());
+  k.recurrent_kernel = make(rec, {H, GH}, dt, Device::cpu());
+  if (w.b_ih.defined()) {
+    const auto bi = host_values(w.b_ih), bh = host_values(w.b_hh);
+    const bool two_rows = cell == CellType::GRU;
+    std::vector<double> bias(std::size_t(two_rows ? 2 * GH : GH));
+    for (int g = 0; g < G; ++g)
+      for (std::int64_t j = 0; j < H; ++j) {
+        const std::size_t p = std::size_t(g * H + j), q = std::size_t(keras_block(cell, g) * H + j);
+        if (two_rows) {
+          bias[q] = bi[p];
+          bias[std::size_t(GH) + q] = bh[p];
+        } else {
+          bias[q] = bi[p] + bh[p];
+        }
+      }
+    k.bias = make(bias, two_rows ? Shape{2, GH} : Shape{GH}, dt, Device::cpu());
+  }
+  return k;
+}
+
+RecurrentWeights from_keras(CellType cell, const KerasWeights& k, Device device) {
+  const int G = cell_gates(cell);
+  RECUR_CHECK(k.kernel.defined() && k.kernel.ndim() == 2 && k.recurrent_kernel.defined(), Shape,
+              "from_keras: kernel must be [input, ", G, " * units]");
+  const std::int64_t I = k.kernel.dim(0), GH = k.kernel.dim(1), H = GH / G;
+  RECUR_CHECK(GH % G == 0 && k.recurrent_kernel.shape() == (Shape{H, GH}), Shape,
+              "from_keras: a ", cell_name(cell), " needs kernel [I, ", G, "H] and recurrent_kernel [H, ",
+              G, "H], got ", shape_str(k.kernel.shape()), " and ", shape_str(k.recurrent_kernel.shape()));
+  const DType dt = k.kernel.dtype();
+  const auto kernel = host_values(k.kernel), rec = host_values(k.recurrent_kernel);
+  std::vector<double> wih(std::size_t(GH * I)), whh(std::size_t(GH * H));
+  for (int g = 0; g < G; ++g)
+    for (std::int64_t j = 0; j < H; ++j) {
+      const std::int64_t prow = g * H + j, kcol = keras_block(cell, g) * H + j;
+      for (std::int64_t i = 0; i < I; ++i) wih[std::size_t(prow * I + i)] = kernel[std::size_t(i * GH + kcol)];
+      for (std::int64_t i = 0; i < H; ++i) whh[std::size_t(prow * H + i)] = rec[std::size_t(i * GH + kcol)];
+    }
+  RecurrentWeights w;
+  w.w_ih = make(wih, {GH, I}, dt, device);
+  w.w_hh = make(whh, {GH, H}, dt, device);
+  if (k.bias.defined()) {
+    const bool two_rows = cell == CellType::GRU;
+    RECUR_CHECK(k.bias.shape() == (two_rows ? Shape{2, GH} : Shape{GH}), Shape, "from_keras: a ",
+                cell_name(cell), " bias must be ", shape_str(two_rows ? Shape{2, GH} : Shape{GH}),
+                " (GRU: reset_after=True), got ", shape_str(k.bias.shape()));
+    const auto bias = host_values(k.bias);
+    std::vector<double> bi(static_cast<std::size_t>(GH)), bh(static_cast<std::size_t>(GH), 0.0);
+    for (int g = 0; g < G; ++g)
+      for (std::int64_t j = 0; j < H; ++j) {
+        const std::size_t p = std::size_t(g * H + j), q = std::size_t(keras_block(cell, g) * H + j);
+        bi[p] = bias[q];
+        if (two_rows) bh[p] = bias[std::size_t(GH) + q];
+      }
+    w.b_ih = make(bi, {GH}, dt, device);
+    w.b_hh = make(bh, {GH}, dt, device);
+  }
+  return w;
+}
+
 Tensor lengths_to_mask(const std::vector<std::int64_t>& lengths, std::int64_t T, DType dtype,
                        Device device) {
   RECUR_CHECK(T >= 0, Value, "lengths_to_mask: T = ", T, " is negative");

@@ -128,6 +128,19 @@ class Recurrent {
   std::uint64_t dropout_seed_ = 0, dropout_draws_ = 0;
 };
 
+// Keras's layout of the same weights: kernel [I, G*H], recurrent_kernel
+// [H, G*H], bias [G*H] (LSTM, SimpleRNN: b_ih + b_hh) or [2, 3H] (GRU with
+// reset_after: row 0 the input bias, row 1 the recurrent bias). Gate blocks in
+// Keras's order: LSTM i, f, c, o (PyTorch's too); GRU z, r, h (PyTorch: r, z, n).
+struct KerasWeights {
+  Tensor kernel, recurrent_kernel, bias;  // bias undefined without use_bias
+};
+// PyTorch layout (recur's) -> Keras. Host-side conversion (float32/float64 on the CPU).
+KerasWeights to_keras(CellType cell, const RecurrentWeights& w);
+// Keras -> PyTorch layout on `device`. Keras's single LSTM/SimpleRNN bias goes to
+// b_ih, with b_hh zero (only their sum matters).
+RecurrentWeights from_keras(CellType cell, const KerasWeights& k, Device device);
+
 // [B, T] mask from per-row lengths (right padding): 1 for t < lengths[b].
 // Throws ValueError for a length below 0 or above T.
 Tensor lengths_to_mask(const std::vector<std::int64_t>& lengths, std::int64_t T,
