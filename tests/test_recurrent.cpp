@@ -34,13 +34,15 @@ struct Case {
   bool initial_state = true;
   int mask = 0;  // 0 none, 1 right-padded with an empty row, 2 left-padded
   RnnActivation act = RnnActivation::Tanh;
+  bool reset_after = true;  // GRU
 };
 
 std::string describe(const Case& c) {
   return std::string(cell_name(c.cell)) + (c.return_sequences ? " seq" : " last") +
          (c.return_state ? " state" : "") + (c.go_backwards ? " backwards" : "") +
          (c.use_bias ? "" : " nobias") + (c.initial_state ? " h0" : "") + " mask" +
-         std::to_string(c.mask) + (c.act == RnnActivation::Relu ? " relu" : "");
+         std::to_string(c.mask) + (c.act == RnnActivation::Relu ? " relu" : "") +
+         (c.reset_after ? "" : " reset_before");
 }
 
 Tensor make_mask(int kind, std::int64_t B, std::int64_t T, DType dt, Device dev) {
@@ -110,6 +112,7 @@ void gradient_check(const Case& c, Random& rng) {
   o.return_sequences = c.return_sequences;
   o.return_state = c.return_state;
   o.go_backwards = c.go_backwards;
+  o.reset_after = c.reset_after;
   o.dtype = DType::f64;
   Recurrent layer(o, cpu, rng.gen()());
   const Tensor x = random_tensor(rng, {B, T, I}, DType::f64, cpu, -2, 2);
@@ -156,6 +159,12 @@ TEST(RecurrentGradients, FiniteDifferencesFloat64) {
     gradient_check({cell, false, true, true, false, false, 2}, rng);   // no bias, last, backwards
   }
   gradient_check({CellType::SimpleRNN, true, true, false, true, true, 1, RnnActivation::Relu}, rng);
+  // GRU with the reset gate before the recurrent matmul (Keras reset_after=False).
+  const RnnActivation tanh_ = RnnActivation::Tanh;
+  gradient_check({CellType::GRU, true, true, false, true, true, 0, tanh_, false}, rng);
+  gradient_check({CellType::GRU, false, true, false, true, false, 1, tanh_, false}, rng);
+  gradient_check({CellType::GRU, true, true, true, true, true, 2, tanh_, false}, rng);
+  gradient_check({CellType::GRU, true, false, true, false, false, 1, tanh_, false}, rng);
 }
 
 TEST(RecurrentGradients, BidirectionalEveryMergeMode) {
@@ -219,9 +228,11 @@ TEST(RecurrentGradients, DropoutWithFixedMasks) {
   SCOPED_TRACE("seed " + std::to_string(rng.seed()));
   const Device cpu = Device::cpu();
   const std::int64_t B = 3, T = 4, I = 3, H = 2;
-  for (CellType cell : {CellType::LSTM, CellType::GRU, CellType::SimpleRNN}) {
-    SCOPED_TRACE(cell_name(cell));
+  for (int variant = 0; variant < 4; ++variant) {
+    const CellType cell = variant == 0 ? CellType::LSTM : variant == 3 ? CellType::SimpleRNN : CellType::GRU;
+    SCOPED_TRACE(std::string(cell_name(cell)) + (variant == 2 ? " reset_before" : ""));
     RecurrentOptions o = small(cell, I, H);
+    o.reset_after = variant != 2;
     o.dropout = 0.3;
     o.recurrent_dropout = 0.4;
     Recurrent l(o, cpu, rng.gen()());
@@ -459,10 +470,13 @@ TEST(RecurrentCUDA, MatchesCpuOnShapeSweep) {
   const std::int64_t shapes[][3] = {{1, 1, 1},    {7, 3, 2},     {32, 64, 240}, {100, 257, 2},
                                     {256, 3, 240}, {1024, 1, 2},  {1024, 64, 1}, {32, 257, 1},
                                     {7, 1, 240},   {256, 64, 2}};
-  for (CellType cell : {CellType::LSTM, CellType::GRU, CellType::SimpleRNN})
+  for (int variant = 0; variant < 4; ++variant)
     for (auto [H, B, T] : shapes) {
-      SCOPED_TRACE(::testing::Message() << cell_name(cell) << " H " << H << " B " << B << " T " << T);
+      const CellType cell = variant == 0 ? CellType::LSTM : variant == 3 ? CellType::SimpleRNN : CellType::GRU;
+      SCOPED_TRACE(::testing::Message() << cell_name(cell) << (variant == 2 ? " reset_before" : "") << " H " << H
+                                        << " B " << B << " T " << T);
       RecurrentOptions o;
+      o.reset_after = variant != 2;
       o.cell = cell;
       o.input_size = 5;
       o.units = H;
@@ -527,16 +541,23 @@ TEST(RecurrentKeras, GateOrderAndBiasLayout) {
 TEST(RecurrentKeras, LoadedWeightsGiveTheSameOutputs) {
   Random rng;
   const Device cpu = Device::cpu();
-  for (CellType cell : {CellType::LSTM, CellType::GRU, CellType::SimpleRNN}) {
-    SCOPED_TRACE(cell_name(cell));
+  for (int variant = 0; variant < 4; ++variant) {
+    const CellType cell = variant == 0 ? CellType::LSTM : variant == 3 ? CellType::SimpleRNN : CellType::GRU;
+    const bool reset_after = variant != 2;
+    SCOPED_TRACE(std::string(cell_name(cell)) + (reset_after ? "" : " reset_before"));
     RecurrentOptions o;
+    o.reset_after = reset_after;
     o.cell = cell;
     o.input_size = 4;
     o.units = 5;
     o.return_sequences = true;
     Recurrent a(o, cpu, rng.gen()()), b(o, cpu, rng.gen()());
     // Through Keras's layout and back (the LSTM/SimpleRNN bias is folded into one).
-    const RecurrentWeights w = from_keras(cell, to_keras(cell, a.weights()), cpu);
+    const KerasWeights k = to_keras(cell, a.weights(), reset_after);
+    if (cell == CellType::GRU) {
+      EXPECT_EQ(k.bias.ndim(), reset_after ? 2 : 1);
+    }
+    const RecurrentWeights w = from_keras(cell, k, cpu, reset_after);
     b.weights().w_ih.copy_from(w.w_ih);
     b.weights().w_hh.copy_from(w.w_hh);
     b.weights().b_ih.copy_from(w.b_ih);

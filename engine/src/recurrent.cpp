@@ -157,20 +157,38 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
     cs = Tensor::empty({training ? T + 1 : 1, B, H}, o.dtype, device_);
     at(cs, 0).copy_from(initial(1));
   }
-  const Tensor gates = training && o.cell != CellType::SimpleRNN
-                           ? Tensor::empty({T, B, 4 * H}, o.dtype, device_)
-                           : Tensor();
+  const bool gru_rb = o.cell == CellType::GRU && !o.reset_after;
+  // Gate activations: all steps when training; one step's worth for the
+  // reset-before GRU, whose two stages pass r and z through them.
+  const Tensor gates = o.cell == CellType::SimpleRNN ? Tensor()
+                       : training ? Tensor::empty({T, B, 4 * H}, o.dtype, device_)
+                       : gru_rb   ? Tensor::empty({1, B, 4 * H}, o.dtype, device_)
+                                  : Tensor();
+  Tensor rh, hn;  // reset-before GRU scratch: r * h and its product with W_hn
+  if (gru_rb) {
+    rh = Tensor::empty({B, H}, o.dtype, device_);
+    hn = Tensor::empty({B, H}, o.dtype, device_);
+  }
 
   const Tensor h_dropped = rec_mask.defined() ? Tensor::empty({B, H}, o.dtype, device_) : Tensor();
   for (std::int64_t t = 0; t < T; ++t) {
     const Tensor h_prev = at(hs, training ? t : t % 2);
     const Tensor h_next = at(hs, training ? t + 1 : (t + 1) % 2);
-    if (rec_mask.defined()) {
-      ops::binary(BinaryOp::Mul, h_prev, rec_mask, h_dropped);
-      ops::gemm(h_dropped, w_.w_hh, hproj, false, true);
-    } else {
-      ops::gemm(h_prev, w_.w_hh, hproj, false, true);
+    // The state the recurrent matmuls see (recurrent dropout applied).
+    const Tensor h_in = rec_mask.defined() ? h_dropped : h_prev;
+    if (rec_mask.defined()) ops::binary(BinaryOp::Mul, h_prev, rec_mask, h_dropped);
+    if (gru_rb) {
+      const Tensor saved = at(gates, training ? t : 0);
+      const Tensor hproj_rz = hproj.reshape({B * 3 * H}).slice(0, B * 2 * H).reshape({B, 2 * H});
+      ops::gemm(h_in, w_.w_hh.slice(0, 2 * H), hproj_rz, false, true);
+      ops::gru_rb_gates({xproj.slice(t * B, (t + 1) * B), hproj_rz, w_.b_ih, w_.b_hh, h_in, rh, saved});
+      ops::gemm(rh, w_.w_hh.slice(2 * H, 3 * H), hn, false, true);
+      ops::gru_rb_output({xproj.slice(t * B, (t + 1) * B), hn, w_.b_ih, w_.b_hh, h_prev,
+                          mt.defined() ? at(mt, t) : Tensor(), saved, h_next,
+                          ys.defined() ? at(ys, t) : Tensor()});
+      continue;
     }
+    ops::gemm(h_in, w_.w_hh, hproj, false, true);
     const Tensor xp = xproj.slice(t * B, (t + 1) * B);
     const Tensor m = mt.defined() ? at(mt, t) : Tensor();
     const Tensor y = ys.defined() ? at(ys, t) : Tensor();
@@ -274,13 +292,37 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
   const Tensor dys = o.return_sequences && dy.defined() ? ops::transpose01(dy, false, flip) : Tensor();  // [T, B, H]
   const Tensor& rec_mask = saved_.rec_mask;
   const Tensor dh_rec = rec_mask.defined() ? Tensor::empty({B, H}, dt, device_) : Tensor();
+  const bool gru_rb = o.cell == CellType::GRU && !o.reset_after;
   const Tensor dgx = Tensor::empty({T * B, G}, dt, device_);
-  const Tensor dgh = o.cell == CellType::GRU ? Tensor::empty({T * B, G}, dt, device_) : dgx;
+  const Tensor dgh = o.cell == CellType::GRU && !gru_rb ? Tensor::empty({T * B, G}, dt, device_) : dgx;
+  // Reset-before GRU: recurrent gradients of the r, z blocks and of n, apart,
+  // since they multiply different inputs (h, and r * h).
+  Tensor dg_rz, dg_n, drh, dh_in, h_in;
+  if (gru_rb) {
+    dg_rz = Tensor::empty({T * B, 2 * H}, dt, device_);
+    dg_n = Tensor::empty({T * B, H}, dt, device_);
+    drh = Tensor::empty({B, H}, dt, device_);
+    dh_in = Tensor::empty({B, H}, dt, device_);
+    if (rec_mask.defined()) h_in = Tensor::empty({B, H}, dt, device_);
+  }
 
   for (std::int64_t t = T - 1; t >= 0; --t) {
     const Tensor m = saved_.mask.defined() ? at(saved_.mask, t) : Tensor();
     const Tensor dyt = dys.defined() ? at(dys, t) : Tensor();
     const Tensor gx = dgx.slice(t * B, (t + 1) * B), gh = dgh.slice(t * B, (t + 1) * B);
+    if (gru_rb) {
+      const Tensor saved = at(saved_.gates, t), h_prev = at(saved_.h, t);
+      const Tensor grz = dg_rz.slice(t * B, (t + 1) * B), gn = dg_n.slice(t * B, (t + 1) * B);
+      ops::gru_rb_back_n({saved, h_prev, dyt, dh, m, gx, grz, gn, dh_other});
+      ops::gemm(gn, w_.w_hh.slice(2 * H, 3 * H), drh);  // dL/d(r * h_in) = dgates_n W_hn
+      if (rec_mask.defined()) ops::binary(BinaryOp::Mul, h_prev, rec_mask, h_in);
+      ops::gru_rb_back_r({saved, rec_mask.defined() ? h_in : h_prev, drh, m, gx, grz, dh_in});
+      ops::gemm(grz, w_.w_hh.slice(0, 2 * H), dh_in, false, false, 1.0, 1.0);
+      if (rec_mask.defined()) ops::binary(BinaryOp::Mul, dh_in, rec_mask, dh_in);
+      add_into(dh_other, dh_in);
+      std::swap(dh, dh_other);
+      continue;
+    }
     switch (o.cell) {
       case CellType::LSTM: {
         LstmStepBackward s;
@@ -339,11 +381,22 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
   Tensor hs_prev = saved_.h.slice(0, T).reshape({T * B, H});
   if (rec_mask.defined())  // W_hh saw the dropped states
     hs_prev = ops::mul(saved_.h.slice(0, T), rec_mask).reshape({T * B, H});
-  ops::gemm(dgx, xs, g_.w_ih, true, false, 1.0, 1.0);       // [G, T*B] x [T*B, I]
-  ops::gemm(dgh, hs_prev, g_.w_hh, true, false, 1.0, 1.0);  // [G, T*B] x [T*B, H]
+  ops::gemm(dgx, xs, g_.w_ih, true, false, 1.0, 1.0);  // [G, T*B] x [T*B, I]
+  if (gru_rb) {
+    const Tensor rh_all = ops::extract_columns(saved_.gates.reshape({T * B, 4 * H}), 3 * H, H);
+    ops::gemm(dg_rz, hs_prev, g_.w_hh.slice(0, 2 * H), true, false, 1.0, 1.0);
+    ops::gemm(dg_n, rh_all, g_.w_hh.slice(2 * H, 3 * H), true, false, 1.0, 1.0);
+  } else {
+    ops::gemm(dgh, hs_prev, g_.w_hh, true, false, 1.0, 1.0);  // [G, T*B] x [T*B, H]
+  }
   if (o.use_bias && T * B > 0) {
     add_into(g_.b_ih, ops::sum(dgx, 0));
-    add_into(g_.b_hh, ops::sum(dgh, 0));
+    if (gru_rb) {
+      add_into(g_.b_hh.slice(0, 2 * H), ops::sum(dg_rz, 0));
+      add_into(g_.b_hh.slice(2 * H, 3 * H), ops::sum(dg_n, 0));
+    } else {
+      add_into(g_.b_hh, ops::sum(dgh, 0));
+    }
   }
   InputGrads out;
   const Tensor dxs = ops::matmul(dgx, w_.w_ih).reshape({T, B, I});  // processing order
@@ -369,7 +422,7 @@ Tensor make(const std::vector<double>& v, const Shape& s, DType dt, Device dev) 
 int keras_block(CellType cell, int g) { return cell == CellType::GRU && g < 2 ? 1 - g : g; }
 }  // namespace
 
-KerasWeights to_keras(CellType cell, const RecurrentWeights& w) {
+KerasWeights to_keras(CellType cell, const RecurrentWeights& w, bool gru_reset_after) {
   const int G = cell_gates(cell);
   const std::int64_t GH = w.w_ih.dim(0), H = GH / G, I = w.w_ih.dim(1);
   RECUR_CHECK(w.w_hh.shape() == (Shape{GH, H}) && GH % G == 0, Shape, "to_keras: weights of shape ",
@@ -389,7 +442,7 @@ KerasWeights to_keras(CellType cell, const RecurrentWeights& w) {
   k.recurrent_kernel = make(rec, {H, GH}, dt, Device::cpu());
   if (w.b_ih.defined()) {
     const auto bi = host_values(w.b_ih), bh = host_values(w.b_hh);
-    const bool two_rows = cell == CellType::GRU;
+    const bool two_rows = cell == CellType::GRU && gru_reset_after;
     std::vector<double> bias(std::size_t(two_rows ? 2 * GH : GH));
     for (int g = 0; g < G; ++g)
       for (std::int64_t j = 0; j < H; ++j) {
@@ -406,7 +459,8 @@ KerasWeights to_keras(CellType cell, const RecurrentWeights& w) {
   return k;
 }
 
-RecurrentWeights from_keras(CellType cell, const KerasWeights& k, Device device) {
+RecurrentWeights from_keras(CellType cell, const KerasWeights& k, Device device,
+                            bool gru_reset_after) {
   const int G = cell_gates(cell);
   RECUR_CHECK(k.kernel.defined() && k.kernel.ndim() == 2 && k.recurrent_kernel.defined(), Shape,
               "from_keras: kernel must be [input, ", G, " * units]");
@@ -427,10 +481,11 @@ RecurrentWeights from_keras(CellType cell, const KerasWeights& k, Device device)
   w.w_ih = make(wih, {GH, I}, dt, device);
   w.w_hh = make(whh, {GH, H}, dt, device);
   if (k.bias.defined()) {
-    const bool two_rows = cell == CellType::GRU;
+    const bool two_rows = cell == CellType::GRU && gru_reset_after;
     RECUR_CHECK(k.bias.shape() == (two_rows ? Shape{2, GH} : Shape{GH}), Shape, "from_keras: a ",
                 cell_name(cell), " bias must be ", shape_str(two_rows ? Shape{2, GH} : Shape{GH}),
-                " (GRU: reset_after=True), got ", shape_str(k.bias.shape()));
+                cell == CellType::GRU ? (two_rows ? " (reset_after=True)" : " (reset_after=False)") : "",
+                ", got ", shape_str(k.bias.shape()));
     const auto bias = host_values(k.bias);
     std::vector<double> bi(static_cast<std::size_t>(GH)), bh(static_cast<std::size_t>(GH), 0.0);
     for (int g = 0; g < G; ++g)

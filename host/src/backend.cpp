@@ -26,6 +26,7 @@ const char* op_kind_name(OpKind op) {
     case OpKind::LstmStepBackward: return "lstm_step_backward";
     case OpKind::GruStepBackward: return "gru_step_backward";
     case OpKind::RnnStepBackward: return "rnn_step_backward";
+    case OpKind::GruResetBefore: return "gru_reset_before";
   }
   return "?";
 }

@@ -130,6 +130,31 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void gru_rb_gates(const GruResetBeforeGates& s) override {
+    dispatch_float(s.h_in.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::gru_rb_gates(detail::gru_rb_gates_args<T>(s));
+    });
+  }
+  void gru_rb_output(const GruResetBeforeOutput& s) override {
+    dispatch_float(s.h.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::gru_rb_output(detail::gru_rb_out_args<T>(s));
+    });
+  }
+  void gru_rb_back_n(const GruResetBeforeBackN& s) override {
+    dispatch_float(s.h_prev.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::gru_rb_back_n(detail::gru_rb_back_n_args<T>(s));
+    });
+  }
+  void gru_rb_back_r(const GruResetBeforeBackR& s) override {
+    dispatch_float(s.h_in.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::gru_rb_back_r(detail::gru_rb_back_r_args<T>(s));
+    });
+  }
+
   void transpose01(const Tensor& x, bool rev_a, bool rev_b, const Tensor& y) override {
     dispatch_float(x.dtype(), [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;

@@ -476,4 +476,81 @@ void rnn_step_backward(const RnnStepBackward& s) {
   dispatch_backend(op, s.h, {OpKind::RnnStepBackward, s.h.dtype(), B, H}).rnn_step_backward(s);
 }
 
+namespace {
+// Shared checks of the GRU reset-before stages: every listed tensor is on one
+// device with one dtype and has its shape; outputs overlap no input.
+void check_stage(const char* op, std::initializer_list<Arg> required, std::initializer_list<Arg> optional,
+                 std::initializer_list<std::pair<Arg, Shape>> shapes, std::initializer_list<Arg> outs,
+                 std::initializer_list<Arg> ins) {
+  require_defined(op, required);
+  for (const Arg& a : required)
+    for (const Arg& b : optional) require_same_place(op, {a, b});
+  require_same_place(op, required);
+  for (const auto& [a, s] : shapes) require_optional_shape(op, a, s);
+  check_outputs(op, outs, ins);
+}
+}  // namespace
+
+void gru_rb_gates(const GruResetBeforeGates& s) {
+  const char* op = "gru_rb_gates";
+  require_defined(op, {{"h_in", s.h_in}});
+  const std::int64_t B = s.h_in.dim(0), H = s.h_in.dim(-1);
+  check_stage(op, {{"xproj", s.xproj}, {"hproj_rz", s.hproj_rz}, {"h_in", s.h_in}, {"rh", s.rh}, {"saved", s.saved}},
+              {{"b_ih", s.b_ih}, {"b_hh", s.b_hh}},
+              {{{"xproj", s.xproj}, {B, 3 * H}}, {{"hproj_rz", s.hproj_rz}, {B, 2 * H}}, {{"b_ih", s.b_ih}, {3 * H}},
+               {{"b_hh", s.b_hh}, {3 * H}}, {{"h_in", s.h_in}, {B, H}}, {{"rh", s.rh}, {B, H}}, {{"saved", s.saved}, {B, 4 * H}}},
+              {{"rh", s.rh}, {"saved", s.saved}},
+              {{"xproj", s.xproj}, {"hproj_rz", s.hproj_rz}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh}, {"h_in", s.h_in}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.h_in, {OpKind::GruResetBefore, s.h_in.dtype(), B, H}).gru_rb_gates(s);
+}
+
+void gru_rb_output(const GruResetBeforeOutput& s) {
+  const char* op = "gru_rb_output";
+  require_defined(op, {{"h_prev", s.h_prev}});
+  const std::int64_t B = s.h_prev.dim(0), H = s.h_prev.dim(-1);
+  check_stage(op, {{"xproj", s.xproj}, {"hn", s.hn}, {"h_prev", s.h_prev}, {"saved", s.saved}, {"h", s.h}},
+              {{"b_ih", s.b_ih}, {"b_hh", s.b_hh}, {"mask", s.mask}, {"y", s.y}},
+              {{{"xproj", s.xproj}, {B, 3 * H}}, {{"hn", s.hn}, {B, H}}, {{"b_ih", s.b_ih}, {3 * H}},
+               {{"b_hh", s.b_hh}, {3 * H}}, {{"h_prev", s.h_prev}, {B, H}}, {{"mask", s.mask}, {B}},
+               {{"saved", s.saved}, {B, 4 * H}}, {{"h", s.h}, {B, H}}, {{"y", s.y}, {B, H}}},
+              {{"h", s.h}, {"y", s.y}},
+              {{"xproj", s.xproj}, {"hn", s.hn}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh}, {"h_prev", s.h_prev},
+               {"mask", s.mask}, {"saved", s.saved}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.h, {OpKind::GruResetBefore, s.h.dtype(), B, H}).gru_rb_output(s);
+}
+
+void gru_rb_back_n(const GruResetBeforeBackN& s) {
+  const char* op = "gru_rb_back_n";
+  require_defined(op, {{"h_prev", s.h_prev}});
+  const std::int64_t B = s.h_prev.dim(0), H = s.h_prev.dim(-1);
+  check_stage(op, {{"saved", s.saved}, {"h_prev", s.h_prev}, {"dgates_x", s.dgates_x}, {"dgates_rz", s.dgates_rz},
+                   {"dgates_n", s.dgates_n}, {"dh_prev", s.dh_prev}},
+              {{"dy", s.dy}, {"dh_next", s.dh_next}, {"mask", s.mask}},
+              {{{"saved", s.saved}, {B, 4 * H}}, {{"h_prev", s.h_prev}, {B, H}}, {{"dy", s.dy}, {B, H}},
+               {{"dh_next", s.dh_next}, {B, H}}, {{"mask", s.mask}, {B}}, {{"dgates_x", s.dgates_x}, {B, 3 * H}},
+               {{"dgates_rz", s.dgates_rz}, {B, 2 * H}}, {{"dgates_n", s.dgates_n}, {B, H}}, {{"dh_prev", s.dh_prev}, {B, H}}},
+              {{"dgates_x", s.dgates_x}, {"dgates_rz", s.dgates_rz}, {"dgates_n", s.dgates_n}, {"dh_prev", s.dh_prev}},
+              {{"saved", s.saved}, {"h_prev", s.h_prev}, {"dy", s.dy}, {"dh_next", s.dh_next}, {"mask", s.mask}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.h_prev, {OpKind::GruResetBefore, s.h_prev.dtype(), B, H}).gru_rb_back_n(s);
+}
+
+void gru_rb_back_r(const GruResetBeforeBackR& s) {
+  const char* op = "gru_rb_back_r";
+  require_defined(op, {{"h_in", s.h_in}});
+  const std::int64_t B = s.h_in.dim(0), H = s.h_in.dim(-1);
+  check_stage(op, {{"saved", s.saved}, {"h_in", s.h_in}, {"drh", s.drh}, {"dgates_x", s.dgates_x},
+                   {"dgates_rz", s.dgates_rz}, {"dh_in", s.dh_in}},
+              {{"mask", s.mask}},
+              {{{"saved", s.saved}, {B, 4 * H}}, {{"h_in", s.h_in}, {B, H}}, {{"drh", s.drh}, {B, H}},
+               {{"mask", s.mask}, {B}}, {{"dgates_x", s.dgates_x}, {B, 3 * H}}, {{"dgates_rz", s.dgates_rz}, {B, 2 * H}},
+               {{"dh_in", s.dh_in}, {B, H}}},
+              {{"dgates_x", s.dgates_x}, {"dgates_rz", s.dgates_rz}, {"dh_in", s.dh_in}},
+              {{"saved", s.saved}, {"h_in", s.h_in}, {"drh", s.drh}, {"mask", s.mask}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.h_in, {OpKind::GruResetBefore, s.h_in.dtype(), B, H}).gru_rb_back_r(s);
+}
+
 }  // namespace recur::ops

@@ -119,4 +119,68 @@ kernels::RnnBackArgs<T> rnn_back_args(const RnnStepBackward& s) {
   return a;
 }
 
+template <class T>
+kernels::GruRbGatesArgs<T> gru_rb_gates_args(const GruResetBeforeGates& s) {
+  kernels::GruRbGatesArgs<T> a;
+  a.B = s.h_in.dim(0);
+  a.H = s.h_in.dim(1);
+  a.xproj = s.xproj.data<T>();
+  a.hproj_rz = s.hproj_rz.data<T>();
+  a.b_ih = opt_ptr<T>(s.b_ih);
+  a.b_hh = opt_ptr<T>(s.b_hh);
+  a.h_in = s.h_in.data<T>();
+  a.rh = s.rh.data<T>();
+  a.saved = s.saved.data<T>();
+  return a;
+}
+
+template <class T>
+kernels::GruRbOutArgs<T> gru_rb_out_args(const GruResetBeforeOutput& s) {
+  kernels::GruRbOutArgs<T> a;
+  a.B = s.h_prev.dim(0);
+  a.H = s.h_prev.dim(1);
+  a.xproj = s.xproj.data<T>();
+  a.hn = s.hn.data<T>();
+  a.b_ih = opt_ptr<T>(s.b_ih);
+  a.b_hh = opt_ptr<T>(s.b_hh);
+  a.h_prev = s.h_prev.data<T>();
+  a.mask = opt_ptr<T>(s.mask);
+  a.saved = s.saved.data<T>();
+  a.h = s.h.data<T>();
+  a.y = opt_out<T>(s.y);
+  return a;
+}
+
+template <class T>
+kernels::GruRbBackNArgs<T> gru_rb_back_n_args(const GruResetBeforeBackN& s) {
+  kernels::GruRbBackNArgs<T> a;
+  a.B = s.h_prev.dim(0);
+  a.H = s.h_prev.dim(1);
+  a.saved = s.saved.data<T>();
+  a.h_prev = s.h_prev.data<T>();
+  a.dy = opt_ptr<T>(s.dy);
+  a.dh_next = opt_ptr<T>(s.dh_next);
+  a.mask = opt_ptr<T>(s.mask);
+  a.dgates_x = s.dgates_x.data<T>();
+  a.dgates_rz = s.dgates_rz.data<T>();
+  a.dgates_n = s.dgates_n.data<T>();
+  a.dh_prev = s.dh_prev.data<T>();
+  return a;
+}
+
+template <class T>
+kernels::GruRbBackRArgs<T> gru_rb_back_r_args(const GruResetBeforeBackR& s) {
+  kernels::GruRbBackRArgs<T> a;
+  a.B = s.h_in.dim(0);
+  a.H = s.h_in.dim(1);
+  a.saved = s.saved.data<T>();
+  a.h_in = s.h_in.data<T>();
+  a.drh = s.drh.data<T>();
+  a.mask = opt_ptr<T>(s.mask);
+  a.dgates_x = s.dgates_x.data<T>();
+  a.dgates_rz = s.dgates_rz.data<T>();
+  a.dh_in = s.dh_in.data<T>();
+  return a;
+}
+
 }  // namespace recur::detail

@@ -59,6 +59,23 @@ void rnn_step_backward(RnnActivation act, const RnnBackArgs<T>& a) {
 }
 
 template <class T>
+void gru_rb_gates(const GruRbGatesArgs<T>& a) {
+  for_each_bh(a.B, a.H, [&](std::int64_t b, std::int64_t j) { gru_rb_gates_element(a, b, j); });
+}
+template <class T>
+void gru_rb_output(const GruRbOutArgs<T>& a) {
+  for_each_bh(a.B, a.H, [&](std::int64_t b, std::int64_t j) { gru_rb_out_element(a, b, j); });
+}
+template <class T>
+void gru_rb_back_n(const GruRbBackNArgs<T>& a) {
+  for_each_bh(a.B, a.H, [&](std::int64_t b, std::int64_t j) { gru_rb_back_n_element(a, b, j); });
+}
+template <class T>
+void gru_rb_back_r(const GruRbBackRArgs<T>& a) {
+  for_each_bh(a.B, a.H, [&](std::int64_t b, std::int64_t j) { gru_rb_back_r_element(a, b, j); });
+}
+
+template <class T>
 void transpose01(const T* x, std::int64_t A, std::int64_t B, std::int64_t C, bool rev_a,
                  bool rev_b, T* y) {
 #pragma omp parallel for schedule(static) if (A * B * C >= kParallelThreshold)
@@ -75,6 +92,10 @@ void transpose01(const T* x, std::int64_t A, std::int64_t B, std::int64_t C, boo
   template void lstm_step_backward<T>(const LstmBackArgs<T>&);                        \
   template void gru_step_backward<T>(const GruBackArgs<T>&);                          \
   template void rnn_step_backward<T>(RnnActivation, const RnnBackArgs<T>&);           \
+  template void gru_rb_gates<T>(const GruRbGatesArgs<T>&);                            \
+  template void gru_rb_output<T>(const GruRbOutArgs<T>&);                             \
+  template void gru_rb_back_n<T>(const GruRbBackNArgs<T>&);                           \
+  template void gru_rb_back_r<T>(const GruRbBackRArgs<T>&);                           \
   template void transpose01<T>(const T*, std::int64_t, std::int64_t, std::int64_t, bool, bool, T*);
 RECUR_INSTANTIATE(float)
 RECUR_INSTANTIATE(double)

@@ -34,6 +34,10 @@ void rnn_step(RnnActivation act, const RnnStepArgs<float>& args, cudaStream_t st
 void lstm_step_backward(const LstmBackArgs<float>& args, cudaStream_t stream);
 void gru_step_backward(const GruBackArgs<float>& args, cudaStream_t stream);
 void rnn_step_backward(RnnActivation act, const RnnBackArgs<float>& args, cudaStream_t stream);
+void gru_rb_gates(const GruRbGatesArgs<float>& args, cudaStream_t stream);
+void gru_rb_output(const GruRbOutArgs<float>& args, cudaStream_t stream);
+void gru_rb_back_n(const GruRbBackNArgs<float>& args, cudaStream_t stream);
+void gru_rb_back_r(const GruRbBackRArgs<float>& args, cudaStream_t stream);
 
 // y[b, a, :] = x[ra(a), rb(b), :] for x of shape [A, B, C] (see cpu.h).
 void transpose01(const float* x, std::int64_t A, std::int64_t B, std::int64_t C, bool rev_a,

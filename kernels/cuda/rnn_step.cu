@@ -51,6 +51,19 @@ struct RnnBack {
   }
 };
 
+// Adapts an element function to the functor step_kernel calls.
+#define RECUR_ELEMENT_FUNCTOR(Name, Args, fn)                                               \
+  struct Name {                                                                             \
+    __device__ void operator()(const Args<float>& a, std::int64_t b, std::int64_t j) const { \
+      fn(a, b, j);                                                                          \
+    }                                                                                       \
+  };
+RECUR_ELEMENT_FUNCTOR(GruRbGates, GruRbGatesArgs, gru_rb_gates_element)
+RECUR_ELEMENT_FUNCTOR(GruRbOut, GruRbOutArgs, gru_rb_out_element)
+RECUR_ELEMENT_FUNCTOR(GruRbBackN, GruRbBackNArgs, gru_rb_back_n_element)
+RECUR_ELEMENT_FUNCTOR(GruRbBackR, GruRbBackRArgs, gru_rb_back_r_element)
+#undef RECUR_ELEMENT_FUNCTOR
+
 template <class Args, class F>
 void launch(const Args& a, F f, cudaStream_t s) {
   const std::int64_t n = a.B * a.H;
@@ -62,6 +75,10 @@ void launch(const Args& a, F f, cudaStream_t s) {
 }  // namespace
 
 void lstm_step_backward(const LstmBackArgs<float>& a, cudaStream_t s) { launch(a, LstmBack{}, s); }
+void gru_rb_gates(const GruRbGatesArgs<float>& a, cudaStream_t s) { launch(a, GruRbGates{}, s); }
+void gru_rb_output(const GruRbOutArgs<float>& a, cudaStream_t s) { launch(a, GruRbOut{}, s); }
+void gru_rb_back_n(const GruRbBackNArgs<float>& a, cudaStream_t s) { launch(a, GruRbBackN{}, s); }
+void gru_rb_back_r(const GruRbBackRArgs<float>& a, cudaStream_t s) { launch(a, GruRbBackR{}, s); }
 void gru_step_backward(const GruBackArgs<float>& a, cudaStream_t s) { launch(a, GruBack{}, s); }
 void rnn_step_backward(RnnActivation act, const RnnBackArgs<float>& a, cudaStream_t s) {
   if (act == RnnActivation::Tanh)

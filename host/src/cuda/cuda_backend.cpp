@@ -204,6 +204,22 @@ class CudaBackend final : public Backend {
     kc::transpose01(x.data<float>(), x.dim(0), x.dim(1), x.dim(2), rev_a, rev_b, y.data<float>(),
                     stream_);
   }
+  void gru_rb_gates(const GruResetBeforeGates& s) override {
+    DeviceScope scope(index_);
+    kc::gru_rb_gates(detail::gru_rb_gates_args<float>(s), stream_);
+  }
+  void gru_rb_output(const GruResetBeforeOutput& s) override {
+    DeviceScope scope(index_);
+    kc::gru_rb_output(detail::gru_rb_out_args<float>(s), stream_);
+  }
+  void gru_rb_back_n(const GruResetBeforeBackN& s) override {
+    DeviceScope scope(index_);
+    kc::gru_rb_back_n(detail::gru_rb_back_n_args<float>(s), stream_);
+  }
+  void gru_rb_back_r(const GruResetBeforeBackR& s) override {
+    DeviceScope scope(index_);
+    kc::gru_rb_back_r(detail::gru_rb_back_r_args<float>(s), stream_);
+  }
   void lstm_step_backward(const LstmStepBackward& s) override {
     DeviceScope scope(index_);
     kc::lstm_step_backward(detail::lstm_back_args<float>(s), stream_);

@@ -50,6 +50,9 @@ struct RecurrentOptions {
   std::int64_t input_size = 0;
   std::int64_t units = 0;                            // H
   RnnActivation activation = RnnActivation::Tanh;    // SimpleRNN only
+  // GRU only: true (default; cuDNN, PyTorch) applies the reset gate after the
+  // recurrent matmul; false is the original GRU (Keras reset_after=False).
+  bool reset_after = true;
   bool use_bias = true;
   bool return_sequences = false;
   bool return_state = false;
@@ -136,10 +139,12 @@ struct KerasWeights {
   Tensor kernel, recurrent_kernel, bias;  // bias undefined without use_bias
 };
 // PyTorch layout (recur's) -> Keras. Host-side conversion (float32/float64 on the CPU).
-KerasWeights to_keras(CellType cell, const RecurrentWeights& w);
+// gru_reset_after: whether a GRU's Keras bias is [2, 3H] (true) or [3H] (false).
+KerasWeights to_keras(CellType cell, const RecurrentWeights& w, bool gru_reset_after = true);
 // Keras -> PyTorch layout on `device`. Keras's single LSTM/SimpleRNN bias goes to
 // b_ih, with b_hh zero (only their sum matters).
-RecurrentWeights from_keras(CellType cell, const KerasWeights& k, Device device);
+RecurrentWeights from_keras(CellType cell, const KerasWeights& k, Device device,
+                            bool gru_reset_after = true);
 
 // [B, T] mask from per-row lengths (right padding): 1 for t < lengths[b].
 // Throws ValueError for a length below 0 or above T.

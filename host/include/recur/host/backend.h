@@ -16,7 +16,8 @@ namespace recur {
 
 enum class OpKind : unsigned char {
   Fill, Copy, Gemm, Unary, Binary, Reduce, Transpose01,
-  LstmStep, GruStep, RnnStep, LstmStepBackward, GruStepBackward, RnnStepBackward
+  LstmStep, GruStep, RnnStep, LstmStepBackward, GruStepBackward, RnnStepBackward,
+  GruResetBefore
 };
 const char* op_kind_name(OpKind op);
 
@@ -106,6 +107,40 @@ struct RnnStepBackward {
   RnnActivation activation = RnnActivation::Tanh;
 };
 
+// GRU with the reset gate before the recurrent matmul (Keras reset_after=False):
+// the four pointwise stages around its two GEMMs (rnn_cells.h). Optional:
+// b_ih, b_hh, mask, dy, dh_next, y.
+struct GruResetBeforeGates {
+  Tensor xproj;     // [B, 3H]
+  Tensor hproj_rz;  // [B, 2H]
+  Tensor b_ih, b_hh;  // [3H]
+  Tensor h_in;      // [B, H]
+  Tensor rh;        // [B, H] output
+  Tensor saved;     // [B, 4H] output (r, z, -, r*h)
+};
+struct GruResetBeforeOutput {
+  Tensor xproj;       // [B, 3H]
+  Tensor hn;          // [B, H]
+  Tensor b_ih, b_hh;  // [3H]
+  Tensor h_prev;      // [B, H]
+  Tensor mask;        // [B]
+  Tensor saved;       // [B, 4H] in and out (n)
+  Tensor h, y;        // [B, H] outputs
+};
+struct GruResetBeforeBackN {
+  Tensor saved, h_prev, dy, dh_next, mask;
+  Tensor dgates_x;   // [B, 3H] output (z, n blocks)
+  Tensor dgates_rz;  // [B, 2H] output (z block)
+  Tensor dgates_n;   // [B, H] output
+  Tensor dh_prev;    // [B, H] output
+};
+struct GruResetBeforeBackR {
+  Tensor saved, h_in, drh, mask;
+  Tensor dgates_x;   // [B, 3H] output (r block)
+  Tensor dgates_rz;  // [B, 2H] output (r block)
+  Tensor dh_in;      // [B, H] output
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -142,6 +177,10 @@ class Backend {
   virtual void lstm_step_backward(const LstmStepBackward& step) = 0;
   virtual void gru_step_backward(const GruStepBackward& step) = 0;
   virtual void rnn_step_backward(const RnnStepBackward& step) = 0;
+  virtual void gru_rb_gates(const GruResetBeforeGates& s) = 0;
+  virtual void gru_rb_output(const GruResetBeforeOutput& s) = 0;
+  virtual void gru_rb_back_n(const GruResetBeforeBackN& s) = 0;
+  virtual void gru_rb_back_r(const GruResetBeforeBackR& s) = 0;
 };
 
 // The backend of a device (created on first use, alive for the process).

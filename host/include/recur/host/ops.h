@@ -63,5 +63,10 @@ void rnn_step(const RnnStep& step);
 void lstm_step_backward(const LstmStepBackward& step);
 void gru_step_backward(const GruStepBackward& step);
 void rnn_step_backward(const RnnStepBackward& step);
+// The four stages of a GRU step with the reset gate before the matmul.
+void gru_rb_gates(const GruResetBeforeGates& s);
+void gru_rb_output(const GruResetBeforeOutput& s);
+void gru_rb_back_n(const GruResetBeforeBackN& s);
+void gru_rb_back_r(const GruResetBeforeBackR& s);
 
 }  // namespace recur::ops

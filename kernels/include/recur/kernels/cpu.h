@@ -48,6 +48,10 @@ template <class T> void rnn_step(RnnActivation act, const RnnStepArgs<T>& args);
 template <class T> void lstm_step_backward(const LstmBackArgs<T>& args);
 template <class T> void gru_step_backward(const GruBackArgs<T>& args);
 template <class T> void rnn_step_backward(RnnActivation act, const RnnBackArgs<T>& args);
+template <class T> void gru_rb_gates(const GruRbGatesArgs<T>& args);
+template <class T> void gru_rb_output(const GruRbOutArgs<T>& args);
+template <class T> void gru_rb_back_n(const GruRbBackNArgs<T>& args);
+template <class T> void gru_rb_back_r(const GruRbBackRArgs<T>& args);
 
 // y[b, a, :] = x[ra(a), rb(b), :] for x of shape [A, B, C]: swaps the two
 // leading axes; ra(a) = A-1-a when rev_a (likewise rb), which reverses time

@@ -16,10 +16,17 @@
 // applied after the recurrent matmul (cuDNN, PyTorch, Keras reset_after=True):
 //   r = sigmoid(xr + b_ir + hr + b_hr)     z = sigmoid(xz + b_iz + hz + b_hz)
 //   n = tanh(xn + b_in + r * (hn + b_hn))  h' = (1 - z) * n + z * h
+// GRU with the reset gate before the recurrent matmul (Keras reset_after=False,
+// the original GRU), in two stages around a second GEMM:
+//   stage 1: r, z as above from hproj_rz = h W_h[r,z]^T; rh = r * h
+//   GEMM:    hn = rh W_hn^T
+//   stage 2: n = tanh(xn + b_in + hn + b_hn);  h' = (1 - z) * n + z * h
+// (h in r * h is the recurrent-dropout-masked state when that is active.)
 // SimpleRNN, G = 1:  h' = act(xproj + b_ih + hproj + b_hh), act = tanh or relu.
 //
 // Saved activations (for backward, when `saved` is not nullptr), per row:
 //   LSTM [B, 4H]: i, f, g, o        GRU [B, 4H]: r, z, n, hn + b_hn
+//   GRU reset-before [B, 4H]: r, z, n, r * h
 //
 // Masking (mask != nullptr; mask[b] == 0 marks row b's step as padding): the
 // state carries over unchanged (h' = h, c' = c), the output y is 0, saved
@@ -126,6 +133,59 @@ struct RnnBackArgs {
   const T* mask = nullptr;     // [B] or nullptr
   T* dgates = nullptr;         // [B, H] out
   T* dh_prev = nullptr;        // [B, H] out: the part not through W_hh
+};
+
+// GRU reset-before, forward stage 1: r, z and r * h.
+template <class T>
+struct GruRbGatesArgs {
+  std::int64_t B = 0, H = 0;
+  const T* xproj = nullptr;    // [B, 3H] (r, z, n blocks)
+  const T* hproj_rz = nullptr;  // [B, 2H] = h W_h[r,z]^T
+  const T* b_ih = nullptr;     // [3H] or nullptr
+  const T* b_hh = nullptr;     // [3H] or nullptr
+  const T* h_in = nullptr;     // [B, H] the state the matmuls see (dropout-masked)
+  T* rh = nullptr;             // [B, H] out: r * h_in
+  T* saved = nullptr;          // [B, 4H] out: r, z (and r*h) written here
+};
+// GRU reset-before, forward stage 2: n and the new state.
+template <class T>
+struct GruRbOutArgs {
+  std::int64_t B = 0, H = 0;
+  const T* xproj = nullptr;   // [B, 3H]
+  const T* hn = nullptr;      // [B, H] = (r * h) W_hn^T
+  const T* b_ih = nullptr;    // [3H] or nullptr
+  const T* b_hh = nullptr;    // [3H] or nullptr
+  const T* h_prev = nullptr;  // [B, H]
+  const T* mask = nullptr;    // [B] or nullptr
+  T* saved = nullptr;         // [B, 4H] in: r, z; out: n
+  T* h = nullptr;             // [B, H] out
+  T* y = nullptr;             // [B, H] out, or nullptr
+};
+// GRU reset-before, backward stage 1: everything but the reset gate.
+template <class T>
+struct GruRbBackNArgs {
+  std::int64_t B = 0, H = 0;
+  const T* saved = nullptr;    // [B, 4H] r, z, n, r*h
+  const T* h_prev = nullptr;   // [B, H]
+  const T* dy = nullptr;       // [B, H] or nullptr
+  const T* dh_next = nullptr;  // [B, H] or nullptr
+  const T* mask = nullptr;     // [B] or nullptr
+  T* dgates_x = nullptr;       // [B, 3H] out: z and n blocks (r in stage 2)
+  T* dgates_rz = nullptr;      // [B, 2H] out: z block (r in stage 2)
+  T* dgates_n = nullptr;       // [B, H] out: d pre-activation of n
+  T* dh_prev = nullptr;        // [B, H] out: the direct part
+};
+// GRU reset-before, backward stage 2, after drh = dgates_n W_hn: the reset gate.
+template <class T>
+struct GruRbBackRArgs {
+  std::int64_t B = 0, H = 0;
+  const T* saved = nullptr;   // [B, 4H]
+  const T* h_in = nullptr;    // [B, H] the state the matmuls saw
+  const T* drh = nullptr;     // [B, H] dL/d(r * h_in)
+  const T* mask = nullptr;    // [B] or nullptr
+  T* dgates_x = nullptr;      // [B, 3H] out: r block
+  T* dgates_rz = nullptr;     // [B, 2H] out: r block
+  T* dh_in = nullptr;         // [B, H] out: dL/dh_in through r * h_in
 };
 
 template <class T>
@@ -293,6 +353,80 @@ RECUR_HD void rnn_back_element(const RnnBackArgs<T>& a, std::int64_t b, std::int
   const T h = a.h[e];
   a.dgates[e] = act == RnnActivation::Tanh ? dh * (T(1) - h * h) : (h > T(0) ? dh : T(0));
   a.dh_prev[e] = T(0);
+}
+
+// GRU reset-before: forward stage 1, element (b, j).
+template <class T>
+RECUR_HD void gru_rb_gates_element(const GruRbGatesArgs<T>& a, std::int64_t b, std::int64_t j) {
+  const std::int64_t H = a.H, e = b * H + j;
+  const T* xp = a.xproj + b * 3 * H;
+  const T* hp = a.hproj_rz + b * 2 * H;
+  const T r = sigmoid(xp[j] + bias_at(a.b_ih, j) + hp[j] + bias_at(a.b_hh, j));
+  const T z = sigmoid(xp[H + j] + bias_at(a.b_ih, H + j) + hp[H + j] + bias_at(a.b_hh, H + j));
+  const T rh = r * a.h_in[e];
+  a.rh[e] = rh;
+  T* s = a.saved + b * 4 * H;
+  s[j] = r;
+  s[H + j] = z;
+  s[3 * H + j] = rh;
+}
+
+// GRU reset-before: forward stage 2, element (b, j).
+template <class T>
+RECUR_HD void gru_rb_out_element(const GruRbOutArgs<T>& a, std::int64_t b, std::int64_t j) {
+  const std::int64_t H = a.H, e = b * H + j;
+  T* s = a.saved + b * 4 * H;
+  if (!row_valid(a.mask, b)) {
+    a.h[e] = a.h_prev[e];
+    if (a.y) a.y[e] = T(0);
+    for (int k = 0; k < 4; ++k) s[k * H + j] = T(0);
+    return;
+  }
+  const T z = s[H + j];
+  const T n = rtanh(a.xproj[b * 3 * H + 2 * H + j] + bias_at(a.b_ih, 2 * H + j) + a.hn[e] +
+                    bias_at(a.b_hh, 2 * H + j));
+  s[2 * H + j] = n;
+  const T h = (T(1) - z) * n + z * a.h_prev[e];
+  a.h[e] = h;
+  if (a.y) a.y[e] = h;
+}
+
+// GRU reset-before: backward stage 1, element (b, j).
+template <class T>
+RECUR_HD void gru_rb_back_n_element(const GruRbBackNArgs<T>& a, std::int64_t b, std::int64_t j) {
+  const std::int64_t H = a.H, e = b * H + j;
+  const bool valid = row_valid(a.mask, b);
+  const T dh = step_dh(a.dh_next, a.dy, valid, e);
+  T* dx = a.dgates_x + b * 3 * H;
+  T* drz = a.dgates_rz + b * 2 * H;
+  if (!valid) {
+    dx[H + j] = dx[2 * H + j] = drz[H + j] = a.dgates_n[e] = T(0);
+    a.dh_prev[e] = dh;
+    return;
+  }
+  const T* s = a.saved + b * 4 * H;
+  const T z = s[H + j], n = s[2 * H + j];
+  const T dan = dh * (T(1) - z) * (T(1) - n * n);
+  const T daz = dh * (a.h_prev[e] - n) * z * (T(1) - z);
+  dx[H + j] = drz[H + j] = daz;
+  dx[2 * H + j] = a.dgates_n[e] = dan;
+  a.dh_prev[e] = dh * z;
+}
+
+// GRU reset-before: backward stage 2, element (b, j).
+template <class T>
+RECUR_HD void gru_rb_back_r_element(const GruRbBackRArgs<T>& a, std::int64_t b, std::int64_t j) {
+  const std::int64_t H = a.H, e = b * H + j;
+  T* dx = a.dgates_x + b * 3 * H;
+  T* drz = a.dgates_rz + b * 2 * H;
+  if (!row_valid(a.mask, b)) {
+    dx[j] = drz[j] = a.dh_in[e] = T(0);
+    return;
+  }
+  const T r = a.saved[b * 4 * H + j];
+  const T dar = a.drh[e] * a.h_in[e] * r * (T(1) - r);
+  dx[j] = drz[j] = dar;
+  a.dh_in[e] = a.drh[e] * r;
 }
 
 }  // namespace kernels
