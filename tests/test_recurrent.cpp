@@ -416,21 +416,42 @@ TEST(RecurrentMasking, FullyMaskedRowKeepsItsInitialStateAndOutputsZeros) {
 }
 
 // ---- long sequences ------------------------------------------------------------------
-TEST(RecurrentLong, HundredThousandStepsForwardAndBackward) {
+// cuDNN refuses more than 65,535 steps; recur's memory grows with T only in training.
+void long_sequence(Device dev) {
+  RECUR_SKIP_IF_UNAVAILABLE(dev);
   Random rng;
   const std::int64_t T = 100000;
   RecurrentOptions o;
   o.cell = CellType::GRU;
   o.input_size = 2;
   o.units = 3;
-  Recurrent layer(o, Device::cpu(), 5);
-  const Tensor x = random_tensor(rng, {1, T, 2}, DType::f32, Device::cpu());
+  Recurrent layer(o, dev, 5);
+  const Tensor x = random_tensor(rng, {1, T, 2}, DType::f32, dev);
+  CachingAllocator& mem = backend(dev).allocator();
+  mem.reset_peak();
+  const std::size_t before = mem.stats().in_use;
   const auto inference = layer.forward(x).y.to_vector<float>();
+  // Inference: the projections of all steps ([T, 3H]) and two tiny states,
+  // nothing per step beyond that.
+  EXPECT_LT(mem.stats().peak_in_use - before, std::size_t(T) * 3 * 3 * 4 + (std::size_t(8) << 20));
   const auto training = layer.forward(x, {}, {}, true).y.to_vector<float>();
   EXPECT_EQ(inference, training);
-  const auto g = layer.backward(Tensor::full({1, 3}, 1.0, DType::f32, Device::cpu()));
-  for (float v : g.dx.slice(0, 1).reshape({T * 2}).to_vector<float>()) ASSERT_TRUE(std::isfinite(v));
+  const auto g = layer.backward(Tensor::full({1, 3}, 1.0, DType::f32, dev));
+  for (float v : g.dx.reshape({T * 2}).to_vector<float>()) ASSERT_TRUE(std::isfinite(v));
   for (float v : layer.grads().w_hh.to_vector<float>()) ASSERT_TRUE(std::isfinite(v));
+}
+TEST(RecurrentLong, HundredThousandStepsForwardAndBackward) { long_sequence(Device::cpu()); }
+TEST(RecurrentLongCUDA, HundredThousandStepsForwardAndBackward) { long_sequence(Device::cuda(0)); }
+
+TEST(RecurrentInit, UnitForgetBias) {
+  RecurrentOptions o;
+  o.cell = CellType::LSTM;
+  o.input_size = 2;
+  o.units = 3;
+  o.unit_forget_bias = true;
+  Recurrent l(o, Device::cpu(), 1);
+  EXPECT_EQ(l.weights().b_ih.to_vector<float>(), (std::vector<float>{0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(l.weights().b_hh.to_vector<float>(), std::vector<float>(12, 0.f));
 }
 
 // ---- bad input ----------------------------------------------------------------------

@@ -55,7 +55,13 @@ Recurrent::Recurrent(const RecurrentOptions& o, Device device, std::uint64_t see
   const double bound = 1.0 / std::sqrt(double(o.units));
   w_.w_ih = uniform({G, o.input_size}, bound, rng, o.dtype, device);
   w_.w_hh = uniform({G, o.units}, bound, rng, o.dtype, device);
-  if (o.use_bias) {
+  if (o.use_bias && o.unit_forget_bias && o.cell == CellType::LSTM) {
+    std::vector<double> b(static_cast<std::size_t>(G), 0.0);
+    for (std::int64_t j = o.units; j < 2 * o.units; ++j) b[std::size_t(j)] = 1.0;  // f block
+    w_.b_ih = o.dtype == DType::f64 ? Tensor::from_vector(b, {G}, device)
+                                    : Tensor::from_vector(std::vector<float>(b.begin(), b.end()), {G}, device);
+    w_.b_hh = Tensor::zeros({G}, o.dtype, device);
+  } else if (o.use_bias) {
     w_.b_ih = uniform({G}, bound, rng, o.dtype, device);
     w_.b_hh = uniform({G}, bound, rng, o.dtype, device);
   }

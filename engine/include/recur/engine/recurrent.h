@@ -54,6 +54,9 @@ struct RecurrentOptions {
   // recurrent matmul; false is the original GRU (Keras reset_after=False).
   bool reset_after = true;
   bool use_bias = true;
+  // LSTM only, as Keras: biases start at zero except the forget gate's, at 1
+  // (in b_ih; b_hh zero), so early training does not forget everything.
+  bool unit_forget_bias = false;
   bool return_sequences = false;
   bool return_state = false;
   bool go_backwards = false;
