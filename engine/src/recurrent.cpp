@@ -180,6 +180,9 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
   for (std::int64_t t = 0; t < T; ++t) {
     const Tensor h_prev = at(hs, training ? t : t % 2);
     const Tensor h_next = at(hs, training ? t + 1 : (t + 1) % 2);
+    const Tensor xp = xproj.slice(t * B, (t + 1) * B);
+    const Tensor m = mt.defined() ? at(mt, t) : Tensor();
+    const Tensor y = ys.defined() ? at(ys, t) : Tensor();
     // The state the recurrent matmuls see (recurrent dropout applied).
     const Tensor h_in = rec_mask.defined() ? h_dropped : h_prev;
     if (rec_mask.defined()) ops::binary(BinaryOp::Mul, h_prev, rec_mask, h_dropped);
@@ -187,62 +190,25 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
       const Tensor saved = at(gates, training ? t : 0);
       const Tensor hproj_rz = hproj.reshape({B * 3 * H}).slice(0, B * 2 * H).reshape({B, 2 * H});
       ops::gemm(h_in, w_.w_hh.slice(0, 2 * H), hproj_rz, false, true);
-      ops::gru_rb_gates({xproj.slice(t * B, (t + 1) * B), hproj_rz, w_.b_ih, w_.b_hh, h_in, rh, saved});
+      ops::gru_rb_gates({xp, hproj_rz, w_.b_ih, w_.b_hh, h_in, rh, saved});
       ops::gemm(rh, w_.w_hh.slice(2 * H, 3 * H), hn, false, true);
-      ops::gru_rb_output({xproj.slice(t * B, (t + 1) * B), hn, w_.b_ih, w_.b_hh, h_prev,
-                          mt.defined() ? at(mt, t) : Tensor(), saved, h_next,
-                          ys.defined() ? at(ys, t) : Tensor()});
+      ops::gru_rb_output({xp, hn, w_.b_ih, w_.b_hh, h_prev, m, saved, h_next, y});
       continue;
     }
     ops::gemm(h_in, w_.w_hh, hproj, false, true);
-    const Tensor xp = xproj.slice(t * B, (t + 1) * B);
-    const Tensor m = mt.defined() ? at(mt, t) : Tensor();
-    const Tensor y = ys.defined() ? at(ys, t) : Tensor();
+    const Tensor saved = training && o.cell != CellType::SimpleRNN ? at(gates, t) : Tensor();
     switch (o.cell) {
-      case CellType::LSTM: {
-        LstmStep s;
-        s.xproj = xp;
-        s.hproj = hproj;
-        s.b_ih = w_.b_ih;
-        s.b_hh = w_.b_hh;
-        s.c_prev = at(cs, training ? t : 0);
-        s.c = at(cs, training ? t + 1 : 0);  // in place when not training
-        s.h_prev = h_prev;
-        s.mask = m;
-        s.h = h_next;
-        s.y = y;
-        if (training) s.saved = at(gates, t);
-        ops::lstm_step(s);
+      case CellType::LSTM:
+        // c is updated in place when not training (one cell-state buffer).
+        ops::lstm_step({xp, hproj, w_.b_ih, w_.b_hh, at(cs, training ? t : 0), h_prev, m, h_next,
+                        at(cs, training ? t + 1 : 0), y, saved});
         break;
-      }
-      case CellType::GRU: {
-        GruStep s;
-        s.xproj = xp;
-        s.hproj = hproj;
-        s.b_ih = w_.b_ih;
-        s.b_hh = w_.b_hh;
-        s.h_prev = h_prev;
-        s.mask = m;
-        s.h = h_next;
-        s.y = y;
-        if (training) s.saved = at(gates, t);
-        ops::gru_step(s);
+      case CellType::GRU:
+        ops::gru_step({xp, hproj, w_.b_ih, w_.b_hh, h_prev, m, h_next, y, saved});
         break;
-      }
-      case CellType::SimpleRNN: {
-        RnnStep s;
-        s.xproj = xp;
-        s.hproj = hproj;
-        s.b_ih = w_.b_ih;
-        s.b_hh = w_.b_hh;
-        s.h_prev = h_prev;
-        s.mask = m;
-        s.h = h_next;
-        s.y = y;
-        s.activation = o.activation;
-        ops::rnn_step(s);
+      case CellType::SimpleRNN:
+        ops::rnn_step({xp, hproj, w_.b_ih, w_.b_hh, h_prev, m, h_next, y, o.activation});
         break;
-      }
     }
   }
 
@@ -330,46 +296,16 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
       continue;
     }
     switch (o.cell) {
-      case CellType::LSTM: {
-        LstmStepBackward s;
-        s.saved = at(saved_.gates, t);
-        s.c_prev = at(saved_.c, t);
-        s.c = at(saved_.c, t + 1);
-        s.dy = dyt;
-        s.dh_next = dh;
-        s.dc_next = dc;
-        s.mask = m;
-        s.dgates = gx;
-        s.dh_prev = dh_other;
-        s.dc_prev = dc;
-        ops::lstm_step_backward(s);
+      case CellType::LSTM:  // dc is updated in place
+        ops::lstm_step_backward({at(saved_.gates, t), at(saved_.c, t), at(saved_.c, t + 1), dyt, dh,
+                                 dc, m, gx, dh_other, dc});
         break;
-      }
-      case CellType::GRU: {
-        GruStepBackward s;
-        s.saved = at(saved_.gates, t);
-        s.h_prev = at(saved_.h, t);
-        s.dy = dyt;
-        s.dh_next = dh;
-        s.mask = m;
-        s.dgates_x = gx;
-        s.dgates_h = gh;
-        s.dh_prev = dh_other;
-        ops::gru_step_backward(s);
+      case CellType::GRU:
+        ops::gru_step_backward({at(saved_.gates, t), at(saved_.h, t), dyt, dh, m, gx, gh, dh_other});
         break;
-      }
-      case CellType::SimpleRNN: {
-        RnnStepBackward s;
-        s.h = at(saved_.h, t + 1);
-        s.dy = dyt;
-        s.dh_next = dh;
-        s.mask = m;
-        s.dgates = gx;
-        s.dh_prev = dh_other;
-        s.activation = o.activation;
-        ops::rnn_step_backward(s);
+      case CellType::SimpleRNN:
+        ops::rnn_step_backward({at(saved_.h, t + 1), dyt, dh, m, gx, dh_other, o.activation});
         break;
-      }
     }
     // dh_prev += dgates_h W_hh: [B, G] x [G, H] (times the recurrent dropout mask).
     if (rec_mask.defined()) {
