@@ -157,6 +157,7 @@ TEST(RecurrentGradients, FiniteDifferencesFloat64) {
     gradient_check({cell, true, true, false, true, true, 2}, rng);     // left-padded
     gradient_check({cell, true, true, true, true, true, 1}, rng);      // go_backwards, masked
     gradient_check({cell, false, true, true, false, false, 2}, rng);   // no bias, last, backwards
+    gradient_check({cell, false, true, false, true, true, 1}, rng);    // last output, empty row, h0
   }
   gradient_check({CellType::SimpleRNN, true, true, false, true, true, 1, RnnActivation::Relu}, rng);
   // GRU with the reset gate before the recurrent matmul (Keras reset_after=False).
@@ -409,6 +410,13 @@ TEST(RecurrentMasking, FullyMaskedRowKeepsItsInitialStateAndOutputsZeros) {
     EXPECT_EQ(h[j], h0v[j]);
     EXPECT_EQ(c[j], c0v[j]);
   }
+  // Without return_sequences, the fully masked row's last output is 0, not h0.
+  RecurrentOptions last = o;
+  last.return_sequences = false;
+  Recurrent l2(last, Device::cpu(), 3);
+  const auto y2 = l2.forward(x, lengths_to_mask({5, 0}, 5), {h0, c0}).y.to_vector<float>();
+  for (int j = 4; j < 8; ++j) EXPECT_EQ(y2[std::size_t(j)], 0.f);
+  EXPECT_NE(y2[0], 0.f);
   const auto g = layer.backward(random_tensor(rng, {2, 5, 4}, DType::f32, Device::cpu()));
   const auto dx = g.dx.to_vector<float>();
   for (int i = 15; i < 30; ++i) EXPECT_EQ(dx[i], 0.f);
@@ -515,8 +523,14 @@ TEST(RecurrentCUDA, MatchesCpuOnShapeSweep) {
       const double rtol = 1e-4;  // float32 on both sides, errors compound over steps
       EXPECT_TRUE(close_to(og.y, widen(oc.y.to_vector<float>()), {0.1}, rtol)) << "y";
       EXPECT_TRUE(close_to(gg.dx, widen(gc.dx.to_vector<float>()), {0.1}, rtol)) << "dx";
+      for (int k = 0; k < cell_states(cell); ++k) {
+        EXPECT_TRUE(close_to(og.states[std::size_t(k)], widen(oc.states[std::size_t(k)].to_vector<float>()), {0.1}, rtol)) << "state " << k;
+        EXPECT_TRUE(close_to(gg.d_initial_state[std::size_t(k)], widen(gc.d_initial_state[std::size_t(k)].to_vector<float>()), {0.1}, rtol)) << "d_initial_state " << k;
+      }
+      EXPECT_TRUE(close_to(gpu.grads().w_ih, widen(cpu.grads().w_ih.to_vector<float>()), {1.0}, rtol)) << "dW_ih";
       EXPECT_TRUE(close_to(gpu.grads().w_hh, widen(cpu.grads().w_hh.to_vector<float>()), {1.0}, rtol)) << "dW_hh";
       EXPECT_TRUE(close_to(gpu.grads().b_ih, widen(cpu.grads().b_ih.to_vector<float>()), {1.0}, rtol)) << "db_ih";
+      EXPECT_TRUE(close_to(gpu.grads().b_hh, widen(cpu.grads().b_hh.to_vector<float>()), {1.0}, rtol)) << "db_hh";
     }
 }
 

@@ -38,6 +38,11 @@ Tensor at(const Tensor& t, std::int64_t i) {
 
 void add_into(const Tensor& acc, const Tensor& v) { ops::binary(BinaryOp::Add, acc, v, acc); }
 
+// x [B, H] with row b scaled by v[b] ([B]): through [H, B], where v broadcasts.
+Tensor scale_rows(const Tensor& x, const Tensor& v) {
+  return ops::transpose01(ops::mul(ops::transpose01(x), v));
+}
+
 }  // namespace
 
 Recurrent::Recurrent(const RecurrentOptions& o, Device device, std::uint64_t seed)
@@ -216,7 +221,12 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
   const Tensor c_last = o.cell == CellType::LSTM ? at(cs, training ? T : 0) : Tensor();
   Output out;
   const bool flip = o.go_backwards && o.output_in_input_order;
-  out.y = o.return_sequences ? ops::transpose01(ys, flip, false) : h_last.to(device_);
+  // The last output is the last valid step's h; a row without one (fully
+  // masked) outputs 0, not its initial state.
+  const Tensor row_valid = mask.defined() && !o.return_sequences ? ops::max(mask, 1) : Tensor();
+  out.y = o.return_sequences ? ops::transpose01(ys, flip, false)
+          : row_valid.defined() ? scale_rows(h_last, row_valid)
+                                : h_last.to(device_);
   if (o.return_state) {
     out.states.push_back(h_last.to(device_));
     if (c_last.defined()) out.states.push_back(c_last.to(device_));
@@ -226,7 +236,7 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
     if (c_last.defined()) carried_.push_back(c_last.to(device_));
   }
   saved_ = Saved{};
-  if (training) saved_ = Saved{true, T, B, xt, mt, hs, cs, gates, in_mask, rec_mask};
+  if (training) saved_ = Saved{true, T, B, xt, mt, hs, cs, gates, in_mask, rec_mask, row_valid};
   return out;
 }
 
@@ -253,7 +263,8 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
 
   // dL/dh and dL/dc flowing backwards in time.
   Tensor dh = Tensor::zeros({B, H}, dt, device_), dh_other = Tensor::empty({B, H}, dt, device_);
-  if (!o.return_sequences && dy.defined()) add_into(dh, dy);
+  if (!o.return_sequences && dy.defined())
+    add_into(dh, saved_.row_valid.defined() ? scale_rows(dy, saved_.row_valid) : dy);
   if (!d_states.empty() && d_states[0].defined()) add_into(dh, d_states[0]);
   Tensor dc;
   if (o.cell == CellType::LSTM) {

@@ -494,6 +494,7 @@ void check_stage(const char* op, std::initializer_list<Arg> required, std::initi
 void gru_rb_gates(const GruResetBeforeGates& s) {
   const char* op = "gru_rb_gates";
   require_defined(op, {{"h_in", s.h_in}});
+  RECUR_CHECK(s.h_in.ndim() == 2, Shape, op, ": 'h_in' must be [B, H], got ", shape_str(s.h_in.shape()));
   const std::int64_t B = s.h_in.dim(0), H = s.h_in.dim(-1);
   check_stage(op, {{"xproj", s.xproj}, {"hproj_rz", s.hproj_rz}, {"h_in", s.h_in}, {"rh", s.rh}, {"saved", s.saved}},
               {{"b_ih", s.b_ih}, {"b_hh", s.b_hh}},
@@ -508,6 +509,7 @@ void gru_rb_gates(const GruResetBeforeGates& s) {
 void gru_rb_output(const GruResetBeforeOutput& s) {
   const char* op = "gru_rb_output";
   require_defined(op, {{"h_prev", s.h_prev}});
+  RECUR_CHECK(s.h_prev.ndim() == 2, Shape, op, ": 'h_prev' must be [B, H], got ", shape_str(s.h_prev.shape()));
   const std::int64_t B = s.h_prev.dim(0), H = s.h_prev.dim(-1);
   check_stage(op, {{"xproj", s.xproj}, {"hn", s.hn}, {"h_prev", s.h_prev}, {"saved", s.saved}, {"h", s.h}},
               {{"b_ih", s.b_ih}, {"b_hh", s.b_hh}, {"mask", s.mask}, {"y", s.y}},
@@ -524,6 +526,7 @@ void gru_rb_output(const GruResetBeforeOutput& s) {
 void gru_rb_back_n(const GruResetBeforeBackN& s) {
   const char* op = "gru_rb_back_n";
   require_defined(op, {{"h_prev", s.h_prev}});
+  RECUR_CHECK(s.h_prev.ndim() == 2, Shape, op, ": 'h_prev' must be [B, H], got ", shape_str(s.h_prev.shape()));
   const std::int64_t B = s.h_prev.dim(0), H = s.h_prev.dim(-1);
   check_stage(op, {{"saved", s.saved}, {"h_prev", s.h_prev}, {"dgates_x", s.dgates_x}, {"dgates_rz", s.dgates_rz},
                    {"dgates_n", s.dgates_n}, {"dh_prev", s.dh_prev}},
@@ -540,6 +543,7 @@ void gru_rb_back_n(const GruResetBeforeBackN& s) {
 void gru_rb_back_r(const GruResetBeforeBackR& s) {
   const char* op = "gru_rb_back_r";
   require_defined(op, {{"h_in", s.h_in}});
+  RECUR_CHECK(s.h_in.ndim() == 2, Shape, op, ": 'h_in' must be [B, H], got ", shape_str(s.h_in.shape()));
   const std::int64_t B = s.h_in.dim(0), H = s.h_in.dim(-1);
   check_stage(op, {{"saved", s.saved}, {"h_in", s.h_in}, {"drh", s.drh}, {"dgates_x", s.dgates_x},
                    {"dgates_rz", s.dgates_rz}, {"dh_in", s.dh_in}},

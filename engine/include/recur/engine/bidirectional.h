@@ -24,6 +24,11 @@ class Bidirectional {
   Recurrent& backward_layer() { return bwd_; }
   MergeMode merge_mode() const { return merge_; }
   void zero_grad();
+  // stateful: both directions forget their carried states.
+  void reset_states() {
+    fwd_.reset_states();
+    bwd_.reset_states();
+  }
 
   // y: [B, T, 2H] (concat) or [B, T, H] with return_sequences, else [B, 2H] or
   // [B, H]; states (return_state): the forward direction's, then the backward's.

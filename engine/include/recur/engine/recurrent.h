@@ -16,6 +16,9 @@
 // fully masked rows). A masked step keeps the state unchanged and outputs 0,
 // so the final state is each row's last valid state, and the reverse
 // direction starts at each row's own last valid step. Gradients respect the mask.
+// (Zero outputs at padding are what PyTorch's packed sequences and cuDNN give,
+// and what Keras's Bidirectional forces; a standalone Keras layer instead
+// repeats the previous output there.) A fully masked row's last output is 0.
 //
 // Weights (PyTorch's nn.LSTM/nn.GRU/nn.RNN layer 0, gate orders in
 // recur/kernels/rnn_cells.h): w_ih [G*H, I] (weight_ih_l0), w_hh [G*H, H]
@@ -128,6 +131,7 @@ class Recurrent {
     Tensor c;       // [T + 1, B, H] (LSTM)
     Tensor gates;   // [T, B, 4H] (LSTM, GRU)
     Tensor in_mask, rec_mask;  // dropout masks [B, I], [B, H], or undefined
+    Tensor row_valid;          // [B]: 1 where a row has a valid step (masked, last output only)
   } saved_;
   std::vector<Tensor> carried_;  // stateful
   Tensor fixed_in_mask_, fixed_rec_mask_;
