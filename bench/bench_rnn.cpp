@@ -1,0 +1,104 @@
+// bench_rnn: recur's recurrent layers, timed. One CSV row per configuration:
+// forward (inference) and forward + backward (training), median of repeats
+// after a warm-up, synchronised; random inputs and weights (never zeros).
+//   bench_rnn --device cpu|cuda:N [--repeats N] [--config CELL,H,B,T,I ...]
+// CELL is lstm or gru. Without --config: a default sweep. The peer side lives
+// in bench/rnn_cpu_vs_pytorch.py (PyTorch in the same run) and, for GPUs, the
+// cuDNN benchmark of the benchmark-suite issue.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "recur/recur.h"
+
+namespace {
+using namespace recur;
+
+struct Config {
+  CellType cell;
+  std::int64_t H, B, T, I;
+};
+
+double median_ms(Device dev, int repeats, const std::function<void()>& f) {
+  f();
+  backend(dev).synchronize();
+  std::vector<double> t;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    backend(dev).synchronize();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+  return t[t.size() / 2];
+}
+
+Config parse(const std::string& s) {
+  std::stringstream ss(s);
+  std::string cell, part;
+  std::getline(ss, cell, ',');
+  std::vector<std::int64_t> v;
+  while (std::getline(ss, part, ',')) v.push_back(std::stoll(part));
+  RECUR_CHECK(v.size() == 4 && (cell == "lstm" || cell == "gru"), Value, "bad --config '", s,
+              "': expected lstm|gru,H,B,T,I");
+  return {cell == "lstm" ? CellType::LSTM : CellType::GRU, v[0], v[1], v[2], v[3]};
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    Device dev = default_device();
+    int repeats = 5;
+    std::vector<Config> configs;
+    for (int i = 1; i < argc; ++i) {
+      if (!std::strcmp(argv[i], "--device") && i + 1 < argc) dev = Device::parse(argv[++i]);
+      else if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = std::max(1, std::atoi(argv[++i]));
+      else if (!std::strcmp(argv[i], "--config") && i + 1 < argc) configs.push_back(parse(argv[++i]));
+      else {
+        std::fprintf(stderr, "usage: bench_rnn [--device D] [--repeats N] [--config lstm|gru,H,B,T,I ...]\n");
+        return 2;
+      }
+    }
+    if (configs.empty())
+      for (CellType c : {CellType::GRU, CellType::LSTM})
+        for (std::int64_t H : {32, 128, 256})
+          for (std::int64_t B : {1, 32, 128}) configs.push_back({c, H, B, 240, H});
+    require_device(dev);
+    std::printf("engine,device,cell,H,B,T,I,mode,ms,us_per_step,samples_per_s\n");
+    std::mt19937_64 rng(42);
+    std::uniform_real_distribution<float> d(-1.f, 1.f);
+    for (const Config& c : configs) {
+      RecurrentOptions o;
+      o.cell = c.cell;
+      o.input_size = c.I;
+      o.units = c.H;
+      o.return_sequences = true;
+      Recurrent layer(o, dev, 7);
+      std::vector<float> xs(static_cast<std::size_t>(c.B * c.T * c.I));
+      for (float& v : xs) v = d(rng);
+      const Tensor x = Tensor::from_vector(xs, {c.B, c.T, c.I}, dev);
+      const Tensor dy = Tensor::full({c.B, c.T, c.H}, 1.0, DType::f32, dev);
+      const double fwd = median_ms(dev, repeats, [&] { layer.forward(x); });
+      const double train = median_ms(dev, repeats, [&] {
+        layer.forward(x, {}, {}, true);
+        layer.backward(dy);
+      });
+      for (auto [mode, ms] : {std::pair<const char*, double>{"forward", fwd}, {"train", train}})
+        std::printf("recur,%s,%s,%lld,%lld,%lld,%lld,%s,%.3f,%.2f,%.1f\n", dev.str().c_str(),
+                    c.cell == CellType::LSTM ? "lstm" : "gru", (long long)c.H, (long long)c.B,
+                    (long long)c.T, (long long)c.I, mode, ms, 1000.0 * ms / double(c.T),
+                    1000.0 * double(c.B) / ms);
+      std::fflush(stdout);
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
