@@ -22,6 +22,10 @@ const char* op_kind_name(OpKind op) {
     case OpKind::LstmStep: return "lstm_step";
     case OpKind::GruStep: return "gru_step";
     case OpKind::RnnStep: return "rnn_step";
+    case OpKind::Loss: return "loss";
+    case OpKind::SumSquares: return "sum_squares";
+    case OpKind::Clip: return "clip";
+    case OpKind::OptimizerStep: return "optimizer_step";
   }
   return "?";
 }
