@@ -4,6 +4,8 @@
 #include "recur/common/dtype.h"
 #include "recur/common/error.h"
 #include "recur/engine/lstm.h"
+#include "recur/engine/optimizer.h"
+#include "recur/engine/parameters.h"
 #include "recur/host/allocator.h"
 #include "recur/host/backend.h"
 #include "recur/host/device.h"
