@@ -3,6 +3,7 @@
 
 #include "recur/common/dtype.h"
 #include "recur/common/error.h"
+#include "recur/engine/initializers.h"
 #include "recur/engine/lstm.h"
 #include "recur/engine/optimizer.h"
 #include "recur/engine/parameters.h"
