@@ -48,11 +48,6 @@ const char* loss_name(LossKind kind);
 
 namespace kernels {
 
-RECUR_HD float rlog1p(float x) { return ::log1pf(x); }
-RECUR_HD double rlog1p(double x) { return ::log1p(x); }
-RECUR_HD float rlog(float x) { return ::logf(x); }
-RECUR_HD double rlog(double x) { return ::log(x); }
-
 // True for the kinds whose target is an int32 class index per row.
 constexpr bool is_sparse(LossKind k) {
   return k == LossKind::SparseCategoricalCrossentropy || k == LossKind::Accuracy;

@@ -37,9 +37,6 @@ enum class OptimizerKind : std::uint8_t { SGD, RMSprop, Adam };
 
 namespace kernels {
 
-RECUR_HD float rsqrt_(float x) { return ::sqrtf(x); }
-RECUR_HD double rsqrt_(double x) { return ::sqrt(x); }
-
 // Per-step values: host scalars, already cast to T by the caller.
 template <class T>
 struct OptimizerArgs {
@@ -105,7 +102,7 @@ RECUR_HD void optimizer_update_at(const OptimizerArgs<T>& a, std::int64_t i, T n
     } else {
       den = v + a.epsilon;
     }
-    const T inc = a.lr * g / rsqrt_(den);
+    const T inc = a.lr * g / square_root(den);
     if (a.momentum > T(0)) {
       const T mo = a.momentum * a.slot1[i] + inc;
       a.slot1[i] = mo;
@@ -119,7 +116,7 @@ RECUR_HD void optimizer_update_at(const OptimizerArgs<T>& a, std::int64_t i, T n
     const T v = a.slot1[i] + (g * g - a.slot1[i]) * (T(1) - a.beta2);
     a.slot0[i] = m;
     a.slot1[i] = v;
-    p -= m * a.alpha / (rsqrt_(v) + a.epsilon);
+    p -= m * a.alpha / (square_root(v) + a.epsilon);
   }
   a.param[i] = p;
 }
