@@ -74,6 +74,11 @@ class Optimizer {
   // Allocates the slot buffers (zeros) beside `params`, which must be
   // allocated and must outlive the optimizer.
   Optimizer(const OptimizerConfig& config, ParameterStore& params);
+  // A copy would share the slot buffers (tensors are handles); moving is fine.
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+  Optimizer(Optimizer&&) = default;
+  Optimizer& operator=(Optimizer&&) = default;
 
   // One step from params.grads() into params.values(): clipping, weight decay
   // and the update of every parameter in one fused launch.

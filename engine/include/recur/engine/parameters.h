@@ -23,6 +23,11 @@ class ParameterStore {
   static constexpr std::int64_t kAlign = 16;
 
   explicit ParameterStore(Device device = default_device(), DType dtype = DType::f32);
+  // A copy would share the buffers but not later declarations; moving is fine.
+  ParameterStore(const ParameterStore&) = delete;
+  ParameterStore& operator=(const ParameterStore&) = delete;
+  ParameterStore(ParameterStore&&) = default;
+  ParameterStore& operator=(ParameterStore&&) = default;
 
   // Declares a parameter (before allocate()); returns its index. Names are
   // unique; a dimension may be 0 (an empty parameter takes no space).
