@@ -6,6 +6,7 @@
 #include <cmath>
 #include <functional>
 
+#include "recur/kernels/cpu.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -361,6 +362,33 @@ TEST(LossGradients, MatchFiniteDifferencesInFloat64) {
         EXPECT_NEAR(g[std::size_t(i)], fd, 1e-7 + 1e-6 * std::abs(fd)) << "element " << i;
       }
     }
+}
+
+// The CPU sums run over fixed chunks added in order: the same bits whatever
+// the number of OpenMP threads (the input is large enough to go parallel).
+TEST(LossDeterminism, SameBitsForAnyThreadCount) {
+  Random rng;
+  const Device cpu = Device::cpu();
+  const std::int64_t rows = 300, cols = 400;
+  Tensor x = Tensor::from_vector(rng.floats(rows * cols, -3.f, 3.f), {rows, cols}, cpu);
+  Tensor y = Tensor::from_vector(rng.floats(rows * cols, -3.f, 3.f), {rows, cols}, cpu);
+  Tensor w = Tensor::from_vector(rng.floats(rows, 0.f, 1.f), {rows}, cpu);
+  const int threads = kernels::cpu::num_threads();
+  std::vector<float> loss, grad;
+  std::vector<double> sq;
+  for (int t : {1, 2, 3}) {
+    kernels::cpu::set_num_threads(t);
+    Tensor g = Tensor::empty({rows, cols}, DType::f32, cpu);
+    loss.push_back(ops::loss(LossKind::Huber, x, y, g, w).to_vector<float>()[0]);
+    sq.push_back(ops::sum_squares(x).to_vector<double>()[0]);
+    if (t == 1) grad = g.to_vector<float>();
+    else EXPECT_EQ(g.to_vector<float>(), grad) << t << " threads";
+  }
+  kernels::cpu::set_num_threads(threads);
+  EXPECT_EQ(loss[0], loss[1]);
+  EXPECT_EQ(loss[0], loss[2]);
+  EXPECT_EQ(sq[0], sq[1]);
+  EXPECT_EQ(sq[0], sq[2]);
 }
 
 }  // namespace
