@@ -77,6 +77,34 @@ void run(Device dev, int repeats) {
     row(dev, "lstm_step", "B " + std::to_string(B) + " H " + std::to_string(H),
         median_us(dev, repeats, [&] { ops::lstm_step(s); }), 0, bytes);
   }
+  // Training: the fused Adam step over one flat buffer (the book
+  // model, 386,438 parameters, and a 16M-parameter one), with and without
+  // clipping by global norm; fused losses over a batch of sequences.
+  for (std::int64_t n : {std::int64_t(386438), std::int64_t(1) << 24}) {
+    ParameterStore store(dev);
+    store.declare("all", {n});
+    store.allocate();
+    Tensor(store.grads()).copy_from(random_tensor({store.buffer_numel()}, dev, rng));
+    for (double clip : {0.0, 1.0}) {
+      OptimizerConfig cfg = OptimizerConfig::adam();
+      cfg.global_clipnorm = clip;
+      Optimizer opt(cfg, store);
+      row(dev, clip > 0 ? "adam_step_clipnorm" : "adam_step", "n " + std::to_string(n),
+          median_us(dev, repeats, [&] { opt.step(); }), 0, 4.0 * 7 * double(n) + (clip > 0 ? 4.0 * n : 0));
+    }
+  }
+  {
+    const std::int64_t B = 128, T = 100, C = 32;
+    Tensor logits = random_tensor({B, T, C}, dev, rng), grad = Tensor::empty({B, T, C}, DType::f32, dev);
+    Tensor labels = Tensor::zeros({B, T}, DType::i32, dev), mask = Tensor::full({B, T}, 1.0, DType::f32, dev);
+    row(dev, "sparse_cce_masked", "B 128 T 100 C 32",
+        median_us(dev, repeats, [&] { ops::loss(LossKind::SparseCategoricalCrossentropy, logits, labels, grad, mask); }),
+        0, 4.0 * (2 * B * T * C + 2 * B * T));
+    Tensor target = random_tensor({B, T, C}, dev, rng);
+    row(dev, "mse", "B 128 T 100 C 32",
+        median_us(dev, repeats, [&] { ops::loss(LossKind::MeanSquaredError, logits, target, grad); }),
+        0, 4.0 * 3 * B * T * C);
+  }
   {
     const std::int64_t T = 240, B = 128, I = 14, H = 32;
     Tensor x = random_tensor({B, T, I}, dev, rng);

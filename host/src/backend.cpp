@@ -27,6 +27,10 @@ const char* op_kind_name(OpKind op) {
     case OpKind::GruStepBackward: return "gru_step_backward";
     case OpKind::RnnStepBackward: return "rnn_step_backward";
     case OpKind::GruResetBefore: return "gru_reset_before";
+    case OpKind::Loss: return "loss";
+    case OpKind::SumSquares: return "sum_squares";
+    case OpKind::Clip: return "clip";
+    case OpKind::OptimizerStep: return "optimizer_step";
   }
   return "?";
 }

@@ -183,6 +183,35 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void loss(const LossCall& c) override {
+    dispatch_float(c.pred.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      c.loss.data<T>()[0] = T(kc::loss(c.kind, detail::loss_args<T>(c)));
+    });
+  }
+
+  void sum_squares(const Tensor& x, const Tensor& out) override {
+    dispatch_float(x.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      out.data<double>()[0] = kc::sum_squares(x.data<T>(), x.numel());
+    });
+  }
+
+  void clip(const Tensor& g, const Tensor& sq_sum, double clipnorm, double clipvalue) override {
+    dispatch_float(g.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::clip(g.data<T>(), g.numel(), sq_sum.defined() ? sq_sum.data<double>() : nullptr,
+               T(clipnorm), T(clipvalue));
+    });
+  }
+
+  void optimizer_step(const OptimizerStep& s) override {
+    dispatch_float(s.param.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::optimizer_step(s.kind, detail::optimizer_args<T>(s));
+    });
+  }
+
  private:
   CachingAllocator allocator_;
 };

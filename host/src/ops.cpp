@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <initializer_list>
 #include <string>
 
@@ -555,6 +556,183 @@ void gru_rb_back_r(const GruResetBeforeBackR& s) {
               {{"saved", s.saved}, {"h_in", s.h_in}, {"drh", s.drh}, {"mask", s.mask}});
   if (B * H == 0) return;
   dispatch_backend(op, s.h_in, {OpKind::GruResetBefore, s.h_in.dtype(), B, H}).gru_rb_back_r(s);
+}
+
+}  // namespace recur::ops
+
+// ---- training -----------------------------------------------------------------
+namespace recur::ops {
+namespace {
+
+bool is_float(DType t) { return t == DType::f32 || t == DType::f64; }
+
+Tensor run_loss(const char* op, LossKind kind, const Tensor& pred, const Tensor& target,
+                const Tensor& grad, const Tensor& weight, double delta) {
+  require_defined(op, {{"pred", pred}, {"target", target}});
+  require_same_place(op, {{"pred", pred}, {"grad", grad}, {"weight", weight}});
+  RECUR_CHECK(is_float(pred.dtype()), DType, op, ": 'pred' is ", dtype_name(pred.dtype()),
+              ", expected float32 or float64");
+  RECUR_CHECK(pred.ndim() >= 1, Shape, op, ": 'pred' must have at least one dimension (the last "
+              "is the feature or class axis), got ", shape_str(pred.shape()));
+  RECUR_CHECK(target.device() == pred.device(), Device, op, ": 'pred' is on ",
+              pred.device().str(), " but 'target' is on ", target.device().str());
+  const Shape& ps = pred.shape();
+  const Shape row_shape(ps.begin(), ps.end() - 1);
+  const bool sparse = kernels::is_sparse(kind);
+  if (sparse) {
+    RECUR_CHECK(target.dtype() == DType::i32, DType, op, ": ", loss_name(kind),
+                " takes int32 class indices as 'target', got ", dtype_name(target.dtype()));
+    require_shape(op, {"target", target}, row_shape);
+  } else {
+    RECUR_CHECK(target.dtype() == pred.dtype(), DType, op, ": 'pred' is ",
+                dtype_name(pred.dtype()), " but 'target' is ", dtype_name(target.dtype()));
+    require_shape(op, {"target", target}, ps);
+  }
+  bool per_row = false;
+  if (weight.defined()) {
+    per_row = weight.shape() == row_shape;
+    RECUR_CHECK(per_row || (!sparse && weight.shape() == ps), Shape, op, ": 'weight' has shape ",
+                shape_str(weight.shape()), ", expected ", shape_str(row_shape), " (per row)",
+                sparse ? "" : " or ", sparse ? "" : shape_str(ps), sparse ? "" : " (per element)");
+  }
+  if (grad.defined()) {
+    require_shape(op, {"grad", grad}, ps);
+    require_no_alias(op, {"grad", grad}, {"pred", pred});
+    require_no_alias(op, {"grad", grad}, {"target", target});
+    require_no_alias(op, {"grad", grad}, {"weight", weight});
+  }
+  RECUR_CHECK(kind != LossKind::Huber || delta > 0, Value, op, ": huber delta must be > 0, got ",
+              delta);
+  LossCall c;
+  c.kind = kind;
+  c.pred = pred;
+  (sparse ? c.labels : c.target) = target;
+  c.weight = weight;
+  c.grad = grad;
+  c.cols = pred.dim(-1);
+  c.rows = c.cols ? pred.numel() / c.cols : 0;
+  c.weight_per_row = per_row;
+  c.delta = delta;
+  c.loss = Tensor::empty({1}, pred.dtype(), pred.device());
+  if (pred.numel() == 0) {  // nothing counted: loss 0, as an all-masked batch
+    fill(c.loss, 0.0);
+    return c.loss;
+  }
+  dispatch_backend(op, pred, {OpKind::Loss, pred.dtype(), c.rows, c.cols}).loss(c);
+  return c.loss;
+}
+
+}  // namespace
+
+Tensor loss(LossKind kind, const Tensor& pred, const Tensor& target, const Tensor& grad,
+            const Tensor& weight, double huber_delta) {
+  const char* op = "loss";
+  RECUR_CHECK(kernels::has_gradient(kind), Value, op, ": ", loss_name(kind),
+              " has no gradient; compute it with ops::metric");
+  RECUR_CHECK(grad.defined(), Value, op, ": 'grad' is an undefined tensor; pass pred's shape "
+              "for d(loss)/d(pred), or use ops::metric for the value alone");
+  return run_loss(op, kind, pred, target, grad, weight, huber_delta);
+}
+
+Tensor metric(LossKind kind, const Tensor& pred, const Tensor& target, const Tensor& weight) {
+  return run_loss("metric", kind, pred, target, Tensor(), weight, 1.0);
+}
+
+Tensor sum_squares(const Tensor& x) {
+  const char* op = "sum_squares";
+  require_defined(op, {{"x", x}});
+  RECUR_CHECK(is_float(x.dtype()), DType, op, ": 'x' is ", dtype_name(x.dtype()),
+              ", expected float32 or float64");
+  Tensor out = Tensor::empty({1}, DType::f64, x.device());
+  if (x.numel() == 0) {
+    // fill() of float64 runs only on the CPU backend; write the zero directly.
+    const double zero = 0.0;
+    backend(x.device()).copy_bytes(out.raw_data(), x.device(), &zero, Device::cpu(), sizeof zero);
+    return out;
+  }
+  dispatch_backend(op, x, {OpKind::SumSquares, x.dtype()}).sum_squares(x, out);
+  return out;
+}
+
+void clip_gradients(const Tensor& g, const Tensor& sq_sum, double clipnorm, double clipvalue) {
+  const char* op = "clip_gradients";
+  require_defined(op, {{"g", g}});
+  RECUR_CHECK(is_float(g.dtype()), DType, op, ": 'g' is ", dtype_name(g.dtype()),
+              ", expected float32 or float64");
+  RECUR_CHECK(clipnorm >= 0 && clipvalue >= 0, Value, op, ": clipnorm (", clipnorm,
+              ") and clipvalue (", clipvalue, ") must be >= 0 (0: off)");
+  RECUR_CHECK(clipnorm == 0 || sq_sum.defined(), Value, op,
+              ": clipnorm > 0 needs 'sq_sum' (ops::sum_squares of the whole buffer)");
+  if (sq_sum.defined()) {
+    RECUR_CHECK(sq_sum.device() == g.device(), Device, op, ": 'g' is on ", g.device().str(),
+                " but 'sq_sum' is on ", sq_sum.device().str());
+    RECUR_CHECK(sq_sum.dtype() == DType::f64, DType, op, ": 'sq_sum' must be float64, got ",
+                dtype_name(sq_sum.dtype()));
+    require_shape(op, {"sq_sum", sq_sum}, {1});
+  }
+  if (g.numel() == 0 || (clipnorm == 0 && clipvalue == 0)) return;
+  dispatch_backend(op, g, {OpKind::Clip, g.dtype()})
+      .clip(g, clipnorm > 0 ? sq_sum : Tensor(), clipnorm, clipvalue);
+}
+
+Tensor clip_by_global_norm(const Tensor& g, double clipnorm) {
+  RECUR_CHECK(clipnorm > 0, Value, "clip_by_global_norm: clipnorm must be > 0, got ", clipnorm);
+  Tensor sq = sum_squares(g);
+  clip_gradients(g, sq, clipnorm, 0.0);
+  return sq;
+}
+
+void clip_by_value(const Tensor& g, double clipvalue) {
+  RECUR_CHECK(clipvalue > 0, Value, "clip_by_value: clipvalue must be > 0, got ", clipvalue);
+  clip_gradients(g, Tensor(), 0.0, clipvalue);
+}
+
+void optimizer_step(const OptimizerStep& s) {
+  const char* op = "optimizer_step";
+  require_defined(op, {{"param", s.param}, {"grad", s.grad}});
+  require_same_place(op, {{"param", s.param}, {"grad", s.grad}, {"slot0", s.slot0},
+                          {"slot1", s.slot1}, {"slot2", s.slot2}});
+  RECUR_CHECK(is_float(s.param.dtype()), DType, op, ": 'param' is ", dtype_name(s.param.dtype()),
+              ", expected float32 or float64");
+  RECUR_CHECK(s.param.ndim() == 1, Shape, op, ": 'param' must be a flat [n] buffer, got ",
+              shape_str(s.param.shape()));
+  const Shape flat{s.param.numel()};
+  require_shape(op, {"grad", s.grad}, flat);
+  const bool sgd_m = s.kind == OptimizerKind::SGD && s.momentum != 0;
+  const bool rms = s.kind == OptimizerKind::RMSprop, adam = s.kind == OptimizerKind::Adam;
+  const bool need[3] = {sgd_m || rms || adam, (rms && s.momentum > 0) || adam, rms && s.centered};
+  const Arg slots[3] = {{"slot0", s.slot0}, {"slot1", s.slot1}, {"slot2", s.slot2}};
+  for (int k = 0; k < 3; ++k) {
+    if (need[k]) {
+      RECUR_CHECK(slots[k].t.defined(), Value, op, ": this ", k == 0 ? "kind" : "configuration",
+                  " needs '", slots[k].name, "' (a [n] state buffer)");
+      require_shape(op, slots[k], flat);
+    }
+  }
+  const Arg all[5] = {{"param", s.param}, {"grad", s.grad}, slots[0], slots[1], slots[2]};
+  for (int i = 0; i < 5; ++i)
+    for (int j = i + 1; j < 5; ++j) {
+      RECUR_CHECK(!overlap(all[i].t, all[j].t), Value, op, ": '", all[i].name, "' overlaps '",
+                  all[j].name, "'");
+    }
+  RECUR_CHECK(std::isfinite(s.lr) && s.lr >= 0, Value, op, ": learning rate ", s.lr,
+              " must be finite and >= 0");
+  RECUR_CHECK(s.epsilon >= 0 && s.weight_decay >= 0 && s.clipnorm >= 0 && s.clipvalue >= 0,
+              Value, op, ": epsilon, weight_decay, clipnorm and clipvalue must be >= 0");
+  RECUR_CHECK(!(s.clipnorm > 0 && s.clipvalue > 0), Value, op,
+              ": set at most one of clipnorm and clipvalue (as Keras)");
+  RECUR_CHECK(s.clipnorm == 0 || s.grad_sq_sum.defined(), Value, op,
+              ": clipnorm > 0 needs 'grad_sq_sum' (ops::sum_squares of the gradient buffer)");
+  if (s.grad_sq_sum.defined()) {
+    RECUR_CHECK(s.grad_sq_sum.device() == s.param.device() && s.grad_sq_sum.dtype() == DType::f64,
+                Value, op, ": 'grad_sq_sum' must be a [1] float64 tensor on ",
+                s.param.device().str());
+    require_shape(op, {"grad_sq_sum", s.grad_sq_sum}, {1});
+  }
+  if (s.param.numel() == 0) return;
+  OptimizerStep call = s;
+  if (s.clipnorm == 0) call.grad_sq_sum = Tensor();
+  dispatch_backend(op, s.param, {OpKind::OptimizerStep, s.param.dtype()}).optimizer_step(call);
 }
 
 }  // namespace recur::ops

@@ -183,4 +183,46 @@ kernels::GruRbBackRArgs<T> gru_rb_back_r_args(const GruResetBeforeBackR& s) {
   return a;
 }
 
+template <class T>
+kernels::LossArgs<T> loss_args(const LossCall& c) {
+  kernels::LossArgs<T> a;
+  a.rows = c.rows;
+  a.cols = c.cols;
+  a.pred = c.pred.data<T>();
+  a.target = opt_ptr<T>(c.target);
+  a.labels = c.labels.defined() ? c.labels.data<std::int32_t>() : nullptr;
+  a.weight = opt_ptr<T>(c.weight);
+  a.weight_per_row = c.weight_per_row;
+  a.delta = T(c.delta);
+  a.grad = c.grad.defined() ? c.grad.data<T>() : nullptr;
+  return a;
+}
+
+// The scalars of one optimizer step, cast to T; grad_sq_sum is left to the
+// backend (host or device memory).
+template <class T>
+kernels::OptimizerArgs<T> optimizer_args(const OptimizerStep& s) {
+  kernels::OptimizerArgs<T> a;
+  a.n = s.param.numel();
+  a.param = s.param.data<T>();
+  a.grad = s.grad.data<T>();
+  a.slot0 = s.slot0.defined() ? s.slot0.data<T>() : nullptr;
+  a.slot1 = s.slot1.defined() ? s.slot1.data<T>() : nullptr;
+  a.slot2 = s.slot2.defined() ? s.slot2.data<T>() : nullptr;
+  a.lr = T(s.lr);
+  a.momentum = T(s.momentum);
+  a.nesterov = s.nesterov;
+  a.rho = T(s.rho);
+  a.centered = s.centered;
+  a.beta1 = T(s.beta1);
+  a.beta2 = T(s.beta2);
+  a.alpha = T(s.alpha);
+  a.epsilon = T(s.epsilon);
+  a.weight_decay = T(s.weight_decay);
+  a.grad_sq_sum = s.grad_sq_sum.defined() ? s.grad_sq_sum.data<double>() : nullptr;
+  a.clipnorm = T(s.clipnorm);
+  a.clipvalue = T(s.clipvalue);
+  return a;
+}
+
 }  // namespace recur::detail

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "recur/kernels/loss.h"
+#include "recur/kernels/optim.h"
 #include "recur/kernels/pointwise.h"
 #include "recur/kernels/rnn_cells.h"
 
@@ -42,5 +44,21 @@ void gru_rb_back_r(const GruRbBackRArgs<float>& args, cudaStream_t stream);
 // y[b, a, :] = x[ra(a), rb(b), :] for x of shape [A, B, C] (see cpu.h).
 void transpose01(const float* x, std::int64_t A, std::int64_t B, std::int64_t C, bool rev_a,
                  bool rev_b, float* y, cudaStream_t stream);
+
+// Losses and metrics (recur/kernels/loss.h): writes loss[0] (device) and
+// args.grad. `workspace` holds loss_workspace_size() doubles and must stay
+// allocated until the stream has run the call.
+std::int64_t loss_workspace_size();
+void loss(LossKind kind, const LossArgs<float>& args, float* loss, double* workspace,
+          cudaStream_t stream);
+// *out (device, double) = sum of x^2; workspace: sum_squares_workspace_size() doubles.
+std::int64_t sum_squares_workspace_size();
+void sum_squares(const float* x, std::int64_t n, double* out, double* workspace,
+                 cudaStream_t stream);
+// One fused step over the flat buffers; args.grad_sq_sum, when set, is device memory.
+void optimizer_step(OptimizerKind kind, const OptimizerArgs<float>& args, cudaStream_t stream);
+// In place clipping of g (sq_sum: device memory or null).
+void clip(float* g, std::int64_t n, const double* sq_sum, float clipnorm, float clipvalue,
+          cudaStream_t stream);
 
 }  // namespace recur::kernels::cuda

@@ -233,6 +233,33 @@ class CudaBackend final : public Backend {
     kc::rnn_step_backward(s.activation, detail::rnn_back_args<float>(s), stream_);
   }
 
+  // Workspaces below go back to the cache when these functions return, before
+  // the kernels run; the one stream orders any reuse after them (as reduce).
+  void loss(const LossCall& c) override {
+    DeviceScope scope(index_);
+    Tensor ws = Tensor::empty({kc::loss_workspace_size()}, DType::f64, device());
+    kc::loss(c.kind, detail::loss_args<float>(c), c.loss.data<float>(),
+             static_cast<double*>(ws.raw_data()), stream_);
+  }
+
+  void sum_squares(const Tensor& x, const Tensor& out) override {
+    DeviceScope scope(index_);
+    Tensor ws = Tensor::empty({kc::sum_squares_workspace_size()}, DType::f64, device());
+    kc::sum_squares(x.data<float>(), x.numel(), out.data<double>(),
+                    static_cast<double*>(ws.raw_data()), stream_);
+  }
+
+  void clip(const Tensor& g, const Tensor& sq_sum, double clipnorm, double clipvalue) override {
+    DeviceScope scope(index_);
+    kc::clip(g.data<float>(), g.numel(), sq_sum.defined() ? sq_sum.data<double>() : nullptr,
+             float(clipnorm), float(clipvalue), stream_);
+  }
+
+  void optimizer_step(const OptimizerStep& s) override {
+    DeviceScope scope(index_);
+    kc::optimizer_step(s.kind, detail::optimizer_args<float>(s), stream_);
+  }
+
  private:
   int index_;
   CachingAllocator allocator_;

@@ -9,6 +9,8 @@
 
 #include "recur/host/allocator.h"
 #include "recur/host/tensor.h"
+#include "recur/kernels/loss.h"
+#include "recur/kernels/optim.h"
 #include "recur/kernels/pointwise.h"
 #include "recur/kernels/rnn_cells.h"
 
@@ -17,7 +19,7 @@ namespace recur {
 enum class OpKind : unsigned char {
   Fill, Copy, Gemm, Unary, Binary, Reduce, Transpose01,
   LstmStep, GruStep, RnnStep, LstmStepBackward, GruStepBackward, RnnStepBackward,
-  GruResetBefore
+  GruResetBefore, Loss, SumSquares, Clip, OptimizerStep
 };
 const char* op_kind_name(OpKind op);
 
@@ -141,6 +143,31 @@ struct GruResetBeforeBackR {
   Tensor dh_in;      // [B, H] output
 };
 
+// A loss or metric (see recur/kernels/loss.h for formulas and the reduction).
+// pred and grad are viewed as [rows, cols]; exactly one of target (float,
+// pred's shape) and labels (int32, [rows]) is defined; weight is optional.
+struct LossCall {
+  LossKind kind = LossKind::MeanSquaredError;
+  Tensor pred, target, labels, weight;
+  Tensor grad;  // pred's shape, output; undefined for metrics
+  Tensor loss;  // [1], pred's dtype, output
+  std::int64_t rows = 0, cols = 0;
+  bool weight_per_row = false;
+  double delta = 1.0;
+};
+
+// One fused optimizer step over flat [n] buffers (see recur/kernels/optim.h).
+struct OptimizerStep {
+  OptimizerKind kind = OptimizerKind::SGD;
+  Tensor param, grad;           // [n]
+  Tensor slot0, slot1, slot2;   // [n] each where the kind and options use them
+  Tensor grad_sq_sum;           // [1] float64 (from sum_squares), for clipping by global norm
+  double lr = 0.001, momentum = 0.0, rho = 0.9, beta1 = 0.9, beta2 = 0.999;
+  double alpha = 0.0;  // Adam: lr sqrt(1 - beta2^t) / (1 - beta1^t)
+  double epsilon = 1e-7, weight_decay = 0.0, clipnorm = 0.0, clipvalue = 0.0;
+  bool nesterov = false, centered = false;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -181,6 +208,15 @@ class Backend {
   virtual void gru_rb_output(const GruResetBeforeOutput& s) = 0;
   virtual void gru_rb_back_n(const GruResetBeforeBackN& s) = 0;
   virtual void gru_rb_back_r(const GruResetBeforeBackR& s) = 0;
+
+  // Writes call.loss[0] and, for losses, call.grad, in one fused pass.
+  virtual void loss(const LossCall& call) = 0;
+  // out [1] float64 = sum of x^2 over all of x, accumulated in double.
+  virtual void sum_squares(const Tensor& x, const Tensor& out) = 0;
+  // g in place: scaled for clipping by global norm when sq_sum ([1] float64)
+  // is defined, then clamped to [-clipvalue, clipvalue] when clipvalue > 0.
+  virtual void clip(const Tensor& g, const Tensor& sq_sum, double clipnorm, double clipvalue) = 0;
+  virtual void optimizer_step(const OptimizerStep& step) = 0;
 };
 
 // The backend of a device (created on first use, alive for the process).

@@ -69,4 +69,40 @@ void gru_rb_output(const GruResetBeforeOutput& s);
 void gru_rb_back_n(const GruResetBeforeBackN& s);
 void gru_rb_back_r(const GruResetBeforeBackR& s);
 
+// ---- training: losses, metrics, clipping, optimizer steps ---------------------
+// Formulas, the Keras mean and the masking rule: recur/kernels/loss.h.
+//   pred    [..., C]  logits or predictions; C is the last axis
+//   target  elementwise kinds: pred's shape and dtype; sparse kinds
+//           (SparseCategoricalCrossentropy, Accuracy): int32 class indices [...]
+//           (pred's shape without the last axis)
+//   weight  optional 0/1 mask (or non-negative weights): pred's shape, or [...]
+//           (one per row, e.g. per time step of [B, T, C]); sparse kinds: per row
+//           only. A weight-0 element or row contributes nothing, whatever its
+//           values or label (padding may hold garbage).
+//   grad    pred's shape, output: d(loss)/d(pred); must not overlap an input.
+// Returns the loss as a [1] tensor on pred's device (asynchronous on CUDA).
+// A sparse label outside [0, C) on a counted row is a ValueError on the CPU; on
+// CUDA it cannot be checked without a host round trip, so that row's loss and
+// gradient are NaN instead (the result is NaN, never silently wrong).
+Tensor loss(LossKind kind, const Tensor& pred, const Tensor& target, const Tensor& grad,
+            const Tensor& weight = {}, double huber_delta = 1.0);
+// The value alone (no gradient): any LossKind, including Accuracy and BinaryAccuracy.
+Tensor metric(LossKind kind, const Tensor& pred, const Tensor& target, const Tensor& weight = {});
+
+// The sum of x^2 over all of x, accumulated in double: a [1] float64 tensor on
+// x's device (also on CUDA, where it feeds clipping without a host round trip).
+Tensor sum_squares(const Tensor& x);
+// g in place, as Keras clips: with sq_sum ([1] float64, from sum_squares) and
+// clipnorm > 0, g *= clipnorm / max(sqrt(sq_sum), clipnorm); with clipvalue > 0,
+// g = clamp(g, -clipvalue, clipvalue).
+void clip_gradients(const Tensor& g, const Tensor& sq_sum, double clipnorm, double clipvalue);
+// Clipping by global norm over all of g (a flat gradient buffer); returns the
+// sum of squares before clipping ([1] float64).
+Tensor clip_by_global_norm(const Tensor& g, double clipnorm);
+void clip_by_value(const Tensor& g, double clipvalue);
+
+// One fused optimizer step over flat buffers (recur/kernels/optim.h); one
+// kernel launch on CUDA whatever the number of parameters.
+void optimizer_step(const OptimizerStep& step);
+
 }  // namespace recur::ops

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include "recur/kernels/loss.h"
+#include "recur/kernels/optim.h"
 #include "recur/kernels/pointwise.h"
 #include "recur/kernels/rnn_cells.h"
 
@@ -59,5 +61,19 @@ template <class T> void gru_rb_back_r(const GruRbBackRArgs<T>& args);
 template <class T>
 void transpose01(const T* x, std::int64_t A, std::int64_t B, std::int64_t C, bool rev_a,
                  bool rev_b, T* y);
+
+// Losses and metrics (recur/kernels/loss.h): writes args.grad (when set) and
+// returns the weighted mean. Throws ValueError, naming the row, for a sparse
+// label outside [0, cols) on a row whose weight is not 0. Sums run over
+// fixed chunks in double, so the result does not depend on the thread count.
+template <class T> double loss(LossKind kind, const LossArgs<T>& args);
+// Sum of x^2 over n elements, accumulated in double (for clipping by global norm).
+template <class T> double sum_squares(const T* x, std::int64_t n);
+// One fused optimizer step over the flat buffers (recur/kernels/optim.h);
+// args.grad_sq_sum, when set, points at host memory.
+template <class T> void optimizer_step(OptimizerKind kind, const OptimizerArgs<T>& args);
+// In place: g = clip_gradient(g, ...) with the global-norm scale from *sq_sum
+// (when not null) and clipvalue (when > 0).
+template <class T> void clip(T* g, std::int64_t n, const double* sq_sum, T clipnorm, T clipvalue);
 
 }  // namespace recur::kernels::cpu

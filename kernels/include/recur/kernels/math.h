@@ -13,6 +13,12 @@ RECUR_HD float rexp(float x) { return ::expf(x); }
 RECUR_HD double rexp(double x) { return ::exp(x); }
 RECUR_HD float rtanh(float x) { return ::tanhf(x); }
 RECUR_HD double rtanh(double x) { return ::tanh(x); }
+RECUR_HD float rlog(float x) { return ::logf(x); }
+RECUR_HD double rlog(double x) { return ::log(x); }
+RECUR_HD float rlog1p(float x) { return ::log1pf(x); }
+RECUR_HD double rlog1p(double x) { return ::log1p(x); }
+RECUR_HD float square_root(float x) { return ::sqrtf(x); }
+RECUR_HD double square_root(double x) { return ::sqrt(x); }
 
 // 1 / (1 + e^-x), written so that neither branch overflows.
 template <class T>
