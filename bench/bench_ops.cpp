@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "recur/recur.h"
 
 namespace {
@@ -26,17 +27,7 @@ Tensor random_tensor(const Shape& shape, Device dev, std::mt19937_64& rng) {
 }
 
 double median_us(Device dev, int repeats, const std::function<void()>& f) {
-  f();  // warm-up
-  backend(dev).synchronize();
-  std::vector<double> t;
-  for (int r = 0; r < repeats; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    backend(dev).synchronize();
-    t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-  return t[t.size() / 2];
+  return 1e+06 * bench::median_seconds(dev, repeats, f);
 }
 
 void row(Device dev, const char* op, const std::string& config, double us, double flops, double bytes) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "recur/recur.h"
 
 namespace {
@@ -26,17 +27,7 @@ struct Config {
 };
 
 double median_ms(Device dev, int repeats, const std::function<void()>& f) {
-  f();
-  backend(dev).synchronize();
-  std::vector<double> t;
-  for (int r = 0; r < repeats; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    backend(dev).synchronize();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-  return t[t.size() / 2];
+  return 1000 * bench::median_seconds(dev, repeats, f);
 }
 
 Config parse(const std::string& s) {

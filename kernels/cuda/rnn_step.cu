@@ -17,31 +17,26 @@ __global__ void step_kernel(Args args, F element) {
     element(args, idx / args.H, idx % args.H);
 }
 
-struct LstmElement {
-  __device__ void operator()(const LstmStepArgs<float>& a, std::int64_t b, std::int64_t j) const {
-    lstm_step_element(a, b, j);
-  }
-};
-struct GruElement {
-  __device__ void operator()(const GruStepArgs<float>& a, std::int64_t b, std::int64_t j) const {
-    gru_step_element(a, b, j);
-  }
-};
+// Adapts an element function (rnn_cells.h) to the functor step_kernel calls.
+#define RECUR_ELEMENT_FUNCTOR(Name, Args, fn)                                               \
+  struct Name {                                                                             \
+    __device__ void operator()(const Args<float>& a, std::int64_t b, std::int64_t j) const { \
+      fn(a, b, j);                                                                          \
+    }                                                                                       \
+  };
+RECUR_ELEMENT_FUNCTOR(LstmElement, LstmStepArgs, lstm_step_element)
+RECUR_ELEMENT_FUNCTOR(GruElement, GruStepArgs, gru_step_element)
+RECUR_ELEMENT_FUNCTOR(LstmBack, LstmBackArgs, lstm_back_element)
+RECUR_ELEMENT_FUNCTOR(GruBack, GruBackArgs, gru_back_element)
+RECUR_ELEMENT_FUNCTOR(GruRbGates, GruRbGatesArgs, gru_rb_gates_element)
+RECUR_ELEMENT_FUNCTOR(GruRbOut, GruRbOutArgs, gru_rb_out_element)
+RECUR_ELEMENT_FUNCTOR(GruRbBackN, GruRbBackNArgs, gru_rb_back_n_element)
+RECUR_ELEMENT_FUNCTOR(GruRbBackR, GruRbBackRArgs, gru_rb_back_r_element)
+// SimpleRNN's activation is a template parameter of its element functions.
 template <RnnActivation act>
 struct RnnElement {
   __device__ void operator()(const RnnStepArgs<float>& a, std::int64_t b, std::int64_t j) const {
     rnn_step_element<act>(a, b, j);
-  }
-};
-
-struct LstmBack {
-  __device__ void operator()(const LstmBackArgs<float>& a, std::int64_t b, std::int64_t j) const {
-    lstm_back_element(a, b, j);
-  }
-};
-struct GruBack {
-  __device__ void operator()(const GruBackArgs<float>& a, std::int64_t b, std::int64_t j) const {
-    gru_back_element(a, b, j);
   }
 };
 template <RnnActivation act>
@@ -50,18 +45,6 @@ struct RnnBack {
     rnn_back_element<act>(a, b, j);
   }
 };
-
-// Adapts an element function to the functor step_kernel calls.
-#define RECUR_ELEMENT_FUNCTOR(Name, Args, fn)                                               \
-  struct Name {                                                                             \
-    __device__ void operator()(const Args<float>& a, std::int64_t b, std::int64_t j) const { \
-      fn(a, b, j);                                                                          \
-    }                                                                                       \
-  };
-RECUR_ELEMENT_FUNCTOR(GruRbGates, GruRbGatesArgs, gru_rb_gates_element)
-RECUR_ELEMENT_FUNCTOR(GruRbOut, GruRbOutArgs, gru_rb_out_element)
-RECUR_ELEMENT_FUNCTOR(GruRbBackN, GruRbBackNArgs, gru_rb_back_n_element)
-RECUR_ELEMENT_FUNCTOR(GruRbBackR, GruRbBackRArgs, gru_rb_back_r_element)
 #undef RECUR_ELEMENT_FUNCTOR
 
 template <class Args, class F>
