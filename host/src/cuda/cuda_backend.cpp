@@ -119,6 +119,7 @@ class CudaBackend final : public Backend {
   }
 
   CachingAllocator& allocator() override { return allocator_; }
+  void* native_stream() override { return stream_; }
 
   void synchronize() override {
     DeviceScope scope(index_);

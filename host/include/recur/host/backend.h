@@ -178,6 +178,10 @@ class Backend {
   virtual CachingAllocator& allocator() = 0;
   // Waits for all work queued on this backend.
   virtual void synchronize() = 0;
+  // For interoperation: the cudaStream_t this backend runs everything on, as
+  // void* (nullptr on the CPU). Work a caller enqueues there is ordered with
+  // recur's.
+  virtual void* native_stream() { return nullptr; }
   // Copies n bytes; src and dst are each on this backend's device or the host
   // (or, for a GPU, another GPU: the caller orders that copy, see Tensor::copy_from).
   // Returns once host memory on either side may be reused or read.
