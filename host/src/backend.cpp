@@ -31,6 +31,7 @@ const char* op_kind_name(OpKind op) {
     case OpKind::SumSquares: return "sum_squares";
     case OpKind::Clip: return "clip";
     case OpKind::OptimizerStep: return "optimizer_step";
+    case OpKind::Conv1d: return "conv1d";
   }
   return "?";
 }

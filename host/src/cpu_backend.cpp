@@ -212,6 +212,19 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void im2col1d(const kernels::Conv1dGeometry& g, const Tensor& x, const Tensor& cols) override {
+    dispatch_float(x.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::im2col1d<T>(g, x.data<T>(), cols.data<T>());
+    });
+  }
+  void col2im1d(const kernels::Conv1dGeometry& g, const Tensor& dcols, const Tensor& dx) override {
+    dispatch_float(dx.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::col2im1d<T>(g, dcols.data<T>(), dx.data<T>());
+    });
+  }
+
  private:
   CachingAllocator allocator_;
 };

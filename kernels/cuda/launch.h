@@ -9,6 +9,7 @@
 
 #include "recur/kernels/loss.h"
 #include "recur/kernels/optim.h"
+#include "recur/kernels/conv1d.h"
 #include "recur/kernels/pointwise.h"
 #include "recur/kernels/rnn_cells.h"
 
@@ -40,6 +41,10 @@ void gru_rb_gates(const GruRbGatesArgs<float>& args, cudaStream_t stream);
 void gru_rb_output(const GruRbOutArgs<float>& args, cudaStream_t stream);
 void gru_rb_back_n(const GruRbBackNArgs<float>& args, cudaStream_t stream);
 void gru_rb_back_r(const GruRbBackRArgs<float>& args, cudaStream_t stream);
+
+// 1D convolution layout kernels (conv1d.h).
+void im2col1d(const Conv1dGeometry& g, const float* x, float* cols, cudaStream_t stream);
+void col2im1d(const Conv1dGeometry& g, const float* dcols, float* dx, cudaStream_t stream);
 
 // y[b, a, :] = x[ra(a), rb(b), :] for x of shape [A, B, C] (see cpu.h).
 void transpose01(const float* x, std::int64_t A, std::int64_t B, std::int64_t C, bool rev_a,

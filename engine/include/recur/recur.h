@@ -10,6 +10,7 @@
 #include "recur/engine/parameters.h"
 #include "recur/host/allocator.h"
 #include "recur/host/backend.h"
+#include "recur/host/conv1d.h"
 #include "recur/host/device.h"
 #include "recur/host/ops.h"
 #include "recur/host/system_info.h"

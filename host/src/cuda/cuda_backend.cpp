@@ -221,6 +221,14 @@ class CudaBackend final : public Backend {
     DeviceScope scope(index_);
     kc::gru_rb_back_r(detail::gru_rb_back_r_args<float>(s), stream_);
   }
+  void im2col1d(const kernels::Conv1dGeometry& g, const Tensor& x, const Tensor& cols) override {
+    DeviceScope scope(index_);
+    kc::im2col1d(g, x.data<float>(), cols.data<float>(), stream_);
+  }
+  void col2im1d(const kernels::Conv1dGeometry& g, const Tensor& dcols, const Tensor& dx) override {
+    DeviceScope scope(index_);
+    kc::col2im1d(g, dcols.data<float>(), dx.data<float>(), stream_);
+  }
   void lstm_step_backward(const LstmStepBackward& s) override {
     DeviceScope scope(index_);
     kc::lstm_step_backward(detail::lstm_back_args<float>(s), stream_);

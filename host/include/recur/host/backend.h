@@ -9,6 +9,7 @@
 
 #include "recur/host/allocator.h"
 #include "recur/host/tensor.h"
+#include "recur/kernels/conv1d.h"
 #include "recur/kernels/loss.h"
 #include "recur/kernels/optim.h"
 #include "recur/kernels/pointwise.h"
@@ -19,7 +20,7 @@ namespace recur {
 enum class OpKind : unsigned char {
   Fill, Copy, Gemm, Unary, Binary, Reduce, Transpose01,
   LstmStep, GruStep, RnnStep, LstmStepBackward, GruStepBackward, RnnStepBackward,
-  GruResetBefore, Loss, SumSquares, Clip, OptimizerStep
+  GruResetBefore, Loss, SumSquares, Clip, OptimizerStep, Conv1d
 };
 const char* op_kind_name(OpKind op);
 
@@ -221,6 +222,11 @@ class Backend {
   // is defined, then clamped to [-clipvalue, clipvalue] when clipvalue > 0.
   virtual void clip(const Tensor& g, const Tensor& sq_sum, double clipnorm, double clipvalue) = 0;
   virtual void optimizer_step(const OptimizerStep& step) = 0;
+
+  // 1D convolution's layout kernels (recur/kernels/conv1d.h): cols [G, B*T_out,
+  // C/G*K] from x [B, T, C]; dx [B, T, C] from dcols (overwritten, not added).
+  virtual void im2col1d(const kernels::Conv1dGeometry& g, const Tensor& x, const Tensor& cols) = 0;
+  virtual void col2im1d(const kernels::Conv1dGeometry& g, const Tensor& dcols, const Tensor& dx) = 0;
 };
 
 // The backend of a device (created on first use, alive for the process).

@@ -11,6 +11,7 @@
 
 #include "recur/kernels/loss.h"
 #include "recur/kernels/optim.h"
+#include "recur/kernels/conv1d.h"
 #include "recur/kernels/pointwise.h"
 #include "recur/kernels/rnn_cells.h"
 
@@ -54,6 +55,10 @@ template <class T> void gru_rb_gates(const GruRbGatesArgs<T>& args);
 template <class T> void gru_rb_output(const GruRbOutArgs<T>& args);
 template <class T> void gru_rb_back_n(const GruRbBackNArgs<T>& args);
 template <class T> void gru_rb_back_r(const GruRbBackRArgs<T>& args);
+
+// 1D convolution layout kernels (conv1d.h).
+template <class T> void im2col1d(const Conv1dGeometry& g, const T* x, T* cols);
+template <class T> void col2im1d(const Conv1dGeometry& g, const T* dcols, T* dx);
 
 // y[b, a, :] = x[ra(a), rb(b), :] for x of shape [A, B, C]: swaps the two
 // leading axes; ra(a) = A-1-a when rev_a (likewise rb), which reverses time
