@@ -31,6 +31,10 @@ const char* op_kind_name(OpKind op) {
     case OpKind::SumSquares: return "sum_squares";
     case OpKind::Clip: return "clip";
     case OpKind::OptimizerStep: return "optimizer_step";
+    case OpKind::Pool1d: return "pool1d";
+    case OpKind::Embedding: return "embedding";
+    case OpKind::Activation: return "activation";
+    case OpKind::Dropout: return "dropout";
   }
   return "?";
 }
