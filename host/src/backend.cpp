@@ -32,6 +32,10 @@ const char* op_kind_name(OpKind op) {
     case OpKind::Clip: return "clip";
     case OpKind::OptimizerStep: return "optimizer_step";
     case OpKind::Conv1d: return "conv1d";
+    case OpKind::Pool1d: return "pool1d";
+    case OpKind::Embedding: return "embedding";
+    case OpKind::Activation: return "activation";
+    case OpKind::Dropout: return "dropout";
   }
   return "?";
 }

@@ -8,6 +8,7 @@
 
 #include "backends.h"
 #include "recur/kernels/cpu.h"
+#include "seq_args.h"
 #include "step_args.h"
 
 namespace recur {
@@ -222,6 +223,56 @@ class CpuBackend final : public Backend {
     dispatch_float(dx.dtype(), [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
       kc::col2im1d<T>(g, dcols.data<T>(), dx.data<T>());
+    });
+  }
+  void pool1d(const Pool1dCall& c) override {
+    dispatch_float(c.y.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::pool_forward(c.kind, detail::pool_args<T>(c));
+    });
+  }
+  void pool1d_backward(const Pool1dCall& c) override {
+    dispatch_float(c.dx.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::pool_backward(c.kind, detail::pool_args<T>(c));
+    });
+  }
+  void embedding(const Tensor& w, const Tensor& ids, const Tensor& y) override {
+    dispatch_float(w.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::embedding_forward(detail::embedding_args<T>(w, ids, y, {}, {}));
+    });
+  }
+  void embedding_backward(const Tensor& ids, const Tensor& dy, const Tensor& dw) override {
+    dispatch_float(dw.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::embedding_backward(detail::embedding_args<T>({}, ids, {}, dy, dw));
+    });
+  }
+  void embedding_mask(const Tensor& ids, const Tensor& mask) override {
+    dispatch_float(mask.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::embedding_mask(ids.data<std::int32_t>(), mask.data<T>(), ids.numel());
+    });
+  }
+  void activation(Activation act, const Tensor& x, const Tensor& y, std::int64_t cols) override {
+    dispatch_float(x.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::activation(act, x.data<T>(), y.data<T>(), x.numel() / cols, cols);
+    });
+  }
+  void activation_backward(Activation act, const Tensor& y, const Tensor& dy, const Tensor& dx,
+                           std::int64_t cols) override {
+    dispatch_float(y.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::activation_backward(act, y.data<T>(), dy.data<T>(), dx.data<T>(), y.numel() / cols, cols);
+    });
+  }
+  void dropout(const Tensor& x, double rate, std::uint64_t seed, const Tensor& y,
+               const Tensor& mask) override {
+    dispatch_float(x.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::dropout(detail::dropout_args<T>(x, rate, seed, y, mask));
     });
   }
 

@@ -735,4 +735,237 @@ void optimizer_step(const OptimizerStep& s) {
   dispatch_backend(op, s.param, {OpKind::OptimizerStep, s.param.dtype()}).optimizer_step(call);
 }
 
+
+// ---- pooling over time, embedding, activations, dropout ------------------------
+namespace {
+
+void require_rank(const char* op, const Arg& a, std::int64_t rank, const char* layout) {
+  RECUR_CHECK(a.t.ndim() == rank, Shape, op, ": '", a.name, "' has shape ", shape_str(a.t.shape()),
+              ", expected ", layout);
+}
+
+void require_float(const char* op, const Arg& a) {
+  RECUR_CHECK(a.t.dtype() == DType::f32 || a.t.dtype() == DType::f64, DType, op, ": '", a.name,
+              "' is ", dtype_name(a.t.dtype()), ", expected float32 or float64");
+}
+
+void require_ids(const char* op, const Tensor& ids) {
+  RECUR_CHECK(ids.dtype() == DType::i32, DType, op, ": 'ids' is ", dtype_name(ids.dtype()),
+              ", expected int32");
+}
+
+kernels::PoolGeometry pool_geometry(const char* op, std::int64_t B, std::int64_t T, std::int64_t C,
+                                    const Pool1dOptions& o) {
+  kernels::PoolGeometry g;
+  g.B = B;
+  g.T = T;
+  g.C = C;
+  g.pool = o.pool_size;
+  g.stride = o.strides == 0 ? o.pool_size : o.strides;
+  g.out = pool1d_output_length(T, o);
+  if (o.padding == PoolPadding::Same) {
+    const std::int64_t total = std::max<std::int64_t>((g.out - 1) * g.stride + g.pool - T, 0);
+    g.pad = total / 2;
+  }
+  RECUR_CHECK(T <= INT_MAX, Value, op, ": T = ", T, " exceeds the int32 range of argmax");
+  return g;
+}
+
+}  // namespace
+
+std::int64_t pool1d_output_length(std::int64_t T, const Pool1dOptions& o) {
+  const char* op = "pool1d";
+  RECUR_CHECK(o.pool_size >= 1, Value, op, ": pool_size = ", o.pool_size, ", expected >= 1");
+  RECUR_CHECK(o.strides >= 0, Value, op, ": strides = ", o.strides,
+              ", expected >= 1 (or 0 for pool_size)");
+  const std::int64_t s = o.strides == 0 ? o.pool_size : o.strides;
+  if (o.padding == PoolPadding::Same) return (T + s - 1) / s;
+  RECUR_CHECK(T >= o.pool_size, Shape, op, ": T = ", T, " is shorter than pool_size = ",
+              o.pool_size, " with padding 'valid'");
+  return (T - o.pool_size) / s + 1;
+}
+
+PoolResult pool1d_forward(const Tensor& x, const Pool1dOptions& o, const Tensor& mask) {
+  const char* op = "pool1d_forward";
+  require_defined(op, {{"x", x}});
+  require_same_place(op, {{"x", x}, {"mask", mask}});
+  require_rank(op, {"x", x}, 3, "[B, T, C]");
+  require_float(op, {"x", x});
+  const std::int64_t B = x.dim(0), T = x.dim(1), C = x.dim(2);
+  require_optional_shape(op, {"mask", mask}, {B, T});
+  Pool1dCall c;
+  c.kind = o.kind;
+  c.geometry = pool_geometry(op, B, T, C, o);
+  c.x = x;
+  c.mask = mask;
+  c.y = Tensor::empty({B, c.geometry.out, C}, x.dtype(), x.device());
+  if (o.kind == PoolKind::Max) c.argmax = Tensor::empty({B, c.geometry.out, C}, DType::i32, x.device());
+  if (c.y.numel() > 0) dispatch_backend(op, x, {OpKind::Pool1d, x.dtype(), B, C}).pool1d(c);
+  return {c.y, c.argmax};
+}
+
+Tensor pool1d_backward(const Tensor& dy, std::int64_t T, const Pool1dOptions& o, const Tensor& mask,
+                       const Tensor& argmax) {
+  const char* op = "pool1d_backward";
+  require_defined(op, {{"dy", dy}});
+  require_same_place(op, {{"dy", dy}, {"mask", mask}});
+  require_rank(op, {"dy", dy}, 3, "[B, out, C]");
+  require_float(op, {"dy", dy});
+  RECUR_CHECK(T >= 0, Value, op, ": T = ", T, ", expected >= 0");
+  const std::int64_t B = dy.dim(0), C = dy.dim(2);
+  Pool1dCall c;
+  c.kind = o.kind;
+  c.geometry = pool_geometry(op, B, T, C, o);
+  require_shape(op, {"dy", dy}, {B, c.geometry.out, C});
+  require_optional_shape(op, {"mask", mask}, {B, T});
+  if (o.kind == PoolKind::Max) {
+    RECUR_CHECK(argmax.defined(), Value, op,
+                ": max pooling needs 'argmax' from pool1d_forward");
+    RECUR_CHECK(argmax.device() == dy.device(), Device, op, ": 'dy' is on ", dy.device().str(),
+                " but 'argmax' is on ", argmax.device().str());
+    RECUR_CHECK(argmax.dtype() == DType::i32, DType, op, ": 'argmax' is ",
+                dtype_name(argmax.dtype()), ", expected int32");
+    require_shape(op, {"argmax", argmax}, dy.shape());
+    c.argmax = argmax;
+  }
+  c.dy = dy;
+  c.mask = mask;
+  c.dx = Tensor::empty({B, T, C}, dy.dtype(), dy.device());
+  if (c.dx.numel() > 0)
+    dispatch_backend(op, dy, {OpKind::Pool1d, dy.dtype(), B, C}).pool1d_backward(c);
+  return c.dx;
+}
+
+PoolResult global_pool1d_forward(PoolKind kind, const Tensor& x, const Tensor& mask) {
+  const char* op = "global_pool1d_forward";
+  require_defined(op, {{"x", x}});
+  require_rank(op, {"x", x}, 3, "[B, T, C]");
+  RECUR_CHECK(x.dim(1) >= 1, Shape, op, ": 'x' has shape ", shape_str(x.shape()),
+              "; pooling over T needs T >= 1");
+  // One window of the whole sequence.
+  PoolResult r = pool1d_forward(x, {kind, x.dim(1), 1, PoolPadding::Valid}, mask);
+  const Shape s{x.dim(0), x.dim(2)};
+  return {r.y.reshape(s), r.argmax.defined() ? r.argmax.reshape(s) : Tensor()};
+}
+
+Tensor global_pool1d_backward(PoolKind kind, const Tensor& dy, std::int64_t T, const Tensor& mask,
+                              const Tensor& argmax) {
+  const char* op = "global_pool1d_backward";
+  require_defined(op, {{"dy", dy}});
+  require_rank(op, {"dy", dy}, 2, "[B, C]");
+  RECUR_CHECK(T >= 1, Value, op, ": T = ", T, "; pooling over T needs T >= 1");
+  const Shape s{dy.dim(0), 1, dy.dim(1)};
+  Tensor am;
+  if (argmax.defined()) {
+    require_shape(op, {"argmax", argmax}, dy.shape());
+    am = argmax.reshape(s);
+  }
+  return pool1d_backward(dy.reshape(s), T, {kind, T, 1, PoolPadding::Valid}, mask, am);
+}
+
+Tensor embedding_forward(const Tensor& weights, const Tensor& ids) {
+  const char* op = "embedding_forward";
+  require_defined(op, {{"weights", weights}, {"ids", ids}});
+  require_rank(op, {"weights", weights}, 2, "[V, D]");
+  require_float(op, {"weights", weights});
+  require_ids(op, ids);
+  RECUR_CHECK(ids.device() == weights.device(), Device, op, ": 'weights' is on ",
+              weights.device().str(), " but 'ids' is on ", ids.device().str());
+  Shape out = ids.shape();
+  out.push_back(weights.dim(1));
+  Tensor y = Tensor::empty(out, weights.dtype(), weights.device());
+  if (y.numel() > 0)
+    dispatch_backend(op, weights, {OpKind::Embedding, weights.dtype(), ids.numel(), weights.dim(1)})
+        .embedding(weights, ids, y);
+  return y;
+}
+
+void embedding_backward(const Tensor& ids, const Tensor& dy, const Tensor& dweights) {
+  const char* op = "embedding_backward";
+  require_defined(op, {{"ids", ids}, {"dy", dy}, {"dweights", dweights}});
+  require_same_place(op, {{"dy", dy}, {"dweights", dweights}});
+  require_rank(op, {"dweights", dweights}, 2, "[V, D]");
+  require_float(op, {"dweights", dweights});
+  require_ids(op, ids);
+  RECUR_CHECK(ids.device() == dy.device(), Device, op, ": 'dy' is on ", dy.device().str(),
+              " but 'ids' is on ", ids.device().str());
+  Shape want = ids.shape();
+  want.push_back(dweights.dim(1));
+  require_shape(op, {"dy", dy}, want);
+  require_no_alias(op, {"dweights", dweights}, {"dy", dy});
+  require_no_alias(op, {"dweights", dweights}, {"ids", ids});
+  if (dy.numel() == 0) return;
+  dispatch_backend(op, dy, {OpKind::Embedding, dy.dtype(), ids.numel(), dweights.dim(1)})
+      .embedding_backward(ids, dy, dweights);
+}
+
+Tensor embedding_mask(const Tensor& ids, DType dtype) {
+  const char* op = "embedding_mask";
+  require_defined(op, {{"ids", ids}});
+  require_ids(op, ids);
+  RECUR_CHECK(dtype == DType::f32 || dtype == DType::f64, DType, op, ": mask dtype ",
+              dtype_name(dtype), ", expected float32 or float64");
+  Tensor m = Tensor::empty(ids.shape(), dtype, ids.device());
+  if (m.numel() > 0)
+    dispatch_backend(op, ids, {OpKind::Embedding, dtype, ids.numel(), 0}).embedding_mask(ids, m);
+  return m;
+}
+
+Tensor activation_forward(Activation act, const Tensor& x) {
+  const char* op = "activation_forward";
+  require_defined(op, {{"x", x}});
+  require_float(op, {"x", x});
+  RECUR_CHECK(x.ndim() >= 1, Shape, op, ": 'x' is a scalar; ", activation_name(act),
+              " needs at least one axis");
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.numel() == 0) return y;
+  const std::int64_t cols = act == Activation::Softmax ? x.dim(-1) : x.numel();
+  dispatch_backend(op, x, {OpKind::Activation, x.dtype(), x.numel() / cols, cols})
+      .activation(act, x, y, cols);
+  return y;
+}
+
+Tensor softmax(const Tensor& x) { return activation_forward(Activation::Softmax, x); }
+
+Tensor activation_backward(Activation act, const Tensor& y, const Tensor& dy) {
+  const char* op = "activation_backward";
+  require_defined(op, {{"y", y}, {"dy", dy}});
+  require_same_place(op, {{"y", y}, {"dy", dy}});
+  require_float(op, {"y", y});
+  require_shape(op, {"dy", dy}, y.shape());
+  RECUR_CHECK(y.ndim() >= 1, Shape, op, ": 'y' is a scalar; ", activation_name(act),
+              " needs at least one axis");
+  Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
+  if (y.numel() == 0) return dx;
+  const std::int64_t cols = act == Activation::Softmax ? y.dim(-1) : y.numel();
+  dispatch_backend(op, y, {OpKind::Activation, y.dtype(), y.numel() / cols, cols})
+      .activation_backward(act, y, dy, dx, cols);
+  return dx;
+}
+
+DropoutResult dropout_forward(const Tensor& x, double rate, std::uint64_t seed, bool training) {
+  const char* op = "dropout_forward";
+  require_defined(op, {{"x", x}});
+  require_float(op, {"x", x});
+  RECUR_CHECK(rate >= 0.0 && rate < 1.0, Value, op, ": rate = ", rate, ", expected in [0, 1)");
+  DropoutResult r{Tensor::empty(x.shape(), x.dtype(), x.device()),
+                  Tensor::empty(x.shape(), x.dtype(), x.device())};
+  if (x.numel() == 0) return r;
+  if (!training) {
+    r.y.copy_from(x);
+    fill(r.mask, 1.0);
+    return r;
+  }
+  dispatch_backend(op, x, {OpKind::Dropout, x.dtype(), x.numel(), 0}).dropout(x, rate, seed, r.y, r.mask);
+  return r;
+}
+
+Tensor dropout_backward(const Tensor& dy, const Tensor& mask) {
+  const char* op = "dropout_backward";
+  require_defined(op, {{"dy", dy}, {"mask", mask}});
+  require_same_place(op, {{"dy", dy}, {"mask", mask}});
+  require_shape(op, {"mask", mask}, dy.shape());
+  return mul(dy, mask);
+}
+
 }  // namespace recur::ops

@@ -12,6 +12,7 @@
 #include "recur/kernels/conv1d.h"
 #include "recur/kernels/pointwise.h"
 #include "recur/kernels/rnn_cells.h"
+#include "recur/kernels/seq_ops.h"
 
 namespace recur::kernels::cuda {
 
@@ -65,5 +66,20 @@ void optimizer_step(OptimizerKind kind, const OptimizerArgs<float>& args, cudaSt
 // In place clipping of g (sq_sum: device memory or null).
 void clip(float* g, std::int64_t n, const double* sq_sum, float clipnorm, float clipvalue,
           cudaStream_t stream);
+
+// ---- pooling over time, embedding, activations, dropout (seq_ops.h) ----------
+void pool_forward(PoolKind kind, const PoolArgs<float>& args, cudaStream_t stream);
+void pool_backward(PoolKind kind, const PoolArgs<float>& args, cudaStream_t stream);
+// An id outside [0, V) gives a NaN row in y (a kernel cannot throw; ops.h).
+void embedding_forward(const EmbeddingArgs<float>& args, cudaStream_t stream);
+// args.dw += rows of args.dy by atomicAdd (not bitwise deterministic); ids
+// outside [0, V) are skipped.
+void embedding_backward(const EmbeddingArgs<float>& args, cudaStream_t stream);
+void embedding_mask(const std::int32_t* ids, float* mask, std::int64_t n, cudaStream_t stream);
+void activation(Activation act, const float* x, float* y, std::int64_t rows, std::int64_t cols,
+                cudaStream_t stream);
+void activation_backward(Activation act, const float* y, const float* dy, float* dx,
+                         std::int64_t rows, std::int64_t cols, cudaStream_t stream);
+void dropout(const DropoutArgs<float>& args, cudaStream_t stream);
 
 }  // namespace recur::kernels::cuda

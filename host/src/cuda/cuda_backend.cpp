@@ -7,6 +7,7 @@
 #include <string>
 
 #include "../cuda_api.h"
+#include "../seq_args.h"
 #include "../step_args.h"
 #include "kernels/cuda/launch.h"
 #include "library_check.h"
@@ -267,6 +268,42 @@ class CudaBackend final : public Backend {
   void optimizer_step(const OptimizerStep& s) override {
     DeviceScope scope(index_);
     kc::optimizer_step(s.kind, detail::optimizer_args<float>(s), stream_);
+  }
+
+  void pool1d(const Pool1dCall& c) override {
+    DeviceScope scope(index_);
+    kc::pool_forward(c.kind, detail::pool_args<float>(c), stream_);
+  }
+  void pool1d_backward(const Pool1dCall& c) override {
+    DeviceScope scope(index_);
+    kc::pool_backward(c.kind, detail::pool_args<float>(c), stream_);
+  }
+  void embedding(const Tensor& w, const Tensor& ids, const Tensor& y) override {
+    DeviceScope scope(index_);
+    kc::embedding_forward(detail::embedding_args<float>(w, ids, y, {}, {}), stream_);
+  }
+  void embedding_backward(const Tensor& ids, const Tensor& dy, const Tensor& dw) override {
+    DeviceScope scope(index_);
+    kc::embedding_backward(detail::embedding_args<float>({}, ids, {}, dy, dw), stream_);
+  }
+  void embedding_mask(const Tensor& ids, const Tensor& mask) override {
+    DeviceScope scope(index_);
+    kc::embedding_mask(ids.data<std::int32_t>(), mask.data<float>(), ids.numel(), stream_);
+  }
+  void activation(Activation act, const Tensor& x, const Tensor& y, std::int64_t cols) override {
+    DeviceScope scope(index_);
+    kc::activation(act, x.data<float>(), y.data<float>(), x.numel() / cols, cols, stream_);
+  }
+  void activation_backward(Activation act, const Tensor& y, const Tensor& dy, const Tensor& dx,
+                           std::int64_t cols) override {
+    DeviceScope scope(index_);
+    kc::activation_backward(act, y.data<float>(), dy.data<float>(), dx.data<float>(),
+                            y.numel() / cols, cols, stream_);
+  }
+  void dropout(const Tensor& x, double rate, std::uint64_t seed, const Tensor& y,
+               const Tensor& mask) override {
+    DeviceScope scope(index_);
+    kc::dropout(detail::dropout_args<float>(x, rate, seed, y, mask), stream_);
   }
 
  private:

@@ -14,13 +14,15 @@
 #include "recur/kernels/optim.h"
 #include "recur/kernels/pointwise.h"
 #include "recur/kernels/rnn_cells.h"
+#include "recur/kernels/seq_ops.h"
 
 namespace recur {
 
 enum class OpKind : unsigned char {
   Fill, Copy, Gemm, Unary, Binary, Reduce, Transpose01,
   LstmStep, GruStep, RnnStep, LstmStepBackward, GruStepBackward, RnnStepBackward,
-  GruResetBefore, Loss, SumSquares, Clip, OptimizerStep, Conv1d
+  GruResetBefore, Loss, SumSquares, Clip, OptimizerStep, Conv1d,
+  Pool1d, Embedding, Activation, Dropout
 };
 const char* op_kind_name(OpKind op);
 
@@ -169,6 +171,15 @@ struct OptimizerStep {
   bool nesterov = false, centered = false;
 };
 
+// Pooling over time (recur/kernels/seq_ops.h). Forward reads x and mask and
+// writes y (and argmax for max); backward reads dy, mask and argmax and writes dx.
+struct Pool1dCall {
+  PoolKind kind = PoolKind::Max;
+  Tensor x, mask, y, argmax;  // x [B, T, C]; mask [B, T], optional; y, argmax [B, out, C]
+  Tensor dy, dx;              // [B, out, C], [B, T, C]
+  kernels::PoolGeometry geometry;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -227,6 +238,22 @@ class Backend {
   // C/G*K] from x [B, T, C]; dx [B, T, C] from dcols (overwritten, not added).
   virtual void im2col1d(const kernels::Conv1dGeometry& g, const Tensor& x, const Tensor& cols) = 0;
   virtual void col2im1d(const kernels::Conv1dGeometry& g, const Tensor& dcols, const Tensor& dx) = 0;
+
+  // ---- pooling over time, embedding, activations, dropout (seq_ops.h) --------
+  virtual void pool1d(const Pool1dCall& call) = 0;
+  virtual void pool1d_backward(const Pool1dCall& call) = 0;
+  // y [n, D] = weights[ids] (ids int32 [n]); dweights [V, D] += rows of dy.
+  virtual void embedding(const Tensor& weights, const Tensor& ids, const Tensor& y) = 0;
+  virtual void embedding_backward(const Tensor& ids, const Tensor& dy, const Tensor& dweights) = 0;
+  // mask (float, ids' element count) = ids != 0.
+  virtual void embedding_mask(const Tensor& ids, const Tensor& mask) = 0;
+  // x, y viewed as [rows, cols]; Softmax runs over each row.
+  virtual void activation(Activation act, const Tensor& x, const Tensor& y, std::int64_t cols) = 0;
+  virtual void activation_backward(Activation act, const Tensor& y, const Tensor& dy,
+                                   const Tensor& dx, std::int64_t cols) = 0;
+  // y = x * mask, mask = (uniform(seed, i) >= rate) / (1 - rate).
+  virtual void dropout(const Tensor& x, double rate, std::uint64_t seed, const Tensor& y,
+                       const Tensor& mask) = 0;
 };
 
 // The backend of a device (created on first use, alive for the process).

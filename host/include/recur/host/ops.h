@@ -105,4 +105,71 @@ void clip_by_value(const Tensor& g, double clipvalue);
 // kernel launch on CUDA whatever the number of parameters.
 void optimizer_step(const OptimizerStep& step);
 
+// ---- pooling over time, embedding, activations, dropout ------------------------
+// Semantics and the shared math: recur/kernels/seq_ops.h. Every function
+// returns new tensors on the input's device; float32 on CPU and CUDA, float64
+// on the CPU. Masks are [B, T] of 0/1 in x's dtype (0: padding, ignored).
+
+// Keras's padding of pooling windows (named apart from any convolution padding).
+enum class PoolPadding : std::uint8_t { Valid, Same };
+
+// Keras's MaxPooling1D / AveragePooling1D on x [B, T, C] (channels last).
+struct Pool1dOptions {
+  PoolKind kind = PoolKind::Max;
+  std::int64_t pool_size = 2;
+  std::int64_t strides = 0;  // 0: pool_size (Keras's strides=None)
+  PoolPadding padding = PoolPadding::Valid;
+};
+// Keras's output length: valid (T - pool_size) / strides + 1 (T >= pool_size),
+// same ceil(T / strides), padded floor(total / 2) before and the rest after.
+// Throws ValueError naming the bad option.
+std::int64_t pool1d_output_length(std::int64_t T, const Pool1dOptions& options);
+
+struct PoolResult {
+  Tensor y;       // [B, out, C] (global: [B, C])
+  Tensor argmax;  // int32, y's shape: the t each max came from (-1: none); undefined for average
+};
+// Padded and masked steps are ignored: max over the rest; average = their sum /
+// their number; a window (or row, for global) with none outputs 0.
+PoolResult pool1d_forward(const Tensor& x, const Pool1dOptions& options, const Tensor& mask = {});
+// dx [B, T, C] from dy [B, out, C]; `argmax` (from the forward) is required for
+// max and ignored for average; mask as in the forward.
+Tensor pool1d_backward(const Tensor& dy, std::int64_t T, const Pool1dOptions& options,
+                       const Tensor& mask = {}, const Tensor& argmax = {});
+// GlobalMaxPooling1D / GlobalAveragePooling1D over T (mask-aware): y [B, C].
+PoolResult global_pool1d_forward(PoolKind kind, const Tensor& x, const Tensor& mask = {});
+Tensor global_pool1d_backward(PoolKind kind, const Tensor& dy, std::int64_t T,
+                              const Tensor& mask = {}, const Tensor& argmax = {});
+
+// y [..., D] = weights [V, D] rows at ids (int32 [...], e.g. [B, T]). An id
+// outside [0, V) is a ValueError on the CPU; on CUDA it is not checked (that
+// would cost a host round trip) and its row of y is NaN.
+Tensor embedding_forward(const Tensor& weights, const Tensor& ids);
+// dweights [V, D] += sum of the dy rows [..., D] of each id (accumulates: zero
+// it first for a fresh gradient). CPU: deterministic, and a ValueError for an
+// id outside [0, V); CUDA: atomicAdd (the last bits may vary from run to run),
+// ids outside [0, V) skipped.
+void embedding_backward(const Tensor& ids, const Tensor& dy, const Tensor& dweights);
+// Keras's mask_zero: 1 where id != 0, else 0; ids' shape, dtype `dtype` (f32/f64).
+Tensor embedding_mask(const Tensor& ids, DType dtype = DType::f32);
+
+// y = act(x), x's shape; Softmax over the last axis (the row maximum subtracted).
+Tensor activation_forward(Activation act, const Tensor& x);
+Tensor softmax(const Tensor& x);
+// dx from the forward output y and dy: relu dy (y > 0), tanh dy (1 - y^2),
+// sigmoid dy y (1 - y), linear dy, softmax y (dy - sum(dy y)) per row.
+Tensor activation_backward(Activation act, const Tensor& y, const Tensor& dy);
+
+// Inverted dropout (Keras's Dropout): in training, mask = 0 with probability
+// `rate` else 1 / (1 - rate), y = x mask, drawn from a counter-based hash of
+// (seed, flat index) so the CPU and CUDA masks agree bit for bit and a seed
+// repeats a mask. Not training: y is a copy of x and mask all ones.
+// rate must be in [0, 1).
+struct DropoutResult {
+  Tensor y, mask;  // x's shape and dtype
+};
+DropoutResult dropout_forward(const Tensor& x, double rate, std::uint64_t seed, bool training);
+// dx = dy * mask.
+Tensor dropout_backward(const Tensor& dy, const Tensor& mask);
+
 }  // namespace recur::ops

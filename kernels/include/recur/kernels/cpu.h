@@ -14,6 +14,7 @@
 #include "recur/kernels/conv1d.h"
 #include "recur/kernels/pointwise.h"
 #include "recur/kernels/rnn_cells.h"
+#include "recur/kernels/seq_ops.h"
 
 namespace recur::kernels::cpu {
 
@@ -80,5 +81,22 @@ template <class T> void optimizer_step(OptimizerKind kind, const OptimizerArgs<T
 // In place: g = clip_gradient(g, ...) with the global-norm scale from *sq_sum
 // (when not null) and clipvalue (when > 0).
 template <class T> void clip(T* g, std::int64_t n, const double* sq_sum, T clipnorm, T clipvalue);
+
+// ---- pooling over time, embedding, activations, dropout (seq_ops.h) ----------
+template <class T> void pool_forward(PoolKind kind, const PoolArgs<T>& args);
+template <class T> void pool_backward(PoolKind kind, const PoolArgs<T>& args);
+// Both throw ValueError, naming the position, for an id outside [0, V).
+template <class T> void embedding_forward(const EmbeddingArgs<T>& args);
+// args.dw += the rows of args.dy, deterministically (rows summed in order).
+template <class T> void embedding_backward(const EmbeddingArgs<T>& args);
+// mask[i] = ids[i] != 0.
+template <class T> void embedding_mask(const std::int32_t* ids, T* mask, std::int64_t n);
+// x and y are [rows, cols]; Softmax runs over each row.
+template <class T>
+void activation(Activation act, const T* x, T* y, std::int64_t rows, std::int64_t cols);
+template <class T>
+void activation_backward(Activation act, const T* y, const T* dy, T* dx, std::int64_t rows,
+                         std::int64_t cols);
+template <class T> void dropout(const DropoutArgs<T>& args);
 
 }  // namespace recur::kernels::cpu
