@@ -35,6 +35,21 @@ run)
   blasdir=$deps/usr/lib/x86_64-linux-gnu/openblas-openmp
   export LD_LIBRARY_PATH=$blasdir:$deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
   export PATH=/usr/local/cuda/bin:$PATH
+  # cuDNN: the image's PyTorch ships it as pip wheels (nvidia/cudnn, with
+  # versioned .so files only); give FindCUDNN a root with the unversioned link.
+  cudnn_flag=""
+  if ! ls /usr/local/cuda/include/cudnn.h >/dev/null 2>&1; then
+    cudnn_dir=$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))' 2>/dev/null \
+                || python3 -c 'import nvidia.cudnn; print(list(nvidia.cudnn.__path__)[0])' 2>/dev/null || true)
+    if [ -n "$cudnn_dir" ] && [ -f "$cudnn_dir/include/cudnn.h" ]; then
+      mkdir -p /tmp/cudnn-root/lib
+      ln -sf "$cudnn_dir/include" /tmp/cudnn-root/include
+      for so in "$cudnn_dir"/lib/libcudnn*.so.*; do ln -sf "$so" /tmp/cudnn-root/lib/; done
+      ln -sf "$(ls "$cudnn_dir"/lib/libcudnn.so.* | head -1)" /tmp/cudnn-root/lib/libcudnn.so
+      export LD_LIBRARY_PATH=$cudnn_dir/lib:$LD_LIBRARY_PATH
+      cudnn_flag="-DCUDNN_ROOT=/tmp/cudnn-root"
+    fi
+  fi
   stamp="# $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1); $(date -u +%Y-%m-%dT%H:%MZ)"
   {
     echo "$stamp"
@@ -44,7 +59,7 @@ run)
     echo "$stamp"
     cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DRECUR_CUDA=ON \
       -DCMAKE_CUDA_ARCHITECTURES="${RECUR_GPU_ARCH:-90}" -DCMAKE_PREFIX_PATH="$deps/usr" \
-      -DCMAKE_LIBRARY_PATH="$blasdir" \
+      -DCMAKE_LIBRARY_PATH="$blasdir" $cudnn_flag \
       -DRECUR_OPENBLAS_OPENMP="$blasdir/libopenblas.so" \
       -DRECUR_CBLAS_INCLUDE_DIR="$deps/usr/include/x86_64-linux-gnu/openblas-openmp" &&
     cmake --build build-gpu -j "$(nproc)"
