@@ -144,9 +144,6 @@ void check_forward(Device dev) {
 TEST(Conv1d, ForwardMatchesDirectConvolution) { check_forward(Device::cpu()); }
 TEST(Conv1dCUDA, ForwardMatchesDirectConvolution) { check_forward(Device::cuda(0)); }
 
-double get(const Tensor& t, std::int64_t i) { return t.data<double>()[i]; }
-void set(const Tensor& t, std::int64_t i, double v) { t.data<double>()[i] = v; }
-
 TEST(Conv1d, GradientsByFiniteDifferences) {
   Random rng;
   SCOPED_TRACE("seed " + std::to_string(rng.seed()));
@@ -176,19 +173,10 @@ TEST(Conv1d, GradientsByFiniteDifferences) {
     const ops::Conv1dGrads g2 = ops::conv1d_backward(x, w, R, o);  // recomputes cols
     EXPECT_EQ(g.dw.to_vector<double>(), g2.dw.to_vector<double>());
     for (auto [name, param, grad] : {std::tuple{"x", x, g.dx}, std::tuple{"w", w, g.dw}, std::tuple{"b", b, g.db}}) {
-      const auto analytic = grad.to_vector<double>();
       ASSERT_EQ(grad.shape(), param.shape()) << name;
-      for (std::int64_t i = 0; i < param.numel(); ++i) {
-        const double v = get(param, i);
-        set(param, i, v + 1e-6);
-        const double lp = loss();
-        set(param, i, v - 1e-6);
-        const double lm = loss();
-        set(param, i, v);
-        const double numeric = (lp - lm) / 2e-6;
-        EXPECT_NEAR(analytic[std::size_t(i)], numeric, 1e-6 * (1 + std::abs(numeric))) << name << "[" << i << "]";
-      }
+      expect_finite_differences(param, grad.to_vector<double>(), loss, name);
     }
+
   }
 }
 

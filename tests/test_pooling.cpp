@@ -233,19 +233,7 @@ void gradient_check(const PoolCase& c, Random& rng, bool global) {
     for (std::size_t i = 0; i < y.size(); ++i) s += y[i] * w[i];
     return s;
   };
-  const auto analytic = dX.to_vector<double>();
-  const double eps = 1e-6;
-  double* xp = X.data<double>();
-  for (std::int64_t i = 0; i < X.numel(); ++i) {
-    const double v = xp[i];
-    xp[i] = v + eps;
-    const double lp = loss();
-    xp[i] = v - eps;
-    const double lm = loss();
-    xp[i] = v;
-    const double numeric = (lp - lm) / (2 * eps);
-    EXPECT_NEAR(analytic[std::size_t(i)], numeric, 1e-6 * (1 + std::abs(numeric))) << "x[" << i << "]";
-  }
+  expect_finite_differences(X, dX.to_vector<double>(), loss, "x");
 }
 
 TEST(PoolingGradients, FiniteDifferencesFloat64) {

@@ -24,9 +24,6 @@ double dot(const Tensor& a, const Tensor& b) {
   return s;
 }
 
-// Reads/writes element i of a float64 CPU tensor in place.
-double get(const Tensor& t, std::int64_t i) { return t.data<double>()[i]; }
-void set(const Tensor& t, std::int64_t i, double v) { t.data<double>()[i] = v; }
 
 struct Case {
   CellType cell;
@@ -60,21 +57,7 @@ Tensor make_mask(int kind, std::int64_t B, std::int64_t T, DType dt, Device dev)
 // Central differences on every element of every (parameter, gradient) pair.
 void expect_fd(std::vector<std::pair<std::string, std::pair<Tensor, Tensor>>> checks,
                const std::function<double()>& loss) {
-  const double eps = 1e-6;
-  for (auto& [what, pair] : checks) {
-    const auto& [param, grad] = pair;
-    const auto analytic = grad.to_vector<double>();
-    for (std::int64_t i = 0; i < param.numel(); ++i) {
-      const double v = get(param, i);
-      set(param, i, v + eps);
-      const double lp = loss();
-      set(param, i, v - eps);
-      const double lm = loss();
-      set(param, i, v);
-      const double numeric = (lp - lm) / (2 * eps);
-      EXPECT_NEAR(analytic[std::size_t(i)], numeric, 1e-6 * (1 + std::abs(numeric))) << what << "[" << i << "]";
-    }
-  }
+  for (auto& [what, pair] : checks) expect_finite_differences(pair.first, pair.second.to_vector<double>(), loss, what);
 }
 
 void add_layer_params(std::vector<std::pair<std::string, std::pair<Tensor, Tensor>>>& checks,

@@ -27,18 +27,7 @@ void expect_error(F f, const char* what) {
 // Central differences of loss() with respect to every element of x (float64,
 // CPU) against `analytic`.
 void expect_fd(const Tensor& x, const std::vector<double>& analytic, const std::function<double()>& loss) {
-  const double eps = 1e-6;
-  double* p = x.data<double>();
-  for (std::int64_t i = 0; i < x.numel(); ++i) {
-    const double v = p[i];
-    p[i] = v + eps;
-    const double lp = loss();
-    p[i] = v - eps;
-    const double lm = loss();
-    p[i] = v;
-    const double numeric = (lp - lm) / (2 * eps);
-    EXPECT_NEAR(analytic[std::size_t(i)], numeric, 1e-6 * (1 + std::abs(numeric))) << "[" << i << "]";
-  }
+  expect_finite_differences(x, analytic, loss, "");
 }
 
 double dot(const Tensor& y, const std::vector<double>& w) {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <limits>
 #include <random>
 #include <string>
@@ -106,6 +107,26 @@ inline ::testing::AssertionResult close_to(const std::vector<float>& out,
 inline ::testing::AssertionResult close_to(const Tensor& out, const std::vector<double>& ref,
                                            const std::vector<double>& scale, double rtol) {
   return close_to(out.to_vector<float>(), ref, scale, rtol);
+}
+
+// Central differences (step 1e-6) of loss() with respect to every element of
+// `param` (float64 on the CPU, perturbed in place and restored) against
+// `analytic`; each must agree to 1e-6 (1 + |numeric|).
+inline void expect_finite_differences(const Tensor& param, const std::vector<double>& analytic,
+                                      const std::function<double()>& loss, const std::string& name) {
+  const double eps = 1e-6;
+  double* p = param.data<double>();
+  ASSERT_EQ(std::int64_t(analytic.size()), param.numel()) << name;
+  for (std::int64_t i = 0; i < param.numel(); ++i) {
+    const double v = p[i];
+    p[i] = v + eps;
+    const double lp = loss();
+    p[i] = v - eps;
+    const double lm = loss();
+    p[i] = v;
+    const double numeric = (lp - lm) / (2 * eps);
+    EXPECT_NEAR(analytic[std::size_t(i)], numeric, 1e-6 * (1 + std::abs(numeric))) << name << "[" << i << "]";
+  }
 }
 
 }  // namespace recur::test
