@@ -1,0 +1,125 @@
+// Sequential models with Keras's vocabulary: add, build, summary, compile,
+// train_on_batch, test_on_batch, predict (fit/evaluate over datasets: fit.h).
+//
+// A model owns one ParameterStore (every parameter a view into one flat buffer
+// per device, so an optimizer step is one fused launch) and one Optimizer.
+// Layers named alike get Keras's suffixes ("dense", "dense_1", ...), and
+// parameter k of the model draws its initial values from the model's seed, so
+// two models built with the same seed are identical on the CPU.
+//
+// Masks: an input mask (or Embedding(mask_zero)'s) flows through the layers as
+// layer.h describes; when the output is a sequence and a mask reaches it, the
+// loss and metrics count only its real steps (Keras's behaviour).
+//
+// Targets: for the elementwise losses, a target with the prediction's element
+// count is viewed in the prediction's shape (so y [B] trains Dense(1)'s [B, 1]);
+// sparse categorical targets are int32 class ids of the prediction's shape
+// without its last axis.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "recur/engine/layer.h"
+#include "recur/engine/optimizer.h"
+#include "recur/engine/parameters.h"
+#include "recur/kernels/loss.h"
+
+namespace recur {
+
+// "mae" / "mean_absolute_error", "mse", "huber", "binary_crossentropy",
+// "sparse_categorical_crossentropy", "accuracy", "binary_accuracy".
+LossKind parse_loss(const std::string& name);
+
+struct CompileOptions {
+  OptimizerConfig optimizer = OptimizerConfig::rmsprop();
+  LossKind loss = LossKind::MeanSquaredError;
+  std::vector<LossKind> metrics;
+  double huber_delta = 1.0;
+};
+
+class Sequential {
+ public:
+  explicit Sequential(std::string name = "sequential") : name_(std::move(name)) {}
+  Sequential(const Sequential&) = delete;
+  Sequential& operator=(const Sequential&) = delete;
+
+  // Appends a layer (before build()); renames it with Keras's suffix if its
+  // name is taken. Returns *this for chaining.
+  Sequential& add(LayerPtr layer);
+
+  // Builds every layer for inputs of `input_shape` (no batch dimension; int32
+  // ids when the first layer is an Embedding, else `dtype`), allocates the
+  // parameters on `device` and initializes them from `seed`.
+  void build(const Shape& input_shape, Device device = default_device(), DType dtype = DType::f32,
+             std::uint64_t seed = 0);
+  bool built() const { return store_ != nullptr; }
+
+  const std::string& name() const { return name_; }
+  const std::vector<LayerPtr>& layers() const { return layers_; }
+  Layer& layer(const std::string& name) const;
+  const Shape& input_shape() const;
+  const Shape& output_shape() const;
+  Device device() const;
+  DType dtype() const { return dtype_; }
+  DType input_dtype() const;
+  std::int64_t count_params() const;
+  // Keras's table: layer (type), output shape, parameter count, and the totals.
+  std::string summary() const;
+
+  ParameterStore& parameters();
+  const ParameterStore& parameters() const;
+
+  struct Output {
+    Tensor y;
+    Tensor mask;  // the mask that reached the output, or undefined
+  };
+  // x: [B, ...input_shape]; mask [B, T] or undefined.
+  Output forward(const Tensor& x, const Tensor& mask = {}, bool training = false);
+  // Backward through every layer from d(loss)/d(output); adds into the gradients.
+  void backward(const Tensor& dy);
+  // Inference.
+  Tensor predict(const Tensor& x, const Tensor& mask = {}) { return forward(x, mask, false).y; }
+  // Stateful recurrent layers forget their states.
+  void reset_states();
+
+  void compile(const CompileOptions& options);
+  bool compiled() const { return optimizer_ != nullptr; }
+  const CompileOptions& compile_options() const;
+  Optimizer& optimizer();
+
+  // Loss and metrics of one batch (host values; reading them is the one sync).
+  struct Logs {
+    double loss = 0;
+    std::vector<double> metrics;  // in compile order
+  };
+  // One optimizer step on (x, y): zero gradients, forward (training),
+  // loss, backward, step. sample_weight: optional per-sample (or, for sequence
+  // outputs, per-step) weights; the output mask multiplies in.
+  Logs train_on_batch(const Tensor& x, const Tensor& y, const Tensor& mask = {},
+                      const Tensor& sample_weight = {});
+  Logs test_on_batch(const Tensor& x, const Tensor& y, const Tensor& mask = {},
+                     const Tensor& sample_weight = {});
+  // The count the last batch's loss averaged over (Keras's denominator), to
+  // weight means over batches of unequal size.
+  double last_batch_weight() const { return last_weight_; }
+
+ private:
+  Tensor loss_weight(const Output& out, const Tensor& sample_weight, const Tensor& y) const;
+  Tensor shaped_target(const Tensor& y, const Tensor& pred) const;
+  Logs run_batch(const Tensor& x, const Tensor& y, const Tensor& mask, const Tensor& sample_weight,
+                 bool train);
+
+  std::string name_;
+  std::vector<LayerPtr> layers_;
+  std::unique_ptr<ParameterStore> store_;
+  DType dtype_ = DType::f32;
+  std::unique_ptr<CompileOptions> compile_;
+  std::unique_ptr<Optimizer> optimizer_;
+  double last_weight_ = 0;
+};
+
+}  // namespace recur
