@@ -132,6 +132,12 @@ Tensor Dropout::do_forward(const Tensor& x, const Tensor& /*mask*/, bool trainin
   return r.y;
 }
 
+void Dropout::set_rng_state(const std::vector<std::uint64_t>& s) {
+  RECUR_CHECK(s.size() == 1, Value, "Dropout '", name(), "': RNG state has ", s.size(),
+              " values, expected 1");
+  calls_ = s[0];
+}
+
 Tensor Dropout::do_backward(const Tensor& dy) {
   return mask_.defined() ? ops::dropout_backward(dy, mask_) : dy;
 }
@@ -444,6 +450,16 @@ void RNN::set_seed(std::uint64_t seed) {
   seed_ = seed;
 }
 
+std::vector<std::uint64_t> RNN::rng_state() const {
+  return {rnn_ ? rnn_->dropout_draws() : 0};
+}
+
+void RNN::set_rng_state(const std::vector<std::uint64_t>& s) {
+  RECUR_CHECK(s.size() == 1, Value, type(), " '", name(), "': RNG state has ", s.size(),
+              " values, expected 1");
+  recurrent().set_dropout_draws(s[0]);
+}
+
 void RNN::reset_states() {
   if (rnn_) rnn_->reset_states();
 }
@@ -526,6 +542,18 @@ Bidirectional& BidirectionalLayer::bidirectional() {
 void BidirectionalLayer::set_seed(std::uint64_t seed) {
   RECUR_CHECK(bi_ == nullptr, Value, "Bidirectional '", name(), "': set_seed() before bind()");
   seed_ = seed;
+}
+
+std::vector<std::uint64_t> BidirectionalLayer::rng_state() const {
+  if (!bi_) return {0, 0};
+  return {bi_->forward_layer().dropout_draws(), bi_->backward_layer().dropout_draws()};
+}
+
+void BidirectionalLayer::set_rng_state(const std::vector<std::uint64_t>& s) {
+  RECUR_CHECK(s.size() == 2, Value, "Bidirectional '", name(), "': RNG state has ", s.size(),
+              " values, expected 2");
+  bidirectional().forward_layer().set_dropout_draws(s[0]);
+  bidirectional().backward_layer().set_dropout_draws(s[1]);
 }
 
 void BidirectionalLayer::reset_states() {

@@ -47,6 +47,7 @@ class Dense final : public Layer {
   std::string config_str() const override;
   std::int64_t units() const { return units_; }
   Activation activation() const { return act_; }
+  bool use_bias() const { return use_bias_; }
 
  protected:
   Shape do_build(const Shape& in) override;
@@ -65,6 +66,7 @@ class ActivationLayer final : public Layer {
   explicit ActivationLayer(Activation activation, std::string name = "activation");
   const char* type() const override { return "Activation"; }
   std::string config_str() const override;
+  Activation activation() const { return act_; }
 
  protected:
   Shape do_build(const Shape& in) override { return in; }
@@ -98,7 +100,10 @@ class Dropout final : public Layer {
   explicit Dropout(double rate, std::uint64_t seed = 0, std::string name = "dropout");
   const char* type() const override { return "Dropout"; }
   std::string config_str() const override;
+  double rate() const { return rate_; }
   void set_seed(std::uint64_t seed) override { seed_ = seed; calls_ = 0; }
+  std::vector<std::uint64_t> rng_state() const override { return {calls_}; }
+  void set_rng_state(const std::vector<std::uint64_t>& s) override;
 
  protected:
   Shape do_build(const Shape& in) override { return in; }
@@ -118,6 +123,10 @@ class Embedding final : public Layer {
             std::int64_t input_length = 0, std::string name = "embedding");
   const char* type() const override { return "Embedding"; }
   std::string config_str() const override;
+  std::int64_t input_dim() const { return input_dim_; }
+  std::int64_t output_dim() const { return output_dim_; }
+  std::int64_t input_length() const { return input_length_; }
+  bool mask_zero() const { return mask_zero_; }
   Tensor output_mask(const Tensor& ids, const Tensor& mask) const override;
   bool float_input() const override { return false; }
 
@@ -150,6 +159,7 @@ class Conv1D final : public Layer {
          std::string name = "conv1d");
   const char* type() const override { return "Conv1D"; }
   std::string config_str() const override;
+  const Conv1DOptions& options() const { return o_; }
   Tensor output_mask(const Tensor&, const Tensor&) const override { return {}; }
 
  protected:
@@ -170,6 +180,7 @@ class Pooling1D final : public Layer {
   const char* type() const override;
   std::string config_str() const override;
   Tensor output_mask(const Tensor&, const Tensor&) const override { return {}; }
+  const ops::Pool1dOptions& options() const { return o_; }
 
  protected:
   Shape do_build(const Shape& in) override;
@@ -191,6 +202,7 @@ class GlobalPooling1D final : public Layer {
  public:
   explicit GlobalPooling1D(PoolKind kind, std::string name = "");
   const char* type() const override;
+  PoolKind kind() const { return kind_; }
   Tensor output_mask(const Tensor&, const Tensor&) const override { return {}; }
 
  protected:
@@ -224,6 +236,8 @@ class RNN final : public Layer {
   Tensor output_mask(const Tensor& x, const Tensor& mask) const override;
   void reset_states() override;
   void set_seed(std::uint64_t seed) override;
+  std::vector<std::uint64_t> rng_state() const override;
+  void set_rng_state(const std::vector<std::uint64_t>& s) override;
   const RecurrentOptions& options() const { return o_; }
   Recurrent& recurrent();  // after bind()
 
@@ -249,9 +263,13 @@ class BidirectionalLayer final : public Layer {
                      std::string name = "");
   const char* type() const override { return "Bidirectional"; }
   std::string config_str() const override;
+  const RecurrentOptions& options() const { return o_; }
+  MergeMode merge_mode() const { return merge_; }
   Tensor output_mask(const Tensor& x, const Tensor& mask) const override;
   void reset_states() override;
   void set_seed(std::uint64_t seed) override;
+  std::vector<std::uint64_t> rng_state() const override;
+  void set_rng_state(const std::vector<std::uint64_t>& s) override;
   Bidirectional& bidirectional();  // after bind()
 
  protected:

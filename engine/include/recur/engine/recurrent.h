@@ -114,6 +114,10 @@ class Recurrent {
   // input [B, I], recurrent [B, H]; undefined tensors restore random draws.
   // For reproducible runs and gradient checks.
   void set_dropout_masks(const Tensor& input_mask, const Tensor& recurrent_mask);
+  // How many dropout masks have been drawn: with the seed, what fixes the next
+  // one (checkpoints save it so a resumed run draws the same masks).
+  std::uint64_t dropout_draws() const { return dropout_draws_; }
+  void set_dropout_draws(std::uint64_t n) { dropout_draws_ = n; }
 
  private:
   Tensor draw_mask(double rate, const Shape& shape);

@@ -1,0 +1,183 @@
+// Training loops with Keras's vocabulary: fit, evaluate, callbacks (early
+// stopping, best checkpoint, reduce-on-plateau, CSV/JSON history), a progress
+// line, and Ctrl-C that stops at the end of the current step.
+//
+// Data comes from a BatchSource: batch i of epoch e, as a pure function of
+// (e, i), so a run resumed at (epoch, step) sees exactly the batches an
+// uninterrupted run would (exact resume, checkpoint.h).
+//
+// Reported means follow Keras 3: an epoch's loss (and each metric) is the mean
+// of the batch values weighted by the batch size.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "recur/engine/model.h"
+
+namespace recur {
+
+struct Batch {
+  Tensor x, y;
+  Tensor mask;           // [B, T] or undefined
+  Tensor sample_weight;  // [B] (or [B, T]) or undefined
+};
+
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  // Batches in one pass over the data.
+  virtual std::int64_t size() const = 0;
+  // Batch `index` (0 <= index < size()) of `epoch`; the same arguments give
+  // the same batch.
+  virtual Batch get(std::int64_t epoch, std::int64_t index) const = 0;
+};
+
+// Host arrays x [N, ...] and y [N, ...] (CPU tensors), cut into batches of
+// batch_size rows (the last one smaller), reshuffled each epoch from `seed`
+// when shuffle is set, and copied to `device`.
+class ArrayBatches final : public BatchSource {
+ public:
+  ArrayBatches(Tensor x, Tensor y, std::int64_t batch_size, bool shuffle = false,
+               std::uint64_t seed = 0, Device device = default_device());
+  std::int64_t size() const override;
+  Batch get(std::int64_t epoch, std::int64_t index) const override;
+
+ private:
+  Tensor x_, y_;
+  std::int64_t batch_;
+  bool shuffle_;
+  std::uint64_t seed_;
+  Device device_;
+};
+
+// One epoch's figures: "loss", each metric by name ("mae"), their "val_"
+// versions, "lr", "seconds", "samples_per_second".
+using Logs = std::map<std::string, double>;
+
+struct History {
+  std::vector<Logs> epochs;
+  // One row per epoch, an "epoch" column first, then the keys in sorted order.
+  std::string to_csv() const;
+  std::string to_json() const;
+  // Atomically (temporary file, then rename).
+  void write_csv(const std::string& path) const;
+  void write_json(const std::string& path) const;
+};
+
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  virtual void on_train_begin(Sequential& /*model*/) {}
+  virtual void on_epoch_end(int /*epoch*/, const Logs& /*logs*/, Sequential& /*model*/) {}
+  // interrupted: Ctrl-C (or request_stop) ended the run early.
+  virtual void on_train_end(Sequential& /*model*/, bool /*interrupted*/) {}
+  // Set by a callback to end training after this epoch (Keras's model.stop_training).
+  bool stop_training = false;
+  // Set by fit before on_epoch_end and on_train_end: where a resumed run would
+  // continue (FitOptions::initial_epoch, initial_step).
+  int current_epoch = 0;
+  std::int64_t next_step = 0;
+};
+
+// Keras's EarlyStopping: stops after `patience` epochs without an improvement
+// of `monitor` by more than min_delta; restore_best_weights puts back the best
+// epoch's parameters at the end.
+class EarlyStopping final : public Callback {
+ public:
+  explicit EarlyStopping(std::string monitor = "val_loss", int patience = 0, double min_delta = 0,
+                         bool restore_best_weights = false);
+  void on_train_begin(Sequential& model) override;
+  void on_epoch_end(int epoch, const Logs& logs, Sequential& model) override;
+  void on_train_end(Sequential& model, bool interrupted) override;
+  int best_epoch() const { return best_epoch_; }
+  int stopped_epoch() const { return stopped_epoch_; }
+
+ private:
+  std::string monitor_;
+  int patience_;
+  double min_delta_;
+  bool restore_;
+  double best_ = 0;
+  int best_epoch_ = -1, wait_ = 0, stopped_epoch_ = -1;
+  Tensor best_values_;
+};
+
+// Keras's ReduceLROnPlateau as a callback on `monitor` (optimizer.h).
+class ReduceLROnPlateauCallback final : public Callback {
+ public:
+  explicit ReduceLROnPlateauCallback(std::string monitor = "val_loss", double factor = 0.1,
+                                     int patience = 10, double min_delta = 1e-4, int cooldown = 0,
+                                     double min_lr = 0.0);
+  void on_epoch_end(int epoch, const Logs& logs, Sequential& model) override;
+
+ private:
+  std::string monitor_;
+  ReduceLROnPlateau plateau_;
+};
+
+// Calls `save(model, epoch, logs)` when `monitor` improves (save_best_only) or
+// every epoch; and on an interrupted run's end, `save_interrupted(model)` if set.
+// (checkpoint.h's ModelCheckpoint builds on this with files.)
+class LambdaCheckpoint : public Callback {
+ public:
+  using SaveFn = std::function<void(Sequential&, int epoch, const Logs&)>;
+  LambdaCheckpoint(SaveFn save, std::string monitor = "val_loss", bool save_best_only = true);
+  void on_epoch_end(int epoch, const Logs& logs, Sequential& model) override;
+  double best() const { return best_; }
+  int best_epoch() const { return best_epoch_; }
+
+ private:
+  SaveFn save_;
+  std::string monitor_;
+  bool best_only_;
+  double best_ = 0;
+  int best_epoch_ = -1;
+};
+
+// Writes the history after every epoch (CSV, or JSON when the path ends in .json).
+class HistoryLogger final : public Callback {
+ public:
+  explicit HistoryLogger(std::string path) : path_(std::move(path)) {}
+  void on_epoch_end(int epoch, const Logs& logs, Sequential& model) override;
+
+ private:
+  std::string path_;
+  History history_;
+};
+
+struct FitOptions {
+  int epochs = 1;
+  int initial_epoch = 0;              // resume: the first epoch to run
+  std::int64_t initial_step = 0;      // resume: the first step of initial_epoch
+  std::int64_t steps_per_epoch = 0;   // 0: the source's size
+  std::int64_t validation_steps = 0;  // 0: the validation source's size
+  // 0: silent; 1: a progress line per epoch (a live bar with ETA and samples/s
+  // on a terminal, one plain line per epoch otherwise).
+  int verbose = 1;
+  std::ostream* out = nullptr;  // nullptr: std::cout
+  // Stop at the end of the current step on SIGINT (the handler is installed
+  // for the duration of fit and the previous one restored).
+  bool stop_on_sigint = true;
+};
+
+// Trains `model` (compiled). Returns the history (also on interruption).
+History fit(Sequential& model, const BatchSource& train, const FitOptions& options = {},
+            const BatchSource* validation = nullptr,
+            const std::vector<std::shared_ptr<Callback>>& callbacks = {});
+
+// Mean loss and metrics over `steps` batches (0: all) of epoch 0 of `data`.
+Logs evaluate(Sequential& model, const BatchSource& data, std::int64_t steps = 0);
+
+// Asks a running fit to stop at the end of its current step (what Ctrl-C does).
+void request_stop();
+// Whether the last fit ended because of request_stop / Ctrl-C.
+bool last_fit_interrupted();
+
+}  // namespace recur

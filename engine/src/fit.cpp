@@ -1,0 +1,393 @@
+// fit / evaluate, callbacks and the progress line: see fit.h.
+#include "recur/engine/fit.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <random>
+#include <set>
+#include <sstream>
+
+namespace recur {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+bool g_interrupted = false;
+extern "C" void on_sigint(int) { g_stop.store(true); }
+
+// Keras's short metric names.
+std::string metric_key(LossKind k) {
+  switch (k) {
+    case LossKind::MeanAbsoluteError: return "mae";
+    case LossKind::MeanSquaredError: return "mse";
+    default: return loss_name(k);
+  }
+}
+
+// Keras's "auto" mode: accuracies improve upwards, everything else downwards.
+bool higher_is_better(const std::string& monitor) { return monitor.find("acc") != std::string::npos; }
+
+bool improved(double value, double best, bool first, double min_delta, bool higher) {
+  if (std::isnan(value)) return false;
+  if (first) return true;
+  return higher ? value > best + min_delta : value < best - min_delta;
+}
+
+double monitored(const Logs& logs, const std::string& monitor, const char* who) {
+  auto it = logs.find(monitor);
+  if (it == logs.end()) {
+    std::string keys;
+    for (const auto& [k, v] : logs) keys += (keys.empty() ? "" : ", ") + k;
+    RECUR_THROW(Value, who, ": monitored value '", monitor, "' is not in the logs (", keys,
+                "); validation data are needed for val_ values");
+  }
+  return it->second;
+}
+
+void write_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    RECUR_CHECK(f.good(), IO, "cannot write '", tmp, "': ", std::strerror(errno));
+    f << text;
+    f.flush();
+    RECUR_CHECK(f.good(), IO, "writing '", tmp, "' failed: ", std::strerror(errno));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    std::remove(tmp.c_str());
+    RECUR_THROW(IO, "cannot rename '", tmp, "' to '", path, "': ", std::strerror(e));
+  }
+}
+
+std::string num(double v) {
+  std::ostringstream s;
+  s << std::setprecision(9) << v;
+  return s.str();
+}
+
+Tensor copy_of(const Tensor& t) {
+  Tensor c = Tensor::empty(t.shape(), t.dtype(), t.device());
+  c.copy_from(t);
+  return c;
+}
+
+// Accumulates batch-size-weighted means.
+struct Means {
+  std::map<std::string, double> sum;
+  double weight = 0;
+  void add(const Sequential& m, const Sequential::Logs& l, double w) {
+    sum["loss"] += l.loss * w;
+    const auto& metrics = m.compile_options().metrics;
+    for (std::size_t i = 0; i < metrics.size(); ++i) sum[metric_key(metrics[i])] += l.metrics[i] * w;
+    weight += w;
+  }
+  Logs mean(const std::string& prefix = "") const {
+    Logs out;
+    for (const auto& [k, v] : sum) out[prefix + k] = weight > 0 ? v / weight : 0.0;
+    return out;
+  }
+};
+
+class Progress {
+ public:
+  Progress(const FitOptions& o, int epoch, std::int64_t steps)
+      : out_(o.out ? *o.out : std::cout), verbose_(o.verbose), epoch_(epoch), epochs_(o.epochs),
+        steps_(steps) {
+    live_ = verbose_ > 0 && o.out == nullptr && ::isatty(STDOUT_FILENO);
+    start_ = last_ = std::chrono::steady_clock::now();
+  }
+  void step(std::int64_t done, double samples, double loss) {
+    if (!live_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (done < steps_ && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double s = seconds();
+    const int width = 24;
+    const int filled = steps_ > 0 ? int(width * done / steps_) : width;
+    out_ << "\rEpoch " << epoch_ + 1 << "/" << epochs_ << " [" << std::string(std::size_t(filled), '=')
+         << (filled < width ? ">" : "") << std::string(std::size_t(std::max(0, width - filled - 1)), ' ')
+         << "] " << done << "/" << steps_;
+    if (done > 0 && done < steps_)
+      out_ << " ETA " << std::fixed << std::setprecision(0) << s / double(done) * double(steps_ - done) << "s";
+    out_ << std::fixed << std::setprecision(0) << " " << (s > 0 ? samples / s : 0) << " samples/s"
+         << std::defaultfloat << " loss " << std::setprecision(4) << loss << "   " << std::flush;
+  }
+  void end(const Logs& logs) {
+    if (verbose_ <= 0) return;
+    if (live_) out_ << "\r";
+    out_ << "Epoch " << epoch_ + 1 << "/" << epochs_;
+    auto get = [&](const char* k) { auto it = logs.find(k); return it == logs.end() ? 0.0 : it->second; };
+    out_ << std::fixed << std::setprecision(1) << " - " << get("seconds") << "s - " << std::setprecision(0)
+         << get("samples_per_second") << " samples/s" << std::defaultfloat;
+    for (const auto& [k, v] : logs)
+      if (k != "seconds" && k != "samples_per_second" && k != "lr")
+        out_ << " - " << k << ": " << std::setprecision(4) << v;
+    out_ << std::string(live_ ? 8 : 0, ' ') << "\n" << std::flush;
+  }
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  std::ostream& out_;
+  int verbose_, epoch_, epochs_;
+  std::int64_t steps_;
+  bool live_ = false;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+}  // namespace
+
+void request_stop() { g_stop.store(true); }
+bool last_fit_interrupted() { return g_interrupted; }
+
+// ---- ArrayBatches ---------------------------------------------------------------------
+ArrayBatches::ArrayBatches(Tensor x, Tensor y, std::int64_t batch_size, bool shuffle,
+                           std::uint64_t seed, Device device)
+    : x_(std::move(x)), y_(std::move(y)), batch_(batch_size), shuffle_(shuffle), seed_(seed), device_(device) {
+  RECUR_CHECK(x_.defined() && y_.defined() && x_.ndim() >= 1 && y_.ndim() >= 1, Value,
+              "ArrayBatches: x and y must be defined tensors with a sample axis");
+  RECUR_CHECK(x_.device().is_cpu() && y_.device().is_cpu(), Device,
+              "ArrayBatches: x and y are host arrays (cpu); batches are copied to the device");
+  RECUR_CHECK(x_.dim(0) == y_.dim(0), Shape, "ArrayBatches: x has ", x_.dim(0), " samples, y ", y_.dim(0));
+  RECUR_CHECK(batch_ > 0, Value, "ArrayBatches: batch_size must be positive, got ", batch_);
+  RECUR_CHECK(x_.dim(0) > 0, Value, "ArrayBatches: no samples");
+}
+
+std::int64_t ArrayBatches::size() const { return (x_.dim(0) + batch_ - 1) / batch_; }
+
+Batch ArrayBatches::get(std::int64_t epoch, std::int64_t index) const {
+  RECUR_CHECK(index >= 0 && index < size(), Value, "ArrayBatches: batch ", index, " out of range (",
+              size(), " batches)");
+  const std::int64_t N = x_.dim(0), begin = index * batch_, end = std::min(N, begin + batch_);
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(N));
+  for (std::int64_t i = 0; i < N; ++i) rows[std::size_t(i)] = i;
+  if (shuffle_) {  // Fisher-Yates with a fixed derivation (std::shuffle's varies by library)
+    std::mt19937_64 g(seed_ * 0x9e3779b97f4a7c15ull + std::uint64_t(epoch) + 1);
+    for (std::int64_t i = N - 1; i > 0; --i) std::swap(rows[std::size_t(i)], rows[g() % std::uint64_t(i + 1)]);
+  }
+  auto gather = [&](const Tensor& src) {
+    Shape s = src.shape();
+    s[0] = end - begin;
+    Tensor out = Tensor::empty(s, src.dtype(), Device::cpu());
+    const std::size_t row = src.nbytes() / std::size_t(src.dim(0));
+    auto* dst = static_cast<unsigned char*>(out.raw_data());
+    const auto* from = static_cast<const unsigned char*>(src.raw_data());
+    for (std::int64_t i = begin; i < end; ++i)
+      std::memcpy(dst + std::size_t(i - begin) * row, from + std::size_t(rows[std::size_t(i)]) * row, row);
+    return device_.is_cpu() ? out : out.to(device_);
+  };
+  Batch b;
+  b.x = gather(x_);
+  b.y = gather(y_);
+  return b;
+}
+
+// ---- History --------------------------------------------------------------------------
+std::string History::to_csv() const {
+  std::set<std::string> keys;
+  for (const Logs& l : epochs)
+    for (const auto& [k, v] : l) keys.insert(k);
+  std::ostringstream s;
+  s << "epoch";
+  for (const std::string& k : keys) s << "," << k;
+  s << "\n";
+  for (std::size_t e = 0; e < epochs.size(); ++e) {
+    s << e + 1;
+    for (const std::string& k : keys) {
+      auto it = epochs[e].find(k);
+      s << "," << (it == epochs[e].end() ? std::string() : num(it->second));
+    }
+    s << "\n";
+  }
+  return s.str();
+}
+
+std::string History::to_json() const {
+  std::set<std::string> keys;
+  for (const Logs& l : epochs)
+    for (const auto& [k, v] : l) keys.insert(k);
+  std::ostringstream s;
+  s << "{";
+  bool first = true;
+  for (const std::string& k : keys) {
+    s << (first ? "" : ", ") << "\"" << k << "\": [";
+    first = false;
+    for (std::size_t e = 0; e < epochs.size(); ++e) {
+      auto it = epochs[e].find(k);
+      const bool ok = it != epochs[e].end() && std::isfinite(it->second);
+      s << (e ? ", " : "") << (ok ? num(it->second) : "null");
+    }
+    s << "]";
+  }
+  s << "}\n";
+  return s.str();
+}
+
+void History::write_csv(const std::string& path) const { write_atomically(path, to_csv()); }
+void History::write_json(const std::string& path) const { write_atomically(path, to_json()); }
+
+// ---- callbacks ------------------------------------------------------------------------
+EarlyStopping::EarlyStopping(std::string monitor, int patience, double min_delta, bool restore)
+    : monitor_(std::move(monitor)), patience_(patience), min_delta_(std::abs(min_delta)), restore_(restore) {
+  RECUR_CHECK(patience >= 0, Value, "EarlyStopping: patience must be >= 0, got ", patience);
+}
+
+void EarlyStopping::on_train_begin(Sequential& /*model*/) {
+  best_epoch_ = -1;
+  wait_ = 0;
+  stopped_epoch_ = -1;
+  stop_training = false;
+  best_values_ = Tensor();
+}
+
+void EarlyStopping::on_epoch_end(int epoch, const Logs& logs, Sequential& model) {
+  const double v = monitored(logs, monitor_, "EarlyStopping");
+  if (improved(v, best_, best_epoch_ < 0, min_delta_, higher_is_better(monitor_))) {
+    best_ = v;
+    best_epoch_ = epoch;
+    wait_ = 0;
+    if (restore_) best_values_ = copy_of(model.parameters().values());
+    return;
+  }
+  if (++wait_ >= patience_ && epoch > 0) {  // Keras: wait counts this epoch too
+    stopped_epoch_ = epoch;
+    stop_training = true;
+  }
+}
+
+void EarlyStopping::on_train_end(Sequential& model, bool /*interrupted*/) {
+  if (restore_ && best_values_.defined()) model.parameters().values().copy_from(best_values_);
+}
+
+ReduceLROnPlateauCallback::ReduceLROnPlateauCallback(std::string monitor, double factor, int patience,
+                                                     double min_delta, int cooldown, double min_lr)
+    : monitor_(std::move(monitor)),
+      plateau_(factor, patience, min_delta, cooldown, min_lr,
+               higher_is_better(monitor_) ? ReduceLROnPlateau::Mode::Max : ReduceLROnPlateau::Mode::Min) {}
+
+void ReduceLROnPlateauCallback::on_epoch_end(int /*epoch*/, const Logs& logs, Sequential& model) {
+  plateau_.on_epoch_end(monitored(logs, monitor_, "ReduceLROnPlateau"), model.optimizer());
+}
+
+LambdaCheckpoint::LambdaCheckpoint(SaveFn save, std::string monitor, bool save_best_only)
+    : save_(std::move(save)), monitor_(std::move(monitor)), best_only_(save_best_only) {
+  RECUR_CHECK(save_ != nullptr, Value, "checkpoint callback: no save function");
+}
+
+void LambdaCheckpoint::on_epoch_end(int epoch, const Logs& logs, Sequential& model) {
+  if (!best_only_) {
+    save_(model, epoch, logs);
+    return;
+  }
+  const double v = monitored(logs, monitor_, "ModelCheckpoint");
+  if (improved(v, best_, best_epoch_ < 0, 0.0, higher_is_better(monitor_))) {
+    best_ = v;
+    best_epoch_ = epoch;
+    save_(model, epoch, logs);
+  }
+}
+
+void HistoryLogger::on_epoch_end(int /*epoch*/, const Logs& logs, Sequential& /*model*/) {
+  history_.epochs.push_back(logs);
+  const bool json = path_.size() >= 5 && path_.compare(path_.size() - 5, 5, ".json") == 0;
+  if (json)
+    history_.write_json(path_);
+  else
+    history_.write_csv(path_);
+}
+
+// ---- fit / evaluate -------------------------------------------------------------------
+Logs evaluate(Sequential& model, const BatchSource& data, std::int64_t steps) {
+  const std::int64_t n = steps > 0 ? steps : data.size();
+  RECUR_CHECK(n > 0, Value, "evaluate: the data have no batches");
+  Means m;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const Batch b = data.get(0, i % data.size());
+    const Sequential::Logs l = model.test_on_batch(b.x, b.y, b.mask, b.sample_weight);
+    m.add(model, l, model.last_batch_weight());
+  }
+  return m.mean();
+}
+
+History fit(Sequential& model, const BatchSource& train, const FitOptions& o,
+            const BatchSource* validation, const std::vector<std::shared_ptr<Callback>>& callbacks) {
+  RECUR_CHECK(model.compiled(), Value, "fit: compile the model first");
+  RECUR_CHECK(o.epochs >= 0 && o.initial_epoch >= 0 && o.initial_step >= 0, Value,
+              "fit: epochs, initial_epoch and initial_step must be >= 0");
+  RECUR_CHECK(train.size() > 0, Value, "fit: the training data have no batches");
+  g_stop.store(false);
+  g_interrupted = false;
+  using Handler = void (*)(int);
+  Handler previous = SIG_DFL;
+  if (o.stop_on_sigint) previous = std::signal(SIGINT, on_sigint);
+  struct Restore {
+    bool on;
+    Handler h;
+    ~Restore() {
+      if (on) std::signal(SIGINT, h);
+    }
+  } restore{o.stop_on_sigint, previous};
+
+  History history;
+  for (const auto& cb : callbacks) cb->on_train_begin(model);
+  bool interrupted = false;
+  for (int epoch = o.initial_epoch; epoch < o.epochs && !interrupted; ++epoch) {
+    const std::int64_t steps = o.steps_per_epoch > 0 ? o.steps_per_epoch : train.size();
+    const std::int64_t first = epoch == o.initial_epoch ? o.initial_step : 0;
+    const double lr = model.optimizer().learning_rate();
+    Progress progress(o, epoch, steps);
+    Means m;
+    double samples = 0;
+    for (std::int64_t step = first; step < steps; ++step) {
+      const Batch b = train.get(epoch, step % train.size());
+      const Sequential::Logs l = model.train_on_batch(b.x, b.y, b.mask, b.sample_weight);
+      RECUR_CHECK(std::isfinite(l.loss), Value, "fit: the loss became ", l.loss, " at epoch ",
+                  epoch + 1, ", step ", step + 1, "; lower the learning rate or check the data for NaN");
+      m.add(model, l, model.last_batch_weight());
+      samples += model.last_batch_weight();
+      progress.step(step + 1, samples, m.mean().at("loss"));
+      if (g_stop.load()) {
+        interrupted = step + 1 < steps || epoch + 1 < o.epochs;
+        for (const auto& cb : callbacks) {
+          cb->current_epoch = epoch;
+          cb->next_step = step + 1;
+        }
+        break;
+      }
+    }
+    if (interrupted) break;
+    Logs logs = m.mean();
+    logs["lr"] = lr;
+    logs["seconds"] = progress.seconds();
+    logs["samples_per_second"] = logs["seconds"] > 0 ? samples / logs["seconds"] : 0;
+    if (validation != nullptr) {
+      for (const auto& [k, v] : evaluate(model, *validation, o.validation_steps)) logs["val_" + k] = v;
+    }
+    history.epochs.push_back(logs);
+    progress.end(logs);
+    bool stop = false;
+    for (const auto& cb : callbacks) {
+      cb->current_epoch = epoch + 1;
+      cb->next_step = 0;
+      cb->on_epoch_end(epoch, logs, model);
+      stop = stop || cb->stop_training;
+    }
+    if (stop) break;
+  }
+  g_interrupted = interrupted;
+  if (interrupted && o.verbose > 0) (o.out ? *o.out : std::cout) << "\nInterrupted: stopped at the end of the step.\n";
+  for (const auto& cb : callbacks) cb->on_train_end(model, interrupted);
+  return history;
+}
+
+}  // namespace recur
