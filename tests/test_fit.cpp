@@ -7,6 +7,7 @@
 #include "recur/engine/fit.h"
 #include "recur/engine/layers.h"
 #include "recur/engine/model_config.h"
+#include "recur/host/allocator.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -277,6 +278,28 @@ TEST(ModelConfig, RefusesMistakesByName) {
   expect_error([] { model_config_from_json(R"({"input_shape": [2], "layers": [{"type": "Dense", "units": "8"}]})", "m.json"); },
                "key 'units' has the wrong type");
   expect_error([] { read_model_config("/nonexistent/model.json"); }, "cannot open model config '/nonexistent/model.json'");
+}
+
+}  // namespace
+}  // namespace recur::test
+
+namespace recur::test {
+namespace {
+
+// Memory: what a training forward keeps for backward is released by backward,
+// so a step leaves nothing behind, and the working peak is reported.
+TEST(Fit, SavedActivationsLiveFromForwardToBackward) {
+  auto m = toy_model(13);
+  const Toy tr = toy(64, 14);
+  CachingAllocator& a = backend(Device::cpu()).allocator();
+  m->train_on_batch(tr.x, tr.y);
+  const std::size_t after_step = a.stats().in_use;
+  m->train_on_batch(tr.x, tr.y);
+  EXPECT_EQ(a.stats().in_use, after_step);  // steady: nothing accumulates
+  EXPECT_GT(m->last_step_working_bytes(), 0u);
+  EXPECT_GE(m->last_step_peak_bytes(), m->last_step_working_bytes());
+  const Tensor y = m->forward(tr.x, {}, true).y;
+  EXPECT_GT(a.stats().in_use, after_step + std::size_t(y.nbytes()));  // states and gates held
 }
 
 }  // namespace

@@ -165,7 +165,10 @@ Tensor Layer::backward(const Tensor& dy) {
   if (!ok)
     shape_error("output gradient of shape " + shape_str(s) + " does not match the output " +
                 keras_shape_str(output_shape_));
-  return do_backward(dy);
+  Tensor dx = do_backward(dy);
+  release_saved();
+  trained_forward_ = false;
+  return dx;
 }
 
 }  // namespace recur

@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "recur/host/allocator.h"
 #include "recur/host/ops.h"
 
 namespace recur {
@@ -236,6 +237,9 @@ Sequential::Logs Sequential::run_batch(const Tensor& x, const Tensor& y, const T
                                        const Tensor& sample_weight, bool train) {
   RECUR_CHECK(compiled(), Value, "Sequential '", name_, "': compile() before training or evaluating");
   const CompileOptions& c = *compile_;
+  CachingAllocator& allocator = backend(store_->device()).allocator();
+  allocator.reset_peak();
+  const std::size_t in_use_before = allocator.stats().in_use;
   if (train) store_->zero_grads();
   const Output out = forward(x, mask, train);
   Tensor target = shaped_target(y, out.y);
@@ -260,6 +264,8 @@ Sequential::Logs Sequential::run_batch(const Tensor& x, const Tensor& y, const T
   logs.loss = host_scalar(loss);
   for (const Tensor& m : metric_values) logs.metrics.push_back(host_scalar(m));
   last_weight_ = double(x.dim(0));
+  last_peak_ = allocator.stats().peak_in_use;
+  last_working_ = last_peak_ > in_use_before ? last_peak_ - in_use_before : 0;
   return logs;
 }
 

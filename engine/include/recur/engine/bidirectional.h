@@ -24,6 +24,13 @@ class Bidirectional {
   Recurrent& backward_layer() { return bwd_; }
   MergeMode merge_mode() const { return merge_; }
   void zero_grad();
+  // Drops what the last training forward kept for backward.
+  void release_saved() {
+    fwd_.release_saved();
+    bwd_.release_saved();
+    yf_ = Tensor();
+    yb_ = Tensor();
+  }
   // stateful: both directions forget their carried states.
   void reset_states() {
     fwd_.reset_states();

@@ -21,8 +21,8 @@
 // Lifecycle: build(shape, dtype) -> declare(store) -> store.allocate() ->
 // bind(store) -> initialize(seed) -> forward/backward. forward(training=true)
 // keeps what backward() needs; backward(dy) adds the parameter gradients into
-// the store's gradient views and returns dx (undefined where the input has no
-// gradient, e.g. Embedding's integer ids).
+// the store's gradient views, releases what forward kept, and returns dx
+// (undefined where the input has no gradient, e.g. Embedding's integer ids).
 #pragma once
 
 #include <cstdint>
@@ -119,6 +119,10 @@ class Layer {
   virtual Tensor do_backward(const Tensor& dy) = 0;
   // After bind(): layers that wrap another object point it at the views.
   virtual void on_bind() {}
+  // After backward(): drop what forward kept for it, so that memory is free
+  // for the layers below (each saved activation lives from its forward to its
+  // backward, not until the next step).
+  virtual void release_saved() {}
   void add_param(std::string name, Shape shape, ParamInit init);
   Device device() const;
   // A clear ShapeError naming the layer.

@@ -53,6 +53,7 @@ class Dense final : public Layer {
   Shape do_build(const Shape& in) override;
   Tensor do_forward(const Tensor& x, const Tensor& mask, bool training) override;
   Tensor do_backward(const Tensor& dy) override;
+  void release_saved() override { x2_ = y_ = Tensor(); }
 
  private:
   std::int64_t units_;
@@ -72,6 +73,7 @@ class ActivationLayer final : public Layer {
   Shape do_build(const Shape& in) override { return in; }
   Tensor do_forward(const Tensor& x, const Tensor& mask, bool training) override;
   Tensor do_backward(const Tensor& dy) override;
+  void release_saved() override { y_ = Tensor(); }
 
  private:
   Activation act_;
@@ -109,6 +111,7 @@ class Dropout final : public Layer {
   Shape do_build(const Shape& in) override { return in; }
   Tensor do_forward(const Tensor& x, const Tensor& mask, bool training) override;
   Tensor do_backward(const Tensor& dy) override;
+  void release_saved() override { mask_ = Tensor(); }
 
  private:
   double rate_;
@@ -134,6 +137,7 @@ class Embedding final : public Layer {
   Shape do_build(const Shape& in) override;
   Tensor do_forward(const Tensor& ids, const Tensor& mask, bool training) override;
   Tensor do_backward(const Tensor& dy) override;
+  void release_saved() override { ids_ = Tensor(); }
 
  private:
   std::int64_t input_dim_, output_dim_, input_length_;
@@ -166,6 +170,7 @@ class Conv1D final : public Layer {
   Shape do_build(const Shape& in) override;
   Tensor do_forward(const Tensor& x, const Tensor& mask, bool training) override;
   Tensor do_backward(const Tensor& dy) override;
+  void release_saved() override { x_ = cols_ = y_ = Tensor(); }
 
  private:
   Conv1dOptions conv_options() const;
@@ -186,6 +191,7 @@ class Pooling1D final : public Layer {
   Shape do_build(const Shape& in) override;
   Tensor do_forward(const Tensor& x, const Tensor& mask, bool training) override;
   Tensor do_backward(const Tensor& dy) override;
+  void release_saved() override { mask_ = argmax_ = Tensor(); }
 
  private:
   ops::Pool1dOptions o_;
@@ -209,6 +215,7 @@ class GlobalPooling1D final : public Layer {
   Shape do_build(const Shape& in) override;
   Tensor do_forward(const Tensor& x, const Tensor& mask, bool training) override;
   Tensor do_backward(const Tensor& dy) override;
+  void release_saved() override { mask_ = argmax_ = Tensor(); }
 
  private:
   PoolKind kind_;
@@ -245,6 +252,7 @@ class RNN final : public Layer {
   Shape do_build(const Shape& in) override;
   Tensor do_forward(const Tensor& x, const Tensor& mask, bool training) override;
   Tensor do_backward(const Tensor& dy) override;
+  void release_saved() override { if (rnn_) rnn_->release_saved(); }
   void on_bind() override;
 
  private:
@@ -276,6 +284,7 @@ class BidirectionalLayer final : public Layer {
   Shape do_build(const Shape& in) override;
   Tensor do_forward(const Tensor& x, const Tensor& mask, bool training) override;
   Tensor do_backward(const Tensor& dy) override;
+  void release_saved() override { if (bi_) bi_->release_saved(); }
   void on_bind() override;
 
  private:

@@ -106,6 +106,13 @@ class Sequential {
   // The count the last batch's loss averaged over (Keras's denominator), to
   // weight means over batches of unequal size.
   double last_batch_weight() const { return last_weight_; }
+  // Peak bytes in use on the model's device during the last batch (parameters,
+  // optimizer state and activations), from the device's caching allocator; and
+  // the part above what was in use when the batch began (its working memory).
+  // Saved activations are released by each layer's backward, so the working
+  // memory peaks at the end of the forward pass.
+  std::size_t last_step_peak_bytes() const { return last_peak_; }
+  std::size_t last_step_working_bytes() const { return last_working_; }
 
  private:
   Tensor loss_weight(const Output& out, const Tensor& sample_weight, const Tensor& y) const;
@@ -120,6 +127,7 @@ class Sequential {
   std::unique_ptr<CompileOptions> compile_;
   std::unique_ptr<Optimizer> optimizer_;
   double last_weight_ = 0;
+  std::size_t last_peak_ = 0, last_working_ = 0;
 };
 
 }  // namespace recur

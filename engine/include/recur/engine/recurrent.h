@@ -108,6 +108,9 @@ class Recurrent {
   // gradients into grads(). Needs the last forward() to have had training.
   InputGrads backward(const Tensor& dy, const std::vector<Tensor>& d_states = {});
 
+  // Drops what the last training forward kept for backward (its memory goes
+  // back to the allocator); a later backward() then needs a new forward.
+  void release_saved() { saved_ = Saved{}; }
   // stateful: forget the carried states (the next batch starts from zeros).
   void reset_states() { carried_.clear(); }
   // Fixes the dropout masks used by training forwards (values 0 or 1/(1-p)):
