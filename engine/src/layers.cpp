@@ -133,9 +133,10 @@ Tensor Dropout::do_forward(const Tensor& x, const Tensor& /*mask*/, bool trainin
 }
 
 void Dropout::set_rng_state(const std::vector<std::uint64_t>& s) {
-  RECUR_CHECK(s.size() == 1, Value, "Dropout '", name(), "': RNG state has ", s.size(),
-              " values, expected 1");
-  calls_ = s[0];
+  RECUR_CHECK(s.size() == 2, Value, "Dropout '", name(), "': RNG state has ", s.size(),
+              " values, expected 2");
+  seed_ = s[0];
+  calls_ = s[1];
 }
 
 Tensor Dropout::do_backward(const Tensor& dy) {
@@ -451,13 +452,14 @@ void RNN::set_seed(std::uint64_t seed) {
 }
 
 std::vector<std::uint64_t> RNN::rng_state() const {
-  return {rnn_ ? rnn_->dropout_draws() : 0};
+  if (!rnn_) return {0, 0};
+  return {rnn_->dropout_seed(), rnn_->dropout_draws()};
 }
 
 void RNN::set_rng_state(const std::vector<std::uint64_t>& s) {
-  RECUR_CHECK(s.size() == 1, Value, type(), " '", name(), "': RNG state has ", s.size(),
-              " values, expected 1");
-  recurrent().set_dropout_draws(s[0]);
+  RECUR_CHECK(s.size() == 2, Value, type(), " '", name(), "': RNG state has ", s.size(),
+              " values, expected 2");
+  recurrent().set_dropout_state(s[0], s[1]);
 }
 
 void RNN::reset_states() {
@@ -545,15 +547,17 @@ void BidirectionalLayer::set_seed(std::uint64_t seed) {
 }
 
 std::vector<std::uint64_t> BidirectionalLayer::rng_state() const {
-  if (!bi_) return {0, 0};
-  return {bi_->forward_layer().dropout_draws(), bi_->backward_layer().dropout_draws()};
+  if (!bi_) return {0, 0, 0, 0};
+  Recurrent& f = bi_->forward_layer();
+  Recurrent& b = bi_->backward_layer();
+  return {f.dropout_seed(), f.dropout_draws(), b.dropout_seed(), b.dropout_draws()};
 }
 
 void BidirectionalLayer::set_rng_state(const std::vector<std::uint64_t>& s) {
-  RECUR_CHECK(s.size() == 2, Value, "Bidirectional '", name(), "': RNG state has ", s.size(),
-              " values, expected 2");
-  bidirectional().forward_layer().set_dropout_draws(s[0]);
-  bidirectional().backward_layer().set_dropout_draws(s[1]);
+  RECUR_CHECK(s.size() == 4, Value, "Bidirectional '", name(), "': RNG state has ", s.size(),
+              " values, expected 4");
+  bidirectional().forward_layer().set_dropout_state(s[0], s[1]);
+  bidirectional().backward_layer().set_dropout_state(s[2], s[3]);
 }
 
 void BidirectionalLayer::reset_states() {

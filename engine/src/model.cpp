@@ -194,6 +194,10 @@ Optimizer& Sequential::optimizer() {
   RECUR_CHECK(optimizer_ != nullptr, Value, "Sequential '", name_, "' is not compiled");
   return *optimizer_;
 }
+const Optimizer& Sequential::optimizer() const {
+  RECUR_CHECK(optimizer_ != nullptr, Value, "Sequential '", name_, "' is not compiled");
+  return *optimizer_;
+}
 
 Tensor Sequential::shaped_target(const Tensor& y, const Tensor& pred) const {
   RECUR_CHECK(y.defined(), Value, "Sequential '", name_, "': the target is an undefined tensor");

@@ -101,7 +101,7 @@ class Layer {
   virtual void reset_states() {}
   // Layers whose output, e.g. a dropout mask, depends on a seed of their own.
   virtual void set_seed(std::uint64_t /*seed*/) {}
-  // The position in that seed's stream (masks drawn so far), which a
+  // That seed and the position in its stream (masks drawn so far), which a
   // checkpoint saves so that a resumed run draws the same masks.
   virtual std::vector<std::uint64_t> rng_state() const { return {}; }
   virtual void set_rng_state(const std::vector<std::uint64_t>& /*state*/) {}

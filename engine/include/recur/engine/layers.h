@@ -104,7 +104,7 @@ class Dropout final : public Layer {
   std::string config_str() const override;
   double rate() const { return rate_; }
   void set_seed(std::uint64_t seed) override { seed_ = seed; calls_ = 0; }
-  std::vector<std::uint64_t> rng_state() const override { return {calls_}; }
+  std::vector<std::uint64_t> rng_state() const override { return {seed_, calls_}; }
   void set_rng_state(const std::vector<std::uint64_t>& s) override;
 
  protected:

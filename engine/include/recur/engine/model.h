@@ -90,6 +90,7 @@ class Sequential {
   bool compiled() const { return optimizer_ != nullptr; }
   const CompileOptions& compile_options() const;
   Optimizer& optimizer();
+  const Optimizer& optimizer() const;
 
   // Loss and metrics of one batch (host values; reading them is the one sync).
   struct Logs {

@@ -117,10 +117,14 @@ class Recurrent {
   // input [B, I], recurrent [B, H]; undefined tensors restore random draws.
   // For reproducible runs and gradient checks.
   void set_dropout_masks(const Tensor& input_mask, const Tensor& recurrent_mask);
-  // How many dropout masks have been drawn: with the seed, what fixes the next
-  // one (checkpoints save it so a resumed run draws the same masks).
+  // The dropout stream: its seed and how many masks have been drawn, which
+  // fix the next mask (checkpoints save them so a resumed run draws the same).
+  std::uint64_t dropout_seed() const { return dropout_seed_; }
   std::uint64_t dropout_draws() const { return dropout_draws_; }
-  void set_dropout_draws(std::uint64_t n) { dropout_draws_ = n; }
+  void set_dropout_state(std::uint64_t seed, std::uint64_t draws) {
+    dropout_seed_ = seed;
+    dropout_draws_ = draws;
+  }
 
  private:
   Tensor draw_mask(double rate, const Shape& shape);
