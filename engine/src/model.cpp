@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "model_detail.h"
 #include "recur/host/allocator.h"
 #include "recur/host/ops.h"
 
@@ -37,16 +38,8 @@ Sequential& Sequential::add(LayerPtr layer) {
     RECUR_CHECK(l != layer, Value, "Sequential '", name_, "': layer '", layer->name(), "' added twice");
     names.insert(l->name());
   }
-  if (names.count(layer->name())) {  // Keras's suffixes: dense, dense_1, dense_2, ...
-    const std::string base = layer->name();
-    for (int k = 1;; ++k) {
-      const std::string n = base + "_" + std::to_string(k);
-      if (!names.count(n)) {
-        layer->set_name(n);
-        break;
-      }
-    }
-  }
+  // Keras's suffixes: dense, dense_1, dense_2, ...
+  if (names.count(layer->name())) layer->set_name(detail::unique_name(names, layer->name()));
   layers_.push_back(std::move(layer));
   return *this;
 }
@@ -63,17 +56,7 @@ void Sequential::build(const Shape& input_shape, Device device, DType dtype, std
     l->build(shape, dtype);
     shape = l->output_shape();
   }
-  auto store = std::make_unique<ParameterStore>(device, dtype);
-  for (const LayerPtr& l : layers_) l->declare(*store);
-  store->allocate();
-  for (std::size_t i = 0; i < layers_.size(); ++i) {
-    // Each layer its own stream of seeds: parameters, then dropout masks.
-    const std::uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1000003ull * (i + 1);
-    layers_[i]->set_seed(s ^ 0x5bd1e995ull);
-    layers_[i]->bind(*store);
-    layers_[i]->initialize(s);
-  }
-  store_ = std::move(store);
+  store_ = detail::make_parameters(layers_, device, dtype, seed);
 }
 
 Layer& Sequential::layer(const std::string& name) const {
@@ -110,14 +93,34 @@ const ParameterStore& Sequential::parameters() const {
   return *store_;
 }
 
+namespace detail {
+
+std::string unique_name(const std::set<std::string>& taken, const std::string& base) {
+  if (!taken.count(base)) return base;
+  for (int k = 1;; ++k) {
+    std::string n = base + "_" + std::to_string(k);
+    if (!taken.count(n)) return n;
+  }
+}
+
+std::unique_ptr<ParameterStore> make_parameters(const std::vector<LayerPtr>& layers, Device device,
+                                                DType dtype, std::uint64_t seed) {
+  auto store = std::make_unique<ParameterStore>(device, dtype);
+  for (const LayerPtr& l : layers) l->declare(*store);
+  store->allocate();
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    // Each layer its own stream of seeds: parameters, then dropout masks.
+    const std::uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1000003ull * (i + 1);
+    layers[i]->set_seed(s ^ 0x5bd1e995ull);
+    layers[i]->bind(*store);
+    layers[i]->initialize(s);
+  }
+  return store;
+}
+
 namespace {
 double host_scalar(const Tensor& t) {
   return t.dtype() == DType::f64 ? t.to_vector<double>().at(0) : double(t.to_vector<float>().at(0));
-}
-std::string thousands(std::int64_t n) {
-  std::string s = std::to_string(n);
-  for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(std::size_t(i), ",");
-  return s;
 }
 std::string bytes_str(double b) {
   std::ostringstream s;
@@ -130,6 +133,23 @@ std::string bytes_str(double b) {
 }
 }  // namespace
 
+std::string thousands(std::int64_t n) {
+  std::string s = std::to_string(n);
+  for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(std::size_t(i), ",");
+  return s;
+}
+
+std::string param_totals(std::int64_t n, DType dtype) {
+  std::ostringstream s;
+  const double bytes = double(n) * double(dtype_size(dtype));
+  s << "Total params: " << thousands(n) << " (" << bytes_str(bytes) << ")\n"
+    << "Trainable params: " << thousands(n) << " (" << bytes_str(bytes) << ")\n"
+    << "Non-trainable params: 0 (0.00 B)\n";
+  return s.str();
+}
+
+}  // namespace detail
+
 std::string Sequential::summary() const {
   std::ostringstream s;
   const std::string rule(78, '_'), dbl(78, '=');
@@ -141,15 +161,10 @@ std::string Sequential::summary() const {
     const Layer& l = *layers_[i];
     const std::string shape = l.built() ? keras_shape_str(l.output_shape()) : "?";
     s << std::left << std::setw(34) << (" " + l.name() + " (" + l.type() + ")") << std::setw(28)
-      << shape << std::right << std::setw(16) << thousands(l.count_params()) << "\n";
+      << shape << std::right << std::setw(16) << detail::thousands(l.count_params()) << "\n";
     s << (i + 1 < layers_.size() ? std::string(78, ' ') : dbl) << "\n";
   }
-  const std::int64_t n = count_params();
-  const double bytes = double(n) * double(dtype_size(dtype_));
-  s << "Total params: " << thousands(n) << " (" << bytes_str(bytes) << ")\n"
-    << "Trainable params: " << thousands(n) << " (" << bytes_str(bytes) << ")\n"
-    << "Non-trainable params: 0 (0.00 B)\n"
-    << rule << "\n";
+  s << detail::param_totals(count_params(), dtype_) << rule << "\n";
   return s.str();
 }
 
@@ -178,9 +193,7 @@ void Sequential::reset_states() {
 
 void Sequential::compile(const CompileOptions& options) {
   RECUR_CHECK(built(), Value, "Sequential '", name_, "': compile() before build()");
-  RECUR_CHECK(options.loss != LossKind::Accuracy && options.loss != LossKind::BinaryAccuracy, Value,
-              "Sequential '", name_, "': ", loss_name(options.loss),
-              " is a metric, not a loss (it has no gradient)");
+  detail::check_compile_options(who(), options);
   compile_ = std::make_unique<CompileOptions>(options);
   optimizer_ = std::make_unique<Optimizer>(options.optimizer, *store_);
 }
@@ -199,78 +212,102 @@ const Optimizer& Sequential::optimizer() const {
   return *optimizer_;
 }
 
-Tensor Sequential::shaped_target(const Tensor& y, const Tensor& pred) const {
-  RECUR_CHECK(y.defined(), Value, "Sequential '", name_, "': the target is an undefined tensor");
-  RECUR_CHECK(y.device() == pred.device(), Device, "Sequential '", name_, "': target on ",
-              y.device().str(), ", model on ", pred.device().str());
-  RECUR_CHECK(y.dim(0) == pred.dim(0), Shape, "Sequential '", name_, "': target batch ", y.dim(0),
-              " != input batch ", pred.dim(0));
-  return y;
+std::string Sequential::who() const { return "Sequential '" + name_ + "'"; }
+
+namespace detail {
+
+void check_compile_options(const std::string& who, const CompileOptions& options) {
+  RECUR_CHECK(options.loss != LossKind::Accuracy && options.loss != LossKind::BinaryAccuracy, Value,
+              who, ": ", loss_name(options.loss), " is a metric, not a loss (it has no gradient)");
+}
+
+namespace {
+
+void check_target(const std::string& who, const Tensor& y, const Tensor& pred) {
+  RECUR_CHECK(y.defined(), Value, who, ": the target is an undefined tensor");
+  RECUR_CHECK(y.device() == pred.device(), Device, who, ": target on ", y.device().str(),
+              ", model on ", pred.device().str());
+  RECUR_CHECK(y.dim(0) == pred.dim(0), Shape, who, ": target batch ", y.dim(0), " != input batch ",
+              pred.dim(0));
 }
 
 // The loss weight: the output mask, if the output is a sequence it covers,
 // times any sample weight, as [B] or [B, T].
-Tensor Sequential::loss_weight(const Output& out, const Tensor& sample_weight, const Tensor& y) const {
-  (void)y;
+Tensor loss_weight(const std::string& who, DType dtype, const Tensor& pred, const Tensor& pred_mask,
+                   const Tensor& sample_weight) {
   Tensor w;
-  if (out.mask.defined() && out.y.ndim() == 3) w = out.mask;
+  if (pred_mask.defined() && pred.ndim() == 3) w = pred_mask;
   if (sample_weight.defined()) {
-    RECUR_CHECK(sample_weight.dtype() == dtype_ && sample_weight.device() == out.y.device(), DType,
-                "Sequential '", name_, "': sample_weight must be ", dtype_name(dtype_), " on ",
-                out.y.device().str());
-    RECUR_CHECK(sample_weight.dim(0) == out.y.dim(0), Shape, "Sequential '", name_,
-                "': sample_weight has ", sample_weight.dim(0), " rows for a batch of ", out.y.dim(0));
+    RECUR_CHECK(sample_weight.dtype() == dtype && sample_weight.device() == pred.device(), DType,
+                who, ": sample_weight must be ", dtype_name(dtype), " on ", pred.device().str());
+    RECUR_CHECK(sample_weight.dim(0) == pred.dim(0), Shape, who, ": sample_weight has ",
+                sample_weight.dim(0), " rows for a batch of ", pred.dim(0));
     if (!w.defined()) {
       w = sample_weight;
     } else if (sample_weight.shape() == w.shape()) {
       w = ops::mul(w, sample_weight);
     } else {  // per-sample weight over a per-step mask: [T, B] * [B] broadcasts
-      RECUR_CHECK(sample_weight.ndim() == 1, Shape, "Sequential '", name_, "': sample_weight ",
+      RECUR_CHECK(sample_weight.ndim() == 1, Shape, who, ": sample_weight ",
                   shape_str(sample_weight.shape()), " fits neither [batch] nor the mask ",
                   shape_str(w.shape()));
       w = ops::transpose01(ops::mul(ops::transpose01(w), sample_weight));
     }
   }
   // A per-sample weight [B] over a per-step output [B, T, C] counts per row [B, T].
-  if (w.defined() && out.y.ndim() == 3 && w.ndim() == 1)
-    w = ops::transpose01(ops::mul(Tensor::full({out.y.dim(1), out.y.dim(0)}, 1.0, dtype_, out.y.device()), w));
+  if (w.defined() && pred.ndim() == 3 && w.ndim() == 1)
+    w = ops::transpose01(ops::mul(Tensor::full({pred.dim(1), pred.dim(0)}, 1.0, dtype, pred.device()), w));
   return w;
 }
+
+}  // namespace
+
+BatchLoss batch_loss(const std::string& who, const CompileOptions& c, DType dtype, const Tensor& pred,
+                     const Tensor& pred_mask, const Tensor& y, const Tensor& sample_weight) {
+  check_target(who, y, pred);
+  Tensor target = y;
+  const bool sparse = c.loss == LossKind::SparseCategoricalCrossentropy;
+  if (!sparse && target.numel() == pred.numel() && target.shape() != pred.shape())
+    target = target.reshape(pred.shape());
+  const Tensor w = loss_weight(who, dtype, pred, pred_mask, sample_weight);
+  BatchLoss out;
+  out.grad = Tensor::empty(pred.shape(), dtype, pred.device());
+  out.loss = ops::loss(c.loss, pred, target, out.grad, w, c.huber_delta);
+  for (LossKind m : c.metrics) {
+    // Accuracy compares against class ids (int32); the other metrics against
+    // the target in the prediction's shape.
+    const bool ids = m == LossKind::Accuracy || m == LossKind::SparseCategoricalCrossentropy;
+    out.metrics.push_back(ops::metric(m, pred, ids ? y : target, w));
+  }
+  return out;
+}
+
+BatchLogs read_logs(const BatchLoss& loss) {
+  BatchLogs logs;
+  logs.loss = host_scalar(loss.loss);
+  for (const Tensor& m : loss.metrics) logs.metrics.push_back(host_scalar(m));
+  return logs;
+}
+
+}  // namespace detail
 
 Sequential::Logs Sequential::run_batch(const Tensor& x, const Tensor& y, const Tensor& mask,
                                        const Tensor& sample_weight, bool train) {
   RECUR_CHECK(compiled(), Value, "Sequential '", name_, "': compile() before training or evaluating");
-  const CompileOptions& c = *compile_;
   CachingAllocator& allocator = backend(store_->device()).allocator();
   allocator.reset_peak();
   const std::size_t in_use_before = allocator.stats().in_use;
   if (train) store_->zero_grads();
   const Output out = forward(x, mask, train);
-  Tensor target = shaped_target(y, out.y);
-  const bool sparse = c.loss == LossKind::SparseCategoricalCrossentropy;
-  if (!sparse && target.numel() == out.y.numel() && target.shape() != out.y.shape())
-    target = target.reshape(out.y.shape());
-  const Tensor w = loss_weight(out, sample_weight, y);
-  Tensor grad = Tensor::empty(out.y.shape(), dtype_, out.y.device());
-  const Tensor loss = ops::loss(c.loss, out.y, target, grad, w, c.huber_delta);
-  std::vector<Tensor> metric_values;
-  for (LossKind m : c.metrics) {
-    // Accuracy compares against class ids (int32); the other metrics against
-    // the target in the prediction's shape.
-    const bool ids = m == LossKind::Accuracy || m == LossKind::SparseCategoricalCrossentropy;
-    metric_values.push_back(ops::metric(m, out.y, ids ? y : target, w));
-  }
+  const detail::BatchLoss l =
+      detail::batch_loss(who(), *compile_, dtype_, out.y, out.mask, y, sample_weight);
   if (train) {
-    backward(grad);
+    backward(l.grad);
     optimizer_->step();
   }
-  Logs logs;
-  logs.loss = host_scalar(loss);
-  for (const Tensor& m : metric_values) logs.metrics.push_back(host_scalar(m));
   last_weight_ = double(x.dim(0));
   last_peak_ = allocator.stats().peak_in_use;
   last_working_ = last_peak_ > in_use_before ? last_peak_ - in_use_before : 0;
-  return logs;
+  return detail::read_logs(l);
 }
 
 Sequential::Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y, const Tensor& mask,

@@ -4,6 +4,7 @@
 #include "recur/common/dtype.h"
 #include "recur/common/error.h"
 #include "recur/engine/bidirectional.h"
+#include "recur/engine/functional.h"
 #include "recur/engine/recurrent.h"
 #include "recur/engine/fit.h"
 #include "recur/engine/initializers.h"

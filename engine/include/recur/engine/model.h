@@ -41,6 +41,12 @@ struct CompileOptions {
   double huber_delta = 1.0;
 };
 
+// Loss and metrics of one batch (host values; reading them is the one sync).
+struct BatchLogs {
+  double loss = 0;
+  std::vector<double> metrics;  // in compile order
+};
+
 class Sequential {
  public:
   explicit Sequential(std::string name = "sequential") : name_(std::move(name)) {}
@@ -92,11 +98,7 @@ class Sequential {
   Optimizer& optimizer();
   const Optimizer& optimizer() const;
 
-  // Loss and metrics of one batch (host values; reading them is the one sync).
-  struct Logs {
-    double loss = 0;
-    std::vector<double> metrics;  // in compile order
-  };
+  using Logs = BatchLogs;
   // One optimizer step on (x, y): zero gradients, forward (training),
   // loss, backward, step. sample_weight: optional per-sample (or, for sequence
   // outputs, per-step) weights; the output mask multiplies in.
@@ -116,8 +118,7 @@ class Sequential {
   std::size_t last_step_working_bytes() const { return last_working_; }
 
  private:
-  Tensor loss_weight(const Output& out, const Tensor& sample_weight, const Tensor& y) const;
-  Tensor shaped_target(const Tensor& y, const Tensor& pred) const;
+  std::string who() const;  // "Sequential '<name>'" for errors
   Logs run_batch(const Tensor& x, const Tensor& y, const Tensor& mask, const Tensor& sample_weight,
                  bool train);
 
