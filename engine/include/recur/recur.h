@@ -14,6 +14,7 @@
 #include "recur/engine/model_config.h"
 #include "recur/engine/optimizer.h"
 #include "recur/engine/parameters.h"
+#include "recur/engine/timeseries.h"
 #include "recur/host/allocator.h"
 #include "recur/host/backend.h"
 #include "recur/host/conv1d.h"
