@@ -20,6 +20,7 @@
 #include "recur/host/conv1d.h"
 #include "recur/host/device.h"
 #include "recur/host/ops.h"
+#include "recur/host/safetensors.h"
 #include "recur/host/system_info.h"
 #include "recur/host/tensor.h"
 #include "recur/version.h"
