@@ -4,6 +4,7 @@
 #include "recur/common/dtype.h"
 #include "recur/common/error.h"
 #include "recur/engine/bidirectional.h"
+#include "recur/engine/bucketing.h"
 #include "recur/engine/recurrent.h"
 #include "recur/engine/initializers.h"
 #include "recur/engine/optimizer.h"
