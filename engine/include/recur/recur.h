@@ -9,6 +9,7 @@
 #include "recur/engine/initializers.h"
 #include "recur/engine/optimizer.h"
 #include "recur/engine/parameters.h"
+#include "recur/engine/text_data.h"
 #include "recur/host/allocator.h"
 #include "recur/host/backend.h"
 #include "recur/host/conv1d.h"
