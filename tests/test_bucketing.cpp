@@ -3,6 +3,7 @@
 // invariants on random lengths, the padding it saves on the committed IMDB
 // lengths, the same per-sample loss bucketed or not, and the CUB path
 // against the CPU twin.
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -451,7 +452,10 @@ TEST(BucketImdb, SameLossPerSampleAsOneLength) {
 }
 
 // ---- IMDB reader -------------------------------------------------------------------------
-std::string temp_path(const std::string& name) { return ::testing::TempDir() + "recur_" + name; }
+// Per process, so concurrent runs of the suite do not share files.
+std::string temp_path(const std::string& name) {
+  return ::testing::TempDir() + "recur_" + std::to_string(::getpid()) + "_" + name;
+}
 
 void write_gz(const std::string& path, const std::string& text) {
   gzFile f = gzopen(path.c_str(), "wb");
