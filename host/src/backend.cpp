@@ -36,6 +36,7 @@ const char* op_kind_name(OpKind op) {
     case OpKind::Embedding: return "embedding";
     case OpKind::Activation: return "activation";
     case OpKind::Dropout: return "dropout";
+    case OpKind::LengthBuckets: return "length_buckets";
   }
   return "?";
 }

@@ -49,7 +49,8 @@ class CpuBackend final : public Backend {
 
   Support supports(const OpQuery& q) const override {
     if (q.dtype == DType::f32 || q.dtype == DType::f64) return Support::yes();
-    if ((q.op == OpKind::Fill || q.op == OpKind::Copy) && q.dtype == DType::i32)
+    if ((q.op == OpKind::Fill || q.op == OpKind::Copy || q.op == OpKind::LengthBuckets) &&
+        q.dtype == DType::i32)
       return Support::yes();
     return Support::no(std::string(dtype_name(q.dtype)) + " " + op_kind_name(q.op) +
                        " is not implemented on the CPU backend");
@@ -274,6 +275,10 @@ class CpuBackend final : public Backend {
       using T = std::remove_pointer_t<decltype(tag)>;
       kc::dropout(detail::dropout_args<T>(x, rate, seed, y, mask));
     });
+  }
+
+  void length_buckets(const LengthBucketsCall& c) override {
+    kc::length_buckets(detail::bucket_args(c));
   }
 
  private:

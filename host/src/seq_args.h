@@ -1,5 +1,6 @@
-// Turns validated pooling / embedding / dropout tensors into the kernels'
-// pointer structs (recur/kernels/seq_ops.h); shared by the CPU and CUDA backends.
+// Turns validated pooling / embedding / dropout / length-bucketing tensors
+// into the kernels' pointer structs (recur/kernels/seq_ops.h, bucketing.h);
+// shared by the CPU and CUDA backends.
 #pragma once
 
 #include "step_args.h"
@@ -47,6 +48,24 @@ kernels::DropoutArgs<T> dropout_args(const Tensor& x, double rate, std::uint64_t
   a.rate = rate;
   a.scale = T(1.0 / (1.0 - rate));
   a.seed = seed;
+  return a;
+}
+
+inline kernels::BucketArgs bucket_args(const LengthBucketsCall& c) {
+  kernels::BucketArgs a;
+  a.lengths = c.lengths.data<std::int32_t>();
+  a.N = c.lengths.numel();
+  a.order = c.order.data<std::int32_t>();
+  a.n = c.order.numel();
+  a.window = c.window;
+  a.sort = c.sort;
+  a.cut = c.cut;
+  a.indices = c.indices.data<std::int32_t>();
+  a.keys = c.keys.data<std::int32_t>();
+  a.batch_begin = c.batch_begin.data<std::int32_t>();
+  a.batch_size = c.batch_size.data<std::int32_t>();
+  a.batch_padded = c.batch_padded.data<std::int32_t>();
+  a.info = c.info.data<std::int32_t>();
   return a;
 }
 

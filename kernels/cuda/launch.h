@@ -5,8 +5,10 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 
+#include "recur/kernels/bucketing.h"
 #include "recur/kernels/loss.h"
 #include "recur/kernels/optim.h"
 #include "recur/kernels/conv1d.h"
@@ -81,5 +83,13 @@ void activation(Activation act, const float* x, float* y, std::int64_t rows, std
 void activation_backward(Activation act, const float* y, const float* dy, float* dx,
                          std::int64_t rows, std::int64_t cols, cudaStream_t stream);
 void dropout(const DropoutArgs<float>& args, cudaStream_t stream);
+
+// ---- length bucketing (bucketing.h), with CUB -------------------------------------
+// Workspace bytes length_buckets() needs for n positions (1 <= n <= INT_MAX)
+// in windows of `window`; it must stay allocated until the stream has run the call.
+std::size_t length_buckets_workspace(std::int64_t n, std::int64_t window, bool sort);
+// Writes every output of `args`; info[1] < 0 flags bad input (the caller checks).
+void length_buckets(const BucketArgs& args, void* workspace, std::size_t workspace_bytes,
+                    cudaStream_t stream);
 
 }  // namespace recur::kernels::cuda

@@ -111,7 +111,8 @@ class CudaBackend final : public Backend {
 
   Support supports(const OpQuery& q) const override {
     if (q.dtype == DType::f32) return Support::yes();
-    if ((q.op == OpKind::Fill || q.op == OpKind::Copy) && q.dtype == DType::i32)
+    if ((q.op == OpKind::Fill || q.op == OpKind::Copy || q.op == OpKind::LengthBuckets) &&
+        q.dtype == DType::i32)
       return Support::yes();
     if (q.dtype == DType::f64)
       return Support::no("float64 runs on the CPU backend only (it serves reference checks)");
@@ -304,6 +305,15 @@ class CudaBackend final : public Backend {
                const Tensor& mask) override {
     DeviceScope scope(index_);
     kc::dropout(detail::dropout_args<float>(x, rate, seed, y, mask), stream_);
+  }
+
+  void length_buckets(const LengthBucketsCall& c) override {
+    DeviceScope scope(index_);
+    // The workspace returns to the cache before the kernels run; the one
+    // stream orders any reuse after them (as in reduce).
+    const std::size_t bytes = kc::length_buckets_workspace(c.order.numel(), c.window, c.sort);
+    Tensor ws = Tensor::empty({std::int64_t((bytes + 7) / 8)}, DType::f64, device());
+    kc::length_buckets(detail::bucket_args(c), ws.raw_data(), bytes, stream_);
   }
 
  private:

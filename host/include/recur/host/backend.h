@@ -9,6 +9,7 @@
 
 #include "recur/host/allocator.h"
 #include "recur/host/tensor.h"
+#include "recur/kernels/bucketing.h"
 #include "recur/kernels/conv1d.h"
 #include "recur/kernels/loss.h"
 #include "recur/kernels/optim.h"
@@ -22,7 +23,7 @@ enum class OpKind : unsigned char {
   Fill, Copy, Gemm, Unary, Binary, Reduce, Transpose01,
   LstmStep, GruStep, RnnStep, LstmStepBackward, GruStepBackward, RnnStepBackward,
   GruResetBefore, Loss, SumSquares, Clip, OptimizerStep, Conv1d,
-  Pool1d, Embedding, Activation, Dropout
+  Pool1d, Embedding, Activation, Dropout, LengthBuckets
 };
 const char* op_kind_name(OpKind op);
 
@@ -180,6 +181,19 @@ struct Pool1dCall {
   kernels::PoolGeometry geometry;
 };
 
+// Length bucketing (recur/kernels/bucketing.h): sorts the windows of `order`
+// by the lengths of its samples and cuts them into batches. All int32.
+struct LengthBucketsCall {
+  Tensor lengths;           // [N] per sample
+  Tensor order;             // [n] indices into lengths, e.g. a shuffled 0..N-1
+  std::int64_t window = 1;  // positions per sorted window
+  bool sort = true;         // false: keep `order` (batches padded to cut.fixed_length)
+  kernels::BucketCut cut;
+  Tensor indices, keys;     // [n] outputs: order sorted per window, and the clipped lengths
+  Tensor batch_begin, batch_size, batch_padded;  // [n] outputs, the first info[0] written
+  Tensor info;              // [2] output: number of batches, smallest key (< 0: bad input)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -254,6 +268,11 @@ class Backend {
   // y = x * mask, mask = (uniform(seed, i) >= rate) / (1 - rate).
   virtual void dropout(const Tensor& x, double rate, std::uint64_t seed, const Tensor& y,
                        const Tensor& mask) = 0;
+
+  // ---- length bucketing ------------------------------------------------------------
+  // The CPU backend throws ValueError on bad input; the CUDA backend flags it
+  // in info[1] (a kernel cannot throw) for the caller to check.
+  virtual void length_buckets(const LengthBucketsCall& call) = 0;
 };
 
 // The backend of a device (created on first use, alive for the process).

@@ -172,4 +172,26 @@ DropoutResult dropout_forward(const Tensor& x, double rate, std::uint64_t seed, 
 // dx = dy * mask.
 Tensor dropout_backward(const Tensor& dy, const Tensor& mask);
 
+// ---- length bucketing (recur/kernels/bucketing.h) --------------------------------
+// lengths int32 [N] (per sample) and order int32 [n] (indices into lengths,
+// e.g. a shuffled 0..N-1), both on one device. Each window of `window`
+// consecutive positions of order (the last may be shorter) is sorted stably
+// by length clipped to cut.max_length (with sort false, order is kept), then
+// cut greedily into batches as bucketing.h says. The CPU and CUDA (CUB)
+// results are identical. Reads the number of batches back to the host, so
+// it synchronises with the device.
+// Throws ValueError for an index outside [0, N), a negative length, or
+// options out of range (window, batch_size, pad_multiple >= 1; the rest >= 0);
+// a sample whose padded length alone exceeds cut.max_tokens gets a batch of its own.
+struct LengthBuckets {
+  Tensor indices;  // int32 [n]: order, each window sorted by length
+  Tensor lengths;  // int32 [n]: their clipped lengths
+  // int32 [num_batches] each: a batch's first position in indices, its number
+  // of samples and its padded length.
+  Tensor batch_begin, batch_size, batch_padded;
+  std::int64_t num_batches = 0;
+};
+LengthBuckets length_buckets(const Tensor& lengths, const Tensor& order, std::int64_t window,
+                             const kernels::BucketCut& cut, bool sort = true);
+
 }  // namespace recur::ops

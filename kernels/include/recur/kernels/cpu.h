@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "recur/kernels/bucketing.h"
 #include "recur/kernels/loss.h"
 #include "recur/kernels/optim.h"
 #include "recur/kernels/conv1d.h"
@@ -98,5 +99,10 @@ template <class T>
 void activation_backward(Activation act, const T* y, const T* dy, T* dx, std::int64_t rows,
                          std::int64_t cols);
 template <class T> void dropout(const DropoutArgs<T>& args);
+
+// ---- length bucketing (bucketing.h) -----------------------------------------------
+// Gather, stable sort per window, cut; throws ValueError naming the position
+// for an index outside [0, N) or a negative length.
+void length_buckets(const BucketArgs& args);
 
 }  // namespace recur::kernels::cpu
