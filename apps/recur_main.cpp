@@ -1,6 +1,7 @@
 // The `recur` command line.
 //   recur devices             what recur finds: CPU/BLAS, GPUs, versions
 //   recur lstm [options]      a small LSTM forward on the default device
+//   recur forecast ...        the Jena temperature forecaster (forecast.h)
 //   (input [batch, steps, features], as Keras)
 // --device D (cpu, cuda, cuda:N) overrides the default device (as does
 // RECUR_DEVICE).
@@ -12,6 +13,7 @@
 #include <iostream>
 #include <random>
 
+#include "forecast.h"
 #include "recur/recur.h"
 
 namespace {
@@ -111,11 +113,15 @@ int main(int argc, char** argv) {
   lstm->add_option("--repeats", lo.repeats, "timed repetitions")->check(CLI::PositiveNumber)->capture_default_str();
   lstm->add_flag("--check", lo.check, "on a GPU, compare the result with the CPU backend");
 
+  recur::app::ForecastOptions fo;
+  CLI::App* forecast = recur::app::add_forecast_command(app, fo);
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (!device.empty()) recur::set_default_device(recur::Device::parse(device));
     if (app.got_subcommand("devices")) return run_devices();
     if (app.got_subcommand("lstm")) return run_lstm(lo);
+    if (app.got_subcommand("forecast")) return recur::app::run_forecast(*forecast, fo);
   } catch (const recur::Error& e) {
     std::cerr << e.what() << "\n";
     return 1;

@@ -5,6 +5,7 @@
 #include "recur/common/error.h"
 #include "recur/engine/bidirectional.h"
 #include "recur/engine/bucketing.h"
+#include "recur/engine/checkpoint.h"
 #include "recur/engine/functional.h"
 #include "recur/engine/recurrent.h"
 #include "recur/engine/fit.h"

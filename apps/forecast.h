@@ -1,0 +1,44 @@
+// `recur forecast`: the Jena temperature forecaster of Deep Learning with
+// Python, trained, evaluated and used from the command line (docs/forecast.md).
+//
+//   recur forecast train [--model NAME | --config FILE] [--data FILE] [--epochs N] [--out DIR] ...
+//   recur forecast evaluate --model-dir DIR [--data FILE]
+//   recur forecast predict --model-dir DIR --input RECENT.csv
+//   recur forecast models            the zoo, with each model's summary
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace recur::app {
+
+struct ForecastOptions {
+  // train
+  std::string model = "gru";
+  std::string config;  // a model config file instead of a zoo name
+  std::string data;    // empty: the bundled hourly file
+  std::string out = "forecast-out";
+  int epochs = 0;  // 0: the model's default (20, or 40 with dropout)
+  std::int64_t steps_per_epoch = 500;
+  std::int64_t batch_size = 128;
+  std::int64_t validation_steps = 0;  // 0: every validation window
+  std::string lookback = "10d", delay = "24h", step = "1h";
+  std::string target = "T (degC)";
+  std::uint64_t seed = 1;
+  std::string resume;  // a checkpoint to continue from (e.g. DIR/interrupted.safetensors)
+  bool quiet = false;
+  // evaluate / predict
+  std::string model_dir;
+  std::string input;
+};
+
+// Adds the `forecast` subcommand and its own subcommands to `app`; returns it.
+CLI::App* add_forecast_command(CLI::App& app, ForecastOptions& options);
+// Runs whichever forecast subcommand was parsed. Returns the exit code.
+int run_forecast(CLI::App& forecast, const ForecastOptions& options);
+
+}  // namespace recur::app
