@@ -195,7 +195,7 @@ Forecasts forecast_windows(Sequential& model, const Data& d, const ts::RowRange&
 class DegreesReport final : public Callback {
  public:
   DegreesReport(std::ostream& out, double scale, double naive_val) : out_(out), scale_(scale), naive_(naive_val) {}
-  void on_epoch_end(int, const Logs& logs, Sequential&) override {
+  void on_epoch_end(int, const Logs& logs, TrainableModel&) override {
     out_ << "    MAE: train " << fixed(logs.at("loss") * scale_) << " degC";
     if (logs.count("val_loss")) {
       const double v = logs.at("val_loss") * scale_;

@@ -4,7 +4,9 @@
 #include <set>
 #include <sstream>
 
+#include "recur/engine/checkpoint.h"
 #include "recur/engine/fit.h"
+#include "recur/engine/functional.h"
 #include "recur/engine/layers.h"
 #include "recur/engine/model_config.h"
 #include "recur/host/allocator.h"
@@ -135,7 +137,7 @@ TEST(Fit, EarlyStoppingRestoresBestWeights) {
   struct Spy : Callback {
     std::vector<float>* best;
     double* best_loss;
-    void on_epoch_end(int, const Logs& l, Sequential& m) override {
+    void on_epoch_end(int, const Logs& l, TrainableModel& m) override {
       if (l.at("loss") < *best_loss) {
         *best_loss = l.at("loss");
         *best = m.parameters().values().to_vector<float>();
@@ -170,7 +172,7 @@ TEST(Fit, SigintStopsAtTheEndOfTheStep) {
     bool interrupted = false;
     int epoch = -1;
     std::int64_t step = -1;
-    void on_train_end(Sequential&, bool i) override {
+    void on_train_end(TrainableModel&, bool i) override {
       interrupted = i;
       epoch = current_epoch;
       step = next_step;
@@ -300,6 +302,61 @@ TEST(Fit, SavedActivationsLiveFromForwardToBackward) {
   EXPECT_GE(m->last_step_peak_bytes(), m->last_step_working_bytes());
   const Tensor y = m->forward(tr.x, {}, true).y;
   EXPECT_GT(a.stats().in_use, after_step + std::size_t(y.nbytes()));  // states and gates held
+}
+
+}  // namespace
+}  // namespace recur::test
+
+namespace recur::test {
+namespace {
+
+// fit, evaluate and checkpoints on a functional model with two inputs.
+TEST(Fit, TrainsAndCheckpointsAFunctionalModel) {
+  auto make = [](std::uint64_t seed) {
+    NodeRef seq = Input({kAnyDim, 2}, "seq");
+    NodeRef stat = Input({3}, "static");
+    NodeRef h = call(GRU(8), seq);
+    NodeRef d = call(std::make_shared<Dense>(4, Activation::Tanh), stat);
+    auto m = std::make_unique<Model>(std::vector<NodeRef>{seq, stat},
+                                     std::vector<NodeRef>{call(std::make_shared<Dense>(1), concatenate({h, d}))});
+    m->build(Device::cpu(), DType::f32, seed);
+    m->compile({OptimizerConfig::adam(0.02), LossKind::MeanSquaredError, {}});
+    return m;
+  };
+  const Toy t = toy(128, 21);
+  Random r(22);
+  const Tensor stat = Tensor::from_vector(r.floats(128 * 3), {128, 3}, Device::cpu());
+  std::vector<float> y = t.y.to_vector<float>();
+  const auto s = stat.to_vector<float>();
+  for (std::size_t i = 0; i < y.size(); ++i) y[i] += 0.5f * s[i * 3];
+  const Tensor target = Tensor::from_vector(y, {128, 1}, Device::cpu());
+  struct Two : BatchSource {
+    Tensor a, b, y;
+    std::int64_t size() const override { return 4; }
+    Batch get(std::int64_t, std::int64_t i) const override {
+      Batch out;
+      out.inputs = {a.slice(i * 32, i * 32 + 32), b.slice(i * 32, i * 32 + 32)};
+      out.y = y.slice(i * 32, i * 32 + 32);
+      return out;
+    }
+  } data;
+  data.a = t.x;
+  data.b = stat;
+  data.y = target;
+  auto m = make(1);
+  FitOptions o;
+  o.epochs = 25;
+  o.verbose = 0;
+  const History h = fit(*m, data, o, &data);
+  EXPECT_LT(h.epochs.back().at("val_loss"), 0.2 * h.epochs.front().at("val_loss"));
+  EXPECT_DOUBLE_EQ(evaluate(*m, data).at("loss"), h.epochs.back().at("val_loss"));
+  const std::string path = ::testing::TempDir() + "recur_functional.safetensors";
+  save_checkpoint(*m, path);
+  auto m2 = make(2);
+  load_checkpoint(*m2, path);
+  const std::vector<Tensor> in{t.x, stat};
+  EXPECT_EQ(m->predict(in).to_vector<float>(), m2->predict(in).to_vector<float>());
+  EXPECT_EQ(m2->optimizer().iterations(), 25 * 4);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "recur/engine/functional.h"
 #include "recur/engine/layers.h"
 #include "recur/engine/model_config.h"
 #include "recur/host/ops.h"
@@ -19,7 +20,7 @@ constexpr const char* kOptimizerPrefix = "optimizer.";
 
 // The (layer name + suffix) of every recurrent direction that trains one bias:
 // its PyTorch b_hh is exported as zeros and folded on load.
-std::vector<std::pair<std::string, Shape>> single_bias_directions(const Sequential& model) {
+std::vector<std::pair<std::string, Shape>> single_bias_directions(const TrainableModel& model) {
   std::vector<std::pair<std::string, Shape>> out;
   for (const LayerPtr& l : model.layers()) {
     const RecurrentOptions* o = nullptr;
@@ -63,7 +64,7 @@ CheckpointInfo info_from(const std::map<std::string, std::string>& meta, bool ha
 
 }  // namespace
 
-void save_checkpoint(const Sequential& model, const std::string& path, bool with_optimizer,
+void save_checkpoint(const TrainableModel& model, const std::string& path, bool with_optimizer,
                      CheckpointPosition position, const std::map<std::string, std::string>& metadata) {
   RECUR_CHECK(model.built(), Value, "save_checkpoint('", path, "'): the model is not built");
   const ParameterStore& p = model.parameters();
@@ -73,7 +74,7 @@ void save_checkpoint(const Sequential& model, const std::string& path, bool with
     tensors.emplace_back(name, Tensor::zeros(shape, p.dtype(), Device::cpu()));
   std::map<std::string, std::string> meta = metadata;
   meta["recur.format"] = kFormat;
-  meta["recur.model"] = model_config_to_json(model);
+  if (auto* seq = dynamic_cast<const Sequential*>(&model)) meta["recur.model"] = model_config_to_json(*seq);
   meta["recur.epoch"] = std::to_string(position.epoch);
   meta["recur.step"] = std::to_string(position.step);
   nlohmann::json rng = nlohmann::json::object();
@@ -93,7 +94,7 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
   return info_from(h.metadata, opt, path);
 }
 
-CheckpointInfo load_checkpoint(Sequential& model, const std::string& path, bool load_optimizer) {
+CheckpointInfo load_checkpoint(TrainableModel& model, const std::string& path, bool load_optimizer) {
   RECUR_CHECK(model.built(), Value, "load_checkpoint('", path, "'): build the model first");
   const SafetensorsFile file = load_safetensors(path, Device::cpu());
   ParameterStore& p = model.parameters();
@@ -180,18 +181,18 @@ ModelCheckpoint::ModelCheckpoint(std::string path, std::string monitor, bool sav
     : path_(std::move(path)),
       interrupt_path_(std::move(interrupt_path)),
       inner_(
-          [this](Sequential& m, int, const Logs&) {
+          [this](TrainableModel& m, int, const Logs&) {
             save_checkpoint(m, path_, m.compiled(), {current_epoch, next_step});
           },
           std::move(monitor), save_best_only) {}
 
-void ModelCheckpoint::on_epoch_end(int epoch, const Logs& logs, Sequential& model) {
+void ModelCheckpoint::on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) {
   inner_.current_epoch = current_epoch;
   inner_.next_step = next_step;
   inner_.on_epoch_end(epoch, logs, model);
 }
 
-void ModelCheckpoint::on_train_end(Sequential& model, bool interrupted) {
+void ModelCheckpoint::on_train_end(TrainableModel& model, bool interrupted) {
   if (interrupted && !interrupt_path_.empty())
     save_checkpoint(model, interrupt_path_, model.compiled(), {current_epoch, next_step});
 }

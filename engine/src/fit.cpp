@@ -80,11 +80,19 @@ Tensor copy_of(const Tensor& t) {
   return c;
 }
 
+std::vector<Tensor> inputs_of(const Batch& b) {
+  return b.inputs.empty() ? std::vector<Tensor>{b.x} : b.inputs;
+}
+std::vector<Tensor> masks_of(const Batch& b) {
+  if (!b.masks.empty()) return b.masks;
+  return b.mask.defined() ? std::vector<Tensor>{b.mask} : std::vector<Tensor>{};
+}
+
 // Accumulates batch-size-weighted means.
 struct Means {
   std::map<std::string, double> sum;
   double weight = 0;
-  void add(const Sequential& m, const Sequential::Logs& l, double w) {
+  void add(const TrainableModel& m, const BatchLogs& l, double w) {
     sum["loss"] += l.loss * w;
     const auto& metrics = m.compile_options().metrics;
     for (std::size_t i = 0; i < metrics.size(); ++i) sum[metric_key(metrics[i])] += l.metrics[i] * w;
@@ -242,7 +250,7 @@ EarlyStopping::EarlyStopping(std::string monitor, int patience, double min_delta
   RECUR_CHECK(patience >= 0, Value, "EarlyStopping: patience must be >= 0, got ", patience);
 }
 
-void EarlyStopping::on_train_begin(Sequential& /*model*/) {
+void EarlyStopping::on_train_begin(TrainableModel& /*model*/) {
   best_epoch_ = -1;
   wait_ = 0;
   stopped_epoch_ = -1;
@@ -250,7 +258,7 @@ void EarlyStopping::on_train_begin(Sequential& /*model*/) {
   best_values_ = Tensor();
 }
 
-void EarlyStopping::on_epoch_end(int epoch, const Logs& logs, Sequential& model) {
+void EarlyStopping::on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) {
   const double v = monitored(logs, monitor_, "EarlyStopping");
   if (improved(v, best_, best_epoch_ < 0, min_delta_, higher_is_better(monitor_))) {
     best_ = v;
@@ -265,7 +273,7 @@ void EarlyStopping::on_epoch_end(int epoch, const Logs& logs, Sequential& model)
   }
 }
 
-void EarlyStopping::on_train_end(Sequential& model, bool /*interrupted*/) {
+void EarlyStopping::on_train_end(TrainableModel& model, bool /*interrupted*/) {
   if (restore_ && best_values_.defined()) model.parameters().values().copy_from(best_values_);
 }
 
@@ -275,7 +283,7 @@ ReduceLROnPlateauCallback::ReduceLROnPlateauCallback(std::string monitor, double
       plateau_(factor, patience, min_delta, cooldown, min_lr,
                higher_is_better(monitor_) ? ReduceLROnPlateau::Mode::Max : ReduceLROnPlateau::Mode::Min) {}
 
-void ReduceLROnPlateauCallback::on_epoch_end(int /*epoch*/, const Logs& logs, Sequential& model) {
+void ReduceLROnPlateauCallback::on_epoch_end(int /*epoch*/, const Logs& logs, TrainableModel& model) {
   plateau_.on_epoch_end(monitored(logs, monitor_, "ReduceLROnPlateau"), model.optimizer());
 }
 
@@ -284,7 +292,7 @@ LambdaCheckpoint::LambdaCheckpoint(SaveFn save, std::string monitor, bool save_b
   RECUR_CHECK(save_ != nullptr, Value, "checkpoint callback: no save function");
 }
 
-void LambdaCheckpoint::on_epoch_end(int epoch, const Logs& logs, Sequential& model) {
+void LambdaCheckpoint::on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) {
   if (!best_only_) {
     save_(model, epoch, logs);
     return;
@@ -297,7 +305,7 @@ void LambdaCheckpoint::on_epoch_end(int epoch, const Logs& logs, Sequential& mod
   }
 }
 
-void HistoryLogger::on_epoch_end(int /*epoch*/, const Logs& logs, Sequential& /*model*/) {
+void HistoryLogger::on_epoch_end(int /*epoch*/, const Logs& logs, TrainableModel& /*model*/) {
   history_.epochs.push_back(logs);
   const bool json = path_.size() >= 5 && path_.compare(path_.size() - 5, 5, ".json") == 0;
   if (json)
@@ -307,19 +315,19 @@ void HistoryLogger::on_epoch_end(int /*epoch*/, const Logs& logs, Sequential& /*
 }
 
 // ---- fit / evaluate -------------------------------------------------------------------
-Logs evaluate(Sequential& model, const BatchSource& data, std::int64_t steps) {
+Logs evaluate(TrainableModel& model, const BatchSource& data, std::int64_t steps) {
   const std::int64_t n = steps > 0 ? steps : data.size();
   RECUR_CHECK(n > 0, Value, "evaluate: the data have no batches");
   Means m;
   for (std::int64_t i = 0; i < n; ++i) {
     const Batch b = data.get(0, i % data.size());
-    const Sequential::Logs l = model.test_on_batch(b.x, b.y, b.mask, b.sample_weight);
+    const BatchLogs l = model.test_step(inputs_of(b), b.y, masks_of(b), b.sample_weight);
     m.add(model, l, model.last_batch_weight());
   }
   return m.mean();
 }
 
-History fit(Sequential& model, const BatchSource& train, const FitOptions& o,
+History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o,
             const BatchSource* validation, const std::vector<std::shared_ptr<Callback>>& callbacks) {
   RECUR_CHECK(model.compiled(), Value, "fit: compile the model first");
   RECUR_CHECK(o.epochs >= 0 && o.initial_epoch >= 0 && o.initial_step >= 0, Value,
@@ -350,7 +358,7 @@ History fit(Sequential& model, const BatchSource& train, const FitOptions& o,
     double samples = 0;
     for (std::int64_t step = first; step < steps; ++step) {
       const Batch b = train.get(epoch, step % train.size());
-      const Sequential::Logs l = model.train_on_batch(b.x, b.y, b.mask, b.sample_weight);
+      const BatchLogs l = model.train_step(inputs_of(b), b.y, masks_of(b), b.sample_weight);
       RECUR_CHECK(std::isfinite(l.loss), Value, "fit: the loss became ", l.loss, " at epoch ",
                   epoch + 1, ", step ", step + 1, "; lower the learning rate or check the data for NaN");
       m.add(model, l, model.last_batch_weight());

@@ -702,6 +702,10 @@ Optimizer& Model::optimizer() {
   RECUR_CHECK(optimizer_ != nullptr, Value, who(), " is not compiled");
   return *optimizer_;
 }
+const Optimizer& Model::optimizer() const {
+  RECUR_CHECK(optimizer_ != nullptr, Value, who(), " is not compiled");
+  return *optimizer_;
+}
 
 Model::Logs Model::run_batch(const std::vector<Tensor>& x, const Tensor& y,
                              const std::vector<Tensor>& masks, const Tensor& sample_weight, bool train) {

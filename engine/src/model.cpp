@@ -320,4 +320,24 @@ Sequential::Logs Sequential::test_on_batch(const Tensor& x, const Tensor& y, con
   return run_batch(x, y, mask, sample_weight, false);
 }
 
+namespace {
+const Tensor& single_input(const std::string& who, const std::vector<Tensor>& x, const std::vector<Tensor>& masks) {
+  RECUR_CHECK(x.size() == 1 && masks.size() <= 1, Value, who, " has one input; got ", x.size(), " inputs and ",
+              masks.size(), " masks");
+  return x[0];
+}
+}  // namespace
+
+BatchLogs Sequential::train_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
+                                 const Tensor& sample_weight) {
+  const Tensor& in = single_input(who(), x, masks);
+  return train_on_batch(in, y, masks.empty() ? Tensor() : masks[0], sample_weight);
+}
+
+BatchLogs Sequential::test_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
+                                const Tensor& sample_weight) {
+  const Tensor& in = single_input(who(), x, masks);
+  return test_on_batch(in, y, masks.empty() ? Tensor() : masks[0], sample_weight);
+}
+
 }  // namespace recur

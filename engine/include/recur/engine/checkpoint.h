@@ -48,7 +48,7 @@ struct CheckpointInfo {
 };
 
 // `model` must be built; with_optimizer needs it compiled.
-void save_checkpoint(const Sequential& model, const std::string& path, bool with_optimizer = true,
+void save_checkpoint(const TrainableModel& model, const std::string& path, bool with_optimizer = true,
                      CheckpointPosition position = {},
                      const std::map<std::string, std::string>& metadata = {});
 
@@ -56,7 +56,7 @@ void save_checkpoint(const Sequential& model, const std::string& path, bool with
 // load_optimizer (the model compiled with the same optimizer kind), the
 // optimizer state and dropout positions too; a file without optimizer state
 // is then an error. A PyTorch state_dict saved as safetensors loads as well.
-CheckpointInfo load_checkpoint(Sequential& model, const std::string& path, bool load_optimizer = true);
+CheckpointInfo load_checkpoint(TrainableModel& model, const std::string& path, bool load_optimizer = true);
 
 // Just the metadata (and position) of a checkpoint file, without tensors.
 CheckpointInfo read_checkpoint_info(const std::string& path);
@@ -68,8 +68,8 @@ class ModelCheckpoint final : public Callback {
  public:
   explicit ModelCheckpoint(std::string path, std::string monitor = "val_loss", bool save_best_only = true,
                            std::string interrupt_path = "");
-  void on_epoch_end(int epoch, const Logs& logs, Sequential& model) override;
-  void on_train_end(Sequential& model, bool interrupted) override;
+  void on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) override;
+  void on_train_end(TrainableModel& model, bool interrupted) override;
   int best_epoch() const { return inner_.best_epoch(); }
   double best() const { return inner_.best(); }
 

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "recur/engine/model.h"
+#include "recur/engine/model.h"  // TrainableModel: Sequential, and Model in functional.h
 
 namespace recur {
 
@@ -27,6 +27,9 @@ struct Batch {
   Tensor x, y;
   Tensor mask;           // [B, T] or undefined
   Tensor sample_weight;  // [B] (or [B, T]) or undefined
+  // Models with several inputs (functional.h): one tensor (and optionally one
+  // mask) per input; when set, x and mask are not used.
+  std::vector<Tensor> inputs, masks;
 };
 
 class BatchSource {
@@ -74,10 +77,10 @@ struct History {
 class Callback {
  public:
   virtual ~Callback() = default;
-  virtual void on_train_begin(Sequential& /*model*/) {}
-  virtual void on_epoch_end(int /*epoch*/, const Logs& /*logs*/, Sequential& /*model*/) {}
+  virtual void on_train_begin(TrainableModel& /*model*/) {}
+  virtual void on_epoch_end(int /*epoch*/, const Logs& /*logs*/, TrainableModel& /*model*/) {}
   // interrupted: Ctrl-C (or request_stop) ended the run early.
-  virtual void on_train_end(Sequential& /*model*/, bool /*interrupted*/) {}
+  virtual void on_train_end(TrainableModel& /*model*/, bool /*interrupted*/) {}
   // Set by a callback to end training after this epoch (Keras's model.stop_training).
   bool stop_training = false;
   // Set by fit before on_epoch_end and on_train_end: where a resumed run would
@@ -93,9 +96,9 @@ class EarlyStopping final : public Callback {
  public:
   explicit EarlyStopping(std::string monitor = "val_loss", int patience = 0, double min_delta = 0,
                          bool restore_best_weights = false);
-  void on_train_begin(Sequential& model) override;
-  void on_epoch_end(int epoch, const Logs& logs, Sequential& model) override;
-  void on_train_end(Sequential& model, bool interrupted) override;
+  void on_train_begin(TrainableModel& model) override;
+  void on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) override;
+  void on_train_end(TrainableModel& model, bool interrupted) override;
   int best_epoch() const { return best_epoch_; }
   int stopped_epoch() const { return stopped_epoch_; }
 
@@ -115,7 +118,7 @@ class ReduceLROnPlateauCallback final : public Callback {
   explicit ReduceLROnPlateauCallback(std::string monitor = "val_loss", double factor = 0.1,
                                      int patience = 10, double min_delta = 1e-4, int cooldown = 0,
                                      double min_lr = 0.0);
-  void on_epoch_end(int epoch, const Logs& logs, Sequential& model) override;
+  void on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) override;
 
  private:
   std::string monitor_;
@@ -127,9 +130,9 @@ class ReduceLROnPlateauCallback final : public Callback {
 // (checkpoint.h's ModelCheckpoint builds on this with files.)
 class LambdaCheckpoint : public Callback {
  public:
-  using SaveFn = std::function<void(Sequential&, int epoch, const Logs&)>;
+  using SaveFn = std::function<void(TrainableModel&, int epoch, const Logs&)>;
   LambdaCheckpoint(SaveFn save, std::string monitor = "val_loss", bool save_best_only = true);
-  void on_epoch_end(int epoch, const Logs& logs, Sequential& model) override;
+  void on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) override;
   double best() const { return best_; }
   int best_epoch() const { return best_epoch_; }
 
@@ -145,7 +148,7 @@ class LambdaCheckpoint : public Callback {
 class HistoryLogger final : public Callback {
  public:
   explicit HistoryLogger(std::string path) : path_(std::move(path)) {}
-  void on_epoch_end(int epoch, const Logs& logs, Sequential& model) override;
+  void on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) override;
 
  private:
   std::string path_;
@@ -167,13 +170,13 @@ struct FitOptions {
   bool stop_on_sigint = true;
 };
 
-// Trains `model` (compiled). Returns the history (also on interruption).
-History fit(Sequential& model, const BatchSource& train, const FitOptions& options = {},
+// Trains `model` (compiled): a Sequential or a functional Model. Returns the history (also on interruption).
+History fit(TrainableModel& model, const BatchSource& train, const FitOptions& options = {},
             const BatchSource* validation = nullptr,
             const std::vector<std::shared_ptr<Callback>>& callbacks = {});
 
 // Mean loss and metrics over `steps` batches (0: all) of epoch 0 of `data`.
-Logs evaluate(Sequential& model, const BatchSource& data, std::int64_t steps = 0);
+Logs evaluate(TrainableModel& model, const BatchSource& data, std::int64_t steps = 0);
 
 // Asks a running fit to stop at the end of its current step (what Ctrl-C does).
 void request_stop();

@@ -213,7 +213,7 @@ NodeRef multiply(const std::vector<NodeRef>& inputs, std::string name = "multipl
 NodeRef average(const std::vector<NodeRef>& inputs, std::string name = "average");
 
 // ---- the model ----------------------------------------------------------------------
-class Model {
+class Model final : public TrainableModel {
  public:
   // keras.Model(inputs, outputs): checks the graph (see the top of this file)
   // and gives the layers and inputs unique names (Keras's suffixes).
@@ -224,12 +224,12 @@ class Model {
   // Builds every layer in topological order for its inputs' shapes, declares
   // all parameters into one store on `device` and initializes them from `seed`.
   void build(Device device = default_device(), DType dtype = DType::f32, std::uint64_t seed = 0);
-  bool built() const { return store_ != nullptr; }
+  bool built() const override { return store_ != nullptr; }
 
-  const std::string& name() const { return name_; }
+  const std::string& name() const override { return name_; }
   // Layers in topological order (merge layers included, inputs not).
-  const std::vector<LayerPtr>& layers() const { return layers_; }
-  Layer& layer(const std::string& name) const;
+  const std::vector<LayerPtr>& layers() const override { return layers_; }
+  Layer& layer(const std::string& name) const override;
   const std::vector<NodeRef>& inputs() const { return inputs_; }
   const std::vector<NodeRef>& outputs() const { return outputs_; }
   const Shape& input_shape(std::size_t i) const;
@@ -242,8 +242,8 @@ class Model {
   // "Connected to" (the nodes each layer reads), and the totals.
   std::string summary() const;
 
-  ParameterStore& parameters();
-  const ParameterStore& parameters() const;
+  ParameterStore& parameters() override;
+  const ParameterStore& parameters() const override;
 
   struct Output {
     Tensor y;
@@ -261,9 +261,10 @@ class Model {
   void reset_states();
 
   void compile(const CompileOptions& options);
-  bool compiled() const { return optimizer_ != nullptr; }
-  const CompileOptions& compile_options() const;
-  Optimizer& optimizer();
+  bool compiled() const override { return optimizer_ != nullptr; }
+  const CompileOptions& compile_options() const override;
+  Optimizer& optimizer() override;
+  const Optimizer& optimizer() const override;
 
   using Logs = BatchLogs;
   // As Sequential's, for a model with one output: x one tensor per input,
@@ -272,7 +273,15 @@ class Model {
                       const std::vector<Tensor>& masks = {}, const Tensor& sample_weight = {});
   Logs test_on_batch(const std::vector<Tensor>& x, const Tensor& y,
                      const std::vector<Tensor>& masks = {}, const Tensor& sample_weight = {});
-  double last_batch_weight() const { return last_weight_; }
+  double last_batch_weight() const override { return last_weight_; }
+  BatchLogs train_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
+                       const Tensor& sample_weight) override {
+    return train_on_batch(x, y, masks, sample_weight);
+  }
+  BatchLogs test_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
+                      const Tensor& sample_weight) override {
+    return test_on_batch(x, y, masks, sample_weight);
+  }
 
  private:
   // One node of the schedule: where its inputs are in the schedule.

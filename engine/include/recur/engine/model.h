@@ -47,7 +47,32 @@ struct BatchLogs {
   std::vector<double> metrics;  // in compile order
 };
 
-class Sequential {
+// What training loops, callbacks and checkpoints need from a model: Sequential
+// and the functional Model (functional.h) both provide it, so fit, evaluate and
+// checkpoints work on either. Inputs are given as a list (one tensor per model
+// input; a Sequential has one).
+class TrainableModel {
+ public:
+  virtual ~TrainableModel() = default;
+  virtual const std::string& name() const = 0;
+  virtual bool built() const = 0;
+  virtual const std::vector<LayerPtr>& layers() const = 0;
+  virtual Layer& layer(const std::string& name) const = 0;
+  virtual ParameterStore& parameters() = 0;
+  virtual const ParameterStore& parameters() const = 0;
+  virtual bool compiled() const = 0;
+  virtual const CompileOptions& compile_options() const = 0;
+  virtual Optimizer& optimizer() = 0;
+  virtual const Optimizer& optimizer() const = 0;
+  virtual double last_batch_weight() const = 0;
+  // One training step / one evaluation batch (masks: empty or one per input).
+  virtual BatchLogs train_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
+                               const Tensor& sample_weight) = 0;
+  virtual BatchLogs test_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
+                              const Tensor& sample_weight) = 0;
+};
+
+class Sequential final : public TrainableModel {
  public:
   explicit Sequential(std::string name = "sequential") : name_(std::move(name)) {}
   Sequential(const Sequential&) = delete;
@@ -62,11 +87,11 @@ class Sequential {
   // parameters on `device` and initializes them from `seed`.
   void build(const Shape& input_shape, Device device = default_device(), DType dtype = DType::f32,
              std::uint64_t seed = 0);
-  bool built() const { return store_ != nullptr; }
+  bool built() const override { return store_ != nullptr; }
 
-  const std::string& name() const { return name_; }
-  const std::vector<LayerPtr>& layers() const { return layers_; }
-  Layer& layer(const std::string& name) const;
+  const std::string& name() const override { return name_; }
+  const std::vector<LayerPtr>& layers() const override { return layers_; }
+  Layer& layer(const std::string& name) const override;
   const Shape& input_shape() const;
   const Shape& output_shape() const;
   Device device() const;
@@ -76,8 +101,8 @@ class Sequential {
   // Keras's table: layer (type), output shape, parameter count, and the totals.
   std::string summary() const;
 
-  ParameterStore& parameters();
-  const ParameterStore& parameters() const;
+  ParameterStore& parameters() override;
+  const ParameterStore& parameters() const override;
 
   struct Output {
     Tensor y;
@@ -93,10 +118,10 @@ class Sequential {
   void reset_states();
 
   void compile(const CompileOptions& options);
-  bool compiled() const { return optimizer_ != nullptr; }
-  const CompileOptions& compile_options() const;
-  Optimizer& optimizer();
-  const Optimizer& optimizer() const;
+  bool compiled() const override { return optimizer_ != nullptr; }
+  const CompileOptions& compile_options() const override;
+  Optimizer& optimizer() override;
+  const Optimizer& optimizer() const override;
 
   using Logs = BatchLogs;
   // One optimizer step on (x, y): zero gradients, forward (training),
@@ -108,7 +133,11 @@ class Sequential {
                      const Tensor& sample_weight = {});
   // The count the last batch's loss averaged over (Keras's denominator), to
   // weight means over batches of unequal size.
-  double last_batch_weight() const { return last_weight_; }
+  double last_batch_weight() const override { return last_weight_; }
+  BatchLogs train_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
+                       const Tensor& sample_weight) override;
+  BatchLogs test_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
+                      const Tensor& sample_weight) override;
   // Peak bytes in use on the model's device during the last batch (parameters,
   // optimizer state and activations), from the device's caching allocator; and
   // the part above what was in use when the batch began (its working memory).
