@@ -9,9 +9,13 @@
 # `run` unpacks the .debs into /tmp/recur-deps, builds for the local GPU
 # (RECUR_GPU_ARCH, default 90), runs every test, then the `gpu` label alone,
 # compute-sanitizer memcheck and racecheck on the CUDA tests, `recur devices`,
-# `recur lstm --check`, the ops benchmark and the quick recur-vs-cuDNN
-# benchmark (bench_cudnn --quick). It writes at most 8 files to $OUT
-# (else bench/results/local/), each starting with the device and the date.
+# `recur lstm --check`, the ops benchmark, the quick recur-vs-cuDNN RNN
+# benchmark (bench_cudnn --quick) and recur's Conv1D against cuDNN's
+# convolution (bench_conv_cudnn). It writes at most 8 files to $OUT (else
+# bench/results/local/), each starting with the device and the date; the two
+# cuDNN benchmarks share bench_cudnn.csv (eight files already), the Conv1D
+# table after the RNN one under its own "# build-gpu/bin/bench_conv_cudnn"
+# line and header row.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -81,7 +85,11 @@ run)
     build-gpu/bin/recur lstm --device cpu
   } > "$out/cli.txt" 2>&1
   { echo "$stamp"; build-gpu/bin/bench_ops; } > "$out/bench_ops.csv" 2>&1
-  { echo "$stamp"; echo "# build-gpu/bin/bench_cudnn --quick"; build-gpu/bin/bench_cudnn --quick; } > "$out/bench_cudnn.csv" 2>&1
+  {
+    echo "$stamp"
+    echo "# build-gpu/bin/bench_cudnn --quick"; build-gpu/bin/bench_cudnn --quick
+    echo "# build-gpu/bin/bench_conv_cudnn"; build-gpu/bin/bench_conv_cudnn
+  } > "$out/bench_cudnn.csv" 2>&1
   tail -3 "$out/ctest.txt" "$out/ctest_gpu.txt"; grep -E "ERROR SUMMARY|exit" "$out/sanitizer.txt"; cat "$out/cli.txt"
   ;;
 *)

@@ -2,7 +2,8 @@
 // convolution itself runs as cuBLAS GEMMs (host/src/conv1d.cpp). This is the
 // simple, general choice; whether cuDNN's convolution or a fused small-shape
 // kernel beats it for the forecaster's shapes is for the GPU benchmark to say
-// (not yet measured: no GPU so far). CPU twin: kernels/cpu/conv1d.cpp.
+// (bench/bench_conv_cudnn; not yet run: no GPU so far; the reasoning is in
+// recur/host/conv1d.h). CPU twin: kernels/cpu/conv1d.cpp.
 #include "check.h"
 #include "grid.cuh"
 #include "launch.h"
