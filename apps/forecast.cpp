@@ -306,7 +306,8 @@ int train(const ForecastOptions& o) {
         << "\n";
   }
   out << "training " << name << " on " << dev.str() << ": " << epochs << " epochs of " << o.steps_per_epoch
-      << " steps of " << o.batch_size << " (Ctrl-C stops at the end of a step and keeps the best checkpoint)\n";
+      << " steps of " << o.batch_size << " (Ctrl-C stops at the end of a step and keeps the best checkpoint)"
+      << std::endl;
   auto ckpt = std::make_shared<ModelCheckpoint>(best.string(), "val_loss", true, interrupted.string());
   std::vector<std::shared_ptr<Callback>> callbacks{ckpt, std::make_shared<HistoryLogger>((dir / "history.csv").string()),
                                                    std::make_shared<DegreesReport>(out, scale, naive_val.mae_units)};
