@@ -12,16 +12,6 @@
 namespace recur::test {
 namespace {
 
-template <class F>
-void expect_error(F f, const char* what) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning " << what;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
-  }
-}
-
 std::string temp(const std::string& name) { return ::testing::TempDir() + "recur_ckpt_" + name; }
 
 std::unique_ptr<Sequential> zoo(std::uint64_t seed, std::int64_t dense_units = 3) {

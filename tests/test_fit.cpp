@@ -15,16 +15,6 @@
 namespace recur::test {
 namespace {
 
-template <class F>
-void expect_error(F f, const char* what) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning " << what;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
-  }
-}
-
 // y = mean of feature 0 over time: learnable by a small GRU.
 struct Toy {
   Tensor x, y;

@@ -13,16 +13,6 @@
 namespace recur::test {
 namespace {
 
-template <class F>
-void expect_error(F f, const char* what) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning " << what;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
-  }
-}
-
 Tensor random_tensor(Random& rng, const Shape& shape, float lo = -1.f, float hi = 1.f) {
   return Tensor::from_vector(widen(rng.floats(shape_numel(shape), lo, hi)), shape, Device::cpu());
 }

@@ -12,16 +12,6 @@
 namespace recur::test {
 namespace {
 
-template <class F>
-void expect_error(F f, const char* what) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning " << what;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
-  }
-}
-
 RecurrentOptions rnn_options(CellType cell, std::int64_t units, bool seq) {
   RecurrentOptions o;
   o.cell = cell;

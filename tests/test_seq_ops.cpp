@@ -14,16 +14,6 @@ namespace {
 // what the caching allocator hands out next for that size (test_pooling.cpp).
 void poison_next(std::int64_t n, Device d) { poison(Tensor::empty({n}, DType::f32, d)); }
 
-template <class F>
-void expect_error(F f, const char* what) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning " << what;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
-  }
-}
-
 // Central differences of loss() with respect to every element of x (float64,
 // CPU) against `analytic`.
 void expect_fd(const Tensor& x, const std::vector<double>& analytic, const std::function<double()>& loss) {

@@ -109,6 +109,17 @@ inline ::testing::AssertionResult close_to(const Tensor& out, const std::vector<
   return close_to(out.to_vector<float>(), ref, scale, rtol);
 }
 
+// f() must throw a recur::Error whose text contains `what`.
+template <class F>
+void expect_error(F f, const char* what) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one mentioning " << what;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+  }
+}
+
 // Central differences (step 1e-6) of loss() with respect to every element of
 // `param` (float64 on the CPU, perturbed in place and restored) against
 // `analytic`; each must agree to 1e-6 (1 + |numeric|).
