@@ -581,7 +581,10 @@ TEST(RecurrentKeras, LoadedWeightsGiveTheSameOutputs) {
     b.weights().b_ih.copy_from(w.b_ih);
     b.weights().b_hh.copy_from(w.b_hh);
     const auto x = Tensor::from_vector(rng.floats(2 * 6 * 4), {2, 6, 4}, cpu);
-    EXPECT_TRUE(close_to(b.forward(x).y, widen(a.forward(x).y.to_vector<float>()), {0.1}, 1e-6));
+    // Folding b_ih + b_hh into one bias rounds differently in float32 (about
+    // one ulp per step, amplified over the 6 steps): the float32 bound 1e-5
+    // (1e-6 failed at 1.09x on one random draw in CI).
+    EXPECT_TRUE(close_to(b.forward(x).y, widen(a.forward(x).y.to_vector<float>()), {0.1}, 1e-5));
   }
 }
 
