@@ -323,7 +323,7 @@ int train(const ForecastOptions& o) {
 
   // The best epoch's weights, on validation and test.
   load_checkpoint(model, best.string(), false);
-  const double val_mae = evaluate(model, val_src).at("loss");
+  const double val_mae = evaluate(model, Windows(val_g, dev)).at("loss");  // every window
   const double test_mae = evaluate(model, test_src).at("loss");
   const int best_epoch = ckpt->best_epoch() + 1;
   double samples_per_s = 0;
