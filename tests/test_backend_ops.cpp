@@ -5,7 +5,11 @@
 // Suites: CPU/... runs everywhere; CUDA/... is labelled `gpu` in CTest and skips,
 // saying why, where no CUDA device exists.
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
 
+#include "recur/kernels/vec_math.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -218,7 +222,7 @@ struct StepCase {
 };
 const StepCase kStepCases[] = {{1, 1, true, true},   {1, 7, false, false}, {7, 33, true, true},
                                {33, 7, true, false},  {3, 1000, true, true}, {64, 32, false, true},
-                               {257, 7, true, true}};
+                               {257, 7, true, true},  {256, 160, true, true}};  // the last splits rows over threads
 
 TEST_P(BackendOps, LstmStep) {
   SCOPED_TRACE(seed());
@@ -449,6 +453,62 @@ TEST_P(BackendOps, Float64IsCpuOnlyAndSaysSo) {
     const Tensor a = Tensor::zeros({2, 2}, DType::f64, Device::cpu()).to(dev());
     EXPECT_THROW(ops::matmul(a, a), UnsupportedError);
   }
+}
+
+// ---- the CPU cell kernels' float math (recur/kernels/vec_math.h) ------------------
+// Error in units of the float spacing at the exact value.
+double ulps(float got, double want) {
+  const double w = std::abs(want);
+  const float wf = float(w);
+  double u = double(std::nextafter(wf, std::numeric_limits<float>::infinity())) - double(wf);
+  if (w < double(std::numeric_limits<float>::min())) u = double(std::numeric_limits<float>::denorm_min());
+  return std::abs(double(got) - want) / u;
+}
+
+TEST(VecMath, WithinAnUlpOfTheExactValues) {
+  namespace kc = kernels::cpu;
+  double e_exp = 0, e_sig = 0, e_tanh = 0;
+  float at_exp = 0, at_sig = 0, at_tanh = 0;
+  // Every 997th float in [-100, 100] (about 2.2 million), both signs.
+  const std::uint32_t top = [] { float f = 100.f; std::uint32_t u; std::memcpy(&u, &f, 4); return u; }();
+  for (std::uint32_t u = 0; u <= top; u += 997)
+    for (float sign : {1.f, -1.f}) {
+      float x;
+      std::memcpy(&x, &u, 4);
+      x *= sign;
+      const double xd = x;
+      if (xd < 88.5) {  // e^x overflows float above 88.72
+        const double d = ulps(kc::vexp(x), std::exp(xd));
+        if (d > e_exp) e_exp = d, at_exp = x;
+      }
+      const double ds = ulps(kc::vsigmoid(x), 1 / (1 + std::exp(-xd)));
+      if (ds > e_sig) e_sig = ds, at_sig = x;
+      const double dt = ulps(kc::vtanh(x), std::tanh(xd));
+      if (dt > e_tanh) e_tanh = dt, at_tanh = x;
+    }
+  // Each rounds one double result to float: half an ulp, plus the double error.
+  EXPECT_LE(e_exp, 0.51) << "at " << at_exp;
+  EXPECT_LE(e_sig, 0.51) << "at " << at_sig;
+  EXPECT_LE(e_tanh, 0.51) << "at " << at_tanh;
+}
+
+TEST(VecMath, LimitsAndNaN) {
+  namespace kc = kernels::cpu;
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(std::isnan(kc::vexp(nan)));
+  EXPECT_TRUE(std::isnan(kc::vsigmoid(nan)));
+  EXPECT_TRUE(std::isnan(kc::vtanh(nan)));
+  EXPECT_EQ(kc::vexp(inf), inf);
+  EXPECT_EQ(kc::vexp(-inf), 0.f);
+  EXPECT_EQ(kc::vexp(0.f), 1.f);
+  EXPECT_EQ(kc::vsigmoid(inf), 1.f);
+  EXPECT_EQ(kc::vsigmoid(-inf), 0.f);
+  EXPECT_EQ(kc::vsigmoid(0.f), 0.5f);
+  EXPECT_EQ(kc::vtanh(inf), 1.f);
+  EXPECT_EQ(kc::vtanh(-inf), -1.f);
+  EXPECT_EQ(kc::vtanh(0.f), 0.f);
+  EXPECT_EQ(kc::vtanh(1e-30f), 1e-30f);
+  EXPECT_EQ(kc::vtanh(-3e-5f), -3e-5f);
 }
 
 INSTANTIATE_TEST_SUITE_P(CPU, BackendOps, ::testing::Values(Device::cpu()),
