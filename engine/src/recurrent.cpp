@@ -5,6 +5,7 @@
 #include <random>
 #include <string>
 
+#include "recur/host/backend.h"
 #include "recur/host/ops.h"
 
 namespace recur {
@@ -41,6 +42,16 @@ void add_into(const Tensor& acc, const Tensor& v) { ops::binary(BinaryOp::Add, a
 // x [B, H] with row b scaled by v[b] ([B]): through [H, B], where v broadcasts.
 Tensor scale_rows(const Tensor& x, const Tensor& v) {
   return ops::transpose01(ops::mul(ops::transpose01(x), v));
+}
+
+// Whether the backend runs a whole pass of this layer in one call (the CPU
+// does: no synchronisation between steps). Not for the reset-before GRU,
+// SimpleRNN or recurrent dropout, which loop over the step ops.
+bool whole_pass(const RecurrentOptions& o, bool recurrent_dropout, Device dev, std::int64_t B) {
+  if (recurrent_dropout || o.cell == CellType::SimpleRNN || (o.cell == CellType::GRU && !o.reset_after))
+    return false;
+  const OpKind op = o.cell == CellType::LSTM ? OpKind::LstmSequence : OpKind::GruSequence;
+  return backend(dev).supports({op, o.dtype, B, o.units}).ok;
 }
 
 }  // namespace
@@ -182,7 +193,12 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
   }
 
   const Tensor h_dropped = rec_mask.defined() ? Tensor::empty({B, H}, o.dtype, device_) : Tensor();
-  for (std::int64_t t = 0; t < T; ++t) {
+  const bool whole = whole_pass(o, rec_mask.defined(), device_, B);
+  if (whole && o.cell == CellType::GRU)
+    ops::gru_sequence({xproj.reshape({T, B, G}), w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates});
+  else if (whole)
+    ops::lstm_sequence({xproj.reshape({T, B, G}), w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, cs, ys, gates});
+  for (std::int64_t t = 0; t < (whole ? 0 : T); ++t) {
     const Tensor h_prev = at(hs, training ? t : t % 2);
     const Tensor h_next = at(hs, training ? t + 1 : (t + 1) % 2);
     const Tensor xp = xproj.slice(t * B, (t + 1) * B);
@@ -289,7 +305,14 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
     if (rec_mask.defined()) h_in = Tensor::empty({B, H}, dt, device_);
   }
 
-  for (std::int64_t t = T - 1; t >= 0; --t) {
+  const bool whole = whole_pass(o, rec_mask.defined(), device_, B);
+  if (whole && o.cell == CellType::GRU)
+    ops::gru_sequence_backward({saved_.gates, saved_.h, dys, saved_.mask, w_.w_hh, dh,
+                                dgx.reshape({T, B, G}), dgh.reshape({T, B, G})});
+  else if (whole)
+    ops::lstm_sequence_backward({saved_.gates, saved_.c, dys, saved_.mask, w_.w_hh, dh, dc,
+                                 dgx.reshape({T, B, G})});
+  for (std::int64_t t = whole ? -1 : T - 1; t >= 0; --t) {
     const Tensor m = saved_.mask.defined() ? at(saved_.mask, t) : Tensor();
     const Tensor dyt = dys.defined() ? at(dys, t) : Tensor();
     const Tensor gx = dgx.slice(t * B, (t + 1) * B), gh = dgh.slice(t * B, (t + 1) * B);
