@@ -41,7 +41,9 @@ TEST_P(BackendOps, Gemm) {
   SCOPED_TRACE(seed());
   std::vector<GemmCase> cases;
   const std::int64_t dims[][3] = {{1, 1, 1},   {7, 33, 1},  {33, 7, 1000}, {1000, 7, 33},
-                                  {1, 1000, 7}, {33, 33, 33}, {7, 1, 33}};
+                                  {1, 1000, 7}, {33, 33, 33}, {7, 1, 33},
+                                  // above the CPU's split threshold: row blocks, column blocks
+                                  {301, 37, 60}, {37, 301, 60}};
   for (auto& d : dims)
     for (int t = 0; t < 4; ++t) cases.push_back({d[0], d[1], d[2], bool(t & 1), bool(t & 2), 0, false, false, 1.0, 0.0});
   cases.push_back({7, 33, 7, false, true, 0, false, false, 0.5, 0.0});
@@ -51,6 +53,8 @@ TEST_P(BackendOps, Gemm) {
   cases.push_back({7, 33, 33, false, true, 3, false, true, 1.0, 0.0});   // shared A
   cases.push_back({33, 7, 1, true, false, 5, true, false, 1.0, 0.5});    // shared B (a weight)
   cases.push_back({1000, 33, 7, false, true, 2, true, false, 1.0, 0.0});
+  cases.push_back({301, 37, 60, true, true, 0, false, false, 1.0, 0.5});
+  cases.push_back({37, 301, 60, false, true, 0, false, false, -2.0, 0.75});
 
   for (const GemmCase& g : cases) {
     SCOPED_TRACE(::testing::Message() << "m " << g.m << " n " << g.n << " k " << g.k << " ta "
