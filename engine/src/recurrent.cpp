@@ -256,7 +256,8 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
   return out;
 }
 
-Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Tensor>& d_states) {
+Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Tensor>& d_states,
+                                          bool input_grad) {
   const RecurrentOptions& o = options_;
   const char* name = cell_name(o.cell);
   RECUR_CHECK(saved_.valid, Value, name,
@@ -375,9 +376,11 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
     }
   }
   InputGrads out;
-  const Tensor dxs = ops::matmul(dgx, w_.w_ih).reshape({T, B, I});  // processing order
-  if (saved_.in_mask.defined()) ops::binary(BinaryOp::Mul, dxs, saved_.in_mask, dxs);
-  out.dx = ops::transpose01(dxs, o.go_backwards, false);
+  if (input_grad) {
+    const Tensor dxs = ops::matmul(dgx, w_.w_ih).reshape({T, B, I});  // processing order
+    if (saved_.in_mask.defined()) ops::binary(BinaryOp::Mul, dxs, saved_.in_mask, dxs);
+    out.dx = ops::transpose01(dxs, o.go_backwards, false);
+  }
   out.d_initial_state.push_back(dh);
   if (o.cell == CellType::LSTM) out.d_initial_state.push_back(dc);
   return out;
