@@ -569,7 +569,7 @@ TEST(SequenceOps, MatchTheStepOpsLoop) {
     Tensor rdh = f64(dhT, {B, H}), rdc = f64(dcT, {B, H});
     const Tensor rdh2 = Tensor::empty({B, H}, DType::f64, Device::cpu());
     const Tensor rdgx = Tensor::empty({T, B, G}, DType::f64, Device::cpu());
-    const Tensor rdgh = Tensor::empty({T, B, G}, DType::f64, Device::cpu());
+    const Tensor rdgh = Tensor::zeros({T, B, G}, DType::f64, Device::cpu());  // GRU only
     const Tensor rdys = f64(dys, {T, B, H});
     Tensor a = rdh, b2 = rdh2;
     for (std::int64_t t = T - 1; t >= 0; --t) {
@@ -607,8 +607,9 @@ TEST(SequenceOps, MatchTheStepOpsLoop) {
       if (lstm) ops::lstm_sequence({sx, sw, sbi, sbh, sm, hs, cs, ys, saved});
       else ops::gru_sequence({sx, sw, sbi, sbh, sm, hs, ys, saved});
       const Tensor dh = in(dhT, {B, H}), dc = in(dcT, {B, H}), dgx = out({T, B, G}), dgh = out({T, B, G});
-      if (lstm) ops::lstm_sequence_backward({saved, cs, in(dys, {T, B, H}), sm, sw, dh, dc, dgx});
-      else ops::gru_sequence_backward({saved, hs, in(dys, {T, B, H}), sm, sw, dh, dgx, dgh});
+      const Tensor db_x = out({G}), db_h = out({G});
+      if (lstm) ops::lstm_sequence_backward({saved, cs, in(dys, {T, B, H}), sm, sw, dh, dc, dgx, db_x});
+      else ops::gru_sequence_backward({saved, hs, in(dys, {T, B, H}), sm, sw, dh, dgx, dgh, db_x, db_h});
       // Inference: alternating state buffers, the last state in hs2[T % 2].
       const Tensor hs2 = out({2, B, H}), cs2 = out({1, B, H});
       step(hs2, 0).copy_from(in(h0, {B, H}));
@@ -627,6 +628,21 @@ TEST(SequenceOps, MatchTheStepOpsLoop) {
             ASSERT_NEAR(got[k][i], want[k][i], rtol * (std::abs(want[k][i]) + 1)) << "output " << k << " at " << i;
         } else {
           EXPECT_TRUE(close_to(g, want[k], {0.1}, rtol)) << "output " << k;
+        }
+      }
+      // The bias sums: over every step and row of the gate gradients.
+      std::vector<double> want_bx(std::size_t(G), 0.0), want_bh(std::size_t(G), 0.0);
+      for (std::int64_t r = 0; r < T * B; ++r)
+        for (std::int64_t j = 0; j < G; ++j) {
+          want_bx[std::size_t(j)] += want[6][std::size_t(r * G + j)];
+          want_bh[std::size_t(j)] += want[7][std::size_t(r * G + j)];
+        }
+      const auto got_bx = values(db_x);
+      const auto got_bh = values(db_h);
+      for (std::size_t j = 0; j < std::size_t(G); ++j) {
+        EXPECT_NEAR(got_bx[j], want_bx[j], rtol * (std::abs(want_bx[j]) + 1)) << "db_ih " << j;
+        if (!lstm) {
+          EXPECT_NEAR(got_bh[j], want_bh[j], rtol * (std::abs(want_bh[j]) + 1)) << "db_hh " << j;
         }
       }
       const auto last = values(step(hs2, T % 2)), want_last = values(step(hs, T));

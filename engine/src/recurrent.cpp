@@ -307,12 +307,16 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
   }
 
   const bool whole = whole_pass(o, rec_mask.defined(), device_, B);
+  // The whole pass also sums the gate gradients for the biases.
+  const bool bias_sums = whole && o.use_bias && T * B > 0;
+  const Tensor db_x = bias_sums ? Tensor::empty({G}, dt, device_) : Tensor();
+  const Tensor db_h = bias_sums && o.cell == CellType::GRU ? Tensor::empty({G}, dt, device_) : db_x;
   if (whole && o.cell == CellType::GRU)
     ops::gru_sequence_backward({saved_.gates, saved_.h, dys, saved_.mask, w_.w_hh, dh,
-                                dgx.reshape({T, B, G}), dgh.reshape({T, B, G})});
+                                dgx.reshape({T, B, G}), dgh.reshape({T, B, G}), db_x, db_h});
   else if (whole)
     ops::lstm_sequence_backward({saved_.gates, saved_.c, dys, saved_.mask, w_.w_hh, dh, dc,
-                                 dgx.reshape({T, B, G})});
+                                 dgx.reshape({T, B, G}), db_x});
   for (std::int64_t t = whole ? -1 : T - 1; t >= 0; --t) {
     const Tensor m = saved_.mask.defined() ? at(saved_.mask, t) : Tensor();
     const Tensor dyt = dys.defined() ? at(dys, t) : Tensor();
@@ -366,7 +370,10 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
   } else {
     ops::gemm(dgh, hs_prev, g_.w_hh, true, false, 1.0, 1.0);  // [G, T*B] x [T*B, H]
   }
-  if (o.use_bias && T * B > 0) {
+  if (bias_sums) {
+    add_into(g_.b_ih, db_x);
+    add_into(g_.b_hh, db_h);
+  } else if (o.use_bias && T * B > 0) {
     add_into(g_.b_ih, ops::sum(dgx, 0));
     if (gru_rb) {
       add_into(g_.b_hh.slice(0, 2 * H), ops::sum(dg_rz, 0));

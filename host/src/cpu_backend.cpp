@@ -183,6 +183,7 @@ class CpuBackend final : public Backend {
   void gru_sequence_backward(const GruSequenceBackward& s) override {
     const std::int64_t T = s.saved.dim(0), B = s.saved.dim(1), H = s.w_hh.dim(1);
     const Tensor work = Tensor::empty({B, H}, s.dh.dtype(), Device::cpu());
+    const Tensor sums = s.db_ih.defined() ? Tensor::empty({B, 4 * H}, DType::f64, Device::cpu()) : Tensor();
     dispatch_float(s.dh.dtype(), [&](auto* tag) {
       using T_ = std::remove_pointer_t<decltype(tag)>;
       kernels::GruSequenceBackArgs<T_> a;
@@ -198,6 +199,9 @@ class CpuBackend final : public Backend {
       a.dh_work = work.data<T_>();
       a.dgates_x = s.dgates_x.data<T_>();
       a.dgates_h = s.dgates_h.data<T_>();
+      a.db_x = detail::opt_out<T_>(s.db_ih);
+      a.db_h = detail::opt_out<T_>(s.db_hh);
+      a.sum_work = sums.defined() ? sums.data<double>() : nullptr;
       kc::gru_sequence_backward(a);
     });
   }
@@ -229,6 +233,7 @@ class CpuBackend final : public Backend {
   void lstm_sequence_backward(const LstmSequenceBackward& s) override {
     const std::int64_t T = s.saved.dim(0), B = s.saved.dim(1), H = s.w_hh.dim(1);
     const Tensor work = Tensor::empty({B, H}, s.dh.dtype(), Device::cpu());
+    const Tensor sums = s.db.defined() ? Tensor::empty({B, 4 * H}, DType::f64, Device::cpu()) : Tensor();
     dispatch_float(s.dh.dtype(), [&](auto* tag) {
       using T_ = std::remove_pointer_t<decltype(tag)>;
       kernels::LstmSequenceBackArgs<T_> a;
@@ -244,6 +249,8 @@ class CpuBackend final : public Backend {
       a.dc = s.dc.data<T_>();
       a.dh_work = work.data<T_>();
       a.dgates = s.dgates.data<T_>();
+      a.db = detail::opt_out<T_>(s.db);
+      a.sum_work = sums.defined() ? sums.data<double>() : nullptr;
       kc::lstm_sequence_backward(a);
     });
   }

@@ -508,7 +508,12 @@ void gru_sequence_backward(const GruSequenceBackward& s) {
   require_shape(op, {"dh", s.dh}, {B, H});
   require_shape(op, {"dgates_x", s.dgates_x}, {T, B, 3 * H});
   require_shape(op, {"dgates_h", s.dgates_h}, {T, B, 3 * H});
-  check_outputs(op, {{"dh", s.dh}, {"dgates_x", s.dgates_x}, {"dgates_h", s.dgates_h}},
+  RECUR_CHECK(s.db_ih.defined() == s.db_hh.defined(), Value, op, ": give both 'db_ih' and 'db_hh' or neither");
+  require_optional_shape(op, {"db_ih", s.db_ih}, {3 * H});
+  require_optional_shape(op, {"db_hh", s.db_hh}, {3 * H});
+  require_same_place(op, {{"dh", s.dh}, {"db_ih", s.db_ih}, {"db_hh", s.db_hh}});
+  check_outputs(op, {{"dh", s.dh}, {"dgates_x", s.dgates_x}, {"dgates_h", s.dgates_h}, {"db_ih", s.db_ih},
+                     {"db_hh", s.db_hh}},
                 {{"saved", s.saved}, {"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh}});
   if (B * H == 0) return;
   dispatch_backend(op, s.dh, {OpKind::GruSequence, s.dh.dtype(), B, H}).gru_sequence_backward(s);
@@ -551,7 +556,9 @@ void lstm_sequence_backward(const LstmSequenceBackward& s) {
   require_shape(op, {"dh", s.dh}, {B, H});
   require_shape(op, {"dc", s.dc}, {B, H});
   require_shape(op, {"dgates", s.dgates}, {T, B, 4 * H});
-  check_outputs(op, {{"dh", s.dh}, {"dc", s.dc}, {"dgates", s.dgates}},
+  require_optional_shape(op, {"db", s.db}, {4 * H});
+  require_same_place(op, {{"dh", s.dh}, {"db", s.db}});
+  check_outputs(op, {{"dh", s.dh}, {"dc", s.dc}, {"dgates", s.dgates}, {"db", s.db}},
                 {{"saved", s.saved}, {"cs", s.cs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh}});
   if (B * H == 0) return;
   dispatch_backend(op, s.dh, {OpKind::LstmSequence, s.dh.dtype(), B, H}).lstm_sequence_backward(s);

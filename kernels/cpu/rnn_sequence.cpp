@@ -44,6 +44,28 @@ void gemm_rows(std::int64_t b0, std::int64_t b1, std::int64_t N, std::int64_t K,
           N, 0, 1);
 }
 
+// acc[b, :] += rows [b0, b1) of x [B, n] (columns [off, off + n) of rows ld apart).
+template <class T>
+void add_rows(double* acc, const T* x, std::int64_t ld, std::int64_t off, std::int64_t n,
+              std::int64_t b0, std::int64_t b1) {
+  for (std::int64_t b = b0; b < b1; ++b) {
+    double* a = acc + b * n;
+    const T* r = x + b * ld + off;
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) a[j] += double(r[j]);
+  }
+}
+
+// out[j] = sum over rows b of acc[b, j], rows in order.
+template <class T>
+void sum_rows(const double* acc, std::int64_t B, std::int64_t n, T* out) {
+  for (std::int64_t j = 0; j < n; ++j) {
+    double s = 0;
+    for (std::int64_t b = 0; b < B; ++b) s += acc[b * n + j];
+    out[j] = T(s);
+  }
+}
+
 template <class T>
 const T* step_of(const T* p, std::int64_t t, std::int64_t n) {
   return p ? p + t * n : nullptr;
@@ -84,6 +106,12 @@ void gru_sequence(const GruSequenceArgs<T>& a) {
 template <class T>
 void gru_sequence_backward(const GruSequenceBackArgs<T>& a) {
   const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  // Bias sums: dgates_h equals dgates_x in the r and z blocks, so per row
+  // the 3H sums of dgates_x and the H of dgates_h's n block.
+  const bool sums = a.db_x != nullptr;
+  double* acc_x = a.sum_work;
+  double* acc_n = sums ? a.sum_work + B * 3 * H : nullptr;
+  if (sums) std::fill(a.sum_work, a.sum_work + B * 4 * H, 0.0);
   for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
     T* dh = a.dh;
     T* dh_other = a.dh_work;
@@ -100,12 +128,21 @@ void gru_sequence_backward(const GruSequenceBackArgs<T>& a) {
       s.dgates_h = a.dgates_h + t * 3 * BH;
       s.dh_prev = dh_other;
       gru_back_rows(s, b0, b1);
+      if (sums) {
+        add_rows(acc_x, s.dgates_x, 3 * H, 0, 3 * H, b0, b1);
+        add_rows(acc_n, s.dgates_h, 3 * H, 2 * H, H, b0, b1);
+      }
       // dh_prev += dgates_h W_hh: [rows, 3H] x [3H, H].
       gemm_rows(b0, b1, H, 3 * H, s.dgates_h, a.w_hh, false, T(1), dh_other);
       std::swap(dh, dh_other);
     }
     if (dh != a.dh) copy_row(a.dh + b0 * H, dh + b0 * H, (b1 - b0) * H);
   });
+  if (sums) {
+    sum_rows(acc_x, B, 3 * H, a.db_x);
+    std::copy(a.db_x, a.db_x + 2 * H, a.db_h);
+    sum_rows(acc_n, B, H, a.db_h + 2 * H);
+  }
 }
 
 template <class T>
@@ -139,6 +176,8 @@ void lstm_sequence(const LstmSequenceArgs<T>& a) {
 template <class T>
 void lstm_sequence_backward(const LstmSequenceBackArgs<T>& a) {
   const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  const bool sums = a.db != nullptr;
+  if (sums) std::fill(a.sum_work, a.sum_work + B * 4 * H, 0.0);
   for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
     T* dh = a.dh;
     T* dh_other = a.dh_work;
@@ -157,11 +196,13 @@ void lstm_sequence_backward(const LstmSequenceBackArgs<T>& a) {
       s.dh_prev = dh_other;
       s.dc_prev = a.dc;  // in place
       lstm_back_rows(s, b0, b1);
+      if (sums) add_rows(a.sum_work, s.dgates, 4 * H, 0, 4 * H, b0, b1);
       gemm_rows(b0, b1, H, 4 * H, s.dgates, a.w_hh, false, T(1), dh_other);
       std::swap(dh, dh_other);
     }
     if (dh != a.dh) copy_row(a.dh + b0 * H, dh + b0 * H, (b1 - b0) * H);
   });
+  if (sums) sum_rows(a.sum_work, B, 4 * H, a.db);
 }
 
 #define RECUR_INSTANTIATE(T)                                                          \

@@ -88,10 +88,14 @@ void gru_rb_back_r(const GruRbBackRArgs<T>& a) {
   for_each_bh(a.B, a.H, [&](std::int64_t b, std::int64_t j) { gru_rb_back_r_element(a, b, j); });
 }
 
+// A copy: bound by memory bandwidth, which two threads barely add to, so it
+// takes threads only from 2^20 elements (the Jena GRU's input, 184K, is
+// 0.1-0.2 ms on one thread; an OpenMP region costs more than that on a
+// loaded machine).
 template <class T>
 void transpose01(const T* x, std::int64_t A, std::int64_t B, std::int64_t C, bool rev_a,
                  bool rev_b, T* y) {
-#pragma omp parallel for schedule(static) if (A * B * C >= kParallelThreshold)
+#pragma omp parallel for schedule(static) if (A * B * C >= (std::int64_t(1) << 20))
   for (std::int64_t b = 0; b < B; ++b)
     for (std::int64_t a = 0; a < A; ++a) {
       const std::int64_t sa = rev_a ? A - 1 - a : a, sb = rev_b ? B - 1 - b : b;

@@ -172,6 +172,8 @@ struct GruSequenceBackward {
   Tensor w_hh;                // [3H, H]
   Tensor dh;                  // [B, H] in: dL/dh_T; out: dL/dh_0
   Tensor dgates_x, dgates_h;  // [T, B, 3H] outputs
+  Tensor db_ih, db_hh;        // [3H] outputs, optional (both or neither): the sums of
+                              // dgates_x and dgates_h over every step and row
 };
 struct LstmSequence {
   Tensor xproj;       // [T, B, 4H]
@@ -191,6 +193,7 @@ struct LstmSequenceBackward {
   Tensor w_hh;    // [4H, H]
   Tensor dh, dc;  // [B, H] in: dL/dh_T, dL/dc_T; out: dL/dh_0, dL/dc_0
   Tensor dgates;  // [T, B, 4H] output
+  Tensor db;      // [4H] output, optional: the sum of dgates over every step and row
 };
 
 // A loss or metric (see recur/kernels/loss.h for formulas and the reduction).

@@ -44,6 +44,13 @@ struct GruSequenceBackArgs {
   Real* dh_work = nullptr;      // [B, H] workspace
   Real* dgates_x = nullptr;     // [T, B, 3H] out
   Real* dgates_h = nullptr;     // [T, B, 3H] out
+  // Optional: the sums of dgates_x and dgates_h over every step and row (the
+  // bias gradients), accumulated in double per row, then over the rows in
+  // order, so they do not depend on the thread count. sum_work: [B, 4H]
+  // doubles, needed with them.
+  Real* db_x = nullptr;         // [3H] out, or nullptr
+  Real* db_h = nullptr;         // [3H] out, or nullptr (both or neither)
+  double* sum_work = nullptr;
 };
 
 // LSTM (G = 4).
@@ -77,6 +84,9 @@ struct LstmSequenceBackArgs {
   Real* dc = nullptr;           // [B, H] in: dL/dc after the last step; out: dL/dc_0
   Real* dh_work = nullptr;      // [B, H] workspace
   Real* dgates = nullptr;       // [T, B, 4H] out
+  // Optional: the sum of dgates over every step and row, as GruSequenceBackArgs.
+  Real* db = nullptr;           // [4H] out, or nullptr
+  double* sum_work = nullptr;   // [B, 4H] doubles, needed with db
 };
 
 }  // namespace recur::kernels
