@@ -10,7 +10,8 @@
 // The data is one fixed random batch x [batch, time, features] ~ U(-1, 1) and
 // targets y [batch] ~ U(-1, 1), trained on for --warmup steps untimed and then
 // --steps steps timed one by one. Prints one CSV row (with a header): the total
-// samples/s over the timed steps and the median step time. The peer in
+// samples/s over the timed steps, the median step time and the fastest (on a
+// shared machine, the closest to an idle one). The peer in
 // PyTorch is bench/train_vs_pytorch.py, which runs this binary.
 //   bench_train --model gru|lstm|dense|conv [--batch 128] [--time 240]
 //               [--features 6] [--steps 20] [--warmup 3] [--threads N]
@@ -98,14 +99,15 @@ int main(int argc, char** argv) {
     }
     double total = 0;
     for (double v : t) total += v;
+    const double fastest = *std::min_element(t.begin(), t.end());
     std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
     if (!no_header)
       std::printf("engine,model,device,batch,time,features,threads,params,steps,warmup,"
-                  "seconds,median_step_ms,samples_per_s,last_loss\n");
-    std::printf("recur,%s,%s,%lld,%lld,%lld,%d,%lld,%d,%d,%.4f,%.3f,%.1f,%.6f\n", model.c_str(),
+                  "seconds,median_step_ms,min_step_ms,samples_per_s,last_loss\n");
+    std::printf("recur,%s,%s,%lld,%lld,%lld,%d,%lld,%d,%d,%.4f,%.3f,%.3f,%.1f,%.6f\n", model.c_str(),
                 dev.str().c_str(), (long long)batch, (long long)time, (long long)features,
                 dev.is_cpu() ? kernels::cpu::num_threads() : 0, (long long)m->count_params(), steps,
-                warmup, total, 1000 * t[t.size() / 2], double(batch) * steps / total, loss);
+                warmup, total, 1000 * t[t.size() / 2], 1000 * fastest, double(batch) * steps / total, loss);
   } catch (const Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

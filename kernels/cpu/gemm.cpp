@@ -1,18 +1,18 @@
 // CPU GEMM: OpenBLAS (or any CBLAS) does this well, so recur calls it rather
-// than writing its own. recur threads it, not the BLAS: a large GEMM is cut
-// into one block of rows (or columns) of C per thread, each a single-threaded
-// BLAS call inside one OpenMP region (a BLAS runs one thread inside an active
-// region). OpenBLAS's own threading synchronises its threads many times per
-// call, spinning in sched_yield; with other processes on the machine that
-// made a [96, 30720] x [30720, 32] weight gradient take 300 ms on 2 threads
-// against 10 ms on one. Each element of C is still one BLAS dot product over
-// all of K; as with OpenBLAS's own threading, its last bits can depend on
-// the thread count (the BLAS's kernels differ at block edges), never on the run.
+// than writing its own. recur threads it, not the BLAS: a GEMM of 2^23
+// multiply-adds or more is cut into one block of rows (or columns) of C per
+// thread, each a single-threaded BLAS call inside one OpenMP region (a BLAS
+// runs one thread inside an active region); a smaller one runs on one thread.
+// OpenBLAS's own threading synchronises its threads many times per call,
+// spinning in sched_yield; with other processes on the machine that made a
+// [96, 30720] x [30720, 32] weight gradient take 300 ms on 2 threads against
+// 10 ms on one. Each element of C is still one BLAS dot product over all of
+// K; as with OpenBLAS's own threading, its last bits can depend on the
+// thread count (the BLAS's kernels differ at block edges), never on the run.
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
-
 #include <string>
 
 #include "recur/kernels/cpu.h"
@@ -31,9 +31,9 @@ std::string blas_info() {
 }
 
 namespace {
-// Multiply-adds below which a GEMM runs as one BLAS call on the calling
-// thread: OpenBLAS's own threshold for threading (so it never threads).
-constexpr double kGemmSplitWork = 262144;
+// Multiply-adds below which a GEMM runs as one single-threaded BLAS call:
+// about half a millisecond of work (cpu.h's kParallelThreshold says why).
+constexpr double kGemmSplitWork = 1 << 23;
 
 inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
@@ -70,9 +70,15 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
   const std::int64_t nt = num_threads();
   const double work = double(M) * double(N) * double(K) * double(batch);
   if (nt < 2 || omp_in_parallel() || work < kGemmSplitWork) {
+    // One thread. Outside a parallel region OpenBLAS would thread a GEMM of
+    // 2^18 multiply-adds or more itself; the thread-count ICV of this thread
+    // set to 1 for the call stops it.
+    const bool limit = nt > 1 && !omp_in_parallel();
+    if (limit) omp_set_num_threads(1);
     for (std::int64_t b = 0; b < batch; ++b)
       gemm_one(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta,
                C + b * stride_c, ldc);
+    if (limit) omp_set_num_threads(int(nt));
     return;
   }
   // Tasks: whole batch entries when there are enough, else blocks of the

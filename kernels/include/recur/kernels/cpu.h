@@ -20,8 +20,12 @@
 
 namespace recur::kernels::cpu {
 
-// Work (in elements) below which kernels run on one thread.
-inline constexpr std::int64_t kParallelThreshold = 1 << 15;
+// Work (in elements) below which kernels run on one thread: about a
+// millisecond of memory-bound work. Smaller kernels gain little from a second
+// thread on an idle machine (tens of microseconds), while on a loaded one each
+// OpenMP region can cost milliseconds: libgomp's waiting threads spin, use up
+// their share of the CPU and are then scheduled late (docs/architecture.md).
+inline constexpr std::int64_t kParallelThreshold = 1 << 20;
 
 int num_threads();
 void set_num_threads(int n);
