@@ -4,8 +4,14 @@
 // outputs are poisoned with NaN first, and NaN never passes.
 // Suites: CPU/... runs everywhere; CUDA/... is labelled `gpu` in CTest and skips,
 // saying why, where no CUDA device exists.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
 
+#include "recur/kernels/cpu.h"
+#include "recur/kernels/vec_math.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -35,7 +41,9 @@ TEST_P(BackendOps, Gemm) {
   SCOPED_TRACE(seed());
   std::vector<GemmCase> cases;
   const std::int64_t dims[][3] = {{1, 1, 1},   {7, 33, 1},  {33, 7, 1000}, {1000, 7, 33},
-                                  {1, 1000, 7}, {33, 33, 33}, {7, 1, 33}};
+                                  {1, 1000, 7}, {33, 33, 33}, {7, 1, 33},
+                                  // above the CPU's split threshold: row blocks, column blocks
+                                  {301, 37, 60}, {37, 301, 60}};
   for (auto& d : dims)
     for (int t = 0; t < 4; ++t) cases.push_back({d[0], d[1], d[2], bool(t & 1), bool(t & 2), 0, false, false, 1.0, 0.0});
   cases.push_back({7, 33, 7, false, true, 0, false, false, 0.5, 0.0});
@@ -45,6 +53,8 @@ TEST_P(BackendOps, Gemm) {
   cases.push_back({7, 33, 33, false, true, 3, false, true, 1.0, 0.0});   // shared A
   cases.push_back({33, 7, 1, true, false, 5, true, false, 1.0, 0.5});    // shared B (a weight)
   cases.push_back({1000, 33, 7, false, true, 2, true, false, 1.0, 0.0});
+  cases.push_back({301, 37, 60, true, true, 0, false, false, 1.0, 0.5});
+  cases.push_back({37, 301, 60, false, true, 0, false, false, -2.0, 0.75});
 
   for (const GemmCase& g : cases) {
     SCOPED_TRACE(::testing::Message() << "m " << g.m << " n " << g.n << " k " << g.k << " ta "
@@ -218,7 +228,7 @@ struct StepCase {
 };
 const StepCase kStepCases[] = {{1, 1, true, true},   {1, 7, false, false}, {7, 33, true, true},
                                {33, 7, true, false},  {3, 1000, true, true}, {64, 32, false, true},
-                               {257, 7, true, true}};
+                               {257, 7, true, true},  {256, 160, true, true}};  // the last splits rows over threads
 
 TEST_P(BackendOps, LstmStep) {
   SCOPED_TRACE(seed());
@@ -448,6 +458,211 @@ TEST_P(BackendOps, Float64IsCpuOnlyAndSaysSo) {
     EXPECT_NE(s.reason.find("CPU"), std::string::npos) << s.reason;
     const Tensor a = Tensor::zeros({2, 2}, DType::f64, Device::cpu()).to(dev());
     EXPECT_THROW(ops::matmul(a, a), UnsupportedError);
+  }
+}
+
+// ---- the CPU cell kernels' float math (recur/kernels/vec_math.h) ------------------
+// Error in units of the float spacing at the exact value.
+double ulps(float got, double want) {
+  const double w = std::abs(want);
+  const float wf = float(w);
+  double u = double(std::nextafter(wf, std::numeric_limits<float>::infinity())) - double(wf);
+  if (w < double(std::numeric_limits<float>::min())) u = double(std::numeric_limits<float>::denorm_min());
+  return std::abs(double(got) - want) / u;
+}
+
+TEST(VecMath, WithinAnUlpOfTheExactValues) {
+  namespace kc = kernels::cpu;
+  double e_exp = 0, e_sig = 0, e_tanh = 0;
+  float at_exp = 0, at_sig = 0, at_tanh = 0;
+  // Every 997th float in [-100, 100] (about 2.2 million), both signs.
+  const std::uint32_t top = [] { float f = 100.f; std::uint32_t u; std::memcpy(&u, &f, 4); return u; }();
+  for (std::uint32_t u = 0; u <= top; u += 997)
+    for (float sign : {1.f, -1.f}) {
+      float x;
+      std::memcpy(&x, &u, 4);
+      x *= sign;
+      const double xd = x;
+      if (xd < 88.5) {  // e^x overflows float above 88.72
+        const double d = ulps(kc::vexp(x), std::exp(xd));
+        if (d > e_exp) e_exp = d, at_exp = x;
+      }
+      const double ds = ulps(kc::vsigmoid(x), 1 / (1 + std::exp(-xd)));
+      if (ds > e_sig) e_sig = ds, at_sig = x;
+      const double dt = ulps(kc::vtanh(x), std::tanh(xd));
+      if (dt > e_tanh) e_tanh = dt, at_tanh = x;
+    }
+  // Each rounds one double result to float: half an ulp, plus the double error.
+  EXPECT_LE(e_exp, 0.51) << "at " << at_exp;
+  EXPECT_LE(e_sig, 0.51) << "at " << at_sig;
+  EXPECT_LE(e_tanh, 0.51) << "at " << at_tanh;
+}
+
+TEST(VecMath, LimitsAndNaN) {
+  namespace kc = kernels::cpu;
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(std::isnan(kc::vexp(nan)));
+  EXPECT_TRUE(std::isnan(kc::vsigmoid(nan)));
+  EXPECT_TRUE(std::isnan(kc::vtanh(nan)));
+  EXPECT_EQ(kc::vexp(inf), inf);
+  EXPECT_EQ(kc::vexp(-inf), 0.f);
+  EXPECT_EQ(kc::vexp(0.f), 1.f);
+  EXPECT_EQ(kc::vsigmoid(inf), 1.f);
+  EXPECT_EQ(kc::vsigmoid(-inf), 0.f);
+  EXPECT_EQ(kc::vsigmoid(0.f), 0.5f);
+  EXPECT_EQ(kc::vtanh(inf), 1.f);
+  EXPECT_EQ(kc::vtanh(-inf), -1.f);
+  EXPECT_EQ(kc::vtanh(0.f), 0.f);
+  EXPECT_EQ(kc::vtanh(1e-30f), 1e-30f);
+  EXPECT_EQ(kc::vtanh(-3e-5f), -3e-5f);
+}
+
+// ---- whole recurrent passes (CPU) against the step ops ------------------------------
+// The CPU runs GRU and LSTM layers as one pass over time, rows split into chunks
+// over threads. Against a loop of the (separately checked) step ops in float64:
+// 70 rows, so two threads give four chunks of 17-18 rows; padded rows, rows
+// ending early and a fully padded row; forward with and without the saved
+// activations, then backward.
+TEST(SequenceOps, MatchTheStepOpsLoop) {
+  const int threads = kernels::cpu::num_threads();
+  kernels::cpu::set_num_threads(std::max(threads, 2));
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()) + " (RECUR_TEST_SEED)");
+  const std::int64_t T = 6, B = 70, H = 9;
+  std::vector<float> mask(std::size_t(T * B), 1.f);
+  for (std::int64_t b = 0; b < B; ++b) {
+    const std::int64_t len = b == 5 ? 0 : b % 3 == 0 ? T - b % 5 : T;  // row 5 fully padded
+    for (std::int64_t t = len; t < T; ++t) mask[std::size_t(t * B + b)] = 0.f;
+  }
+  for (bool lstm : {false, true}) {
+    const std::int64_t G = (lstm ? 4 : 3) * H;
+    SCOPED_TRACE(lstm ? "lstm" : "gru");
+    const auto x = rng.floats(T * B * G, -2, 2), w = rng.floats(G * H, -0.5f, 0.5f);
+    const auto bi = rng.floats(G), bh = rng.floats(G), h0 = rng.floats(B * H), c0 = rng.floats(B * H);
+    const auto dys = rng.floats(T * B * H), dhT = rng.floats(B * H), dcT = rng.floats(B * H);
+    auto f64 = [](const std::vector<float>& v, const Shape& sh) { return f64_of(v, sh); };
+    auto f32 = [](const std::vector<float>& v, const Shape& sh) { return Tensor::from_vector(v, sh, Device::cpu()); };
+    auto step = [](const Tensor& t, std::int64_t i) {  // [T, ...] -> [...] at i
+      Shape sh(t.shape().begin() + 1, t.shape().end());
+      return t.slice(i, i + 1).reshape(sh);
+    };
+
+    // Reference: the step ops in float64, as the engine loops over them.
+    const Tensor rx = f64(x, {T, B, G}), rw = f64(w, {G, H}), rbi = f64(bi, {G}), rbh = f64(bh, {G});
+    const Tensor rm = f64(mask, {T, B});
+    const Tensor rhs = Tensor::empty({T + 1, B, H}, DType::f64, Device::cpu());
+    const Tensor rcs = Tensor::empty({T + 1, B, H}, DType::f64, Device::cpu());
+    const Tensor rys = Tensor::empty({T, B, H}, DType::f64, Device::cpu());
+    const Tensor rsaved = Tensor::empty({T, B, 4 * H}, DType::f64, Device::cpu());
+    step(rhs, 0).copy_from(f64(h0, {B, H}));
+    step(rcs, 0).copy_from(f64(c0, {B, H}));
+    const Tensor hproj = Tensor::empty({B, G}, DType::f64, Device::cpu());
+    for (std::int64_t t = 0; t < T; ++t) {
+      ops::gemm(step(rhs, t), rw, hproj, false, true);
+      if (lstm)
+        ops::lstm_step({step(rx, t), hproj, rbi, rbh, step(rcs, t), step(rhs, t), step(rm, t),
+                        step(rhs, t + 1), step(rcs, t + 1), step(rys, t), step(rsaved, t)});
+      else
+        ops::gru_step({step(rx, t), hproj, rbi, rbh, step(rhs, t), step(rm, t), step(rhs, t + 1),
+                       step(rys, t), step(rsaved, t)});
+    }
+    Tensor rdh = f64(dhT, {B, H}), rdc = f64(dcT, {B, H});
+    const Tensor rdh2 = Tensor::empty({B, H}, DType::f64, Device::cpu());
+    const Tensor rdgx = Tensor::empty({T, B, G}, DType::f64, Device::cpu());
+    const Tensor rdgh = Tensor::zeros({T, B, G}, DType::f64, Device::cpu());  // GRU only
+    const Tensor rdys = f64(dys, {T, B, H});
+    Tensor a = rdh, b2 = rdh2;
+    for (std::int64_t t = T - 1; t >= 0; --t) {
+      if (lstm)
+        ops::lstm_step_backward({step(rsaved, t), step(rcs, t), step(rcs, t + 1), step(rdys, t), a, rdc,
+                                 step(rm, t), step(rdgx, t), b2, rdc});
+      else
+        ops::gru_step_backward({step(rsaved, t), step(rhs, t), step(rdys, t), a, step(rm, t),
+                                step(rdgx, t), step(rdgh, t), b2});
+      ops::gemm(lstm ? step(rdgx, t) : step(rdgh, t), rw, b2, false, false, 1.0, 1.0);
+      std::swap(a, b2);
+    }
+    auto flat = [](const Tensor& t) { return t.to_vector<double>(); };
+    const std::vector<std::vector<double>> want = {
+        flat(rhs), flat(rcs), flat(rys), flat(rsaved), flat(a), flat(rdc), flat(rdgx), flat(rdgh)};
+
+    for (DType dt : {DType::f64, DType::f32}) {
+      SCOPED_TRACE(dtype_name(dt));
+      auto in = [&](const std::vector<float>& v, const Shape& sh) { return dt == DType::f64 ? f64(v, sh) : f32(v, sh); };
+      auto out = [&](const Shape& sh) {
+        Tensor t = Tensor::empty(sh, dt, Device::cpu());
+        poison(t);
+        return t;
+      };
+      auto values = [&](const Tensor& t) {
+        return dt == DType::f64 ? t.to_vector<double>() : widen(t.to_vector<float>());
+      };
+      ASSERT_TRUE(backend(Device::cpu()).supports({lstm ? OpKind::LstmSequence : OpKind::GruSequence, dt, B, H}).ok);
+      const Tensor sx = in(x, {T, B, G}), sw = in(w, {G, H}), sbi = in(bi, {G}), sbh = in(bh, {G});
+      const Tensor sm = in(mask, {T, B});
+      const Tensor hs = out({T + 1, B, H}), cs = out({T + 1, B, H}), ys = out({T, B, H});
+      const Tensor saved = out({T, B, 4 * H});
+      step(hs, 0).copy_from(in(h0, {B, H}));
+      step(cs, 0).copy_from(in(c0, {B, H}));
+      if (lstm) ops::lstm_sequence({sx, sw, sbi, sbh, sm, hs, cs, ys, saved});
+      else ops::gru_sequence({sx, sw, sbi, sbh, sm, hs, ys, saved});
+      const Tensor dh = in(dhT, {B, H}), dc = in(dcT, {B, H}), dgx = out({T, B, G}), dgh = out({T, B, G});
+      const Tensor db_x = out({G}), db_h = out({G});
+      if (lstm) ops::lstm_sequence_backward({saved, cs, in(dys, {T, B, H}), sm, sw, dh, dc, dgx, db_x});
+      else ops::gru_sequence_backward({saved, hs, in(dys, {T, B, H}), sm, sw, dh, dgx, dgh, db_x, db_h});
+      // Inference: alternating state buffers, the last state in hs2[T % 2].
+      const Tensor hs2 = out({2, B, H}), cs2 = out({1, B, H});
+      step(hs2, 0).copy_from(in(h0, {B, H}));
+      step(cs2, 0).copy_from(in(c0, {B, H}));
+      if (lstm) ops::lstm_sequence({sx, sw, sbi, sbh, sm, hs2, cs2, {}, {}});
+      else ops::gru_sequence({sx, sw, sbi, sbh, sm, hs2, {}, {}});
+
+      const std::vector<std::vector<double>> got = {
+          values(hs), lstm ? values(cs) : want[1], values(ys), values(saved), values(dh),
+          lstm ? values(dc) : want[5], values(dgx), lstm ? want[7] : values(dgh)};
+      const double rtol = dt == DType::f64 ? 1e-12 : kRtol;
+      for (std::size_t k = 0; k < want.size(); ++k) {
+        std::vector<float> g(got[k].begin(), got[k].end());
+        if (dt == DType::f64) {
+          for (std::size_t i = 0; i < got[k].size(); ++i)
+            ASSERT_NEAR(got[k][i], want[k][i], rtol * (std::abs(want[k][i]) + 1)) << "output " << k << " at " << i;
+        } else {
+          EXPECT_TRUE(close_to(g, want[k], {0.1}, rtol)) << "output " << k;
+        }
+      }
+      // The bias sums: over every step and row of the gate gradients.
+      std::vector<double> want_bx(std::size_t(G), 0.0), want_bh(std::size_t(G), 0.0);
+      for (std::int64_t r = 0; r < T * B; ++r)
+        for (std::int64_t j = 0; j < G; ++j) {
+          want_bx[std::size_t(j)] += want[6][std::size_t(r * G + j)];
+          want_bh[std::size_t(j)] += want[7][std::size_t(r * G + j)];
+        }
+      const auto got_bx = values(db_x);
+      const auto got_bh = values(db_h);
+      for (std::size_t j = 0; j < std::size_t(G); ++j) {
+        EXPECT_NEAR(got_bx[j], want_bx[j], rtol * (std::abs(want_bx[j]) + 1)) << "db_ih " << j;
+        if (!lstm) {
+          EXPECT_NEAR(got_bh[j], want_bh[j], rtol * (std::abs(want_bh[j]) + 1)) << "db_hh " << j;
+        }
+      }
+      const auto last = values(step(hs2, T % 2)), want_last = values(step(hs, T));
+      for (std::size_t i = 0; i < last.size(); ++i) EXPECT_EQ(last[i], want_last[i]) << "inference h_T " << i;
+      if (lstm) {
+        const auto lc = values(step(cs2, 0)), want_c = values(step(cs, T));
+        for (std::size_t i = 0; i < lc.size(); ++i) EXPECT_EQ(lc[i], want_c[i]) << "inference c_T " << i;
+      }
+    }
+  }
+  kernels::cpu::set_num_threads(threads);
+}
+
+TEST_P(BackendOps, SequenceOpsAreCpuOnlyAndSaySo) {
+  const Support s = backend(dev()).supports({OpKind::GruSequence, DType::f32, 4, 4});
+  EXPECT_EQ(s.ok, dev().is_cpu()) << s.reason;
+  if (!s.ok) {
+    GruSequence g{Tensor::zeros({1, 4, 12}, DType::f32, dev()), Tensor::zeros({12, 4}, DType::f32, dev()),
+                  {}, {}, {}, Tensor::zeros({2, 4, 4}, DType::f32, dev()), {}, {}};
+    EXPECT_THROW(ops::gru_sequence(g), UnsupportedError);
   }
 }
 

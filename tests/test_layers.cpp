@@ -415,6 +415,34 @@ TEST(Layers, SequentialGradientThroughMaskedStack) {
   for (int d = 0; d < 3; ++d) EXPECT_EQ(ge[std::size_t(d)], 0.0);
 }
 
+// ---- backward without the input gradient ------------------------------------------------
+// A Sequential's first layer is asked for no dx (nobody reads it): it returns
+// none and adds the same parameter gradients.
+TEST(Layers, BackwardWithoutTheInputGradient) {
+  Random rng;
+  for (int kind = 0; kind < 4; ++kind) {
+    Sequential m;
+    if (kind == 0) m.add(GRU(4, true));
+    if (kind == 1) m.add(LSTM(4));
+    if (kind == 2) m.add(std::make_shared<Conv1D>(3, 2, Activation::Tanh));
+    if (kind == 3) m.add(std::make_shared<Dense>(3, Activation::Relu));
+    m.build({5, 3}, Device::cpu(), DType::f64, 7);
+    Layer& l = *m.layers()[0];
+    SCOPED_TRACE(l.type());
+    const Tensor x = Tensor::from_vector(widen(rng.floats(2 * 5 * 3)), {2, 5, 3}, Device::cpu());
+    std::vector<std::vector<double>> grads[2];
+    for (bool input_grad : {true, false}) {
+      const Tensor y = l.forward(x, {}, true);
+      m.parameters().zero_grads();
+      const Tensor dx = l.backward(Tensor::full(y.shape(), 0.5, DType::f64, Device::cpu()), input_grad);
+      EXPECT_EQ(dx.defined(), input_grad);
+      for (std::size_t i = 0; i < m.parameters().size(); ++i)
+        grads[input_grad].push_back(m.parameters().grad(i).to_vector<double>());
+    }
+    EXPECT_EQ(grads[0], grads[1]);
+  }
+}
+
 // ---- training -----------------------------------------------------------------------
 TEST(Layers, SequentialLearnsAndRepeats) {
   auto run = [](std::uint64_t seed) {

@@ -153,7 +153,7 @@ Tensor Layer::forward(const Tensor& x, const Tensor& mask, bool training) {
 
 Tensor Layer::output_mask(const Tensor& /*x*/, const Tensor& mask) const { return mask; }
 
-Tensor Layer::backward(const Tensor& dy) {
+Tensor Layer::backward(const Tensor& dy, bool input_grad) {
   RECUR_CHECK(trained_forward_, Value, type(), " '", name_,
               "': backward() needs a forward() with training = true first");
   RECUR_CHECK(dy.defined() && dy.dtype() == dtype_, DType, type(), " '", name_,
@@ -165,7 +165,15 @@ Tensor Layer::backward(const Tensor& dy) {
   if (!ok)
     shape_error("output gradient of shape " + shape_str(s) + " does not match the output " +
                 keras_shape_str(output_shape_));
-  Tensor dx = do_backward(dy);
+  input_grad_ = input_grad;
+  Tensor dx;
+  try {
+    dx = do_backward(dy);
+  } catch (...) {
+    input_grad_ = true;
+    throw;
+  }
+  input_grad_ = true;
   release_saved();
   trained_forward_ = false;
   return dx;

@@ -73,6 +73,7 @@ Tensor Dense::do_backward(const Tensor& dy) {
   if (act_ != Activation::Linear) dz = ops::activation_backward(act_, y_, dz);
   ops::gemm(dz, x2_, grad(0), true, false, 1.0, 1.0);  // [units, N] x [N, in]
   if (use_bias_) add_into(grad(1), ops::sum(dz, 0));
+  if (!input_grad_wanted()) return {};
   Tensor dx = ops::matmul(dz, value(0));  // [N, units] x [units, in]
   return dx.reshape(with_last(dy.shape(), x2_.dim(1)));
 }
@@ -267,7 +268,7 @@ Tensor Conv1D::do_forward(const Tensor& x, const Tensor& /*mask*/, bool training
 Tensor Conv1D::do_backward(const Tensor& dy) {
   Tensor dz = dy;
   if (o_.activation != Activation::Linear) dz = ops::activation_backward(o_.activation, y_, dy);
-  ops::Conv1dGrads g = ops::conv1d_backward(x_, value(0), dz, conv_options(), cols_);
+  ops::Conv1dGrads g = ops::conv1d_backward(x_, value(0), dz, conv_options(), cols_, input_grad_wanted());
   add_into(grad(0), g.dw);
   if (o_.use_bias) add_into(grad(1), g.db);
   return g.dx;
@@ -476,7 +477,7 @@ Tensor RNN::do_forward(const Tensor& x, const Tensor& mask, bool training) {
 
 Tensor RNN::do_backward(const Tensor& dy) {
   if (scratch_[0].defined()) ops::fill(scratch_[0], 0.0);
-  return recurrent().backward(dy).dx;
+  return recurrent().backward(dy, {}, input_grad_wanted()).dx;
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <iomanip>
+#include <iterator>
 #include <set>
 #include <sstream>
 
@@ -182,7 +183,8 @@ Sequential::Output Sequential::forward(const Tensor& x, const Tensor& mask, bool
 void Sequential::backward(const Tensor& dy) {
   Tensor d = dy;
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
-    d = (*it)->backward(d);
+    // Nobody reads the gradient of the model's input: the first layer skips it.
+    d = (*it)->backward(d, std::next(it) != layers_.rend());
     if (!d.defined()) break;  // the input has no gradient (token ids)
   }
 }

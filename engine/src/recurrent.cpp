@@ -5,6 +5,7 @@
 #include <random>
 #include <string>
 
+#include "recur/host/backend.h"
 #include "recur/host/ops.h"
 
 namespace recur {
@@ -41,6 +42,16 @@ void add_into(const Tensor& acc, const Tensor& v) { ops::binary(BinaryOp::Add, a
 // x [B, H] with row b scaled by v[b] ([B]): through [H, B], where v broadcasts.
 Tensor scale_rows(const Tensor& x, const Tensor& v) {
   return ops::transpose01(ops::mul(ops::transpose01(x), v));
+}
+
+// Whether the backend runs a whole pass of this layer in one call (the CPU
+// does: no synchronisation between steps). Not for the reset-before GRU,
+// SimpleRNN or recurrent dropout, which loop over the step ops.
+bool whole_pass(const RecurrentOptions& o, bool recurrent_dropout, Device dev, std::int64_t B) {
+  if (recurrent_dropout || o.cell == CellType::SimpleRNN || (o.cell == CellType::GRU && !o.reset_after))
+    return false;
+  const OpKind op = o.cell == CellType::LSTM ? OpKind::LstmSequence : OpKind::GruSequence;
+  return backend(dev).supports({op, o.dtype, B, o.units}).ok;
 }
 
 }  // namespace
@@ -182,7 +193,12 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
   }
 
   const Tensor h_dropped = rec_mask.defined() ? Tensor::empty({B, H}, o.dtype, device_) : Tensor();
-  for (std::int64_t t = 0; t < T; ++t) {
+  const bool whole = whole_pass(o, rec_mask.defined(), device_, B);
+  if (whole && o.cell == CellType::GRU)
+    ops::gru_sequence({xproj.reshape({T, B, G}), w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates});
+  else if (whole)
+    ops::lstm_sequence({xproj.reshape({T, B, G}), w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, cs, ys, gates});
+  for (std::int64_t t = 0; t < (whole ? 0 : T); ++t) {
     const Tensor h_prev = at(hs, training ? t : t % 2);
     const Tensor h_next = at(hs, training ? t + 1 : (t + 1) % 2);
     const Tensor xp = xproj.slice(t * B, (t + 1) * B);
@@ -240,7 +256,8 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
   return out;
 }
 
-Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Tensor>& d_states) {
+Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Tensor>& d_states,
+                                          bool input_grad) {
   const RecurrentOptions& o = options_;
   const char* name = cell_name(o.cell);
   RECUR_CHECK(saved_.valid, Value, name,
@@ -289,7 +306,18 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
     if (rec_mask.defined()) h_in = Tensor::empty({B, H}, dt, device_);
   }
 
-  for (std::int64_t t = T - 1; t >= 0; --t) {
+  const bool whole = whole_pass(o, rec_mask.defined(), device_, B);
+  // The whole pass also sums the gate gradients for the biases.
+  const bool bias_sums = whole && o.use_bias && T * B > 0;
+  const Tensor db_x = bias_sums ? Tensor::empty({G}, dt, device_) : Tensor();
+  const Tensor db_h = bias_sums && o.cell == CellType::GRU ? Tensor::empty({G}, dt, device_) : db_x;
+  if (whole && o.cell == CellType::GRU)
+    ops::gru_sequence_backward({saved_.gates, saved_.h, dys, saved_.mask, w_.w_hh, dh,
+                                dgx.reshape({T, B, G}), dgh.reshape({T, B, G}), db_x, db_h});
+  else if (whole)
+    ops::lstm_sequence_backward({saved_.gates, saved_.c, dys, saved_.mask, w_.w_hh, dh, dc,
+                                 dgx.reshape({T, B, G}), db_x});
+  for (std::int64_t t = whole ? -1 : T - 1; t >= 0; --t) {
     const Tensor m = saved_.mask.defined() ? at(saved_.mask, t) : Tensor();
     const Tensor dyt = dys.defined() ? at(dys, t) : Tensor();
     const Tensor gx = dgx.slice(t * B, (t + 1) * B), gh = dgh.slice(t * B, (t + 1) * B);
@@ -342,7 +370,10 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
   } else {
     ops::gemm(dgh, hs_prev, g_.w_hh, true, false, 1.0, 1.0);  // [G, T*B] x [T*B, H]
   }
-  if (o.use_bias && T * B > 0) {
+  if (bias_sums) {
+    add_into(g_.b_ih, db_x);
+    add_into(g_.b_hh, db_h);
+  } else if (o.use_bias && T * B > 0) {
     add_into(g_.b_ih, ops::sum(dgx, 0));
     if (gru_rb) {
       add_into(g_.b_hh.slice(0, 2 * H), ops::sum(dg_rz, 0));
@@ -352,9 +383,11 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
     }
   }
   InputGrads out;
-  const Tensor dxs = ops::matmul(dgx, w_.w_ih).reshape({T, B, I});  // processing order
-  if (saved_.in_mask.defined()) ops::binary(BinaryOp::Mul, dxs, saved_.in_mask, dxs);
-  out.dx = ops::transpose01(dxs, o.go_backwards, false);
+  if (input_grad) {
+    const Tensor dxs = ops::matmul(dgx, w_.w_ih).reshape({T, B, I});  // processing order
+    if (saved_.in_mask.defined()) ops::binary(BinaryOp::Mul, dxs, saved_.in_mask, dxs);
+    out.dx = ops::transpose01(dxs, o.go_backwards, false);
+  }
   out.d_initial_state.push_back(dh);
   if (o.cell == CellType::LSTM) out.d_initial_state.push_back(dc);
   return out;

@@ -37,8 +37,23 @@ const char* op_kind_name(OpKind op) {
     case OpKind::Activation: return "activation";
     case OpKind::Dropout: return "dropout";
     case OpKind::LengthBuckets: return "length_buckets";
+    case OpKind::GruSequence: return "gru_sequence";
+    case OpKind::LstmSequence: return "lstm_sequence";
   }
   return "?";
+}
+
+void Backend::gru_sequence(const GruSequence&) {
+  RECUR_THROW(Unsupported, "gru_sequence on ", device().str(), ": not implemented by this backend");
+}
+void Backend::gru_sequence_backward(const GruSequenceBackward&) {
+  RECUR_THROW(Unsupported, "gru_sequence_backward on ", device().str(), ": not implemented by this backend");
+}
+void Backend::lstm_sequence(const LstmSequence&) {
+  RECUR_THROW(Unsupported, "lstm_sequence on ", device().str(), ": not implemented by this backend");
+}
+void Backend::lstm_sequence_backward(const LstmSequenceBackward&) {
+  RECUR_THROW(Unsupported, "lstm_sequence_backward on ", device().str(), ": not implemented by this backend");
 }
 
 Backend& backend(Device device) {

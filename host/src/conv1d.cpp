@@ -105,7 +105,7 @@ Tensor conv1d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv1dOpt
 }
 
 Conv1dGrads conv1d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv1dOptions& o,
-                            const Tensor& cols_in) {
+                            const Tensor& cols_in, bool input_grad) {
   const kernels::Conv1dGeometry g = geometry(x, w, o);
   const std::int64_t F = w.dim(0), G = g.groups, R = g.rows(), CgK = g.cols_per_group();
   RECUR_CHECK(dy.defined() && dy.shape() == (Shape{g.B, g.T_out, F}), Shape, "conv1d_backward: dy must be ",
@@ -125,6 +125,7 @@ Conv1dGrads conv1d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, 
   out.dw = Tensor::empty({G, F / G, CgK}, x.dtype(), x.device());
   gemm(dyg, cols, out.dw, true, false);  // [F/G, R] x [R, CgK] per group
   out.dw = out.dw.reshape(w.shape());
+  if (!input_grad) return out;
   const Tensor dcols = Tensor::empty({G, R, CgK}, x.dtype(), x.device());
   gemm(dyg, w.reshape({G, F / G, CgK}), dcols);  // [R, F/G] x [F/G, CgK] per group
   out.dx = Tensor::empty(x.shape(), x.dtype(), x.device());

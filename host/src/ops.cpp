@@ -458,6 +458,112 @@ void gru_step_backward(const GruStepBackward& s) {
   dispatch_backend(op, s.h_prev, {OpKind::GruStepBackward, s.h_prev.dtype(), B, H}).gru_step_backward(s);
 }
 
+namespace {
+// Shapes shared by the whole-pass ops: xproj or saved [T, B, *] gives T and B,
+// w_hh [G*H, H] gives H.
+struct SeqDims {
+  std::int64_t T, B, H;
+};
+SeqDims seq_dims(const char* op, const char* name, const Tensor& steps, const Tensor& w_hh, int G) {
+  RECUR_CHECK(steps.ndim() == 3, Shape, op, ": '", name, "' must be [T, B, ...], got ",
+              shape_str(steps.shape()));
+  RECUR_CHECK(w_hh.ndim() == 2 && w_hh.dim(0) == G * w_hh.dim(1), Shape, op,
+              ": 'w_hh' must be [", G, "H, H], got ", shape_str(w_hh.shape()));
+  return {steps.dim(0), steps.dim(1), w_hh.dim(1)};
+}
+}  // namespace
+
+void gru_sequence(const GruSequence& s) {
+  const char* op = "gru_sequence";
+  require_defined(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"hs", s.hs}});
+  require_same_place(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                          {"mask", s.mask}, {"hs", s.hs}, {"ys", s.ys}, {"saved", s.saved}});
+  const auto [T, B, H] = seq_dims(op, "xproj", s.xproj, s.w_hh, 3);
+  require_shape(op, {"xproj", s.xproj}, {T, B, 3 * H});
+  require_optional_shape(op, {"b_ih", s.b_ih}, {3 * H});
+  require_optional_shape(op, {"b_hh", s.b_hh}, {3 * H});
+  require_optional_shape(op, {"mask", s.mask}, {T, B});
+  require_shape(op, {"hs", s.hs}, {s.saved.defined() ? T + 1 : 2, B, H});
+  require_optional_shape(op, {"ys", s.ys}, {T, B, H});
+  require_optional_shape(op, {"saved", s.saved}, {T, B, 4 * H});
+  check_outputs(op, {{"hs", s.hs}, {"ys", s.ys}, {"saved", s.saved}},
+                {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                 {"mask", s.mask}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.hs, {OpKind::GruSequence, s.hs.dtype(), B, H}).gru_sequence(s);
+}
+
+void gru_sequence_backward(const GruSequenceBackward& s) {
+  const char* op = "gru_sequence_backward";
+  require_defined(op, {{"saved", s.saved}, {"hs", s.hs}, {"w_hh", s.w_hh}, {"dh", s.dh},
+                       {"dgates_x", s.dgates_x}, {"dgates_h", s.dgates_h}});
+  require_same_place(op, {{"saved", s.saved}, {"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask},
+                          {"w_hh", s.w_hh}, {"dh", s.dh}, {"dgates_x", s.dgates_x},
+                          {"dgates_h", s.dgates_h}});
+  const auto [T, B, H] = seq_dims(op, "saved", s.saved, s.w_hh, 3);
+  require_shape(op, {"saved", s.saved}, {T, B, 4 * H});
+  require_shape(op, {"hs", s.hs}, {T + 1, B, H});
+  require_optional_shape(op, {"dys", s.dys}, {T, B, H});
+  require_optional_shape(op, {"mask", s.mask}, {T, B});
+  require_shape(op, {"dh", s.dh}, {B, H});
+  require_shape(op, {"dgates_x", s.dgates_x}, {T, B, 3 * H});
+  require_shape(op, {"dgates_h", s.dgates_h}, {T, B, 3 * H});
+  RECUR_CHECK(s.db_ih.defined() == s.db_hh.defined(), Value, op, ": give both 'db_ih' and 'db_hh' or neither");
+  require_optional_shape(op, {"db_ih", s.db_ih}, {3 * H});
+  require_optional_shape(op, {"db_hh", s.db_hh}, {3 * H});
+  require_same_place(op, {{"dh", s.dh}, {"db_ih", s.db_ih}, {"db_hh", s.db_hh}});
+  check_outputs(op, {{"dh", s.dh}, {"dgates_x", s.dgates_x}, {"dgates_h", s.dgates_h}, {"db_ih", s.db_ih},
+                     {"db_hh", s.db_hh}},
+                {{"saved", s.saved}, {"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.dh, {OpKind::GruSequence, s.dh.dtype(), B, H}).gru_sequence_backward(s);
+}
+
+void lstm_sequence(const LstmSequence& s) {
+  const char* op = "lstm_sequence";
+  require_defined(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"hs", s.hs}, {"cs", s.cs}});
+  require_same_place(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                          {"mask", s.mask}, {"hs", s.hs}, {"cs", s.cs}, {"ys", s.ys},
+                          {"saved", s.saved}});
+  const auto [T, B, H] = seq_dims(op, "xproj", s.xproj, s.w_hh, 4);
+  require_shape(op, {"xproj", s.xproj}, {T, B, 4 * H});
+  require_optional_shape(op, {"b_ih", s.b_ih}, {4 * H});
+  require_optional_shape(op, {"b_hh", s.b_hh}, {4 * H});
+  require_optional_shape(op, {"mask", s.mask}, {T, B});
+  const bool all = s.saved.defined();
+  require_shape(op, {"hs", s.hs}, {all ? T + 1 : 2, B, H});
+  require_shape(op, {"cs", s.cs}, {all ? T + 1 : 1, B, H});
+  require_optional_shape(op, {"ys", s.ys}, {T, B, H});
+  require_optional_shape(op, {"saved", s.saved}, {T, B, 4 * H});
+  check_outputs(op, {{"hs", s.hs}, {"cs", s.cs}, {"ys", s.ys}, {"saved", s.saved}},
+                {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                 {"mask", s.mask}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.hs, {OpKind::LstmSequence, s.hs.dtype(), B, H}).lstm_sequence(s);
+}
+
+void lstm_sequence_backward(const LstmSequenceBackward& s) {
+  const char* op = "lstm_sequence_backward";
+  require_defined(op, {{"saved", s.saved}, {"cs", s.cs}, {"w_hh", s.w_hh}, {"dh", s.dh},
+                       {"dc", s.dc}, {"dgates", s.dgates}});
+  require_same_place(op, {{"saved", s.saved}, {"cs", s.cs}, {"dys", s.dys}, {"mask", s.mask},
+                          {"w_hh", s.w_hh}, {"dh", s.dh}, {"dc", s.dc}, {"dgates", s.dgates}});
+  const auto [T, B, H] = seq_dims(op, "saved", s.saved, s.w_hh, 4);
+  require_shape(op, {"saved", s.saved}, {T, B, 4 * H});
+  require_shape(op, {"cs", s.cs}, {T + 1, B, H});
+  require_optional_shape(op, {"dys", s.dys}, {T, B, H});
+  require_optional_shape(op, {"mask", s.mask}, {T, B});
+  require_shape(op, {"dh", s.dh}, {B, H});
+  require_shape(op, {"dc", s.dc}, {B, H});
+  require_shape(op, {"dgates", s.dgates}, {T, B, 4 * H});
+  require_optional_shape(op, {"db", s.db}, {4 * H});
+  require_same_place(op, {{"dh", s.dh}, {"db", s.db}});
+  check_outputs(op, {{"dh", s.dh}, {"dc", s.dc}, {"dgates", s.dgates}, {"db", s.db}},
+                {{"saved", s.saved}, {"cs", s.cs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.dh, {OpKind::LstmSequence, s.dh.dtype(), B, H}).lstm_sequence_backward(s);
+}
+
 void rnn_step_backward(const RnnStepBackward& s) {
   const char* op = "rnn_step_backward";
   require_defined(op, {{"h", s.h}, {"dgates", s.dgates}, {"dh_prev", s.dh_prev}});

@@ -1,8 +1,18 @@
 // CPU GEMM: OpenBLAS (or any CBLAS) does this well, so recur calls it rather
-// than writing its own. Batches loop over cblas calls; each call is itself
-// multi-threaded by the BLAS.
+// than writing its own. recur threads it, not the BLAS: a GEMM of 2^23
+// multiply-adds or more is cut into one block of rows (or columns) of C per
+// thread, each a single-threaded BLAS call inside one OpenMP region (a BLAS
+// runs one thread inside an active region); a smaller one runs on one thread.
+// OpenBLAS's own threading synchronises its threads many times per call,
+// spinning in sched_yield; with other processes on the machine that made a
+// [96, 30720] x [30720, 32] weight gradient take 300 ms on 2 threads against
+// 10 ms on one. Each element of C is still one BLAS dot product over all of
+// K; as with OpenBLAS's own threading, its last bits can depend on the
+// thread count (the BLAS's kernels differ at block edges), never on the run.
 #include <cblas.h>
+#include <omp.h>
 
+#include <algorithm>
 #include <string>
 
 #include "recur/kernels/cpu.h"
@@ -21,6 +31,10 @@ std::string blas_info() {
 }
 
 namespace {
+// Multiply-adds below which a GEMM runs as one single-threaded BLAS call:
+// about half a millisecond of work (cpu.h's kParallelThreshold says why).
+constexpr double kGemmSplitWork = 1 << 23;
+
 inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
 void gemm_one(bool ta, bool tb, std::int64_t M, std::int64_t N, std::int64_t K, float alpha,
@@ -53,9 +67,40 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
         }
     return;
   }
-  for (std::int64_t b = 0; b < batch; ++b)
-    gemm_one(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta,
-             C + b * stride_c, ldc);
+  const std::int64_t nt = num_threads();
+  const double work = double(M) * double(N) * double(K) * double(batch);
+  if (nt < 2 || omp_in_parallel() || work < kGemmSplitWork) {
+    // One thread. Outside a parallel region OpenBLAS would thread a GEMM of
+    // 2^18 multiply-adds or more itself; the thread-count ICV of this thread
+    // set to 1 for the call stops it.
+    const bool limit = nt > 1 && !omp_in_parallel();
+    if (limit) omp_set_num_threads(1);
+    for (std::int64_t b = 0; b < batch; ++b)
+      gemm_one(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta,
+               C + b * stride_c, ldc);
+    if (limit) omp_set_num_threads(int(nt));
+    return;
+  }
+  // Tasks: whole batch entries when there are enough, else blocks of the
+  // longer of C's two sides.
+  const bool by_rows = M >= N;
+  const std::int64_t side = by_rows ? M : N;
+  const std::int64_t pieces = batch >= nt ? 1 : std::min(nt, side);
+  const std::int64_t tasks = batch * pieces;
+#pragma omp parallel for schedule(static) num_threads(int(std::min(nt, tasks)))
+  for (std::int64_t task = 0; task < tasks; ++task) {
+    const std::int64_t b = task / pieces, p = task % pieces;
+    const std::int64_t lo = side * p / pieces, hi = side * (p + 1) / pieces;
+    const T* a = A + b * stride_a;
+    const T* bm = B + b * stride_b;
+    T* c = C + b * stride_c;
+    if (by_rows)  // rows [lo, hi) of op(A) and C
+      gemm_one(trans_a, trans_b, hi - lo, N, K, alpha, trans_a ? a + lo : a + lo * lda, lda, bm, ldb,
+               beta, c + lo * ldc, ldc);
+    else  // columns [lo, hi) of op(B) and C
+      gemm_one(trans_a, trans_b, M, hi - lo, K, alpha, a, lda, trans_b ? bm + lo * ldb : bm + lo, ldb,
+               beta, c + lo, ldc);
+  }
 }
 
 template void gemm<float>(bool, bool, std::int64_t, std::int64_t, std::int64_t, float, const float*,

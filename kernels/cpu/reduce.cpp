@@ -27,6 +27,27 @@ template <ReduceOp op, class T>
 void reduce_impl(const T* x, std::int64_t outer, std::int64_t n, std::int64_t inner, T* y) {
   const std::int64_t outputs = outer * inner;
   const bool big = outputs * n >= kParallelThreshold;
+  if (inner > 1 && (!big || outputs >= num_threads())) {
+    // Columns: walk the rows in memory order with a block of kCols running
+    // accumulators, rather than one strided pass per output. Each output still
+    // adds its n values in order, so the result is the same as reduce_range's.
+    constexpr std::int64_t kCols = 16;
+    const std::int64_t blocks = (inner + kCols - 1) / kCols, tasks = outer * blocks;
+#pragma omp parallel for schedule(static) if (big && tasks > 1)
+    for (std::int64_t task = 0; task < tasks; ++task) {
+      const std::int64_t a = task / blocks, c0 = (task % blocks) * kCols;
+      const std::int64_t w = std::min(kCols, inner - c0);
+      Acc<T> acc[kCols];
+      for (std::int64_t i = 0; i < w; ++i) acc[i] = reduce_identity<op, Acc<T>>();
+      const T* base = x + a * n * inner + c0;
+      for (std::int64_t k = 0; k < n; ++k) {
+        const T* row = base + k * inner;
+        for (std::int64_t i = 0; i < w; ++i) acc[i] = reduce_combine<op, Acc<T>>(acc[i], Acc<T>(row[i]));
+      }
+      for (std::int64_t i = 0; i < w; ++i) y[a * inner + c0 + i] = T(reduce_finish<op>(acc[i], n));
+    }
+    return;
+  }
   if (!big || outputs >= num_threads()) {
     // Enough independent outputs: one thread each.
 #pragma omp parallel for schedule(static) if (big)

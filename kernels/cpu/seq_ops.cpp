@@ -1,28 +1,93 @@
 // CPU twin of kernels/cuda/seq_ops.cu: pooling over time, embedding,
 // activations and dropout over the shared math in recur/kernels/seq_ops.h.
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "recur/common/error.h"
 #include "recur/kernels/cpu.h"
 
 namespace recur::kernels::cpu {
 
+// Pooling runs row by row ([b, o] or [b, t] over all C channels), so the
+// window arithmetic and the mask are evaluated once per row, not per element.
+// Each element is computed as seq_ops.h's element functions compute it (the
+// same comparisons and sums in the same order), so the results are the same.
 template <class T>
 void pool_forward(PoolKind kind, const PoolArgs<T>& a) {
   const PoolGeometry& g = a.g;
-  const std::int64_t n = g.B * g.out * g.C;
-#pragma omp parallel for schedule(static) if (n * g.pool >= kParallelThreshold)
-  for (std::int64_t i = 0; i < n; ++i)
-    pool_forward_element(kind, a, i / (g.out * g.C), (i / g.C) % g.out, i % g.C);
+  const std::int64_t rows = g.B * g.out, C = g.C;
+#pragma omp parallel if (rows * C * g.pool >= kParallelThreshold)
+  {
+    std::vector<double> sum(kind == PoolKind::Max ? 0 : std::size_t(C));
+#pragma omp for schedule(static)
+    for (std::int64_t row = 0; row < rows; ++row) {
+      const std::int64_t b = row / g.out, o = row % g.out, start = o * g.stride - g.pad;
+      T* y = a.y + row * C;
+      if (kind == PoolKind::Max) {
+        std::int32_t* arg = a.argmax + row * C;
+        for (std::int64_t c = 0; c < C; ++c) y[c] = T(0), arg[c] = -1;  // 0 when nothing counts
+        for (std::int64_t k = 0; k < g.pool; ++k) {
+          const std::int64_t t = start + k;
+          if (!pool_counted(a, b, t)) continue;
+          const T* x = a.x + (b * g.T + t) * C;
+          for (std::int64_t c = 0; c < C; ++c) {
+            const T v = x[c];
+            if (arg[c] < 0 || v > y[c] || (is_nan(v) && !is_nan(y[c]))) {
+              y[c] = v;
+              arg[c] = std::int32_t(t);
+            }
+          }
+        }
+      } else {
+        std::fill(sum.begin(), sum.end(), 0.0);
+        std::int64_t n = 0;
+        for (std::int64_t k = 0; k < g.pool; ++k) {
+          const std::int64_t t = start + k;
+          if (!pool_counted(a, b, t)) continue;
+          const T* x = a.x + (b * g.T + t) * C;
+          for (std::int64_t c = 0; c < C; ++c) sum[std::size_t(c)] += double(x[c]);
+          ++n;
+        }
+        for (std::int64_t c = 0; c < C; ++c) y[c] = n > 0 ? T(sum[std::size_t(c)] / double(n)) : T(0);
+      }
+    }
+  }
 }
 
 template <class T>
 void pool_backward(PoolKind kind, const PoolArgs<T>& a) {
   const PoolGeometry& g = a.g;
-  const std::int64_t n = g.B * g.T * g.C;
-#pragma omp parallel for schedule(static) if (n >= kParallelThreshold)
-  for (std::int64_t i = 0; i < n; ++i)
-    pool_backward_element(kind, a, i / (g.T * g.C), (i / g.C) % g.T, i % g.C);
+  const std::int64_t rows = g.B * g.T, C = g.C;
+#pragma omp parallel if (rows * C >= kParallelThreshold)
+  {
+    std::vector<double> acc(static_cast<std::size_t>(C));
+#pragma omp for schedule(static)
+    for (std::int64_t row = 0; row < rows; ++row) {
+      const std::int64_t b = row / g.T, t = row % g.T;
+      T* dx = a.dx + row * C;
+      if (!pool_counted(a, b, t)) {
+        for (std::int64_t c = 0; c < C; ++c) dx[c] = T(0);
+        continue;
+      }
+      // o*stride - pad <= t <= o*stride - pad + pool - 1
+      const std::int64_t lo_num = t + g.pad - g.pool + 1;
+      const std::int64_t lo = lo_num <= 0 ? 0 : (lo_num + g.stride - 1) / g.stride;
+      const std::int64_t hi = std::min((t + g.pad) / g.stride, g.out - 1);
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (std::int64_t o = lo; o <= hi; ++o) {
+        const std::int64_t i = (b * g.out + o) * C;
+        if (kind == PoolKind::Max) {
+          for (std::int64_t c = 0; c < C; ++c)
+            if (a.argmax[i + c] == t) acc[std::size_t(c)] += double(a.dy[i + c]);
+        } else {
+          const double n = double(pool_count(a, b, o));
+          for (std::int64_t c = 0; c < C; ++c) acc[std::size_t(c)] += double(a.dy[i + c]) / n;
+        }
+      }
+      for (std::int64_t c = 0; c < C; ++c) dx[c] = T(acc[std::size_t(c)]);
+    }
+  }
 }
 
 namespace {

@@ -110,6 +110,8 @@ class CudaBackend final : public Backend {
   }
 
   Support supports(const OpQuery& q) const override {
+    if (q.op == OpKind::GruSequence || q.op == OpKind::LstmSequence)
+      return Support::no("the CUDA backend runs recurrent layers step by step (step kernels)");
     if (q.dtype == DType::f32) return Support::yes();
     if ((q.op == OpKind::Fill || q.op == OpKind::Copy || q.op == OpKind::LengthBuckets) &&
         q.dtype == DType::i32)

@@ -96,7 +96,10 @@ class Layer {
   virtual Tensor output_mask(const Tensor& x, const Tensor& mask) const;
   // dy: gradient of the last training forward's output. Adds the parameter
   // gradients into the store and returns dx (undefined when x has none).
-  Tensor backward(const Tensor& dy);
+  // input_grad false: the caller will not read dx (a Sequential for its first
+  // layer), so layers that can skip computing it do (Dense, Conv1D and the
+  // recurrent layers: a GEMM over every step) and return it undefined.
+  Tensor backward(const Tensor& dy, bool input_grad = true);
   // Stateful recurrent layers forget their carried states; others: nothing.
   virtual void reset_states() {}
   // Layers whose output, e.g. a dropout mask, depends on a seed of their own.
@@ -123,6 +126,8 @@ class Layer {
   // for the layers below (each saved activation lives from its forward to its
   // backward, not until the next step).
   virtual void release_saved() {}
+  // Within do_backward(): whether the caller wants dx (backward's input_grad).
+  bool input_grad_wanted() const { return input_grad_; }
   void add_param(std::string name, Shape shape, ParamInit init);
   Device device() const;
   // A clear ShapeError naming the layer.
@@ -136,6 +141,7 @@ class Layer {
   std::vector<Param> params_;
   ParameterStore* store_ = nullptr;
   bool trained_forward_ = false;  // the last forward kept what backward needs
+  bool input_grad_ = true;        // during backward(): its input_grad
 };
 
 using LayerPtr = std::shared_ptr<Layer>;

@@ -106,7 +106,9 @@ class Recurrent {
   // dy: gradient of forward's y (undefined: none); d_states: empty or
   // cell_states() tensors (undefined entries: none). Adds the weight
   // gradients into grads(). Needs the last forward() to have had training.
-  InputGrads backward(const Tensor& dy, const std::vector<Tensor>& d_states = {});
+  // input_grad false: dx is left undefined (skips a GEMM over every step).
+  InputGrads backward(const Tensor& dy, const std::vector<Tensor>& d_states = {},
+                      bool input_grad = true);
 
   // Drops what the last training forward kept for backward (its memory goes
   // back to the allocator); a later backward() then needs a new forward.

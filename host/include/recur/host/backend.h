@@ -23,7 +23,7 @@ enum class OpKind : unsigned char {
   Fill, Copy, Gemm, Unary, Binary, Reduce, Transpose01,
   LstmStep, GruStep, RnnStep, LstmStepBackward, GruStepBackward, RnnStepBackward,
   GruResetBefore, Loss, SumSquares, Clip, OptimizerStep, Conv1d,
-  Pool1d, Embedding, Activation, Dropout, LengthBuckets
+  Pool1d, Embedding, Activation, Dropout, LengthBuckets, GruSequence, LstmSequence
 };
 const char* op_kind_name(OpKind op);
 
@@ -147,6 +147,55 @@ struct GruResetBeforeBackR {
   Tensor dh_in;      // [B, H] output
 };
 
+// A whole recurrent pass over time in one call (recur/kernels/rnn_sequence.h):
+// the step ops' equations and masking for every step, with the recurrent GEMM
+// inside. The CPU backend runs it with its batch rows split over threads and
+// no synchronisation between steps; a backend without it says so in
+// supports() (OpKind::GruSequence / LstmSequence) and callers loop over the
+// step ops instead. Tensors are time-major in processing order; optional:
+// b_ih, b_hh, mask, ys, saved, dys.
+struct GruSequence {
+  Tensor xproj;       // [T, B, 3H]
+  Tensor w_hh;        // [3H, H]
+  Tensor b_ih, b_hh;  // [3H]
+  Tensor mask;        // [T, B]
+  Tensor hs;          // [T + 1, B, H]: hs[0] in, hs[t + 1] out; or [2, B, H], alternating
+                      // (the last state in hs[T % 2]) when saved is undefined
+  Tensor ys;          // [T, B, H] output
+  Tensor saved;       // [T, B, 4H] output (r, z, n, hn + b_hn per step)
+};
+struct GruSequenceBackward {
+  Tensor saved;               // [T, B, 4H]
+  Tensor hs;                  // [T + 1, B, H]
+  Tensor dys;                 // [T, B, H]
+  Tensor mask;                // [T, B]
+  Tensor w_hh;                // [3H, H]
+  Tensor dh;                  // [B, H] in: dL/dh_T; out: dL/dh_0
+  Tensor dgates_x, dgates_h;  // [T, B, 3H] outputs
+  Tensor db_ih, db_hh;        // [3H] outputs, optional (both or neither): the sums of
+                              // dgates_x and dgates_h over every step and row
+};
+struct LstmSequence {
+  Tensor xproj;       // [T, B, 4H]
+  Tensor w_hh;        // [4H, H]
+  Tensor b_ih, b_hh;  // [4H]
+  Tensor mask;        // [T, B]
+  Tensor hs, cs;      // [T + 1, B, H] as GruSequence::hs; without saved, hs [2, B, H]
+                      // alternating and cs [1, B, H] updated in place
+  Tensor ys;          // [T, B, H] output
+  Tensor saved;       // [T, B, 4H] output (i, f, g, o per step)
+};
+struct LstmSequenceBackward {
+  Tensor saved;   // [T, B, 4H]
+  Tensor cs;      // [T + 1, B, H]
+  Tensor dys;     // [T, B, H]
+  Tensor mask;    // [T, B]
+  Tensor w_hh;    // [4H, H]
+  Tensor dh, dc;  // [B, H] in: dL/dh_T, dL/dc_T; out: dL/dh_0, dL/dc_0
+  Tensor dgates;  // [T, B, 4H] output
+  Tensor db;      // [4H] output, optional: the sum of dgates over every step and row
+};
+
 // A loss or metric (see recur/kernels/loss.h for formulas and the reduction).
 // pred and grad are viewed as [rows, cols]; exactly one of target (float,
 // pred's shape) and labels (int32, [rows]) is defined; weight is optional.
@@ -238,6 +287,12 @@ class Backend {
   virtual void gru_rb_output(const GruResetBeforeOutput& s) = 0;
   virtual void gru_rb_back_n(const GruResetBeforeBackN& s) = 0;
   virtual void gru_rb_back_r(const GruResetBeforeBackR& s) = 0;
+  // Whole passes; only for backends whose supports() says yes (the default
+  // throws UnsupportedError).
+  virtual void gru_sequence(const GruSequence& s);
+  virtual void gru_sequence_backward(const GruSequenceBackward& s);
+  virtual void lstm_sequence(const LstmSequence& s);
+  virtual void lstm_sequence_backward(const LstmSequenceBackward& s);
 
   // Writes call.loss[0] and, for losses, call.grad, in one fused pass.
   virtual void loss(const LossCall& call) = 0;

@@ -75,8 +75,9 @@ struct Conv1dGrads {
   Tensor db;  // [F]
 };
 // Gradients of conv1d for dy [B, T_out, F]. `cols` from the forward call
-// avoids recomputing the im2col buffer.
+// avoids recomputing the im2col buffer. input_grad false: dx is left
+// undefined (its GEMM and col2im skipped).
 Conv1dGrads conv1d_backward(const Tensor& x, const Tensor& w, const Tensor& dy,
-                            const Conv1dOptions& o, const Tensor& cols = {});
+                            const Conv1dOptions& o, const Tensor& cols = {}, bool input_grad = true);
 }  // namespace ops
 }  // namespace recur

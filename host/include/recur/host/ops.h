@@ -69,6 +69,15 @@ void gru_rb_output(const GruResetBeforeOutput& s);
 void gru_rb_back_n(const GruResetBeforeBackN& s);
 void gru_rb_back_r(const GruResetBeforeBackR& s);
 
+// Whole recurrent passes over time (backend.h's GruSequence and the like),
+// for backends that support them: ask backend(device).supports({OpKind::
+// GruSequence or LstmSequence, dtype, B, H}) first; where not, loop over the
+// step ops. hs (and cs, dh, dc) are read and written.
+void gru_sequence(const GruSequence& s);
+void gru_sequence_backward(const GruSequenceBackward& s);
+void lstm_sequence(const LstmSequence& s);
+void lstm_sequence_backward(const LstmSequenceBackward& s);
+
 // ---- training: losses, metrics, clipping, optimizer steps ---------------------
 // Formulas, the Keras mean and the masking rule: recur/kernels/loss.h.
 //   pred    [..., C]  logits or predictions; C is the last axis

@@ -15,12 +15,17 @@
 #include "recur/kernels/conv1d.h"
 #include "recur/kernels/pointwise.h"
 #include "recur/kernels/rnn_cells.h"
+#include "recur/kernels/rnn_sequence.h"
 #include "recur/kernels/seq_ops.h"
 
 namespace recur::kernels::cpu {
 
-// Work (in elements) below which kernels run on one thread.
-inline constexpr std::int64_t kParallelThreshold = 1 << 15;
+// Work (in elements) below which kernels run on one thread: about a
+// millisecond of memory-bound work. Smaller kernels gain little from a second
+// thread on an idle machine (tens of microseconds), while on a loaded one each
+// OpenMP region can cost milliseconds: libgomp's waiting threads spin, use up
+// their share of the CPU and are then scheduled late (docs/architecture.md).
+inline constexpr std::int64_t kParallelThreshold = 1 << 20;
 
 int num_threads();
 void set_num_threads(int n);
@@ -54,6 +59,12 @@ template <class T> void lstm_step_backward(const LstmBackArgs<T>& args);
 template <class T> void gru_step_backward(const GruBackArgs<T>& args);
 template <class T> void rnn_step_backward(RnnActivation act, const RnnBackArgs<T>& args);
 template <class T> void gru_rb_gates(const GruRbGatesArgs<T>& args);
+// Whole recurrent passes (rnn_sequence.h): rows split over threads, each
+// thread running every step of its rows, GEMMs included.
+template <class T> void gru_sequence(const GruSequenceArgs<T>& args);
+template <class T> void gru_sequence_backward(const GruSequenceBackArgs<T>& args);
+template <class T> void lstm_sequence(const LstmSequenceArgs<T>& args);
+template <class T> void lstm_sequence_backward(const LstmSequenceBackArgs<T>& args);
 template <class T> void gru_rb_output(const GruRbOutArgs<T>& args);
 template <class T> void gru_rb_back_n(const GruRbBackNArgs<T>& args);
 template <class T> void gru_rb_back_r(const GruRbBackRArgs<T>& args);

@@ -1,0 +1,217 @@
+// Whole recurrent passes on the CPU (recur/kernels/rnn_sequence.h): one
+// parallel region per pass instead of two or more per time step. A step of
+// the Jena GRU ([128, 32]) is a few microseconds of work, so per-step thread
+// wake-ups and barriers cost as much as the work on an idle machine, and far
+// more on a loaded one, where every barrier waits for a descheduled thread.
+#include <omp.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "recur/kernels/cpu.h"
+#include "rnn_rows.h"
+
+namespace recur::kernels::cpu {
+namespace {
+
+// Rows per chunk at the least: below that a chunk's GEMM is too thin to pay
+// for the thread that runs it.
+constexpr std::int64_t kMinRows = 16;
+
+// Runs f(b0, b1) once per chunk of contiguous rows covering [0, B). Chunks
+// are twice as many as threads (when the rows allow), handed out dynamically,
+// so a thread that the OS runs less of does less of the work. Inside the
+// region the BLAS calls are single-threaded (OpenBLAS runs one thread inside
+// an active OpenMP region).
+template <class F>
+void for_row_chunks(std::int64_t B, F&& f) {
+  const std::int64_t nt = num_threads();
+  const std::int64_t chunks = std::min<std::int64_t>(2 * nt, B / kMinRows);
+  if (nt < 2 || chunks < 2) return f(std::int64_t(0), B);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(int(std::min(nt, chunks)))
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const std::int64_t b0 = B * c / chunks, b1 = B * (c + 1) / chunks;
+    f(b0, b1);
+  }
+}
+
+// Rows [b0, b1) of c[B, N] = alpha a[B, K] op(w) + beta c, with op(w) = w^T
+// for w [N, K] (trans) or w for w [K, N].
+template <class T>
+void gemm_rows(std::int64_t b0, std::int64_t b1, std::int64_t N, std::int64_t K, const T* a,
+               const T* w, bool trans, T beta, T* c) {
+  gemm<T>(false, trans, b1 - b0, N, K, T(1), a + b0 * K, K, 0, w, trans ? K : N, 0, beta, c + b0 * N,
+          N, 0, 1);
+}
+
+// acc[b, :] += rows [b0, b1) of x [B, n] (columns [off, off + n) of rows ld apart).
+template <class T>
+void add_rows(double* acc, const T* x, std::int64_t ld, std::int64_t off, std::int64_t n,
+              std::int64_t b0, std::int64_t b1) {
+  for (std::int64_t b = b0; b < b1; ++b) {
+    double* a = acc + b * n;
+    const T* r = x + b * ld + off;
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) a[j] += double(r[j]);
+  }
+}
+
+// out[j] = sum over rows b of acc[b, j], rows in order.
+template <class T>
+void sum_rows(const double* acc, std::int64_t B, std::int64_t n, T* out) {
+  for (std::int64_t j = 0; j < n; ++j) {
+    double s = 0;
+    for (std::int64_t b = 0; b < B; ++b) s += acc[b * n + j];
+    out[j] = T(s);
+  }
+}
+
+template <class T>
+const T* step_of(const T* p, std::int64_t t, std::int64_t n) {
+  return p ? p + t * n : nullptr;
+}
+template <class T>
+T* step_of(T* p, std::int64_t t, std::int64_t n) {
+  return p ? p + t * n : nullptr;
+}
+
+}  // namespace
+
+template <class T>
+void gru_sequence(const GruSequenceArgs<T>& a) {
+  const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t t = 0; t < T_; ++t) {
+      T* h_prev = a.hs + (a.all_states ? t : t % 2) * BH;
+      T* h_next = a.hs + (a.all_states ? t + 1 : (t + 1) % 2) * BH;
+      gemm_rows(b0, b1, 3 * H, H, h_prev, a.w_hh, true, T(0), a.hproj);
+      GruStepArgs<T> s;
+      s.B = B;
+      s.H = H;
+      s.xproj = a.xproj + t * B * 3 * H;
+      s.hproj = a.hproj;
+      s.ld_x = s.ld_h = 3 * H;
+      s.b_ih = a.b_ih;
+      s.b_hh = a.b_hh;
+      s.h_prev = h_prev;
+      s.mask = step_of(a.mask, t, B);
+      s.h = h_next;
+      s.y = step_of(a.ys, t, BH);
+      s.saved = step_of(a.saved, t, 4 * BH);
+      gru_rows(s, b0, b1);
+    }
+  });
+}
+
+template <class T>
+void gru_sequence_backward(const GruSequenceBackArgs<T>& a) {
+  const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  // Bias sums: dgates_h equals dgates_x in the r and z blocks, so per row
+  // the 3H sums of dgates_x and the H of dgates_h's n block.
+  const bool sums = a.db_x != nullptr;
+  double* acc_x = a.sum_work;
+  double* acc_n = sums ? a.sum_work + B * 3 * H : nullptr;
+  if (sums) std::fill(a.sum_work, a.sum_work + B * 4 * H, 0.0);
+  for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
+    T* dh = a.dh;
+    T* dh_other = a.dh_work;
+    for (std::int64_t t = T_ - 1; t >= 0; --t) {
+      GruBackArgs<T> s;
+      s.B = B;
+      s.H = H;
+      s.saved = a.saved + t * 4 * BH;
+      s.h_prev = a.hs + t * BH;
+      s.dy = step_of(a.dys, t, BH);
+      s.dh_next = dh;
+      s.mask = step_of(a.mask, t, B);
+      s.dgates_x = a.dgates_x + t * 3 * BH;
+      s.dgates_h = a.dgates_h + t * 3 * BH;
+      s.dh_prev = dh_other;
+      gru_back_rows(s, b0, b1);
+      if (sums) {
+        add_rows(acc_x, s.dgates_x, 3 * H, 0, 3 * H, b0, b1);
+        add_rows(acc_n, s.dgates_h, 3 * H, 2 * H, H, b0, b1);
+      }
+      // dh_prev += dgates_h W_hh: [rows, 3H] x [3H, H].
+      gemm_rows(b0, b1, H, 3 * H, s.dgates_h, a.w_hh, false, T(1), dh_other);
+      std::swap(dh, dh_other);
+    }
+    if (dh != a.dh) copy_row(a.dh + b0 * H, dh + b0 * H, (b1 - b0) * H);
+  });
+  if (sums) {
+    sum_rows(acc_x, B, 3 * H, a.db_x);
+    std::copy(a.db_x, a.db_x + 2 * H, a.db_h);
+    sum_rows(acc_n, B, H, a.db_h + 2 * H);
+  }
+}
+
+template <class T>
+void lstm_sequence(const LstmSequenceArgs<T>& a) {
+  const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t t = 0; t < T_; ++t) {
+      T* h_prev = a.hs + (a.all_states ? t : t % 2) * BH;
+      T* h_next = a.hs + (a.all_states ? t + 1 : (t + 1) % 2) * BH;
+      gemm_rows(b0, b1, 4 * H, H, h_prev, a.w_hh, true, T(0), a.hproj);
+      LstmStepArgs<T> s;
+      s.B = B;
+      s.H = H;
+      s.xproj = a.xproj + t * B * 4 * H;
+      s.hproj = a.hproj;
+      s.ld_x = s.ld_h = 4 * H;
+      s.b_ih = a.b_ih;
+      s.b_hh = a.b_hh;
+      s.c_prev = a.cs + (a.all_states ? t : 0) * BH;
+      s.h_prev = h_prev;
+      s.mask = step_of(a.mask, t, B);
+      s.h = h_next;
+      s.c = a.cs + (a.all_states ? t + 1 : 0) * BH;
+      s.y = step_of(a.ys, t, BH);
+      s.saved = step_of(a.saved, t, 4 * BH);
+      lstm_rows(s, b0, b1);
+    }
+  });
+}
+
+template <class T>
+void lstm_sequence_backward(const LstmSequenceBackArgs<T>& a) {
+  const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  const bool sums = a.db != nullptr;
+  if (sums) std::fill(a.sum_work, a.sum_work + B * 4 * H, 0.0);
+  for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
+    T* dh = a.dh;
+    T* dh_other = a.dh_work;
+    for (std::int64_t t = T_ - 1; t >= 0; --t) {
+      LstmBackArgs<T> s;
+      s.B = B;
+      s.H = H;
+      s.saved = a.saved + t * 4 * BH;
+      s.c_prev = a.cs + t * BH;
+      s.c = a.cs + (t + 1) * BH;
+      s.dy = step_of(a.dys, t, BH);
+      s.dh_next = dh;
+      s.dc_next = a.dc;
+      s.mask = step_of(a.mask, t, B);
+      s.dgates = a.dgates + t * 4 * BH;
+      s.dh_prev = dh_other;
+      s.dc_prev = a.dc;  // in place
+      lstm_back_rows(s, b0, b1);
+      if (sums) add_rows(a.sum_work, s.dgates, 4 * H, 0, 4 * H, b0, b1);
+      gemm_rows(b0, b1, H, 4 * H, s.dgates, a.w_hh, false, T(1), dh_other);
+      std::swap(dh, dh_other);
+    }
+    if (dh != a.dh) copy_row(a.dh + b0 * H, dh + b0 * H, (b1 - b0) * H);
+  });
+  if (sums) sum_rows(a.sum_work, B, 4 * H, a.db);
+}
+
+#define RECUR_INSTANTIATE(T)                                                          \
+  template void gru_sequence<T>(const GruSequenceArgs<T>&);                           \
+  template void gru_sequence_backward<T>(const GruSequenceBackArgs<T>&);              \
+  template void lstm_sequence<T>(const LstmSequenceArgs<T>&);                         \
+  template void lstm_sequence_backward<T>(const LstmSequenceBackArgs<T>&);
+RECUR_INSTANTIATE(float)
+RECUR_INSTANTIATE(double)
+#undef RECUR_INSTANTIATE
+
+}  // namespace recur::kernels::cpu

@@ -1,0 +1,92 @@
+// A whole recurrent pass over time in one call, for the CPU: the batch rows
+// are split into contiguous chunks, and each thread runs every time step of
+// its chunk, the recurrent GEMM included (rows of a GEMM are independent), so
+// the threads never wait for each other between steps. Per step that is the
+// work of rnn_cells.h's step kernels and one GEMM, with their equations,
+// layouts and masking; the inputs' projection x W_ih^T (one GEMM over all
+// steps) and the weight gradients (GEMMs over all steps) stay with the caller.
+//
+// Layouts: time-major, in processing order. T steps, B rows, H units, G gates.
+#pragma once
+
+#include <cstdint>
+
+namespace recur::kernels {
+
+// GRU with reset_after (G = 3).
+template <class Real>
+struct GruSequenceArgs {
+  std::int64_t T = 0, B = 0, H = 0;
+  const Real* xproj = nullptr;  // [T, B, 3H]
+  const Real* w_hh = nullptr;   // [3H, H]
+  const Real* b_ih = nullptr;   // [3H] or nullptr
+  const Real* b_hh = nullptr;   // [3H] or nullptr
+  const Real* mask = nullptr;   // [T, B] or nullptr
+  // all_states: [T + 1, B, H], hs[0] the initial state (in), hs[t + 1] the
+  // state after step t (out). Else [2, B, H]: the states alternate, the
+  // initial one in hs[0] and the last in hs[T % 2].
+  Real* hs = nullptr;
+  bool all_states = true;
+  Real* ys = nullptr;     // [T, B, H] out, or nullptr
+  Real* saved = nullptr;  // [T, B, 4H] out, or nullptr
+  Real* hproj = nullptr;  // [B, 3H] workspace
+};
+
+template <class Real>
+struct GruSequenceBackArgs {
+  std::int64_t T = 0, B = 0, H = 0;
+  const Real* saved = nullptr;  // [T, B, 4H] from the forward pass
+  const Real* hs = nullptr;     // [T + 1, B, H] from the forward pass
+  const Real* dys = nullptr;    // [T, B, H] dL/dy per step, or nullptr
+  const Real* mask = nullptr;   // [T, B] or nullptr
+  const Real* w_hh = nullptr;   // [3H, H]
+  Real* dh = nullptr;           // [B, H] in: dL/dh after the last step; out: dL/d(initial state)
+  Real* dh_work = nullptr;      // [B, H] workspace
+  Real* dgates_x = nullptr;     // [T, B, 3H] out
+  Real* dgates_h = nullptr;     // [T, B, 3H] out
+  // Optional: the sums of dgates_x and dgates_h over every step and row (the
+  // bias gradients), accumulated in double per row, then over the rows in
+  // order, so they do not depend on the thread count. sum_work: [B, 4H]
+  // doubles, needed with them.
+  Real* db_x = nullptr;         // [3H] out, or nullptr
+  Real* db_h = nullptr;         // [3H] out, or nullptr (both or neither)
+  double* sum_work = nullptr;
+};
+
+// LSTM (G = 4).
+template <class Real>
+struct LstmSequenceArgs {
+  std::int64_t T = 0, B = 0, H = 0;
+  const Real* xproj = nullptr;  // [T, B, 4H]
+  const Real* w_hh = nullptr;   // [4H, H]
+  const Real* b_ih = nullptr;   // [4H] or nullptr
+  const Real* b_hh = nullptr;   // [4H] or nullptr
+  const Real* mask = nullptr;   // [T, B] or nullptr
+  // all_states: hs and cs [T + 1, B, H] as GruSequenceArgs::hs. Else hs is
+  // [2, B, H] (alternating) and cs [1, B, H], updated in place.
+  Real* hs = nullptr;
+  Real* cs = nullptr;
+  bool all_states = true;
+  Real* ys = nullptr;     // [T, B, H] out, or nullptr
+  Real* saved = nullptr;  // [T, B, 4H] out, or nullptr
+  Real* hproj = nullptr;  // [B, 4H] workspace
+};
+
+template <class Real>
+struct LstmSequenceBackArgs {
+  std::int64_t T = 0, B = 0, H = 0;
+  const Real* saved = nullptr;  // [T, B, 4H] from the forward pass
+  const Real* cs = nullptr;     // [T + 1, B, H] from the forward pass
+  const Real* dys = nullptr;    // [T, B, H] or nullptr
+  const Real* mask = nullptr;   // [T, B] or nullptr
+  const Real* w_hh = nullptr;   // [4H, H]
+  Real* dh = nullptr;           // [B, H] in: dL/dh after the last step; out: dL/dh_0
+  Real* dc = nullptr;           // [B, H] in: dL/dc after the last step; out: dL/dc_0
+  Real* dh_work = nullptr;      // [B, H] workspace
+  Real* dgates = nullptr;       // [T, B, 4H] out
+  // Optional: the sum of dgates over every step and row, as GruSequenceBackArgs.
+  Real* db = nullptr;           // [4H] out, or nullptr
+  double* sum_work = nullptr;   // [B, 4H] doubles, needed with db
+};
+
+}  // namespace recur::kernels
