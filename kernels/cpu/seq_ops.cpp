@@ -31,12 +31,14 @@ void pool_forward(PoolKind kind, const PoolArgs<T>& a) {
           const std::int64_t t = start + k;
           if (!pool_counted(a, b, t)) continue;
           const T* x = a.x + (b * g.T + t) * C;
+          const std::int32_t t32 = std::int32_t(t);
+          // The element function's test, as selects so that the loop vectorises.
+#pragma omp simd
           for (std::int64_t c = 0; c < C; ++c) {
-            const T v = x[c];
-            if (arg[c] < 0 || v > y[c] || (is_nan(v) && !is_nan(y[c]))) {
-              y[c] = v;
-              arg[c] = std::int32_t(t);
-            }
+            const T v = x[c], best = y[c];
+            const bool take = (arg[c] < 0) | (v > best) | (is_nan(v) & !is_nan(best));
+            y[c] = take ? v : best;
+            arg[c] = take ? t32 : arg[c];
           }
         }
       } else {
@@ -78,8 +80,13 @@ void pool_backward(PoolKind kind, const PoolArgs<T>& a) {
       for (std::int64_t o = lo; o <= hi; ++o) {
         const std::int64_t i = (b * g.out + o) * C;
         if (kind == PoolKind::Max) {
-          for (std::int64_t c = 0; c < C; ++c)
-            if (a.argmax[i + c] == t) acc[std::size_t(c)] += double(a.dy[i + c]);
+          // Adding 0.0 where the window's maximum is elsewhere leaves acc as it is.
+          const std::int32_t* arg = a.argmax + i;
+          const T* dy = a.dy + i;
+          double* ac = acc.data();
+          const std::int32_t t32 = std::int32_t(t);
+#pragma omp simd
+          for (std::int64_t c = 0; c < C; ++c) ac[c] += arg[c] == t32 ? double(dy[c]) : 0.0;
         } else {
           const double n = double(pool_count(a, b, o));
           for (std::int64_t c = 0; c < C; ++c) acc[std::size_t(c)] += double(a.dy[i + c]) / n;
