@@ -496,6 +496,7 @@ void Model::build(Device device, DType dtype, std::uint64_t seed) {
     s.dtype = dtype;
   }
   store_ = detail::make_parameters(layers_, device, dtype, seed);
+  arena_device_ = device;
 }
 
 Layer& Model::layer(const std::string& name) const {
@@ -712,6 +713,10 @@ Model::Logs Model::run_batch(const std::vector<Tensor>& x, const Tensor& y,
   RECUR_CHECK(compiled(), Value, who(), ": compile() before training or evaluating");
   RECUR_CHECK(outputs_.size() == 1, Value, who(), ": training and evaluation need a model with one "
               "output; this one has ", outputs_.size(), " (use forward() and backward())");
+  std::vector<Tensor> keyed = x;
+  keyed.insert(keyed.end(), masks.begin(), masks.end());
+  const detail::StepScope scope(store_->device(), region_owner(), train, {&y, &sample_weight}, keyed,
+                                step_memory_);
   if (train) store_->zero_grads();
   const Output out = forward(x, masks, train).front();
   const detail::BatchLoss l =

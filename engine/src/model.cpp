@@ -58,6 +58,7 @@ void Sequential::build(const Shape& input_shape, Device device, DType dtype, std
     shape = l->output_shape();
   }
   store_ = detail::make_parameters(layers_, device, dtype, seed);
+  arena_device_ = device;
 }
 
 Layer& Sequential::layer(const std::string& name) const {
@@ -92,6 +93,13 @@ ParameterStore& Sequential::parameters() {
 const ParameterStore& Sequential::parameters() const {
   RECUR_CHECK(built(), Value, "Sequential '", name_, "' is not built");
   return *store_;
+}
+
+TrainableModel::~TrainableModel() {
+  try {
+    backend(arena_device_).allocator().drop_arenas(region_owner_);
+  } catch (...) {  // no backend for the device: nothing was planned on it
+  }
 }
 
 namespace detail {
@@ -133,6 +141,42 @@ std::string bytes_str(double b) {
   return s.str();
 }
 }  // namespace
+
+StepScope::StepScope(Device device, std::uint64_t owner, bool train,
+                     std::initializer_list<const Tensor*> tensors, const std::vector<Tensor>& more,
+                     TrainableModel::StepMemory& out)
+    : allocator_(backend(device).allocator()), out_(out) {
+  // FNV-1a over what decides the step's allocations.
+  std::uint64_t h = 1469598103934665603ull;
+  auto mix = [&](std::uint64_t v) {
+    h ^= v;
+    h *= 1099511628211ull;
+  };
+  mix(train ? 1 : 2);
+  auto add = [&](const Tensor& t) {
+    mix(t.defined() ? 0x100u + unsigned(t.dtype()) : 0);
+    if (!t.defined()) return;
+    mix(std::uint64_t(t.ndim()));
+    for (std::int64_t d : t.shape()) mix(std::uint64_t(d));
+  };
+  for (const Tensor* t : tensors) add(*t);
+  for (const Tensor& t : more) add(t);
+  allocator_.reset_peak();
+  in_use_before_ = allocator_.stats().in_use;
+  replayed_before_ = allocator_.arena_stats().regions_replayed;
+  allocator_.begin_region(owner, h);
+}
+
+StepScope::~StepScope() {
+  allocator_.end_region();
+  const AllocatorStats s = allocator_.stats();
+  const ArenaStats a = allocator_.arena_stats();
+  out_.peak = s.peak_in_use;
+  out_.working = s.peak_in_use > in_use_before_ ? s.peak_in_use - in_use_before_ : 0;
+  const bool replayed = a.regions_replayed > replayed_before_;
+  out_.arena = replayed ? a.last_arena : 0;
+  out_.live = replayed ? a.last_live_peak : 0;
+}
 
 std::string thousands(std::int64_t n) {
   std::string s = std::to_string(n);
@@ -295,9 +339,8 @@ BatchLogs read_logs(const BatchLoss& loss) {
 Sequential::Logs Sequential::run_batch(const Tensor& x, const Tensor& y, const Tensor& mask,
                                        const Tensor& sample_weight, bool train) {
   RECUR_CHECK(compiled(), Value, "Sequential '", name_, "': compile() before training or evaluating");
-  CachingAllocator& allocator = backend(store_->device()).allocator();
-  allocator.reset_peak();
-  const std::size_t in_use_before = allocator.stats().in_use;
+  const detail::StepScope scope(store_->device(), region_owner(), train, {&x, &y, &mask, &sample_weight}, {},
+                                step_memory_);
   if (train) store_->zero_grads();
   const Output out = forward(x, mask, train);
   const detail::BatchLoss l =
@@ -307,8 +350,6 @@ Sequential::Logs Sequential::run_batch(const Tensor& x, const Tensor& y, const T
     optimizer_->step();
   }
   last_weight_ = double(x.dim(0));
-  last_peak_ = allocator.stats().peak_in_use;
-  last_working_ = last_peak_ > in_use_before ? last_peak_ - in_use_before : 0;
   return detail::read_logs(l);
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <set>
 #include <string>
@@ -40,6 +41,26 @@ BatchLoss batch_loss(const std::string& who, const CompileOptions& options, DTyp
                      const Tensor& sample_weight);
 // Reads the loss and the metrics back to the host (the one sync of a batch).
 BatchLogs read_logs(const BatchLoss& loss);
+
+// One batch as a step-arena region of the device's allocator (allocator.h),
+// keyed by the model, train/test and the shapes and dtypes of `tensors`; the
+// destructor closes the region and writes the batch's memory figures. Declare
+// it before anything the batch allocates, so that every block of the batch is
+// released inside the region.
+class StepScope {
+ public:
+  StepScope(Device device, std::uint64_t owner, bool train, std::initializer_list<const Tensor*> tensors,
+            const std::vector<Tensor>& more, TrainableModel::StepMemory& out);
+  ~StepScope();
+  StepScope(const StepScope&) = delete;
+  StepScope& operator=(const StepScope&) = delete;
+
+ private:
+  CachingAllocator& allocator_;
+  TrainableModel::StepMemory& out_;
+  std::size_t in_use_before_ = 0;
+  std::uint64_t replayed_before_ = 0;
+};
 
 // 1315937 -> "1,315,937".
 std::string thousands(std::int64_t n);

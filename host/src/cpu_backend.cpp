@@ -25,6 +25,7 @@ class HostRawAllocator final : public RawAllocator {
   void deallocate(void* p, std::size_t) noexcept override {
     ::operator delete(p, std::align_val_t(64));
   }
+  bool host_memory() const override { return true; }
 };
 
 // Calls f with a typed null pointer selecting float or double.

@@ -25,6 +25,7 @@
 
 #include "recur/engine/layer.h"
 #include "recur/engine/optimizer.h"
+#include "recur/host/allocator.h"
 #include "recur/engine/parameters.h"
 #include "recur/kernels/loss.h"
 
@@ -53,7 +54,10 @@ struct BatchLogs {
 // input; a Sequential has one).
 class TrainableModel {
  public:
-  virtual ~TrainableModel() = default;
+  TrainableModel() = default;
+  TrainableModel(const TrainableModel&) = delete;
+  TrainableModel& operator=(const TrainableModel&) = delete;
+  virtual ~TrainableModel();
   virtual const std::string& name() const = 0;
   virtual bool built() const = 0;
   virtual const std::vector<LayerPtr>& layers() const = 0;
@@ -70,6 +74,33 @@ class TrainableModel {
                                const Tensor& sample_weight) = 0;
   virtual BatchLogs test_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
                               const Tensor& sample_weight) = 0;
+
+  // Memory of the last batch (train_on_batch or test_on_batch), from the
+  // device's allocator. Peak: bytes in use at the batch's high point
+  // (parameters, optimizer state, inputs and activations). Working: the part
+  // above what was in use when the batch began; saved activations are
+  // released by each layer's backward, so it peaks at the end of the forward
+  // pass. Arena: the step arena that served the batch (allocator.h: planned by
+  // liveness from the first batch of these shapes, reused by every later one),
+  // 0 while the batch's shapes were being recorded or when arenas are off;
+  // live: the most bytes the batch's blocks held at once, a lower bound for
+  // any arena.
+  struct StepMemory {
+    std::size_t peak = 0, working = 0, arena = 0, live = 0;
+  };
+  const StepMemory& last_step_memory() const { return step_memory_; }
+  std::size_t last_step_peak_bytes() const { return step_memory_.peak; }
+  std::size_t last_step_working_bytes() const { return step_memory_.working; }
+
+ protected:
+  // Names this model's step arenas in its device's allocator.
+  std::uint64_t region_owner() const { return region_owner_; }
+  // The device whose allocator the destructor tells to drop this model's arenas.
+  Device arena_device_ = Device::cpu();
+  StepMemory step_memory_;
+
+ private:
+  std::uint64_t region_owner_ = CachingAllocator::new_region_owner();
 };
 
 class Sequential final : public TrainableModel {
@@ -138,14 +169,6 @@ class Sequential final : public TrainableModel {
                        const Tensor& sample_weight) override;
   BatchLogs test_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
                       const Tensor& sample_weight) override;
-  // Peak bytes in use on the model's device during the last batch (parameters,
-  // optimizer state and activations), from the device's caching allocator; and
-  // the part above what was in use when the batch began (its working memory).
-  // Saved activations are released by each layer's backward, so the working
-  // memory peaks at the end of the forward pass.
-  std::size_t last_step_peak_bytes() const { return last_peak_; }
-  std::size_t last_step_working_bytes() const { return last_working_; }
-
  private:
   std::string who() const;  // "Sequential '<name>'" for errors
   Logs run_batch(const Tensor& x, const Tensor& y, const Tensor& mask, const Tensor& sample_weight,
@@ -158,7 +181,6 @@ class Sequential final : public TrainableModel {
   std::unique_ptr<CompileOptions> compile_;
   std::unique_ptr<Optimizer> optimizer_;
   double last_weight_ = 0;
-  std::size_t last_peak_ = 0, last_working_ = 0;
 };
 
 }  // namespace recur
