@@ -353,6 +353,18 @@ int train(const ForecastOptions& o) {
   r["train_samples_per_second"] = samples_per_s;
   r["wall_seconds"] = wall;
   r["parameters"] = model.count_params();
+  // Memory of one training step (the last of the run): peak bytes in use, the
+  // part above the step's start, and the step arena serving it (allocator.h).
+  const TrainableModel::StepMemory& mem = model.last_train_step_memory();
+  r["train_step_peak_bytes"] = mem.peak;
+  r["train_step_working_bytes"] = mem.working;
+  r["train_step_arena_bytes"] = mem.arena;
+  r["train_step_live_peak_bytes"] = mem.live;
+  out << "training step memory: peak " << format_bytes(mem.peak) << ", working " << format_bytes(mem.working)
+      << (mem.arena ? ", served from a " + format_bytes(mem.arena) + " step arena (live peak " +
+                          format_bytes(mem.live) + ")"
+                    : std::string())
+      << "\n";
   write_file(dir / "results.json", r.dump(2) + "\n");
 
   // Plots: the training curves, and two weeks of test forecasts.

@@ -716,7 +716,7 @@ Model::Logs Model::run_batch(const std::vector<Tensor>& x, const Tensor& y,
   std::vector<Tensor> keyed = x;
   keyed.insert(keyed.end(), masks.begin(), masks.end());
   const detail::StepScope scope(store_->device(), region_owner(), train, {&y, &sample_weight}, keyed,
-                                step_memory_);
+                                step_memory_, train_step_memory_);
   if (train) store_->zero_grads();
   const Output out = forward(x, masks, train).front();
   const detail::BatchLoss l =

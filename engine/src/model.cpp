@@ -144,8 +144,8 @@ std::string bytes_str(double b) {
 
 StepScope::StepScope(Device device, std::uint64_t owner, bool train,
                      std::initializer_list<const Tensor*> tensors, const std::vector<Tensor>& more,
-                     TrainableModel::StepMemory& out)
-    : allocator_(backend(device).allocator()), out_(out) {
+                     TrainableModel::StepMemory& out, TrainableModel::StepMemory& train_out)
+    : allocator_(backend(device).allocator()), out_(out), train_out_(train ? &train_out : nullptr) {
   // FNV-1a over what decides the step's allocations.
   std::uint64_t h = 1469598103934665603ull;
   auto mix = [&](std::uint64_t v) {
@@ -176,6 +176,7 @@ StepScope::~StepScope() {
   const bool replayed = a.regions_replayed > replayed_before_;
   out_.arena = replayed ? a.last_arena : 0;
   out_.live = replayed ? a.last_live_peak : 0;
+  if (train_out_) *train_out_ = out_;
 }
 
 std::string thousands(std::int64_t n) {
@@ -340,7 +341,7 @@ Sequential::Logs Sequential::run_batch(const Tensor& x, const Tensor& y, const T
                                        const Tensor& sample_weight, bool train) {
   RECUR_CHECK(compiled(), Value, "Sequential '", name_, "': compile() before training or evaluating");
   const detail::StepScope scope(store_->device(), region_owner(), train, {&x, &y, &mask, &sample_weight}, {},
-                                step_memory_);
+                                step_memory_, train_step_memory_);
   if (train) store_->zero_grads();
   const Output out = forward(x, mask, train);
   const detail::BatchLoss l =

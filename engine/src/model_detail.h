@@ -50,7 +50,8 @@ BatchLogs read_logs(const BatchLoss& loss);
 class StepScope {
  public:
   StepScope(Device device, std::uint64_t owner, bool train, std::initializer_list<const Tensor*> tensors,
-            const std::vector<Tensor>& more, TrainableModel::StepMemory& out);
+            const std::vector<Tensor>& more, TrainableModel::StepMemory& out,
+            TrainableModel::StepMemory& train_out);
   ~StepScope();
   StepScope(const StepScope&) = delete;
   StepScope& operator=(const StepScope&) = delete;
@@ -58,6 +59,7 @@ class StepScope {
  private:
   CachingAllocator& allocator_;
   TrainableModel::StepMemory& out_;
+  TrainableModel::StepMemory* train_out_;
   std::size_t in_use_before_ = 0;
   std::uint64_t replayed_before_ = 0;
 };

@@ -89,6 +89,8 @@ class TrainableModel {
     std::size_t peak = 0, working = 0, arena = 0, live = 0;
   };
   const StepMemory& last_step_memory() const { return step_memory_; }
+  // The same for the last training batch.
+  const StepMemory& last_train_step_memory() const { return train_step_memory_; }
   std::size_t last_step_peak_bytes() const { return step_memory_.peak; }
   std::size_t last_step_working_bytes() const { return step_memory_.working; }
 
@@ -97,7 +99,7 @@ class TrainableModel {
   std::uint64_t region_owner() const { return region_owner_; }
   // The device whose allocator the destructor tells to drop this model's arenas.
   Device arena_device_ = Device::cpu();
-  StepMemory step_memory_;
+  StepMemory step_memory_, train_step_memory_;
 
  private:
   std::uint64_t region_owner_ = CachingAllocator::new_region_owner();
