@@ -1,6 +1,7 @@
 // The layer set behind the Layer interface: the book's models (parameter
 // counts, output shapes, names, summary), every layer's backward by central
 // differences in float64 on the CPU, and on a GPU each layer against the CPU.
+#include <sstream>
 #include <array>
 #include <functional>
 #include <memory>
@@ -53,9 +54,18 @@ TEST(Layers, BookConvModelParameterCountsAndShapes) {
   EXPECT_EQ(y.shape(), (Shape{2, 1}));
   const std::string s = m.summary();
   for (const char* want : {"embedding (Embedding)", "(None, 494, 32)", "max_pooling1d (MaxPooling1D)",
-                           "global_max_pooling1d (GlobalMaxPooling1D)", "1,280,000",
+                           " global_max_pooling1d             (None, 32)", "\n (GlobalMaxPooling1D)\n", "1,280,000",
                            "Total params: 1,315,937"})
     EXPECT_NE(s.find(want), std::string::npos) << want << " not in\n" << s;
+  // Long names wrap inside their column (as Keras's do): no line is wider
+  // than the table, and every shape starts in the shape column.
+  std::istringstream lines(s);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_LE(line.size(), 78u) << line;
+    if (line.find("(None") != std::string::npos) {
+      EXPECT_EQ(line.find("(None"), 34u) << line;
+    }
+  }
 }
 
 TEST(Layers, BookStackedLstmParameterCount) {

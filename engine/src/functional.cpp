@@ -555,11 +555,15 @@ std::string Model::summary() const {
     for (const NodeRef& in : n.inputs()) links.push_back(in->name() + "[0][0]");
     if (links.empty()) links.push_back("-");
     for (std::size_t k = 0; k + 1 < links.size(); ++k) links[k] += ",";
-    s << std::left << std::setw(kName) << (" " + n.name() + " (" + type + ")") << std::setw(kShape)
+    const std::vector<std::string> cell = detail::wrap_cell(n.name() + " (" + type + ")", kName - 2);
+    s << std::left << std::setw(kName) << (" " + cell[0]) << std::setw(kShape)
       << (known ? keras_shape_str(n.shape()) : "?") << std::setw(kParams)
       << detail::thousands(n.is_input() ? 0 : n.layer()->count_params()) << links[0] << "\n";
-    for (std::size_t k = 1; k < links.size(); ++k)
-      s << std::string(kName + kShape + kParams, ' ') << links[k] << "\n";
+    for (std::size_t k = 1; k < std::max(links.size(), cell.size()); ++k) {
+      const std::string name = k < cell.size() ? " " + cell[k] : std::string();
+      s << std::left << std::setw(k < links.size() ? kName + kShape + kParams : 0) << name
+        << (k < links.size() ? links[k] : std::string()) << "\n";
+    }
     s << (i + 1 < steps_.size() ? std::string() : dbl) << "\n";
   }
   s << detail::param_totals(count_params(), dtype_) << rule << "\n";

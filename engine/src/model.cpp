@@ -179,6 +179,30 @@ StepScope::~StepScope() {
   if (train_out_) *train_out_ = out_;
 }
 
+std::vector<std::string> wrap_cell(const std::string& text, std::size_t width) {
+  std::vector<std::string> lines;
+  std::string line;
+  std::istringstream words(text);
+  std::string w;
+  while (words >> w) {
+    while (w.size() > width) {  // a word longer than the cell: hard breaks
+      if (!line.empty()) lines.push_back(std::move(line)), line.clear();
+      lines.push_back(w.substr(0, width));
+      w.erase(0, width);
+    }
+    if (line.empty()) {
+      line = w;
+    } else if (line.size() + 1 + w.size() <= width) {
+      line += " " + w;
+    } else {
+      lines.push_back(std::move(line));
+      line = w;
+    }
+  }
+  if (!line.empty() || lines.empty()) lines.push_back(line);
+  return lines;
+}
+
 std::string thousands(std::int64_t n) {
   std::string s = std::to_string(n);
   for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(std::size_t(i), ",");
@@ -206,8 +230,10 @@ std::string Sequential::summary() const {
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const Layer& l = *layers_[i];
     const std::string shape = l.built() ? keras_shape_str(l.output_shape()) : "?";
-    s << std::left << std::setw(34) << (" " + l.name() + " (" + l.type() + ")") << std::setw(28)
-      << shape << std::right << std::setw(16) << detail::thousands(l.count_params()) << "\n";
+    const std::vector<std::string> cell = detail::wrap_cell(l.name() + " (" + l.type() + ")", 32);
+    s << std::left << std::setw(34) << (" " + cell[0]) << std::setw(28) << shape << std::right << std::setw(16)
+      << detail::thousands(l.count_params()) << "\n";
+    for (std::size_t k = 1; k < cell.size(); ++k) s << " " << cell[k] << "\n";
     s << (i + 1 < layers_.size() ? std::string(78, ' ') : dbl) << "\n";
   }
   s << detail::param_totals(count_params(), dtype_) << rule << "\n";

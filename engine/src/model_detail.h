@@ -64,6 +64,11 @@ class StepScope {
   std::uint64_t replayed_before_ = 0;
 };
 
+// A summary cell's text in lines of at most `width` characters (Keras wraps
+// long layer names the same way): breaks at spaces, or inside a word that
+// alone is too long. Always at least one line.
+std::vector<std::string> wrap_cell(const std::string& text, std::size_t width);
+
 // 1315937 -> "1,315,937".
 std::string thousands(std::int64_t n);
 // The summary's last lines: total, trainable and non-trainable parameters.
