@@ -251,6 +251,8 @@ int train(const ForecastOptions& o) {
   ModelConfig cfg;
   if (!o.config.empty()) {
     cfg = read_model_config(o.config);
+    RECUR_CHECK(cfg.model != nullptr, Value, o.config,
+                ": forecast trains Sequential models; this config describes a functional one");
     name = cfg.model->name();
   } else {
     const ZooModel& z = zoo_model(o.model);
@@ -423,6 +425,7 @@ Loaded load_model_dir(const std::string& dir_text, Device dev) {
     RECUR_THROW(IO, (dir / "forecast.json").string(), ": malformed: ", e.what());
   }
   l.cfg = read_model_config((dir / "model.json").string());
+  RECUR_CHECK(l.cfg.model != nullptr, Value, (dir / "model.json").string(), ": not a Sequential model's config");
   l.cfg.model->build({l.spec.samples(), std::int64_t(l.columns.size())}, dev, l.cfg.dtype, 0);
   load_checkpoint(*l.cfg.model, (dir / "best.safetensors").string(), false);
   return l;

@@ -272,6 +272,83 @@ TEST(ModelConfig, RefusesMistakesByName) {
   expect_error([] { read_model_config("/nonexistent/model.json"); }, "cannot open model config '/nonexistent/model.json'");
 }
 
+// A functional model (two inputs, branches, a merge) written out and read
+// back: the same graph, names, summary and parameters.
+const char* kTwoTowers = R"({
+  "format": "recur.model/1", "class": "Functional", "name": "two_towers",
+  "inputs": [{"name": "series", "shape": [null, 3]}, {"name": "static", "shape": [4]}],
+  "layers": [
+    {"type": "Conv1D", "name": "conv", "filters": 5, "kernel_size": 2, "activation": "relu", "inbound": ["series"]},
+    {"type": "GRU", "name": "gru", "units": 6, "inbound": ["conv"]},
+    {"type": "LSTM", "name": "lstm", "units": 6, "go_backwards": true, "inbound": ["series"]},
+    {"type": "Add", "name": "both", "inbound": ["gru", "lstm"]},
+    {"type": "Dense", "name": "side", "units": 2, "activation": "tanh", "inbound": ["static"]},
+    {"type": "Concatenate", "name": "cat", "inbound": ["both", "side", "both"]},
+    {"type": "Dense", "name": "out", "units": 1, "inbound": ["cat"]}
+  ],
+  "outputs": ["out"],
+  "compile": {"optimizer": {"name": "rmsprop", "learning_rate": 0.001}, "loss": "mae"}
+})";
+
+TEST(ModelConfig, RoundTripsAFunctionalModel) {
+  ModelConfig a = model_config_from_json(kTwoTowers, "towers.json");
+  ASSERT_TRUE(a.functional != nullptr);
+  ASSERT_TRUE(a.model == nullptr);
+  a.functional->build(Device::cpu(), a.dtype, 4);
+  a.functional->compile(*a.compile);
+  const std::string text = model_config_to_json(*a.functional);
+  EXPECT_NE(text.find("\"class\": \"Functional\""), std::string::npos) << text;
+  ModelConfig b = model_config_from_json(text, "written");
+  ASSERT_TRUE(b.functional != nullptr);
+  b.functional->build(Device::cpu(), b.dtype, 4);
+  b.functional->compile(*b.compile);
+  EXPECT_EQ(model_config_to_json(*b.functional), text);
+  EXPECT_EQ(a.functional->summary(), b.functional->summary());
+  EXPECT_EQ(a.functional->count_params(), 5 * 3 * 2 + 5 + 3 * 6 * (5 + 6 + 2) + 4 * 6 * (3 + 6 + 1) + 4 * 2 + 2 + 15);
+  EXPECT_EQ(a.functional->parameters().values().to_vector<float>(),
+            b.functional->parameters().values().to_vector<float>());
+  // Both compute the same thing.
+  Random rng;
+  const Tensor xs = Tensor::from_vector(rng.floats(2 * 7 * 3), {2, 7, 3}, Device::cpu());
+  const Tensor xf = Tensor::from_vector(rng.floats(2 * 4), {2, 4}, Device::cpu());
+  EXPECT_EQ(a.functional->predict({xs, xf}).to_vector<float>(), b.functional->predict({xs, xf}).to_vector<float>());
+}
+
+TEST(ModelConfig, RefusesFunctionalMistakesByName) {
+  auto with_layers = [](const std::string& layers, const std::string& outputs = R"(["d"])") {
+    return R"({"class": "Functional", "inputs": [{"name": "x", "shape": [3]}], "layers": [)" + layers +
+           R"(], "outputs": )" + outputs + "}";
+  };
+  expect_error([&] { model_config_from_json(with_layers(R"({"type": "Dense", "units": 1, "inbound": ["x"]})"), "f.json"); },
+               "f.json: layers[0]: a functional layer needs a 'name'");
+  expect_error([&] { model_config_from_json(with_layers(R"({"type": "Dense", "name": "d", "units": 1})"), "f.json"); },
+               "layers[0] ('d'): needs 'inbound'");
+  expect_error(
+      [&] { model_config_from_json(with_layers(R"({"type": "Dense", "name": "d", "units": 1, "inbound": ["y"]})"), "f.json"); },
+      "layers[0] ('d'): inbound 'y' is not an input or an earlier layer");
+  expect_error(
+      [&] {
+        model_config_from_json(with_layers(R"({"type": "Dense", "name": "x", "units": 1, "inbound": ["x"]})"), "f.json");
+      },
+      "layers[0]: the name 'x' is used twice");
+  expect_error(
+      [&] {
+        model_config_from_json(with_layers(R"({"type": "Dense", "name": "d", "units": 1, "inbound": ["x"]})", R"(["e"])"),
+                               "f.json");
+      },
+      "f.json: output 'e' is not an input or a layer");
+  expect_error(
+      [&] {
+        model_config_from_json(with_layers(R"({"type": "Add", "name": "d", "axis": 1, "inbound": ["x", "x"]})"), "f.json");
+      },
+      "layers[0]: unknown key 'axis'");
+  expect_error([] { model_config_from_json(R"({"class": "Graph", "layers": []})", "f.json"); },
+               "f.json: class 'Graph' is neither Sequential nor Functional");
+  expect_error(
+      [] { model_config_from_json(R"({"class": "Functional", "inputs": [{"name": "x", "shape": [0]}]})", "f.json"); },
+      "f.json: inputs[0].shape entries are positive integers or null");
+}
+
 }  // namespace
 }  // namespace recur::test
 

@@ -2,11 +2,13 @@
 #include "recur/engine/model_config.h"
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "recur/engine/functional.h"
 #include "recur/engine/layers.h"
 
 namespace recur {
@@ -291,6 +293,113 @@ std::string metric_text(LossKind k) {
   return loss_name(k);
 }
 
+CompileOptions read_compile(const json& j, const std::string& where) {
+  Reader cr(j, where);
+  CompileOptions co;
+  if (cr.has("optimizer")) co.optimizer = read_optimizer(cr.object("optimizer"), where + ".optimizer");
+  co.loss = parse_loss(cr.get<std::string>("loss", "mse"));
+  for (const std::string& m : cr.get<std::vector<std::string>>("metrics", {})) co.metrics.push_back(parse_loss(m));
+  co.huber_delta = cr.get<double>("huber_delta", 1.0);
+  cr.done();
+  return co;
+}
+
+json write_compile(const CompileOptions& c) {
+  json cj;
+  cj["optimizer"] = write_optimizer(c.optimizer);
+  cj["loss"] = metric_text(c.loss);
+  json m = json::array();
+  for (LossKind k : c.metrics) m.push_back(metric_text(k));
+  cj["metrics"] = m;
+  if (c.loss == LossKind::Huber) cj["huber_delta"] = c.huber_delta;
+  return cj;
+}
+
+Shape read_shape(const json& shape, const std::string& where) {
+  RECUR_CHECK(shape.is_array(), Value, where, " must be an array like [null, 14]");
+  Shape out;
+  for (const json& d : shape) {
+    RECUR_CHECK(d.is_null() || (d.is_number_integer() && d.get<std::int64_t>() > 0), Value, where,
+                " entries are positive integers or null, got ", d.dump());
+    out.push_back(d.is_null() ? kAnyDim : d.get<std::int64_t>());
+  }
+  return out;
+}
+
+json write_shape(const Shape& shape) {
+  json j = json::array();
+  for (std::int64_t d : shape) j.push_back(d == kAnyDim ? json(nullptr) : json(d));
+  return j;
+}
+
+LayerPtr make_merge(const std::string& type, const std::string& name) {
+  if (type == "Concatenate") return std::make_shared<Concatenate>(name);
+  if (type == "Add") return std::make_shared<Add>(name);
+  if (type == "Multiply") return std::make_shared<Multiply>(name);
+  if (type == "Average") return std::make_shared<Average>(name);
+  return nullptr;
+}
+
+ModelConfig functional_from_json(Reader& r, const std::string& source) {
+  ModelConfig c;
+  std::map<std::string, NodeRef> nodes;
+  const json& inputs = r.object("inputs");
+  RECUR_CHECK(inputs.is_array() && !inputs.empty(), Value, source, ": 'inputs' must be a non-empty array");
+  std::vector<NodeRef> in_nodes;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const std::string where = source + ": inputs[" + std::to_string(i) + "]";
+    Reader ir(inputs[i], where);
+    const std::string name = ir.need<std::string>("name");
+    RECUR_CHECK(!nodes.count(name), Value, where, ": the name '", name, "' is used twice");
+    NodeRef n = Input(read_shape(ir.object("shape"), where + ".shape"), name);
+    ir.done();
+    nodes[name] = n;
+    in_nodes.push_back(n);
+  }
+  const json& layers = r.object("layers");
+  RECUR_CHECK(layers.is_array() && !layers.empty(), Value, source, ": 'layers' must be a non-empty array");
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const std::string where = source + ": layers[" + std::to_string(i) + "]";
+    RECUR_CHECK(layers[i].is_object(), Value, where, ": expected a JSON object, got ", layers[i].type_name());
+    json j = layers[i];
+    RECUR_CHECK(j.contains("name") && j.at("name").is_string(), Value, where,
+                ": a functional layer needs a 'name' (what other layers' 'inbound' refer to)");
+    const std::string name = j.at("name").get<std::string>();
+    RECUR_CHECK(!nodes.count(name), Value, where, ": the name '", name, "' is used twice");
+    RECUR_CHECK(j.contains("inbound") && j.at("inbound").is_array() && !j.at("inbound").empty(), Value, where,
+                " ('", name, "'): needs 'inbound', the names of the nodes it is applied to");
+    std::vector<NodeRef> inbound;
+    for (const json& k : j.at("inbound")) {
+      RECUR_CHECK(k.is_string(), Value, where, ": 'inbound' holds names, got ", k.dump());
+      auto it = nodes.find(k.get<std::string>());
+      RECUR_CHECK(it != nodes.end(), Value, where, " ('", name, "'): inbound '", k.get<std::string>(),
+                  "' is not an input or an earlier layer");
+      inbound.push_back(it->second);
+    }
+    j.erase("inbound");
+    const std::string type = j.value("type", "");
+    LayerPtr layer = make_merge(type, name);
+    if (layer) {
+      Reader mr(j, where);
+      mr.need<std::string>("type");
+      mr.need<std::string>("name");
+      mr.done();
+    } else {
+      layer = read_layer(j, where);
+    }
+    nodes[name] = call(layer, inbound);
+  }
+  std::vector<NodeRef> out_nodes;
+  for (const std::string& o : r.need<std::vector<std::string>>("outputs")) {
+    auto it = nodes.find(o);
+    RECUR_CHECK(it != nodes.end(), Value, source, ": output '", o, "' is not an input or a layer");
+    out_nodes.push_back(it->second);
+  }
+  RECUR_CHECK(!out_nodes.empty(), Value, source, ": 'outputs' is empty");
+  c.functional = std::make_unique<Model>(in_nodes, out_nodes, r.get<std::string>("name", "functional"));
+  return c;
+}
+
 }  // namespace
 
 ModelConfig model_config_from_json(const std::string& text, const std::string& source) {
@@ -304,30 +413,22 @@ ModelConfig model_config_from_json(const std::string& text, const std::string& s
   const std::string format = r.get<std::string>("format", "recur.model/1");
   RECUR_CHECK(format == "recur.model/1", Value, source, ": format '", format,
               "' is not one this recur reads (recur.model/1)");
+  const std::string cls = r.get<std::string>("class", "Sequential");
+  RECUR_CHECK(cls == "Sequential" || cls == "Functional", Value, source, ": class '", cls,
+              "' is neither Sequential nor Functional");
   ModelConfig c;
-  c.model = std::make_unique<Sequential>(r.get<std::string>("name", "sequential"));
-  const json& shape = r.object("input_shape");
-  RECUR_CHECK(shape.is_array(), Value, source, ": input_shape must be an array like [null, 14]");
-  for (const json& d : shape) {
-    RECUR_CHECK(d.is_null() || (d.is_number_integer() && d.get<std::int64_t>() > 0), Value, source,
-                ": input_shape entries are positive integers or null, got ", d.dump());
-    c.input_shape.push_back(d.is_null() ? kAnyDim : d.get<std::int64_t>());
+  if (cls == "Functional") {
+    c = functional_from_json(r, source);
+  } else {
+    c.model = std::make_unique<Sequential>(r.get<std::string>("name", "sequential"));
+    c.input_shape = read_shape(r.object("input_shape"), source + ": input_shape");
+    const json& layers = r.object("layers");
+    RECUR_CHECK(layers.is_array() && !layers.empty(), Value, source, ": 'layers' must be a non-empty array");
+    for (std::size_t i = 0; i < layers.size(); ++i)
+      c.model->add(read_layer(layers[i], source + ": layers[" + std::to_string(i) + "]"));
   }
   c.dtype = parse_dtype(r.get<std::string>("dtype", "float32"), source);
-  const json& layers = r.object("layers");
-  RECUR_CHECK(layers.is_array() && !layers.empty(), Value, source, ": 'layers' must be a non-empty array");
-  for (std::size_t i = 0; i < layers.size(); ++i)
-    c.model->add(read_layer(layers[i], source + ": layers[" + std::to_string(i) + "]"));
-  if (r.has("compile")) {
-    Reader cr(r.object("compile"), source + ": compile");
-    CompileOptions co;
-    if (cr.has("optimizer")) co.optimizer = read_optimizer(cr.object("optimizer"), source + ": compile.optimizer");
-    co.loss = parse_loss(cr.get<std::string>("loss", "mse"));
-    for (const std::string& m : cr.get<std::vector<std::string>>("metrics", {})) co.metrics.push_back(parse_loss(m));
-    co.huber_delta = cr.get<double>("huber_delta", 1.0);
-    cr.done();
-    c.compile = co;
-  }
+  if (r.has("compile")) c.compile = read_compile(r.object("compile"), source + ": compile");
   r.done();
   return c;
 }
@@ -345,24 +446,56 @@ std::string model_config_to_json(const Sequential& model) {
   json j;
   j["format"] = "recur.model/1";
   j["name"] = model.name();
-  json shape = json::array();
-  for (std::int64_t d : model.input_shape()) shape.push_back(d == kAnyDim ? json(nullptr) : json(d));
-  j["input_shape"] = shape;
+  j["input_shape"] = write_shape(model.input_shape());
   j["dtype"] = dtype_name(model.dtype());
   json layers = json::array();
   for (const LayerPtr& l : model.layers()) layers.push_back(write_layer(*l));
   j["layers"] = layers;
-  if (model.compiled()) {
-    const CompileOptions& c = model.compile_options();
-    json cj;
-    cj["optimizer"] = write_optimizer(c.optimizer);
-    cj["loss"] = metric_text(c.loss);
-    json m = json::array();
-    for (LossKind k : c.metrics) m.push_back(metric_text(k));
-    cj["metrics"] = m;
-    if (c.loss == LossKind::Huber) cj["huber_delta"] = c.huber_delta;
-    j["compile"] = cj;
+  if (model.compiled()) j["compile"] = write_compile(model.compile_options());
+  return j.dump(2) + "\n";
+}
+
+std::string model_config_to_json(const Model& model) {
+  RECUR_CHECK(model.built(), Value, "model_config_to_json: build the model first (the config records its dtype)");
+  json j;
+  j["format"] = "recur.model/1";
+  j["class"] = "Functional";
+  j["name"] = model.name();
+  j["dtype"] = dtype_name(model.dtype());
+  json inputs = json::array();
+  for (const NodeRef& n : model.inputs()) inputs.push_back({{"name", n->name()}, {"shape", write_shape(n->shape())}});
+  j["inputs"] = inputs;
+  // The node of each layer: walk back from the outputs.
+  std::map<const Layer*, const Node*> node_of;
+  std::vector<const Node*> todo;
+  for (const NodeRef& n : model.outputs()) todo.push_back(n.get());
+  while (!todo.empty()) {
+    const Node* n = todo.back();
+    todo.pop_back();
+    if (n->is_input() || node_of.count(n->layer().get())) continue;
+    node_of[n->layer().get()] = n;
+    for (const NodeRef& in : n->inputs()) todo.push_back(in.get());
   }
+  json layers = json::array();
+  for (const LayerPtr& l : model.layers()) {  // topological order
+    const Node* n = node_of.at(l.get());
+    json lj;
+    if (dynamic_cast<const MergeLayer*>(l.get())) {
+      lj["type"] = l->type();
+      lj["name"] = l->name();
+    } else {
+      lj = write_layer(*l);
+    }
+    json inbound = json::array();
+    for (const NodeRef& in : n->inputs()) inbound.push_back(in->name());
+    lj["inbound"] = inbound;
+    layers.push_back(lj);
+  }
+  j["layers"] = layers;
+  json outputs = json::array();
+  for (const NodeRef& n : model.outputs()) outputs.push_back(n->name());
+  j["outputs"] = outputs;
+  if (model.compiled()) j["compile"] = write_compile(model.compile_options());
   return j.dump(2) + "\n";
 }
 
