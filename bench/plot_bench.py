@@ -459,6 +459,9 @@ def train_outputs(comments, rows, device):
 def process(path, out_dir, backend):
     comments, header, rows = read_csv(path)
     kind = kind_of(header)
+    if not header:
+        print(f"# plot_bench: {path}: no table, only comments ({comments[-1] if comments else 'empty'}); skipped")
+        return []
     if kind is None:
         print(f"# plot_bench: {path}: not a CSV this script knows (header: {','.join(header)[:80]}); skipped")
         return []
