@@ -126,12 +126,12 @@ class Figure:
 
 
 def log_ticks(lo, hi):
-    ticks = []
-    for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1):
-        for m in (1, 2, 5):
-            v = m * 10.0 ** e
-            if lo <= v <= hi:
-                ticks.append(v)
+    """1-2-5 ticks in [lo, hi]; every digit's when that gives fewer than 3."""
+    for ms in ((1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+                 for m in ms if lo <= m * 10.0 ** e <= hi]
+        if len(ticks) >= 3:
+            return ticks
     return ticks or [lo, hi]
 
 
@@ -220,6 +220,7 @@ def render_matplotlib(fig, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     cols = 2 if len(fig.panels) > 1 else 1
     rows = math.ceil(len(fig.panels) / cols)
     f, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.0 * rows + 0.6), squeeze=False)
@@ -252,7 +253,12 @@ def render_matplotlib(fig, path):
                     ax.annotate("%.2g" % y, (k, y), ha="center", va="bottom", fontsize=7)
             ax.set_xticks(range(len(pts)))
             ax.set_xticklabels([label for label, _ in pts], rotation=35, ha="right", fontsize=7)
-        ax.set_ylim(*y_range(p))
+        lo, hi = y_range(p)
+        ax.set_ylim(lo, hi)
+        ticks = log_ticks(lo, hi)
+        ax.set_yticks(ticks)
+        ax.set_yticklabels([tick_label(v) for v in ticks])
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(True, which="major", alpha=0.3)
     if fig.legend:
         from matplotlib.lines import Line2D
