@@ -159,36 +159,10 @@ std::vector<ConvShape> default_shapes() {
 
 // ---- timing -------------------------------------------------------------------
 
-struct Events {
-  cudaEvent_t a{}, b{};
-  Events() {
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-  }
-  ~Events() {
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-  }
-  Events(const Events&) = delete;
-  Events& operator=(const Events&) = delete;
-};
-
-// Median microseconds of `repeats` runs of f on `stream` after kWarmups runs.
+// Median microseconds of `repeats` runs of f on `stream` after kWarmups runs
+// (bench_util.h's CUDA-event timer; the same buffers every run).
 double time_us(cudaStream_t stream, int repeats, const std::function<void()>& f) {
-  for (int w = 0; w < kWarmups; ++w) f();
-  CK(cudaStreamSynchronize(stream));
-  Events ev;
-  std::vector<double> t;
-  for (int r = 0; r < repeats; ++r) {
-    CK(cudaEventRecord(ev.a, stream));
-    f();
-    CK(cudaEventRecord(ev.b, stream));
-    CK(cudaEventSynchronize(ev.b));
-    float ms = 0;
-    CK(cudaEventElapsedTime(&ms, ev.a, ev.b));
-    t.push_back(1000.0 * ms);
-  }
-  return bench::median(std::move(t));
+  return bench::cuda_median_us(stream, kWarmups, repeats, [&](int) { f(); });
 }
 
 // ---- host-side data -----------------------------------------------------------

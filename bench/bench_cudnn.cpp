@@ -2,91 +2,219 @@
 // one process, on the same weights and inputs.
 //
 // For each configuration (cell, hidden H, batch B, steps T, input I, masked):
-//  - recur: the Recurrent layer on cuda:0 (the algorithm its planner picks;
-//    today that is the standard path, so the two recur columns coincide);
+//  - recur: the Recurrent layer on cuda:0. recur has one algorithm today, the
+//    standard path (recur/engine/recurrent.h), so "the algorithm its planner
+//    picks" and "the standard path" are the same run: recur_algo names it and
+//    recur_standard_us_per_step repeats the figure. A planner that picks
+//    another algorithm should time the standard path separately here.
 //  - cuDNN: cudnnRNNForward / cudnnRNNBackwardData_v8 /
-//    cudnnRNNBackwardWeights_v8 with every algorithm that accepts the shape
-//    (STANDARD, PERSIST_STATIC, PERSIST_STATIC_SMALL_H, PERSIST_DYNAMIC); the
-//    best is reported with its name. FP32 with CUDNN_FMA_MATH: true float32 on
-//    both sides, no TF32.
-// recur's weights are copied into cuDNN's weight space (same gate order and
-// layout) and both outputs are compared before timing: max_rel_err in the row.
-// Method: random inputs, 3 warm-ups, median of --repeats (>= 20) CUDA-event
-// timings, 4 input buffers rotated so that L2 does not keep them.
-// Masked configurations give each row a random length in [1, T] (cuDNN: padded
-// I/O with per-sequence lengths).
+//    cudnnRNNBackwardWeights_v8 with every algorithm (STANDARD, PERSIST_STATIC,
+//    PERSIST_STATIC_SMALL_H, PERSIST_DYNAMIC) in two data layouts: batch-major
+//    padded (recur's own [B, T, I], with per-sequence lengths) and sequence-major
+//    packed (PyTorch's packed sequences; for equal lengths just time-major), the
+//    packed inputs made outside the timing, so the transposes recur would need
+//    to call cuDNN that way are not counted. A variant cuDNN refuses for the
+//    shape is listed as unsupported. Each variant is cross-checked and then
+//    screened (median of kScreen runs after one warm-up; cudnn_variants lists
+//    those times, us per step); the fastest of each mode is then timed like
+//    recur, and the row gives it and its name.
+//  - Precision: FP32 on both sides, no TF32 (cuDNN: CUDNN_FMA_MATH; recur's
+//    cuBLAS runs CUBLAS_DEFAULT_MATH; NVIDIA_TF32_OVERRIDE=0 is set before any
+//    CUDA call as a second guard). bf16/fp16 are not measured: recur's
+//    recurrent layers take float32 or float64 only (cuDNN would take both).
+// Cross-check before timing, every variant: recur's weights are copied into
+// cuDNN's weight space (PyTorch's gate order is cuDNN's), and on the same
+// inputs cuDNN's y (inference), dx and weight gradients (training: forward,
+// backward data, backward weights) are compared with recur's. err_y and
+// err_grad are the largest ||cudnn - recur|| / ||recur|| over the variants
+// (err_grad: the largest over dx, dW_ih, dW_hh, db_ih, db_hh); padded steps
+// are left out; NaN counts as infinite. Above 1e-3 a MISMATCH line goes to
+// stderr and the row is still printed.
+// Method: inputs and output gradients drawn N(0, 0.5^2) on the device (cuRAND;
+// without it, U(-1, 1) on the host; never zeros), kRotations sets rotated between runs, and before every timed
+// run (outside the timing) a write of twice the L2's size, so that no run finds
+// its inputs in the L2; kWarmups untimed runs, then the median of --repeats
+// (>= 20) CUDA-event timings on recur's stream, which cuDNN's handle uses too.
+// Masked configurations: a random length in [1, T] per row, sorted longest
+// first (cuDNN's packed layout needs that order; recur's mask takes any), and a
+// [B, T] mask for recur.
+// Derived figures: FLOPs = 2 * valid_steps * G * H * (I + H) for a forward
+// pass (the two matrix products; valid_steps = the sum of the lengths), 3x
+// that for training. Bytes = the fewest a pass must move, in FP32: forward
+// reads x, the weights and the initial states and writes y and the final
+// states; training also reads dy and writes dx and the weight gradients.
+// TFLOP/s and GB/s are those over each side's time.
+// ratio_recur_cudnn = recur_us_per_step / cudnn_us_per_step: above 1, cuDNN
+// is faster.
 //
-// Output: CSV on stdout, one row per configuration and mode (forward =
-// inference, train = forward + backward data + backward weights).
-//   bench_cudnn [--quick] [--repeats N] [--config lstm|gru,H,B,T,I[,masked] ...]
-// Not yet run on a GPU (no GPU in the session that wrote it). The full sweep
-// (2 cells x 6 H x 6 B x 2 T) may need trimming to fit the suite's 10 minutes.
+// Output: CSV on stdout (kCsvHeader; '#' lines for context, skipped and failed
+// configurations), one row per configuration and mode (forward = inference,
+// train = forward + backward data + backward weights).
+//   bench_cudnn [--quick] [--repeats N] [--budget-s S] [--config lstm|gru,H,B,T,I[,masked] ...]
+// Without --config: the Jena shape (GRU, H 32, B 128, T 240, I 14), masked
+// variable-length batches, then the sweep (LSTM and GRU; H 32..1024; B 1..256;
+// T 240 and 1000; I = H) from the cheapest configuration up. --quick: the Jena
+// and masked ones only. --budget-s: start no configuration predicted to end
+// after S seconds from the start (the prediction scales a cost model by what
+// the configurations so far actually took); the skipped ones are listed.
+// Without a CUDA device it prints "# bench_cudnn: no GPU found: <why>" and exits 0.
+// Not yet run on a GPU (written in sessions without one).
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
+#ifdef RECUR_BENCH_CURAND
+#include <curand.h>
+#endif
 
 #include <algorithm>
+#include <cctype>
+#include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "recur/recur.h"
 
 namespace {
 using namespace recur;
 
-#define CK(call)                                                                              \
-  do {                                                                                        \
-    cudaError_t e_ = (call);                                                                  \
-    if (e_ != cudaSuccess) RECUR_THROW(Cuda, #call, ": ", cudaGetErrorString(e_));           \
-  } while (0)
+#define CK(call) RECUR_BENCH_CUDA_CHECK(call)
 #define CKDNN(call)                                                                           \
   do {                                                                                        \
     cudnnStatus_t s_ = (call);                                                                \
     if (s_ != CUDNN_STATUS_SUCCESS) RECUR_THROW(Cudnn, #call, ": ", cudnnGetErrorString(s_)); \
   } while (0)
+#ifdef RECUR_BENCH_CURAND
+#define CKRAND(call)                                                                          \
+  do {                                                                                        \
+    curandStatus_t s_ = (call);                                                               \
+    if (s_ != CURAND_STATUS_SUCCESS) RECUR_THROW(Cuda, #call, ": cuRAND status ", int(s_));  \
+  } while (0)
+#else
+using curandGenerator_t = std::uint64_t;  // the host fallback's state
+#endif
+
+// The CSV header; tests/plot_bench_test.py reads it from this file to check
+// that its fixture (tests/data/bench_cudnn_fixture.csv) has the same columns.
+constexpr const char* kCsvHeader =
+    "device,driver,cuda_driver,cuda_runtime,cudnn,cell,H,B,T,I,masked,valid_steps,mode,dtype,"
+    "recur_algo,recur_us_per_step,recur_standard_us_per_step,cudnn_algo,cudnn_us_per_step,"
+    "ratio_recur_cudnn,recur_tflops,cudnn_tflops,recur_gbs,cudnn_gbs,err_y,err_grad,cudnn_variants";
+
+constexpr int kRotations = 4;
+constexpr int kWarmups = 3;
+constexpr int kScreen = 3;  // runs per cuDNN variant when looking for the fastest
+constexpr double kTolerance = 1e-3;
 
 struct Config {
   CellType cell;
   std::int64_t H, B, T, I;
   bool masked = false;
+  std::string str() const {
+    std::ostringstream s;
+    s << (cell == CellType::LSTM ? "lstm" : "gru") << "," << H << "," << B << "," << T << "," << I
+      << (masked ? ",masked" : "");
+    return s.str();
+  }
 };
 
-constexpr int kRotations = 4;
+int gates(const Config& c) { return c.cell == CellType::LSTM ? 4 : 3; }
 
-// Median milliseconds of `repeats` runs of f on `stream`, timed with events.
-double time_ms(cudaStream_t stream, int repeats, const std::function<void(int)>& f) {
-  for (int w = 0; w < 3; ++w) f(w % kRotations);
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  std::vector<double> t;
-  for (int r = 0; r < repeats; ++r) {
-    CK(cudaEventRecord(a, stream));
-    f(r % kRotations);
-    CK(cudaEventRecord(b, stream));
-    CK(cudaEventSynchronize(b));
-    float ms = 0;
-    CK(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms);
+// Relative cost of a configuration, for ordering the sweep and predicting its
+// time under --budget-s: a per-step latency plus the arithmetic at a modest
+// FP32 rate, for forward and training, for recur and every cuDNN variant.
+// Only ratios between configurations matter; the scale is learnt while running.
+double cost_model(const Config& c) {
+  const double step_flops = 2.0 * double(c.B) * gates(c) * double(c.H) * double(c.H + c.I);
+  const double fwd = double(c.T) * (10e-6 + step_flops / 20e12);
+  // recur and the fastest cuDNN variant: warm-ups and 20 runs each; 8 variants
+  // screened (a check and 1 + kScreen runs); a cuDNN plan build or two.
+  return (2 * (kWarmups + 20) + 8 * (2 + kScreen)) * (fwd + 3 * fwd) + 0.5;
+}
+
+// ---- device data ----------------------------------------------------------------
+
+// A tensor of random values, never all zeros: N(0, 0.5^2) drawn on the device
+// with cuRAND (which draws normals in pairs: an odd count's last element is
+// set from the host), or, without cuRAND, U(-1, 1) drawn on the host
+// (splitmix64) and copied.
+Tensor device_random(curandGenerator_t& gen, const Shape& shape, Device dev, cudaStream_t s) {
+  Tensor t = Tensor::empty(shape, DType::f32, dev);
+  const std::int64_t n = shape_numel(shape);
+#ifdef RECUR_BENCH_CURAND
+  const std::int64_t even = n & ~std::int64_t(1);
+  if (even > 0) CKRAND(curandGenerateNormal(gen, t.data<float>(), std::size_t(even), 0.f, 0.5f));
+  if (n != even) {
+    static const float last = 0.25f;
+    CK(cudaMemcpyAsync(t.data<float>() + even, &last, sizeof(float), cudaMemcpyHostToDevice, s));
   }
-  CK(cudaEventDestroy(a));
-  CK(cudaEventDestroy(b));
-  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-  return t[t.size() / 2];
+#else
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (float& x : v) {
+    std::uint64_t z = (gen += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    x = float(double(z >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+  }
+  CK(cudaMemcpyAsync(t.raw_data(), v.data(), sizeof(float) * v.size(), cudaMemcpyHostToDevice, s));
+  CK(cudaStreamSynchronize(s));  // v goes out of scope
+#endif
+  return t;
 }
 
-// Device buffer owned by a recur tensor (recur's allocator, recur's device).
-Tensor device_random(const Shape& s, std::mt19937_64& rng, Device dev) {
-  std::uniform_real_distribution<float> d(-1.f, 1.f);
-  std::vector<float> v(static_cast<std::size_t>(shape_numel(s)));
-  for (float& x : v) x = d(rng);
-  return Tensor::from_vector(v, s, dev);
+// Sequence-major packed copy of batch-major x [B, T, F] whose rows are sorted
+// longest first: at step t, the rows still running (batch_sizes[t]) one after
+// another. One 2D copy per step.
+void pack(const float* bm, float* packed, const std::vector<int>& batch_sizes, std::int64_t T, std::int64_t F,
+          cudaStream_t s) {
+  std::size_t off = 0;
+  for (std::int64_t t = 0; t < T; ++t) {
+    const int n = batch_sizes[std::size_t(t)];
+    if (n == 0) break;
+    CK(cudaMemcpy2DAsync(packed + off, sizeof(float) * F, bm + t * F, sizeof(float) * T * F, sizeof(float) * F,
+                         std::size_t(n), cudaMemcpyDeviceToDevice, s));
+    off += std::size_t(n) * F;
+  }
 }
+
+// The reverse, into a zeroed batch-major [B, T, F].
+void unpack(const float* packed, float* bm, const std::vector<int>& batch_sizes, std::int64_t B, std::int64_t T,
+            std::int64_t F, cudaStream_t s) {
+  CK(cudaMemsetAsync(bm, 0, sizeof(float) * B * T * F, s));
+  std::size_t off = 0;
+  for (std::int64_t t = 0; t < T; ++t) {
+    const int n = batch_sizes[std::size_t(t)];
+    if (n == 0) break;
+    CK(cudaMemcpy2DAsync(bm + t * F, sizeof(float) * T * F, packed + off, sizeof(float) * F, sizeof(float) * F,
+                         std::size_t(n), cudaMemcpyDeviceToDevice, s));
+    off += std::size_t(n) * F;
+  }
+}
+
+// ||a - b|| / ||b|| over the positions where keep (when given) is set; NaN: inf.
+double rel_err(const std::vector<float>& a, const std::vector<float>& b, const std::vector<char>* keep = nullptr) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    if (keep && !(*keep)[i]) continue;
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+    const double d = double(a[i]) - b[i];
+    num += d * d;
+    den += double(b[i]) * b[i];
+  }
+  if (a.size() != b.size()) return INFINITY;
+  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+}
+
+// ---- cuDNN ----------------------------------------------------------------------
 
 const char* algo_name(cudnnRNNAlgo_t a) {
   switch (a) {
@@ -98,8 +226,11 @@ const char* algo_name(cudnnRNNAlgo_t a) {
   }
 }
 
-// One cuDNN RNN set up for an algorithm; throws (caught by the caller) when
-// cuDNN does not support the algorithm for the shape.
+enum class Layout { BatchMajor, SeqMajorPacked };
+const char* layout_name(Layout l) { return l == Layout::BatchMajor ? "batch_major" : "packed"; }
+
+// One cuDNN RNN set up for an algorithm and a data layout; throws (caught by
+// the caller) when cuDNN does not support them for the shape.
 struct CudnnRnn {
   cudnnHandle_t handle{};
   cudnnRNNDescriptor_t rnn{};
@@ -109,30 +240,32 @@ struct CudnnRnn {
   Tensor dropout_states, weights, dweights, work, reserve, seq_lengths;
   std::size_t wsize = 0, work_size = 0, reserve_size = 0;
 
-  CudnnRnn(cudnnHandle_t h, cudnnRNNAlgo_t algo, const Config& c, const std::vector<int>& lengths,
+  CudnnRnn(cudnnHandle_t h, cudnnRNNAlgo_t algo, Layout layout, const Config& c, const std::vector<int>& lengths,
            Device dev)
       : handle(h) {
     CKDNN(cudnnCreateRNNDescriptor(&rnn));
     CKDNN(cudnnCreateDropoutDescriptor(&dropout));
-    std::size_t ds = 0;
-    CKDNN(cudnnDropoutGetStatesSize(handle, &ds));
-    dropout_states = Tensor::empty({std::int64_t(ds) + 1}, DType::f32, dev);
-    CKDNN(cudnnSetDropoutDescriptor(dropout, handle, 0.f, dropout_states.raw_data(), ds, 0));
-    CKDNN(cudnnSetRNNDescriptor_v8(rnn, algo, c.cell == CellType::LSTM ? CUDNN_LSTM : CUDNN_GRU,
-                                   CUDNN_RNN_DOUBLE_BIAS, CUDNN_UNIDIRECTIONAL, CUDNN_LINEAR_INPUT,
-                                   CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT, CUDNN_FMA_MATH, int(c.I),
-                                   int(c.H), int(c.H), 1, dropout, CUDNN_RNN_PADDED_IO_ENABLED));
-    if (algo == CUDNN_RNN_ALGO_PERSIST_DYNAMIC) CKDNN(cudnnBuildRNNDynamic(handle, rnn, int(c.B)));
     CKDNN(cudnnCreateRNNDataDescriptor(&xd));
     CKDNN(cudnnCreateRNNDataDescriptor(&yd));
-    float fill = 0.f;
-    CKDNN(cudnnSetRNNDataDescriptor(xd, CUDNN_DATA_FLOAT, CUDNN_RNN_DATA_LAYOUT_BATCH_MAJOR_UNPACKED,
-                                    int(c.T), int(c.B), int(c.I), lengths.data(), &fill));
-    CKDNN(cudnnSetRNNDataDescriptor(yd, CUDNN_DATA_FLOAT, CUDNN_RNN_DATA_LAYOUT_BATCH_MAJOR_UNPACKED,
-                                    int(c.T), int(c.B), int(c.H), lengths.data(), &fill));
-    const int dims[3] = {1, int(c.B), int(c.H)}, strides[3] = {int(c.B * c.H), int(c.H), 1};
     CKDNN(cudnnCreateTensorDescriptor(&hd));
     CKDNN(cudnnCreateTensorDescriptor(&cd));
+    std::size_t ds = 0;
+    CKDNN(cudnnDropoutGetStatesSize(handle, &ds));
+    dropout_states = Tensor::empty({std::int64_t(ds / 4) + 1}, DType::f32, dev);
+    CKDNN(cudnnSetDropoutDescriptor(dropout, handle, 0.f, dropout_states.raw_data(), ds, 0));
+    const bool packed = layout == Layout::SeqMajorPacked;
+    CKDNN(cudnnSetRNNDescriptor_v8(rnn, algo, c.cell == CellType::LSTM ? CUDNN_LSTM : CUDNN_GRU,
+                                   CUDNN_RNN_DOUBLE_BIAS, CUDNN_UNIDIRECTIONAL, CUDNN_LINEAR_INPUT,
+                                   CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT, CUDNN_FMA_MATH, int(c.I), int(c.H),
+                                   int(c.H), 1, dropout,
+                                   packed ? CUDNN_RNN_PADDED_IO_DISABLED : CUDNN_RNN_PADDED_IO_ENABLED));
+    if (algo == CUDNN_RNN_ALGO_PERSIST_DYNAMIC) CKDNN(cudnnBuildRNNDynamic(handle, rnn, int(c.B)));
+    const cudnnRNNDataLayout_t dl =
+        packed ? CUDNN_RNN_DATA_LAYOUT_SEQ_MAJOR_PACKED : CUDNN_RNN_DATA_LAYOUT_BATCH_MAJOR_UNPACKED;
+    float fill = 0.f;
+    CKDNN(cudnnSetRNNDataDescriptor(xd, CUDNN_DATA_FLOAT, dl, int(c.T), int(c.B), int(c.I), lengths.data(), &fill));
+    CKDNN(cudnnSetRNNDataDescriptor(yd, CUDNN_DATA_FLOAT, dl, int(c.T), int(c.B), int(c.H), lengths.data(), &fill));
+    const int dims[3] = {1, int(c.B), int(c.H)}, strides[3] = {int(c.B * c.H), int(c.H), 1};
     CKDNN(cudnnSetTensorNdDescriptor(hd, CUDNN_DATA_FLOAT, 3, dims, strides));
     CKDNN(cudnnSetTensorNdDescriptor(cd, CUDNN_DATA_FLOAT, 3, dims, strides));
     CKDNN(cudnnGetRNNWeightSpaceSize(handle, rnn, &wsize));
@@ -141,8 +274,7 @@ struct CudnnRnn {
     CKDNN(cudnnGetRNNTempSpaceSizes(handle, rnn, CUDNN_FWD_MODE_TRAINING, xd, &work_size, &reserve_size));
     work = Tensor::empty({std::int64_t(work_size / 4) + 1}, DType::f32, dev);
     reserve = Tensor::empty({std::int64_t(reserve_size / 4) + 1}, DType::f32, dev);
-    seq_lengths = Tensor::from_vector(std::vector<std::int32_t>(lengths.begin(), lengths.end()),
-                                      {c.B}, dev);
+    seq_lengths = Tensor::from_vector(std::vector<std::int32_t>(lengths.begin(), lengths.end()), {c.B}, dev);
   }
   ~CudnnRnn() {
     cudnnDestroyTensorDescriptor(cd);
@@ -155,74 +287,101 @@ struct CudnnRnn {
   CudnnRnn(const CudnnRnn&) = delete;
   CudnnRnn& operator=(const CudnnRnn&) = delete;
 
-  // Copies recur's weights (PyTorch layout, gate order = cuDNN's) in.
-  void load(const RecurrentWeights& w, const Config& c) {
-    const int G = c.cell == CellType::LSTM ? 4 : 3;
+  // Calls f(id, is_recurrent, gate, matrix, bias) for each of the 2G linear
+  // layers of `space` (weights or dweights): cuDNN's per-gate pointers.
+  void each_param(const Config& c, void* space, const std::function<void(bool, int, float*, float*)>& f) {
+    const int G = gates(c);
     cudnnTensorDescriptor_t md, bd;
     CKDNN(cudnnCreateTensorDescriptor(&md));
     CKDNN(cudnnCreateTensorDescriptor(&bd));
-    for (int id = 0; id < 2 * G; ++id) {
-      void* m = nullptr;
-      void* b = nullptr;
-      CKDNN(cudnnGetRNNWeightParams(handle, rnn, 0, wsize, weights.raw_data(), id, md, &m, bd, &b));
-      const bool rec = id >= G;
-      const int g = id % G;
-      const Tensor& W = rec ? w.w_hh : w.w_ih;
-      const Tensor& bias = rec ? w.b_hh : w.b_ih;
-      const std::int64_t cols = rec ? c.H : c.I;
-      CK(cudaMemcpy(m, static_cast<const float*>(W.raw_data()) + g * c.H * cols,
-                    sizeof(float) * c.H * cols, cudaMemcpyDeviceToDevice));
-      CK(cudaMemcpy(b, static_cast<const float*>(bias.raw_data()) + g * c.H, sizeof(float) * c.H,
-                    cudaMemcpyDeviceToDevice));
+    try {
+      for (int id = 0; id < 2 * G; ++id) {
+        void* m = nullptr;
+        void* b = nullptr;
+        CKDNN(cudnnGetRNNWeightParams(handle, rnn, 0, wsize, space, id, md, &m, bd, &b));
+        f(id >= G, id % G, static_cast<float*>(m), static_cast<float*>(b));
+      }
+    } catch (...) {
+      cudnnDestroyTensorDescriptor(md);
+      cudnnDestroyTensorDescriptor(bd);
+      throw;
     }
     cudnnDestroyTensorDescriptor(md);
     cudnnDestroyTensorDescriptor(bd);
   }
 
-  void forward(cudnnForwardMode_t mode, const Tensor& x, const Tensor& y, const Tensor& hx,
-               const Tensor& cx, const Tensor& hy, const Tensor& cy) {
-    CKDNN(cudnnRNNForward(handle, rnn, mode, seq_lengths.data<std::int32_t>(), xd, x.raw_data(), yd,
-                          y.raw_data(), hd, hx.raw_data(), hy.raw_data(), cd,
-                          cx.defined() ? cx.raw_data() : nullptr, cy.defined() ? cy.raw_data() : nullptr,
-                          wsize, weights.raw_data(), work_size, work.raw_data(), reserve_size,
-                          reserve.raw_data()));
+  // Copies recur's weights (PyTorch layout, gate order = cuDNN's) in.
+  void load(const RecurrentWeights& w, const Config& c, cudaStream_t s) {
+    each_param(c, weights.raw_data(), [&](bool rec, int g, float* m, float* b) {
+      const Tensor& W = rec ? w.w_hh : w.w_ih;
+      const Tensor& bias = rec ? w.b_hh : w.b_ih;
+      const std::int64_t cols = rec ? c.H : c.I;
+      CK(cudaMemcpyAsync(m, W.data<float>() + g * c.H * cols, sizeof(float) * c.H * cols,
+                         cudaMemcpyDeviceToDevice, s));
+      CK(cudaMemcpyAsync(b, bias.data<float>() + g * c.H, sizeof(float) * c.H, cudaMemcpyDeviceToDevice, s));
+    });
   }
 
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& dx,
-                const Tensor& hx, const Tensor& cx, const Tensor& dhx, const Tensor& dcx) {
-    CKDNN(cudnnRNNBackwardData_v8(handle, rnn, seq_lengths.data<std::int32_t>(), yd, y.raw_data(),
-                                  dy.raw_data(), xd, dx.raw_data(), hd, hx.raw_data(), nullptr,
-                                  dhx.raw_data(), cd, cx.defined() ? cx.raw_data() : nullptr, nullptr,
-                                  dcx.defined() ? dcx.raw_data() : nullptr, wsize, weights.raw_data(),
-                                  work_size, work.raw_data(), reserve_size, reserve.raw_data()));
-    CKDNN(cudnnRNNBackwardWeights_v8(handle, rnn, CUDNN_WGRAD_MODE_ADD, seq_lengths.data<std::int32_t>(),
-                                     xd, x.raw_data(), hd, hx.raw_data(), yd, y.raw_data(), wsize,
-                                     dweights.raw_data(), work_size, work.raw_data(), reserve_size,
-                                     reserve.raw_data()));
+  // The weight gradients in recur's layout: dw_ih, dw_hh, db_ih, db_hh on the host.
+  std::vector<std::vector<float>> grads(const Config& c, cudaStream_t s) {
+    const int G = gates(c);
+    std::vector<std::vector<float>> g = {std::vector<float>(std::size_t(G * c.H * c.I)),
+                                         std::vector<float>(std::size_t(G * c.H * c.H)),
+                                         std::vector<float>(std::size_t(G * c.H)),
+                                         std::vector<float>(std::size_t(G * c.H))};
+    each_param(c, dweights.raw_data(), [&](bool rec, int gate, float* m, float* b) {
+      const std::int64_t cols = rec ? c.H : c.I;
+      CK(cudaMemcpyAsync(g[rec ? 1 : 0].data() + gate * c.H * cols, m, sizeof(float) * c.H * cols,
+                         cudaMemcpyDeviceToHost, s));
+      CK(cudaMemcpyAsync(g[rec ? 3 : 2].data() + gate * c.H, b, sizeof(float) * c.H, cudaMemcpyDeviceToHost, s));
+    });
+    CK(cudaStreamSynchronize(s));
+    return g;
+  }
+
+  void forward(cudnnForwardMode_t mode, const float* x, float* y, const Tensor& hx, const Tensor& cx,
+               const Tensor& hy, const Tensor& cy) {
+    CKDNN(cudnnRNNForward(handle, rnn, mode, seq_lengths.data<std::int32_t>(), xd, x, yd, y, hd, hx.raw_data(),
+                          hy.raw_data(), cd, cx.defined() ? cx.raw_data() : nullptr,
+                          cy.defined() ? cy.raw_data() : nullptr, wsize, weights.raw_data(), work_size,
+                          work.raw_data(), reserve_size, reserve.raw_data()));
+  }
+
+  void backward(const float* x, const float* y, const float* dy, float* dx, const Tensor& hx, const Tensor& cx,
+                const Tensor& dhx, const Tensor& dcx) {
+    CKDNN(cudnnRNNBackwardData_v8(handle, rnn, seq_lengths.data<std::int32_t>(), yd, y, dy, xd, dx, hd,
+                                  hx.raw_data(), nullptr, dhx.raw_data(), cd,
+                                  cx.defined() ? cx.raw_data() : nullptr, nullptr,
+                                  dcx.defined() ? dcx.raw_data() : nullptr, wsize, weights.raw_data(), work_size,
+                                  work.raw_data(), reserve_size, reserve.raw_data()));
+    CKDNN(cudnnRNNBackwardWeights_v8(handle, rnn, CUDNN_WGRAD_MODE_ADD, seq_lengths.data<std::int32_t>(), xd, x,
+                                     hd, hx.raw_data(), yd, y, wsize, dweights.raw_data(), work_size,
+                                     work.raw_data(), reserve_size, reserve.raw_data()));
   }
 };
 
-double max_rel_err(const Tensor& a, const Tensor& b) {
-  const auto x = a.to_vector<float>(), y = b.to_vector<float>();
-  double m = 0;
-  for (std::size_t i = 0; i < x.size(); ++i)
-    m = std::max(m, std::abs(double(x[i]) - y[i]) / (std::abs(double(y[i])) + 1e-3));
-  return m;
+// ---- one configuration -----------------------------------------------------------
+
+struct Env {
+  cudnnHandle_t handle{};
+  curandGenerator_t gen{};
+  cudaStream_t stream{};
+  Tensor flush;  // 2x the L2, written before each timed run
+  std::string device_columns;
+  int repeats = 20;
+};
+
+std::string fmt(double v, const char* f = "%.3f") {
+  if (!std::isfinite(v)) return std::isnan(v) ? "nan" : "inf";
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
 }
 
-Config parse(const std::string& s) {
-  std::stringstream ss(s);
-  std::string cell, part;
-  std::getline(ss, cell, ',');
-  std::vector<std::int64_t> v;
-  while (std::getline(ss, part, ',')) v.push_back(part == "masked" ? -1 : std::stoll(part));
-  RECUR_CHECK((v.size() == 4 || v.size() == 5) && (cell == "lstm" || cell == "gru"), Value,
-              "bad --config '", s, "': expected lstm|gru,H,B,T,I[,masked]");
-  return {cell == "lstm" ? CellType::LSTM : CellType::GRU, v[0], v[1], v[2], v[3], v.size() == 5};
-}
-
-void run(const Config& c, int repeats, cudnnHandle_t handle, const std::string& device_columns) {
+void run(const Config& c, Env& env) {
   const Device dev = Device::cuda(0);
+  const bool lstm = c.cell == CellType::LSTM;
+  const cudaStream_t s = env.stream;
   std::mt19937_64 rng(1234);
   RecurrentOptions o;
   o.cell = c.cell;
@@ -231,126 +390,323 @@ void run(const Config& c, int repeats, cudnnHandle_t handle, const std::string& 
   o.return_sequences = true;
   o.return_state = true;
   Recurrent layer(o, dev, 99);
+
+  // Lengths longest first; batch_sizes[t]: rows with a step t.
   std::vector<int> lengths(std::size_t(c.B), int(c.T));
   if (c.masked) {
     std::uniform_int_distribution<int> len(1, int(c.T));
     for (int& l : lengths) l = len(rng);
+    std::sort(lengths.begin(), lengths.end(), std::greater<int>());
   }
-  const Tensor mask = c.masked ? lengths_to_mask(std::vector<std::int64_t>(lengths.begin(), lengths.end()),
-                                                 c.T, DType::f32, dev)
+  std::vector<int> batch_sizes(std::size_t(c.T), 0);
+  std::int64_t valid_steps = 0;
+  for (int l : lengths) {
+    valid_steps += l;
+    for (int t = 0; t < l; ++t) ++batch_sizes[std::size_t(t)];
+  }
+  std::vector<char> keep_y(std::size_t(c.B * c.T * c.H)), keep_x(std::size_t(c.B * c.T * c.I));
+  for (std::int64_t b = 0; b < c.B; ++b)
+    for (std::int64_t t = 0; t < c.T; ++t) {
+      const char k = t < lengths[std::size_t(b)];
+      std::fill_n(keep_y.begin() + (b * c.T + t) * c.H, c.H, k);
+      std::fill_n(keep_x.begin() + (b * c.T + t) * c.I, c.I, k);
+    }
+  const Tensor mask = c.masked ? lengths_to_mask(std::vector<std::int64_t>(lengths.begin(), lengths.end()), c.T,
+                                                 DType::f32, dev)
                                : Tensor();
-  std::vector<Tensor> xs, dys;
+
+  // kRotations sets of inputs x [B, T, I] and output gradients dy [B, T, H].
+  std::vector<Tensor> xv, dyv;
   for (int r = 0; r < kRotations; ++r) {
-    xs.push_back(device_random({c.B, c.T, c.I}, rng, dev));
-    dys.push_back(device_random({c.B, c.T, c.H}, rng, dev));
+    xv.push_back(device_random(env.gen, {c.B, c.T, c.I}, dev, s));
+    dyv.push_back(device_random(env.gen, {c.B, c.T, c.H}, dev, s));
   }
-  const bool lstm = c.cell == CellType::LSTM;
+  CK(cudaStreamSynchronize(s));
+
   const Tensor h0 = Tensor::zeros({1, c.B, c.H}, DType::f32, dev);
   const Tensor c0 = lstm ? Tensor::zeros({1, c.B, c.H}, DType::f32, dev) : Tensor();
   const Tensor y = Tensor::empty({c.B, c.T, c.H}, DType::f32, dev);
-  const Tensor hy = Tensor::empty({1, c.B, c.H}, DType::f32, dev), cy = lstm ? Tensor::empty({1, c.B, c.H}, DType::f32, dev) : Tensor();
+  const Tensor y_bm = Tensor::empty({c.B, c.T, c.H}, DType::f32, dev);
+  const Tensor hy = Tensor::empty({1, c.B, c.H}, DType::f32, dev);
+  const Tensor cy = lstm ? Tensor::empty({1, c.B, c.H}, DType::f32, dev) : Tensor();
   const Tensor dx = Tensor::empty({c.B, c.T, c.I}, DType::f32, dev);
-  const Tensor dhx = Tensor::empty({1, c.B, c.H}, DType::f32, dev), dcx = lstm ? Tensor::empty({1, c.B, c.H}, DType::f32, dev) : Tensor();
+  const Tensor dx_bm = Tensor::empty({c.B, c.T, c.I}, DType::f32, dev);
+  const Tensor dhx = Tensor::empty({1, c.B, c.H}, DType::f32, dev);
+  const Tensor dcx = lstm ? Tensor::empty({1, c.B, c.H}, DType::f32, dev) : Tensor();
 
-  auto* rstream = static_cast<cudaStream_t>(backend(dev).native_stream());
-  const double recur_fwd = time_ms(rstream, repeats, [&](int k) { layer.forward(xs[k], mask); });
-  const double recur_train = time_ms(rstream, repeats, [&](int k) {
-    layer.forward(xs[k], mask, {}, true);
-    layer.backward(dys[k]);
-  });
-  const Tensor ref = layer.forward(xs[0], mask).y;
+  // recur's reference results on rotation 0: y (inference), dx and the weight gradients.
+  const std::vector<float> ref_y = layer.forward(xv[0], mask).y.to_vector<float>();
+  layer.zero_grad();
+  layer.forward(xv[0], mask, {}, true);
+  const std::vector<float> ref_dx = layer.backward(dyv[0]).dx.to_vector<float>();
+  const std::vector<std::vector<float>> ref_g = {
+      layer.grads().w_ih.to_vector<float>(), layer.grads().w_hh.to_vector<float>(),
+      layer.grads().b_ih.to_vector<float>(), layer.grads().b_hh.to_vector<float>()};
 
-  cudaStream_t cstream;
-  CK(cudaStreamCreateWithFlags(&cstream, cudaStreamNonBlocking));
-  CKDNN(cudnnSetStream(handle, cstream));
-  double best_fwd = 1e300, best_train = 1e300, err = -1;
-  std::string fwd_algo = "none", train_algo = "none";
-  for (cudnnRNNAlgo_t algo : {CUDNN_RNN_ALGO_STANDARD, CUDNN_RNN_ALGO_PERSIST_STATIC,
-                              CUDNN_RNN_ALGO_PERSIST_STATIC_SMALL_H, CUDNN_RNN_ALGO_PERSIST_DYNAMIC}) {
+  auto flush = [&](int r) { CK(cudaMemsetAsync(env.flush.raw_data(), r & 0xff, env.flush.nbytes(), s)); };
+  const double recur_fwd = bench::cuda_median_us(
+      s, kWarmups, env.repeats, [&](int r) { layer.forward(xv[std::size_t(r % kRotations)], mask); }, flush);
+  const double recur_train = bench::cuda_median_us(
+      s, kWarmups, env.repeats,
+      [&](int r) {
+        layer.forward(xv[std::size_t(r % kRotations)], mask, {}, true);
+        layer.backward(dyv[std::size_t(r % kRotations)]);
+      },
+      flush);
+  layer.release_saved();
+
+  CKDNN(cudnnSetStream(env.handle, s));
+  // The packed layout's own copies of the rotated inputs (made untimed).
+  std::vector<Tensor> px, pdy;
+  for (int r = 0; r < kRotations; ++r) {
+    px.push_back(Tensor::empty({valid_steps * c.I}, DType::f32, dev));
+    pdy.push_back(Tensor::empty({valid_steps * c.H}, DType::f32, dev));
+    pack(xv[std::size_t(r)].data<float>(), px.back().data<float>(), batch_sizes, c.T, c.I, s);
+    pack(dyv[std::size_t(r)].data<float>(), pdy.back().data<float>(), batch_sizes, c.T, c.H, s);
+  }
+  struct Variant {
+    cudnnRNNAlgo_t algo;
+    Layout layout;
+    std::string name() const { return std::string(algo_name(algo)) + "/" + layout_name(layout); }
+  };
+  // Median microseconds of one mode (0 forward, 1 train) of a cuDNN variant.
+  auto time_cudnn = [&](CudnnRnn& rnn, Layout layout, int m, int warmups, int repeats) {
+    const std::vector<Tensor>& X = layout == Layout::SeqMajorPacked ? px : xv;
+    const std::vector<Tensor>& DY = layout == Layout::SeqMajorPacked ? pdy : dyv;
+    return bench::cuda_median_us(
+        s, warmups, repeats,
+        [&](int r) {
+          const std::size_t k = std::size_t(r % kRotations);
+          rnn.forward(m ? CUDNN_FWD_MODE_TRAINING : CUDNN_FWD_MODE_INFERENCE, X[k].data<float>(), y.data<float>(),
+                      h0, c0, hy, cy);
+          if (m) rnn.backward(X[k].data<float>(), y.data<float>(), DY[k].data<float>(), dx.data<float>(), h0, c0, dhx,
+                              dcx);
+        },
+        flush);
+  };
+
+  // Every variant: cross-check, then a short screening (kScreen runs) to find
+  // each mode's fastest, which alone is then timed with --repeats runs.
+  double screened[2] = {INFINITY, INFINITY}, err_y = 0, err_g = 0;
+  int best_variant[2] = {-1, -1}, checked = 0;
+  std::string variants[2];
+  std::vector<Variant> all;
+  for (Layout layout : {Layout::BatchMajor, Layout::SeqMajorPacked})
+    for (cudnnRNNAlgo_t algo : {CUDNN_RNN_ALGO_STANDARD, CUDNN_RNN_ALGO_PERSIST_STATIC,
+                                CUDNN_RNN_ALGO_PERSIST_STATIC_SMALL_H, CUDNN_RNN_ALGO_PERSIST_DYNAMIC})
+      all.push_back({algo, layout});
+  for (std::size_t v = 0; v < all.size(); ++v) {
+    const Layout layout = all[v].layout;
+    const bool packed = layout == Layout::SeqMajorPacked;
+    const std::string name = all[v].name();
     try {
-      CudnnRnn rnn(handle, algo, c, lengths, dev);
-      rnn.load(layer.weights(), c);
-      backend(dev).synchronize();  // recur's weights and inputs are ready
-      rnn.forward(CUDNN_FWD_MODE_INFERENCE, xs[0], y, h0, c0, hy, cy);
-      CK(cudaStreamSynchronize(cstream));
-      const double e = max_rel_err(y, ref);
-      err = std::max(err, e);
-      if (e > 1e-3)
-        std::fprintf(stderr, "# MISMATCH %s %s H %lld B %lld T %lld: recur vs cuDNN max rel err %.3g\n",
-                     lstm ? "lstm" : "gru", algo_name(algo), (long long)c.H, (long long)c.B,
-                     (long long)c.T, e);
-      const double f = time_ms(cstream, repeats, [&](int k) {
-        rnn.forward(CUDNN_FWD_MODE_INFERENCE, xs[k], y, h0, c0, hy, cy);
-      });
-      const double t = time_ms(cstream, repeats, [&](int k) {
-        rnn.forward(CUDNN_FWD_MODE_TRAINING, xs[k], y, h0, c0, hy, cy);
-        rnn.backward(xs[k], y, dys[k], dx, h0, c0, dhx, dcx);
-      });
-      if (f < best_fwd) best_fwd = f, fwd_algo = algo_name(algo);
-      if (t < best_train) best_train = t, train_algo = algo_name(algo);
+      CudnnRnn rnn(env.handle, all[v].algo, layout, c, lengths, dev);
+      rnn.load(layer.weights(), c, s);
+      // Cross-check on rotation 0: y, then dx and the weight gradients.
+      const float* x0 = (packed ? px : xv)[0].data<float>();
+      const float* dy0 = (packed ? pdy : dyv)[0].data<float>();
+      rnn.forward(CUDNN_FWD_MODE_INFERENCE, x0, y.data<float>(), h0, c0, hy, cy);
+      if (packed) unpack(y.data<float>(), y_bm.data<float>(), batch_sizes, c.B, c.T, c.H, s);
+      const double ey = rel_err((packed ? y_bm : y).to_vector<float>(), ref_y, &keep_y);
+      CK(cudaMemsetAsync(rnn.dweights.raw_data(), 0, rnn.dweights.nbytes(), s));
+      rnn.forward(CUDNN_FWD_MODE_TRAINING, x0, y.data<float>(), h0, c0, hy, cy);
+      rnn.backward(x0, y.data<float>(), dy0, dx.data<float>(), h0, c0, dhx, dcx);
+      if (packed) unpack(dx.data<float>(), dx_bm.data<float>(), batch_sizes, c.B, c.T, c.I, s);
+      double eg = rel_err((packed ? dx_bm : dx).to_vector<float>(), ref_dx, &keep_x);
+      const auto g = rnn.grads(c, s);
+      for (std::size_t k = 0; k < g.size(); ++k) eg = std::max(eg, rel_err(g[k], ref_g[k]));
+      err_y = std::max(err_y, ey);
+      err_g = std::max(err_g, eg);
+      ++checked;
+      if (!(ey <= kTolerance && eg <= kTolerance))
+        std::fprintf(stderr, "# MISMATCH %s %s: cuDNN against recur, rel err y %.3g, gradients %.3g\n",
+                     c.str().c_str(), name.c_str(), ey, eg);
+      for (int m = 0; m < 2; ++m) {
+        const double us = time_cudnn(rnn, layout, m, 1, kScreen);
+        variants[m] += (variants[m].empty() ? "" : ";") + name + "=" + fmt(us / double(c.T));
+        if (us < screened[m]) screened[m] = us, best_variant[m] = int(v);
+      }
     } catch (const Error& e) {
-      std::fprintf(stderr, "# %s %s H %lld B %lld T %lld: %s\n", lstm ? "lstm" : "gru", algo_name(algo),
-                   (long long)c.H, (long long)c.B, (long long)c.T, e.message().c_str());
+      for (std::string& vs : variants) vs += (vs.empty() ? "" : ";") + name + "=unsupported";
+      std::fprintf(stderr, "# %s %s: not measured: %s\n", c.str().c_str(), name.c_str(), e.message().c_str());
+      // A failed launch can leave an error behind; clear it so the next variant starts clean.
+      (void)cudaGetLastError();
     }
   }
-  CK(cudaStreamDestroy(cstream));
-  const double flops = 2.0 * double(c.T * c.B) * (lstm ? 4 : 3) * double(c.H) * double(c.I + c.H);
+  double best[2] = {INFINITY, INFINITY};
+  std::string best_name[2] = {"none", "none"};
   for (int m = 0; m < 2; ++m) {
-    const double r = m ? recur_train : recur_fwd, p = m ? best_train : best_fwd;
-    const double f = m ? 3 * flops : flops;
-    std::printf("%s,%s,%lld,%lld,%lld,%lld,%d,%s,%.3f,%.3f,%.3f,%s,%.3f,%.2f,%.3g\n", device_columns.c_str(),
-                lstm ? "lstm" : "gru", (long long)c.H, (long long)c.B, (long long)c.T, (long long)c.I,
-                int(c.masked), m ? "train" : "forward", 1000 * r / double(c.T), 1000 * r / double(c.T),
-                p < 1e299 ? 1000 * p / double(c.T) : NAN, (m ? train_algo : fwd_algo).c_str(),
-                p < 1e299 ? p / r : NAN, f / (r * 1e9), err);
-    std::fflush(stdout);
+    if (best_variant[m] < 0) continue;
+    const Variant& v = all[std::size_t(best_variant[m])];
+    CudnnRnn rnn(env.handle, v.algo, v.layout, c, lengths, dev);
+    rnn.load(layer.weights(), c, s);
+    best[m] = time_cudnn(rnn, v.layout, m, kWarmups, env.repeats);
+    best_name[m] = v.name();
   }
+
+  const double G = gates(c), H = double(c.H), I = double(c.I), B = double(c.B), T = double(c.T);
+  const double fwd_flops = 2.0 * double(valid_steps) * G * H * (I + H);
+  const double wbytes = 4 * G * H * (I + H + 2);  // matrices and both biases
+  const double sbytes = 4 * B * H * (lstm ? 4 : 2);  // initial and final states
+  const double fwd_bytes = 4 * double(valid_steps) * (I + H) + wbytes + sbytes;
+  const double train_bytes = fwd_bytes + 4 * double(valid_steps) * (H + I) + wbytes;
+  const double recur_us[2] = {recur_fwd, recur_train};
+  for (int m = 0; m < 2; ++m) {
+    const double flops = m ? 3 * fwd_flops : fwd_flops, bytes = m ? train_bytes : fwd_bytes;
+    const double r = recur_us[m], p = std::isfinite(best[m]) ? best[m] : NAN;  // NaN: no cuDNN variant ran
+    std::ostringstream row;
+    row << env.device_columns << "," << (lstm ? "lstm" : "gru") << "," << c.H << "," << c.B << "," << c.T << ","
+        << c.I << "," << int(c.masked) << "," << valid_steps << "," << (m ? "train" : "forward") << ",f32,standard,"
+        << fmt(r / T) << "," << fmt(r / T) << "," << best_name[m] << "," << fmt(p / T) << "," << fmt(r / p, "%.4g")
+        << "," << fmt(flops / (r * 1e6), "%.4g") << "," << fmt(flops / (p * 1e6), "%.4g") << ","
+        << fmt(bytes / (r * 1e3), "%.4g") << "," << fmt(bytes / (p * 1e3), "%.4g") << "," << fmt(checked ? err_y : NAN, "%.3g")
+        << "," << fmt(checked ? err_g : NAN, "%.3g") << "," << variants[m];
+    std::printf("%s\n", row.str().c_str());
+  }
+  std::fflush(stdout);
+}
+
+Config parse(const std::string& s) {
+  std::stringstream ss(s);
+  std::string cell, part;
+  std::getline(ss, cell, ',');
+  std::vector<std::int64_t> v;
+  bool masked = false;
+  while (std::getline(ss, part, ',')) {
+    if (part == "masked") masked = true;
+    else v.push_back(std::stoll(part));
+  }
+  RECUR_CHECK(v.size() == 4 && (cell == "lstm" || cell == "gru") && v[0] > 0 && v[1] > 0 && v[2] > 0 && v[3] > 0,
+              Value, "bad --config '", s, "': expected lstm|gru,H,B,T,I[,masked]");
+  return {cell == "lstm" ? CellType::LSTM : CellType::GRU, v[0], v[1], v[2], v[3], masked};
+}
+
+// The installed kernel driver's version (e.g. 580.159.04), from
+// /proc/driver/nvidia/version; "unknown" where that file is missing.
+std::string kernel_driver_version() {
+  std::ifstream f("/proc/driver/nvidia/version");
+  std::string line;
+  if (!std::getline(f, line)) return "unknown";
+  std::istringstream ss(line);
+  std::string word, last;
+  while (ss >> word) {
+    if (!word.empty() && std::isdigit(static_cast<unsigned char>(word[0])) && word.find('.') != std::string::npos)
+      return word;
+    last = word;
+  }
+  return "unknown";
+}
+
+std::string cuda_version(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+std::string cudnn_version_str(std::size_t v) {
+  return std::to_string(v / 10000) + "." + std::to_string(v % 10000 / 100) + "." + std::to_string(v % 100);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // No TF32 anywhere (cuBLAS and cuDNN read this when they start).
+  setenv("NVIDIA_TF32_OVERRIDE", "0", 1);
   try {
     int repeats = 20;
+    double budget_s = 0;
     bool quick = false;
     std::vector<Config> configs;
     for (int i = 1; i < argc; ++i) {
       if (!std::strcmp(argv[i], "--quick")) quick = true;
       else if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = std::max(20, std::atoi(argv[++i]));
+      else if (!std::strcmp(argv[i], "--budget-s") && i + 1 < argc) budget_s = std::max(0.0, std::atof(argv[++i]));
       else if (!std::strcmp(argv[i], "--config") && i + 1 < argc) configs.push_back(parse(argv[++i]));
       else {
-        std::fprintf(stderr, "usage: bench_cudnn [--quick] [--repeats N>=20] [--config lstm|gru,H,B,T,I[,masked]]\n");
+        std::fprintf(stderr,
+                     "usage: bench_cudnn [--quick] [--repeats N>=20] [--budget-s S] "
+                     "[--config lstm|gru,H,B,T,I[,masked] ...]\n");
         return 2;
       }
     }
     if (cuda_device_count() == 0) {
-      std::printf("# bench_cudnn: no GPU found (%s); nothing measured\n", cuda_unavailable_reason().c_str());
+      std::printf("# bench_cudnn: no GPU found: %s; nothing measured\n", cuda_unavailable_reason().c_str());
       return 0;
     }
     if (configs.empty()) {
-      configs.push_back({CellType::GRU, 32, 128, 240, 14});        // the Jena forecaster
-      configs.push_back({CellType::GRU, 32, 128, 240, 14, true});  // masked, variable lengths
-      if (!quick)
+      configs.push_back({CellType::GRU, 32, 128, 240, 14});         // the Jena forecaster
+      configs.push_back({CellType::GRU, 32, 128, 240, 14, true});   // masked, variable lengths
+      configs.push_back({CellType::LSTM, 256, 64, 1000, 256, true});
+      if (!quick) {
+        std::vector<Config> sweep;
         for (CellType cell : {CellType::LSTM, CellType::GRU})
           for (std::int64_t H : {32, 64, 128, 256, 512, 1024})
             for (std::int64_t B : {1, 8, 32, 64, 128, 256})
-              for (std::int64_t T : {240, 1000}) configs.push_back({cell, H, B, T, H});
+              for (std::int64_t T : {240, 1000}) sweep.push_back({cell, H, B, T, H});
+        std::stable_sort(sweep.begin(), sweep.end(),
+                         [](const Config& a, const Config& b) { return cost_model(a) < cost_model(b); });
+        configs.insert(configs.end(), sweep.begin(), sweep.end());
+      }
     }
     const SystemInfo info = system_info();
     const GpuInfo& g = info.gpus.at(0);
-    std::ostringstream dc;
-    dc << g.name << "," << info.cuda_driver_version << "," << info.cuda_runtime_version << ","
-       << info.cudnn_version;
-    cudnnHandle_t handle;
-    CKDNN(cudnnCreate(&handle));
-    std::printf("device,driver,cuda,cudnn,cell,H,B,T,I,masked,mode,recur_us_per_step,"
-                "recur_standard_us_per_step,cudnn_best_us_per_step,cudnn_algo,speedup_vs_cudnn,"
-                "recur_tflops,max_rel_err\n");
-    for (const Config& c : configs) run(c, repeats, handle, dc.str());
-    cudnnDestroy(handle);
+    std::string name = g.name;
+    std::replace(name.begin(), name.end(), ',', ' ');
+    Env env;
+    env.repeats = repeats;
+    env.device_columns = name + "," + kernel_driver_version() + "," + cuda_version(info.cuda_driver_version) + "," +
+                         cuda_version(info.cuda_runtime_version) + "," + cudnn_version_str(cudnnGetVersion());
+    const Device dev = Device::cuda(0);
+    env.stream = static_cast<cudaStream_t>(backend(dev).native_stream());
+    const std::size_t l2 = g.l2_bytes ? g.l2_bytes : std::size_t(64) << 20;
+    env.flush = Tensor::empty({std::int64_t(2 * l2 / 4)}, DType::f32, dev);
+    CKDNN(cudnnCreate(&env.handle));
+#ifdef RECUR_BENCH_CURAND
+    CKRAND(curandCreateGenerator(&env.gen, CURAND_RNG_PSEUDO_DEFAULT));
+    CKRAND(curandSetPseudoRandomGeneratorSeed(env.gen, 1234));
+    CKRAND(curandSetStream(env.gen, env.stream));
+#else
+    env.gen = 1234;
+#endif
+    std::printf("# bench_cudnn: %s (cc %d.%d, %d SMs, L2 %zu MB), driver %s, CUDA driver %s, runtime %s, cuDNN %s\n",
+                g.name.c_str(), g.cc_major, g.cc_minor, g.sm_count, l2 >> 20, kernel_driver_version().c_str(),
+                cuda_version(info.cuda_driver_version).c_str(), cuda_version(info.cuda_runtime_version).c_str(),
+                cudnn_version_str(cudnnGetVersion()).c_str());
+    std::printf("# FP32 both sides, no TF32; %d warm-ups, median of %d CUDA-event timings, %d input sets rotated "
+                "and %zu MB written before each timed run; ratio_recur_cudnn = recur / cuDNN time (> 1: cuDNN "
+                "faster); bf16/fp16 not measured (recur's recurrent layers are float32/float64 only)\n",
+                kWarmups, repeats, kRotations, (2 * l2) >> 20);
+    std::printf("%s\n", kCsvHeader);
+    std::fflush(stdout);
+    const auto t0 = std::chrono::steady_clock::now();
+    double spent_model = 0, spent_s = 0;
+    int failed = 0, skipped = 0;
+    for (const Config& c : configs) {
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      // Until something has run, assume the cost model is right; then scale it by what it missed.
+      const double scale = spent_model > 0 ? std::max(1.0, spent_s / spent_model) : 1.0;
+      if (budget_s > 0 && elapsed + scale * cost_model(c) > budget_s) {
+        ++skipped;
+        std::printf("# skipped (--budget-s %.0f, %.0f s spent, predicted %.1f s): %s\n", budget_s, elapsed,
+                    scale * cost_model(c), c.str().c_str());
+        continue;
+      }
+      const auto c0 = std::chrono::steady_clock::now();
+      try {
+        run(c, env);
+      } catch (const Error& e) {
+        ++failed;
+        std::printf("# failed: %s: %s\n", c.str().c_str(), e.what());
+        (void)cudaGetLastError();
+      }
+      spent_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+      spent_model += cost_model(c);
+    }
+    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("# done: %zu configurations, %d failed, %d skipped for the budget, %.1f s\n", configs.size(),
+                failed, skipped, total);
+#ifdef RECUR_BENCH_CURAND
+    curandDestroyGenerator(env.gen);
+#endif
+    cudnnDestroy(env.handle);
+    return failed ? 1 : 0;
   } catch (const Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }
-  return 0;
 }

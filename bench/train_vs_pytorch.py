@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Training throughput of the Jena models, recur against PyTorch on the CPU,
-same machine, same run, interleaved.
+"""Training throughput of the Jena models, recur against PyTorch on the CPU or
+on one GPU, same machine, same run, interleaved.
 
 For each model (gru, lstm, dense, conv: bench/bench_train.cpp describes them)
 and each repeat, runs recur's bench_train binary and the same model in PyTorch
@@ -18,13 +18,28 @@ records OMP_WAIT_POLICY.
     /usr/bin/python3 bench/train_vs_pytorch.py [--bench build-cpu/bin/bench_train]
         [--models gru,lstm,dense,conv] [--repeats 5] [--steps 10] [--warmup 2]
         [--threads 2] [--batch 128] [--time 240] [--features 6] [--out DIR]
-Needs PyTorch (Debian: apt-get install python3-torch)."""
+
+--device cuda: the end-to-end GPU comparison of the benchmark suite: one epoch
+of the Jena forecaster's training (by default GRU 32, B 128, T 240, 14
+features, 500 timed steps after 20 warm-up steps, 3 interleaved repeats) in
+recur (bench_train --device cuda:0, a recur built with CUDA) and in PyTorch on
+the same GPU (nn.GRU, which runs cuDNN), float32 on both sides with TF32 off
+(torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32 set
+False; recur's cuBLAS and kernels do no TF32). Each PyTorch step ends with
+torch.cuda.synchronize(), as recur's train_on_batch ends by reading the loss;
+steps are timed on the host clock. The output goes to --out (default
+bench/results/<the GPU's name>/). Without a GPU (PyTorch sees no CUDA device,
+or recur cannot open one) it says so and exits 0, measuring nothing.
+    python3 bench/train_vs_pytorch.py --device cuda --bench build-gpu/bin/bench_train
+Needs PyTorch (Debian: apt-get install python3-torch). Written for PyTorch
+1.13 (here) and 2.x (GPU machines)."""
 import argparse
 import csv
 import datetime
 import io
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -80,22 +95,27 @@ def torch_trial(name, a):
     """One trial: a fresh model, warm-up steps, timed steps.
     Returns (samples/s, median step ms, fastest step ms)."""
     torch.manual_seed(0)
-    net = torch_model(name, a.time, a.features)
+    dev = torch.device("cuda:0" if a.device == "cuda" else "cpu")
+    net = torch_model(name, a.time, a.features).to(dev)
     opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
     loss_fn = nn.L1Loss()
     g = torch.Generator().manual_seed(42)
-    x = torch.rand(a.batch, a.time, a.features, generator=g) * 2 - 1
-    y = torch.rand(a.batch, generator=g) * 2 - 1
+    x = (torch.rand(a.batch, a.time, a.features, generator=g) * 2 - 1).to(dev)
+    y = (torch.rand(a.batch, generator=g) * 2 - 1).to(dev)
+    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
 
     def step():
         opt.zero_grad()
         loss = loss_fn(net(x).squeeze(-1), y)
         loss.backward()
         opt.step()
-        return loss.item()
+        v = loss.item()
+        sync()
+        return v
 
     for _ in range(a.warmup):
         step()
+    sync()
     t = []
     for _ in range(a.steps):
         t0 = time.perf_counter()
@@ -105,9 +125,10 @@ def torch_trial(name, a):
 
 
 def recur_cmd(name, a):
-    return [a.bench, "--model", name, "--batch", str(a.batch), "--time", str(a.time),
-            "--features", str(a.features), "--steps", str(a.steps), "--warmup", str(a.warmup),
-            "--threads", str(a.threads)]
+    cmd = [a.bench, "--model", name, "--batch", str(a.batch), "--time", str(a.time),
+           "--features", str(a.features), "--steps", str(a.steps), "--warmup", str(a.warmup),
+           "--threads", str(a.threads)]
+    return cmd + ["--device", "cuda:0"] if a.device == "cuda" else cmd
 
 
 def recur_trial(name, a):
@@ -122,20 +143,71 @@ def load():
     return "/".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def slug(name):
+    """A folder name for a device: 'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "gpu"
+
+
+def no_gpu(why):
+    print(f"# train_vs_pytorch --device cuda: no GPU found: {why}; nothing measured", flush=True)
+    sys.exit(0)
+
+
+def cuda_setup(a):
+    """Checks that both sides can use the GPU (exits 0 saying why not) and
+    returns the header's device line."""
+    if not torch.cuda.is_available():
+        no_gpu(f"PyTorch {torch.__version__} sees no CUDA device "
+               f"(built with CUDA {torch.version.cuda or 'none'})")
+    probe = [a.bench, "--model", "gru", "--batch", "2", "--time", "3", "--features", "2",
+             "--steps", "1", "--warmup", "0", "--device", "cuda:0"]
+    p = subprocess.run(probe, capture_output=True, text=True)
+    if p.returncode != 0:
+        no_gpu(f"recur cannot train on cuda:0 ({' '.join(probe)}: {p.stderr.strip() or p.stdout.strip()})")
+    torch.backends.cudnn.enabled = True
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    name = torch.cuda.get_device_name(0)
+    drv = "unknown"
+    try:
+        with open("/proc/driver/nvidia/version") as f:
+            m = re.search(r"\b(\d+\.\d+(?:\.\d+)?)\b", f.readline())
+            drv = m.group(1) if m else drv
+    except OSError:
+        pass
+    return name, (f"GPU: {name}, driver {drv}; PyTorch {torch.__version__}, CUDA {torch.version.cuda}, "
+                  f"cuDNN {torch.backends.cudnn.version()} (enabled, TF32 off)")
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cpu (default) or cuda: PyTorch with cuDNN and recur on GPU 0")
     ap.add_argument("--bench", default="build-cpu/bin/bench_train")
-    ap.add_argument("--models", default="gru,lstm,dense,conv")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
+    # Defaults: the CPU comparison's (unchanged), or the GPU epoch's with --device cuda.
+    ap.add_argument("--models", help="default: gru,lstm,dense,conv (cpu), gru (cuda)")
+    ap.add_argument("--repeats", type=int, help="default: 5 (cpu), 3 (cuda)")
+    ap.add_argument("--steps", type=int, help="default: 10 (cpu), 500: one epoch (cuda)")
+    ap.add_argument("--warmup", type=int, help="default: 2 (cpu), 20 (cuda)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--time", type=int, default=240)
-    ap.add_argument("--features", type=int, default=6)
-    ap.add_argument("--out", default="bench/results/cpu-2core")
+    ap.add_argument("--features", type=int, help="default: 6 (cpu), 14: the Jena data's (cuda)")
+    ap.add_argument("--out", help="default: bench/results/cpu-2core (cpu), bench/results/<GPU name> (cuda)")
     ap.add_argument("--no-write", action="store_true", help="print only")
     a = ap.parse_args()
+    gpu = a.device == "cuda"
+    for k, cpu_v, cuda_v in (("models", "gru,lstm,dense,conv", "gru"), ("repeats", 5, 3),
+                             ("steps", 10, 500), ("warmup", 2, 20), ("features", 6, 14)):
+        if getattr(a, k) is None:
+            setattr(a, k, cuda_v if gpu else cpu_v)
+    device_line = None
+    if gpu:
+        gpu_name, device_line = cuda_setup(a)
+        if a.out is None:
+            a.out = os.path.join("bench", "results", slug(gpu_name))
+    elif a.out is None:
+        a.out = "bench/results/cpu-2core"
     torch.set_num_threads(a.threads)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = []
@@ -152,7 +224,8 @@ def main():
                   f"PyTorch {ts[-1][0]:.1f} samples/s (load {load()})", file=sys.stderr, flush=True)
         rec = statistics.median(v[0] for v in rs)
         tor = statistics.median(v[0] for v in ts)
-        rows.append(dict(model=name, batch=a.batch, time=a.time, features=a.features,
+        row = dict(device="cuda") if gpu else {}
+        rows.append(dict(row, model=name, batch=a.batch, time=a.time, features=a.features,
                          threads=a.threads, recur_samples_per_s=rec, pytorch_samples_per_s=tor,
                          ratio=rec / tor,
                          recur_step_ms=statistics.median(v[1] for v in rs),
@@ -162,26 +235,32 @@ def main():
                          recur_min_max=f"{min(v[0] for v in rs):.1f}-{max(v[0] for v in rs):.1f}",
                          pytorch_min_max=f"{min(v[0] for v in ts):.1f}-{max(v[0] for v in ts):.1f}",
                          load_before=load_before, load_after=load()))
-    cmd = "/usr/bin/python3 bench/train_vs_pytorch.py " + " ".join(shlex.quote(s) for s in sys.argv[1:])
+        if gpu:  # the epoch: --steps steps of --batch samples at the median rate
+            rows[-1]["epoch_s_recur"] = a.steps * a.batch / rec
+            rows[-1]["epoch_s_pytorch"] = a.steps * a.batch / tor
+    cmd = f"{sys.executable} bench/train_vs_pytorch.py " + " ".join(shlex.quote(s) for s in sys.argv[1:])
     head = (f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
             f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads), recur "
             f"{a.threads} threads; {stamp}\n"
+            + (f"{device_line}; each PyTorch step ends with torch.cuda.synchronize()\n" if gpu else "") +
             f"command: {cmd.strip()}\n"
             f"recur: {' '.join(recur_cmd('MODEL', a))}\n"
             f"median of {a.repeats} interleaved repeats of {a.warmup} warm-up + {a.steps} timed "
             f"steps; best: the fastest single step of all repeats; load average (1/5/15 min) "
             f"before and after each model; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}\n")
+    epoch = " epoch s recur | epoch s PyTorch |" if gpu else ""
     lines = [head,
              "| model | B | T | F | recur samples/s | PyTorch samples/s | recur/PyTorch | "
              "recur ms/step | PyTorch ms/step | recur best ms | PyTorch best ms | "
-             "recur range | PyTorch range | load before | load after |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "recur range | PyTorch range | load before | load after |" + epoch,
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if gpu else "")]
     for w in rows:
         lines.append(f"| {w['model']} | {w['batch']} | {w['time']} | {w['features']} | "
                      f"{w['recur_samples_per_s']:.1f} | {w['pytorch_samples_per_s']:.1f} | "
                      f"{w['ratio']:.2f} | {w['recur_step_ms']:.2f} | {w['pytorch_step_ms']:.2f} | "
                      f"{w['recur_best_ms']:.2f} | {w['pytorch_best_ms']:.2f} | {w['recur_min_max']} | {w['pytorch_min_max']} | {w['load_before']} | "
-                     f"{w['load_after']} |")
+                     f"{w['load_after']} |"
+                     + (f" {w['epoch_s_recur']:.2f} | {w['epoch_s_pytorch']:.2f} |" if gpu else ""))
     table = "\n".join(lines)
     print(table)
     if a.no_write:
