@@ -1,0 +1,233 @@
+// The persistent-RNN planner (recur/kernels/persistent_plan.h). Pure host
+// arithmetic over the device's limits; docs/persistent.md explains each
+// regime and the numbers used here.
+#include "recur/kernels/persistent_plan.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "recur/common/error.h"
+
+namespace recur::kernels {
+namespace {
+
+constexpr std::int64_t kFloat = 4;
+
+std::string kib(std::int64_t bytes) {
+  char buf[64];
+  if (bytes >= (std::int64_t(1) << 20))
+    std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / double(1 << 20));
+  else
+    std::snprintf(buf, sizeof buf, "%.1f KiB", double(bytes) / 1024.0);
+  return buf;
+}
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+// Registers per thread of the BlockLocal kernel, estimated: the G x R
+// accumulators, R state values, addresses and loop state. Only used to
+// count resident blocks (the launch checks the real figure).
+int block_local_regs(int G, int R) { return std::min(255, (G * R + R + 40 + 7) / 8 * 8); }
+
+int resident_blocks(const DeviceLimits& d, int threads, std::int64_t smem, int regs) {
+  std::int64_t n = d.max_blocks_per_sm;
+  n = std::min<std::int64_t>(n, d.max_threads_per_sm / std::max(threads, 1));
+  n = std::min<std::int64_t>(n, d.smem_per_sm / std::max<std::int64_t>(smem + d.smem_reserved_per_block, 1));
+  n = std::min<std::int64_t>(n, d.regs_per_sm / std::max<std::int64_t>(std::int64_t(threads) * regs, 1));
+  return int(std::max<std::int64_t>(n, 0));
+}
+
+PersistentPlan standard(PersistentPlan p, std::string why) {
+  p.regime = PersistentRegime::Standard;
+  p.blocks = p.threads = p.units_per_block = p.rows_per_block = p.ksplit = p.w_ld = 0;
+  p.cluster_size = 1;
+  p.smem_bytes = 0;
+  p.blocks_per_sm = 0;
+  p.reason = std::move(why);
+  return p;
+}
+
+}  // namespace
+
+const char* rnn_cell_kind_name(RnnCellKind cell) {
+  switch (cell) {
+    case RnnCellKind::SimpleRNN: return "SimpleRNN";
+    case RnnCellKind::LSTM: return "LSTM";
+    case RnnCellKind::GRU: return "GRU";
+  }
+  return "?";
+}
+
+const char* persistent_regime_name(PersistentRegime regime) {
+  switch (regime) {
+    case PersistentRegime::Standard: return "standard";
+    case PersistentRegime::BlockLocal: return "persistent/block-local";
+    case PersistentRegime::Cluster: return "persistent/cluster";
+    case PersistentRegime::Grid: return "persistent/grid";
+  }
+  return "?";
+}
+
+DeviceLimits DeviceLimits::h100_sxm() {
+  DeviceLimits d;
+  d.sm_count = 132;
+  d.regs_per_sm = 65536;
+  d.regs_per_block = 65536;
+  d.max_threads_per_block = 1024;
+  d.max_threads_per_sm = 2048;
+  d.max_blocks_per_sm = 32;
+  d.smem_per_sm = 228 * 1024;
+  d.smem_per_block_optin = 227 * 1024;
+  d.smem_reserved_per_block = 1024;
+  d.cooperative_launch = true;
+  d.max_cluster_size = 16;
+  return d;
+}
+
+std::string PersistentPlan::describe() const {
+  std::string s = persistent_regime_name(regime);
+  if (persistent()) {
+    s += ": " + std::to_string(blocks) + " blocks";
+    if (cluster_size > 1) s += " (clusters of " + std::to_string(cluster_size) + ")";
+    s += " x " + std::to_string(threads) + " threads, " + std::to_string(units_per_block) +
+         " units and " + std::to_string(rows_per_block) + " rows per block, ksplit " +
+         std::to_string(ksplit) + ", " + kib(smem_bytes) + " shared memory per block, " +
+         std::to_string(blocks_per_sm) + " resident per SM";
+  }
+  return s + "; " + reason;
+}
+
+PersistentPlan plan_persistent(const PersistentQuery& q, const DeviceLimits& d) {
+  RECUR_CHECK(q.hidden > 0 && q.batch > 0, Value, "plan_persistent: hidden size and batch must be "
+              "positive, got H = ", q.hidden, ", B = ", q.batch);
+  RECUR_CHECK(d.sm_count > 0 && d.max_threads_per_block >= 32 && d.max_threads_per_sm > 0 &&
+                  d.max_blocks_per_sm > 0 && d.regs_per_sm > 0 && d.smem_per_sm > 0 &&
+                  d.smem_per_block_optin > 0 && d.max_cluster_size >= 1,
+              Value, "plan_persistent: the device limits describe no GPU (", d.sm_count, " SMs, ",
+              d.max_threads_per_block, " threads per block, ", d.smem_per_block_optin,
+              " bytes of shared memory per block)");
+  const int G = rnn_cell_gates(q.cell);
+  const std::int64_t H = q.hidden, B = q.batch;
+  PersistentPlan p;
+  p.w_hh_bytes = G * H * H * kFloat;
+  const std::string shape = std::string(rnn_cell_kind_name(q.cell)) + " H " + std::to_string(H) +
+                            " B " + std::to_string(B) + ": W_hh is " + kib(p.w_hh_bytes);
+  if (q.dtype != DType::f32)
+    return standard(p, shape + "; the persistent kernels are float32 only, not " +
+                           std::string(dtype_name(q.dtype)));
+
+  // (a) BlockLocal: all of W_hh in one block's shared memory, the batch cut
+  // into slices of R rows, one block per slice. The smallest R whose blocks
+  // all fit on the GPU at once: fewer rows per block is less work per step,
+  // and the step time is the layer's latency.
+  const int ksplit = persistent_ksplit(H, d.max_threads_per_block);
+  const std::int64_t threads = H * ksplit;
+  const int w_ld = persistent_w_ld(H, ksplit);
+  std::string why_not_local;
+  const std::int64_t smem1 = block_local_layout(G, H, 1, w_ld).total * kFloat;
+  if (threads > d.max_threads_per_block) {
+    why_not_local = std::to_string(H) + " units need more than the " +
+                    std::to_string(d.max_threads_per_block) + " threads of a block";
+  } else if (smem1 > d.smem_per_block_optin) {
+    why_not_local = "one block would need " + kib(smem1) + " of shared memory (W_hh padded, " +
+                    "state, input), more than the " + kib(d.smem_per_block_optin) + " a block can have";
+  } else {
+    for (int R : kPersistentRowTiles) {
+      const std::int64_t smem = block_local_layout(G, H, R, w_ld).total * kFloat;
+      if (smem > d.smem_per_block_optin) break;
+      const int per_sm = resident_blocks(d, int(threads), smem, block_local_regs(G, R));
+      const std::int64_t blocks = ceil_div(B, R);
+      if (per_sm == 0) break;
+      if (blocks > std::int64_t(per_sm) * d.sm_count) {
+        why_not_local = std::to_string(blocks) + " blocks of " + std::to_string(R) +
+                        " rows would need more than one wave (" + std::to_string(per_sm) +
+                        " resident per SM x " + std::to_string(d.sm_count) + " SMs)";
+        continue;
+      }
+      p.regime = PersistentRegime::BlockLocal;
+      p.blocks = int(blocks);
+      p.threads = int(threads);
+      p.units_per_block = int(H);
+      p.rows_per_block = R;
+      p.ksplit = ksplit;
+      p.w_ld = w_ld;
+      p.smem_bytes = smem;
+      p.blocks_per_sm = per_sm;
+      p.reason = shape + ", which fits in one block's shared memory (" + kib(smem) +
+                 " with the state and inputs of " + std::to_string(R) + " row" + (R > 1 ? "s" : "") +
+                 "): " + std::to_string(blocks) + " independent blocks, one per batch slice, " +
+                 "no synchronisation between blocks";
+      return p;
+    }
+    // W_hh fits one block; what failed is the batch (more than one wave) or
+    // the SM (no block resident): cutting W_hh over more blocks would only
+    // need more of them.
+    if (why_not_local.empty()) why_not_local = "no block of this size can be resident on an SM";
+    return standard(p, shape + ", which fits one block, but " + why_not_local);
+  }
+
+  // (b), (c): W_hh cut by hidden units over several blocks, each holding the
+  // G gate rows of its units; every block needs the whole previous state each
+  // step, staged through shared memory in tiles of kPersistentMaxRowTile rows.
+  const std::int64_t staging = 2 * kPersistentMaxRowTile * H * kFloat;  // state tile, double-buffered
+  const std::int64_t per_unit = G * std::int64_t(w_ld) * kFloat + 2 * G * kFloat +  // W rows, biases
+                                3 * G * kPersistentMaxRowTile * kFloat;             // hproj, x tiles
+  const std::int64_t room = d.smem_per_block_optin - staging;
+  const std::int64_t units_max = room > 0 ? room / per_unit : 0;
+  if (units_max < 1)
+    return standard(p, shape + "; not one block-local plan (" + why_not_local +
+                           "), and a block cannot hold even one unit's weights with a state tile");
+  const std::int64_t nb = ceil_div(H, units_max);  // blocks that hold W_hh once
+  const std::int64_t units = ceil_div(H, nb);
+  const std::int64_t smem = staging + units * per_unit;
+  const int ks = std::min(ksplit, std::max(1, int(d.max_threads_per_block / std::max<std::int64_t>(units, 1))));
+  int ks2 = 1;
+  while (ks2 * 2 <= ks) ks2 *= 2;
+  // Threads: the units' dot products for a tile of rows (provisional: these
+  // regimes have no kernel yet).
+  const std::int64_t tile = std::min<std::int64_t>(B, kPersistentMaxRowTile);
+  const std::int64_t thr =
+      std::min<std::int64_t>(d.max_threads_per_block, (units * ks2 * tile + 31) / 32 * 32);
+  const int per_sm = resident_blocks(d, int(std::max<std::int64_t>(thr, 32)), smem, 64);
+  p.units_per_block = int(units);
+  p.ksplit = ks2;
+  p.w_ld = w_ld;
+  p.threads = int(std::max<std::int64_t>(thr, 32));
+  p.smem_bytes = smem;
+  p.blocks_per_sm = per_sm;
+  const std::string spans = shape + ", more than one block's shared memory (" + why_not_local +
+                            "); held once it spans " + std::to_string(nb) + " blocks of " +
+                            std::to_string(units) + " units (" + kib(smem) + " each)";
+  if (per_sm == 0) return standard(p, spans + ", but such a block does not fit on an SM");
+  const std::int64_t resident = std::int64_t(per_sm) * d.sm_count;
+  if (nb <= d.max_cluster_size && nb <= d.sm_count) {
+    // Independent clusters, one per batch slice; a cluster barrier per step.
+    const std::int64_t clusters = std::max<std::int64_t>(1, std::min(B, resident / nb));
+    p.regime = PersistentRegime::Cluster;
+    p.cluster_size = int(nb);
+    p.blocks = int(clusters * nb);
+    p.rows_per_block = int(ceil_div(B, clusters));
+    p.reason = spans + ": a thread-block cluster of " + std::to_string(nb) +
+               (nb > 8 ? " (non-portable size: needs cudaFuncAttributeNonPortableClusterSizeAllowed)" : "") +
+               " per batch slice of " + std::to_string(p.rows_per_block) + " rows, " +
+               std::to_string(clusters) + " clusters, states through distributed shared memory, " +
+               "one cluster barrier per step";
+    return p;
+  }
+  if (!d.cooperative_launch)
+    return standard(p, spans + ", more than a cluster, and the device has no cooperative launch for a "
+                           "grid-wide barrier");
+  if (nb > resident)
+    return standard(p, spans + ", more than the " + std::to_string(resident) +
+                           " blocks the GPU holds at once: W_hh does not fit in the chip's shared memory");
+  p.regime = PersistentRegime::Grid;
+  p.blocks = int(nb);
+  p.rows_per_block = int(B);
+  p.reason = spans + ", more than a cluster of " + std::to_string(d.max_cluster_size) +
+             ": one grid of " + std::to_string(nb) + " co-resident blocks (cooperative launch), " +
+             "all " + std::to_string(B) + " rows in tiles of " + std::to_string(kPersistentMaxRowTile) +
+             ", one grid-wide barrier per step";
+  return p;
+}
+
+}  // namespace recur::kernels
