@@ -1,5 +1,7 @@
-// The persistent-RNN planner's decisions on an H100's limits over the
-// issue's grid of H and B (CPU, pure arithmetic), and the log it writes.
+// The persistent-RNN path: the planner's decisions on an H100's limits over
+// the grid of H and B (CPU, pure arithmetic), the log it writes, and
+// the CPU twin of the whole passes (with recurrent dropout) against a
+// float64 reference of the step ops.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -227,6 +229,204 @@ TEST(Log, LevelsAndTheDebugMacro) {
   set_log_level(before);
 }
 
+
+// ---- whole passes against a float64 reference -------------------------------------------
+// One case of a whole recurrent pass (backend.h's GruSequence / LstmSequence).
+struct SeqCase {
+  RnnCellKind cell = RnnCellKind::GRU;
+  std::int64_t H = 0, B = 0, T = 0;
+  bool masked = false, dropout = false, training = true;
+};
+
+std::string case_name(const SeqCase& c) {
+  return ::testing::PrintToString(kernels::rnn_cell_kind_name(c.cell)) + " H " + std::to_string(c.H) +
+         " B " + std::to_string(c.B) + " T " + std::to_string(c.T) + (c.masked ? " masked" : "") +
+         (c.dropout ? " recurrent-dropout" : "") + (c.training ? " training" : " inference");
+}
+
+// Random inputs of a case (never zeros): inputs' projection, weights, biases,
+// initial states, a [T, B] mask from per-row lengths (one row of length 0,
+// one full) and a recurrent-dropout mask of 0 and 1 / (1 - 0.3).
+struct SeqData {
+  std::vector<float> xproj, w_hh, b_ih, b_hh, h0, c0, mask, rec_mask;
+};
+
+SeqData make_data(Random& rng, const SeqCase& c) {
+  const int G = kernels::rnn_cell_gates(c.cell);
+  const std::int64_t GH = G * c.H;
+  SeqData d;
+  d.xproj = rng.floats(c.T * c.B * GH, -2, 2);
+  const float bound = 1.f / std::sqrt(float(c.H));
+  d.w_hh = rng.floats(GH * c.H, -bound, bound);
+  d.b_ih = rng.floats(GH, -0.5f, 0.5f);
+  d.b_hh = rng.floats(GH, -0.5f, 0.5f);
+  d.h0 = rng.floats(c.B * c.H);
+  d.c0 = rng.floats(c.B * c.H);
+  if (c.masked) {
+    d.mask.assign(std::size_t(c.T * c.B), 0.f);
+    std::uniform_int_distribution<std::int64_t> len(0, c.T);
+    for (std::int64_t b = 0; b < c.B; ++b) {
+      const std::int64_t n = b == 0 ? c.T : b == 1 ? 0 : len(rng.gen());
+      for (std::int64_t t = 0; t < n; ++t) d.mask[std::size_t(t * c.B + b)] = 1.f;
+    }
+  }
+  if (c.dropout) {
+    std::bernoulli_distribution keep(0.7);
+    d.rec_mask.resize(std::size_t(c.B * c.H));
+    for (float& v : d.rec_mask) v = keep(rng.gen()) ? float(1.0 / 0.7) : 0.f;
+  }
+  return d;
+}
+
+// What a pass writes, as doubles: all states (training) or the last ones.
+struct SeqOut {
+  std::vector<double> hs, cs, ys, saved;
+};
+
+// The float64 reference: rnn_cells.h's element functions (the one copy of the
+// gate math) over a plain matmul, step by step, as the engine's step loop.
+SeqOut reference(const SeqCase& c, const SeqData& d) {
+  const int G = kernels::rnn_cell_gates(c.cell);
+  const std::int64_t H = c.H, B = c.B, T = c.T, GH = G * H, BH = B * H;
+  auto dbl = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+  const auto x = dbl(d.xproj), w = dbl(d.w_hh), bi = dbl(d.b_ih), bh = dbl(d.b_hh), m = dbl(d.mask),
+             rm = dbl(d.rec_mask);
+  SeqOut r;
+  r.hs.assign(std::size_t((T + 1) * BH), 0.0);
+  r.cs.assign(std::size_t((T + 1) * BH), 0.0);
+  r.ys.assign(std::size_t(T * BH), 0.0);
+  r.saved.assign(std::size_t(T * B * 4 * H), 0.0);
+  std::copy(d.h0.begin(), d.h0.end(), r.hs.begin());
+  std::copy(d.c0.begin(), d.c0.end(), r.cs.begin());
+  std::vector<double> hproj(static_cast<std::size_t>(B * GH)), hin(static_cast<std::size_t>(BH));
+  for (std::int64_t t = 0; t < T; ++t) {
+    const double* hp = r.hs.data() + t * BH;
+    for (std::int64_t e = 0; e < BH; ++e) hin[std::size_t(e)] = hp[e] * (c.dropout ? rm[std::size_t(e)] : 1.0);
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t n = 0; n < GH; ++n) {
+        double acc = 0;
+        for (std::int64_t k = 0; k < H; ++k) acc += w[std::size_t(n * H + k)] * hin[std::size_t(b * H + k)];
+        hproj[std::size_t(b * GH + n)] = acc;
+      }
+    const double* mt = c.masked ? m.data() + t * B : nullptr;
+    if (c.cell == RnnCellKind::LSTM) {
+      kernels::LstmStepArgs<double> a;
+      a.B = B;
+      a.H = H;
+      a.xproj = x.data() + t * B * GH;
+      a.hproj = hproj.data();
+      a.ld_x = a.ld_h = GH;
+      a.b_ih = bi.data();
+      a.b_hh = bh.data();
+      a.c_prev = r.cs.data() + t * BH;
+      a.h_prev = hp;
+      a.mask = mt;
+      a.h = r.hs.data() + (t + 1) * BH;
+      a.c = r.cs.data() + (t + 1) * BH;
+      a.y = r.ys.data() + t * BH;
+      a.saved = r.saved.data() + t * B * 4 * H;
+      for (std::int64_t b = 0; b < B; ++b)
+        for (std::int64_t j = 0; j < H; ++j) kernels::lstm_step_element(a, b, j);
+    } else {
+      kernels::GruStepArgs<double> a;
+      a.B = B;
+      a.H = H;
+      a.xproj = x.data() + t * B * GH;
+      a.hproj = hproj.data();
+      a.ld_x = a.ld_h = GH;
+      a.b_ih = bi.data();
+      a.b_hh = bh.data();
+      a.h_prev = hp;
+      a.mask = mt;
+      a.h = r.hs.data() + (t + 1) * BH;
+      a.y = r.ys.data() + t * BH;
+      a.saved = r.saved.data() + t * B * 4 * H;
+      for (std::int64_t b = 0; b < B; ++b)
+        for (std::int64_t j = 0; j < H; ++j) kernels::gru_step_element(a, b, j);
+    }
+  }
+  return r;
+}
+
+// Runs the case through ops::gru_sequence / lstm_sequence on `dev` (float32),
+// every output poisoned with NaN first. Inference returns the last states
+// only (hs[T % 2], cs[0]) in hs and cs.
+SeqOut run_sequence(const SeqCase& c, const SeqData& d, Device dev) {
+  const int G = kernels::rnn_cell_gates(c.cell);
+  const std::int64_t H = c.H, B = c.B, T = c.T, GH = G * H;
+  auto in = [&](const std::vector<float>& v, const Shape& s) {
+    return v.empty() ? Tensor() : Tensor::from_vector(v, s, dev);
+  };
+  auto at = [](const Tensor& t, std::int64_t i) {
+    Shape s(t.shape().begin() + 1, t.shape().end());
+    return t.slice(i, i + 1).reshape(s);
+  };
+  const Tensor xproj = in(d.xproj, {T, B, GH}), w = in(d.w_hh, {GH, H}), bi = in(d.b_ih, {GH}),
+               bh = in(d.b_hh, {GH}), mask = in(d.mask, {T, B}), rmask = in(d.rec_mask, {B, H});
+  const Tensor hs = empty_poisoned({c.training ? T + 1 : 2, B, H}, dev);
+  const Tensor cs = empty_poisoned({c.training ? T + 1 : 1, B, H}, dev);
+  const Tensor ys = empty_poisoned({T, B, H}, dev);
+  const Tensor saved = c.training ? empty_poisoned({T, B, 4 * H}, dev) : Tensor();
+  at(hs, 0).copy_from(in(d.h0, {B, H}));
+  at(cs, 0).copy_from(in(d.c0, {B, H}));
+  if (c.cell == RnnCellKind::LSTM)
+    ops::lstm_sequence({xproj, w, bi, bh, mask, hs, cs, ys, saved, rmask});
+  else
+    ops::gru_sequence({xproj, w, bi, bh, mask, hs, ys, saved, rmask});
+  auto values = [](const Tensor& t) { return widen(t.to_vector<float>()); };
+  SeqOut o;
+  o.ys = values(ys);
+  if (c.training) {
+    o.hs = values(hs);
+    o.saved = values(saved);
+    if (c.cell == RnnCellKind::LSTM) o.cs = values(cs);
+  } else {
+    o.hs = values(at(hs, T % 2));
+    if (c.cell == RnnCellKind::LSTM) o.cs = values(at(cs, 0));
+  }
+  return o;
+}
+
+// float32 against float64: |out - ref| <= rtol (|ref| + 0.1) everywhere, NaN failing.
+void expect_matches_reference(const SeqCase& c, const SeqOut& got, const SeqOut& want, double rtol) {
+  const std::int64_t BH = c.B * c.H;
+  auto last = [&](const std::vector<double>& all) {
+    return std::vector<double>(all.begin() + c.T * BH, all.begin() + (c.T + 1) * BH);
+  };
+  auto f32 = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  EXPECT_TRUE(close_to(f32(got.ys), want.ys, {0.1}, rtol)) << "ys";
+  EXPECT_TRUE(close_to(f32(got.hs), c.training ? want.hs : last(want.hs), {0.1}, rtol)) << "hs";
+  if (c.cell == RnnCellKind::LSTM) {
+    EXPECT_TRUE(close_to(f32(got.cs), c.training ? want.cs : last(want.cs), {0.1}, rtol)) << "cs";
+  }
+  if (c.training) {
+    EXPECT_TRUE(close_to(f32(got.saved), want.saved, {0.1}, rtol)) << "saved";
+  }
+}
+
+TEST(PersistentCpuTwin, WholePassesWithMasksAndRecurrentDropoutMatchTheReference) {
+  // The CPU twin of the persistent kernels: the same cases, masks and
+  // recurrent-dropout masks the CUDA tests below use, on the CPU backend.
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  for (RnnCellKind cell : {RnnCellKind::GRU, RnnCellKind::LSTM})
+    for (auto [H, B, T] : {std::array<std::int64_t, 3>{7, 3, 20}, {32, 40, 12}, {1, 1, 2}})
+      for (int variant = 0; variant < 8; ++variant) {
+        const SeqCase c{cell, H, B, T, (variant & 1) != 0, (variant & 2) != 0, (variant & 4) != 0};
+        SCOPED_TRACE(case_name(c));
+        const SeqData d = make_data(rng, c);
+        expect_matches_reference(c, run_sequence(c, d, Device::cpu()), reference(c, d), 1e-5);
+      }
+}
+
+TEST(PersistentCpuTwin, BackwardWithRecurrentDropoutIsAskedApartAndRefused) {
+  Backend& cpu = backend(Device::cpu());
+  EXPECT_TRUE(cpu.supports({OpKind::GruSequence, DType::f32, 4, 4, true}).ok);
+  EXPECT_TRUE(cpu.supports({OpKind::GruSequenceBackward, DType::f32, 4, 4, false}).ok);
+  const Support s = cpu.supports({OpKind::LstmSequenceBackward, DType::f32, 4, 4, true});
+  EXPECT_FALSE(s.ok);
+  EXPECT_TRUE(contains(s.reason, "recurrent-dropout")) << s.reason;
+}
 
 }  // namespace
 }  // namespace recur::test

@@ -110,6 +110,8 @@ class CudaBackend final : public Backend {
   }
 
   Support supports(const OpQuery& q) const override {
+    if (q.op == OpKind::GruSequenceBackward || q.op == OpKind::LstmSequenceBackward)
+      return Support::no("the CUDA backend runs the backward pass step by step (step kernels)");
     if (q.op == OpKind::GruSequence || q.op == OpKind::LstmSequence)
       return Support::no("the CUDA backend runs recurrent layers step by step (step kernels)");
     if (q.dtype == DType::f32) return Support::yes();
