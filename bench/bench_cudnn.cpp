@@ -2,8 +2,13 @@
 // one process, on the same weights and inputs.
 //
 // For each configuration (cell, hidden H, batch B, steps T, input I, masked):
-//  - recur: the Recurrent layer on cuda:0 (the algorithm its planner picks;
-//    today that is the standard path, so the two recur columns coincide);
+//  - recur: the Recurrent layer on cuda:0, twice: with RECUR_PERSISTENT=0
+//    (recur_standard: the per-step GEMM + pointwise kernels) and with
+//    RECUR_PERSISTENT=1 (recur: the persistent kernel where the planner
+//    allows it, docs/persistent.md; recur_path says which ran, and
+//    persistent_vs_standard_err how far apart their outputs are). The
+//    persistent forward has never run on a GPU: if it throws, the row says
+//    persistent-failed and the standard columns still come out;
 //  - cuDNN: cudnnRNNForward / cudnnRNNBackwardData_v8 /
 //    cudnnRNNBackwardWeights_v8 with every algorithm that accepts the shape
 //    (STANDARD, PERSIST_STATIC, PERSIST_STATIC_SMALL_H, PERSIST_DYNAMIC); the
@@ -27,6 +32,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -253,12 +259,36 @@ void run(const Config& c, int repeats, cudnnHandle_t handle, const std::string& 
   const Tensor dhx = Tensor::empty({1, c.B, c.H}, DType::f32, dev), dcx = lstm ? Tensor::empty({1, c.B, c.H}, DType::f32, dev) : Tensor();
 
   auto* rstream = static_cast<cudaStream_t>(backend(dev).native_stream());
-  const double recur_fwd = time_ms(rstream, repeats, [&](int k) { layer.forward(xs[k], mask); });
-  const double recur_train = time_ms(rstream, repeats, [&](int k) {
-    layer.forward(xs[k], mask, {}, true);
-    layer.backward(dys[k]);
-  });
+  auto time_fwd = [&] { return time_ms(rstream, repeats, [&](int k) { layer.forward(xs[k], mask); }); };
+  auto time_train = [&] {
+    return time_ms(rstream, repeats, [&](int k) {
+      layer.forward(xs[k], mask, {}, true);
+      layer.backward(dys[k]);
+    });
+  };
+  // The standard path, then the persistent one (the backend reads
+  // RECUR_PERSISTENT at every decision).
+  ::setenv("RECUR_PERSISTENT", "0", 1);
+  const double std_fwd = time_fwd(), std_train = time_train();
   const Tensor ref = layer.forward(xs[0], mask).y;
+  ::setenv("RECUR_PERSISTENT", "1", 1);
+  const OpKind seq_op = c.cell == CellType::LSTM ? OpKind::LstmSequence : OpKind::GruSequence;
+  std::string path = backend(dev).supports({seq_op, DType::f32, c.B, c.H}).ok ? "persistent" : "standard";
+  double recur_fwd = std_fwd, recur_train = std_train, perr = 0;
+  if (path == "persistent") {
+    try {
+      recur_fwd = time_fwd();
+      recur_train = time_train();
+      perr = max_rel_err(layer.forward(xs[0], mask).y, ref);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "# persistent %s H %lld B %lld T %lld failed: %s\n",
+                   c.cell == CellType::LSTM ? "lstm" : "gru", (long long)c.H, (long long)c.B,
+                   (long long)c.T, e.message().c_str());
+      path = "persistent-failed";
+      recur_fwd = recur_train = perr = NAN;
+    }
+  }
+  ::unsetenv("RECUR_PERSISTENT");
 
   cudaStream_t cstream;
   CK(cudaStreamCreateWithFlags(&cstream, cudaStreamNonBlocking));
@@ -297,12 +327,14 @@ void run(const Config& c, int repeats, cudnnHandle_t handle, const std::string& 
   const double flops = 2.0 * double(c.T * c.B) * (lstm ? 4 : 3) * double(c.H) * double(c.I + c.H);
   for (int m = 0; m < 2; ++m) {
     const double r = m ? recur_train : recur_fwd, p = m ? best_train : best_fwd;
+    const double rs = m ? std_train : std_fwd;
     const double f = m ? 3 * flops : flops;
-    std::printf("%s,%s,%lld,%lld,%lld,%lld,%d,%s,%.3f,%.3f,%.3f,%s,%.3f,%.2f,%.3g\n", device_columns.c_str(),
-                lstm ? "lstm" : "gru", (long long)c.H, (long long)c.B, (long long)c.T, (long long)c.I,
-                int(c.masked), m ? "train" : "forward", 1000 * r / double(c.T), 1000 * r / double(c.T),
+    std::printf("%s,%s,%lld,%lld,%lld,%lld,%d,%s,%.3f,%.3f,%.3f,%s,%.3f,%.2f,%.3g,%s,%.3g\n",
+                device_columns.c_str(), lstm ? "lstm" : "gru", (long long)c.H, (long long)c.B,
+                (long long)c.T, (long long)c.I, int(c.masked), m ? "train" : "forward",
+                1000 * r / double(c.T), 1000 * rs / double(c.T),
                 p < 1e299 ? 1000 * p / double(c.T) : NAN, (m ? train_algo : fwd_algo).c_str(),
-                p < 1e299 ? p / r : NAN, f / (r * 1e9), err);
+                p < 1e299 ? p / r : NAN, f / (r * 1e9), err, path.c_str(), perr);
     std::fflush(stdout);
   }
 }
@@ -345,7 +377,7 @@ int main(int argc, char** argv) {
     CKDNN(cudnnCreate(&handle));
     std::printf("device,driver,cuda,cudnn,cell,H,B,T,I,masked,mode,recur_us_per_step,"
                 "recur_standard_us_per_step,cudnn_best_us_per_step,cudnn_algo,speedup_vs_cudnn,"
-                "recur_tflops,max_rel_err\n");
+                "recur_tflops,max_rel_err,recur_path,persistent_vs_standard_err\n");
     for (const Config& c : configs) run(c, repeats, handle, dc.str());
     cudnnDestroy(handle);
   } catch (const Error& e) {

@@ -1,7 +1,7 @@
-// The persistent-RNN path: the planner's decisions on an H100's limits over
-// the issue's grid of H and B (CPU, pure arithmetic), the log it writes, and
-// the CPU twin of the whole passes (with recurrent dropout) against a
-// float64 reference of the step ops.
+// The persistent-RNN path (docs/persistent.md): the planner's decisions on an
+// H100's limits over the issue's grid of H and B (CPU, pure arithmetic), the
+// log it writes, and (suites named CUDA, label `gpu`) the persistent kernels
+// against a float64 reference of the step ops.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -426,6 +426,124 @@ TEST(PersistentCpuTwin, BackwardWithRecurrentDropoutIsAskedApartAndRefused) {
   const Support s = cpu.supports({OpKind::LstmSequenceBackward, DType::f32, 4, 4, true});
   EXPECT_FALSE(s.ok);
   EXPECT_TRUE(contains(s.reason, "recurrent-dropout")) << s.reason;
+}
+
+// ---- CUDA: the persistent kernels (label gpu; they skip without a GPU) --------------------
+// RECUR_PERSISTENT=1 for the scope (the backend reads it at every decision).
+class PersistentOn {
+ public:
+  PersistentOn() {
+    if (const char* v = std::getenv("RECUR_PERSISTENT")) previous_ = v, had_ = true;
+    ::setenv("RECUR_PERSISTENT", "1", 1);
+  }
+  ~PersistentOn() {
+    if (had_)
+      ::setenv("RECUR_PERSISTENT", previous_.c_str(), 1);
+    else
+      ::unsetenv("RECUR_PERSISTENT");
+  }
+  PersistentOn(const PersistentOn&) = delete;
+  PersistentOn& operator=(const PersistentOn&) = delete;
+
+ private:
+  std::string previous_;
+  bool had_ = false;
+};
+
+TEST(PersistentCUDA, OffByDefaultAndOnWithTheEnvironmentVariable) {
+  RECUR_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  Backend& gpu = backend(Device::cuda(0));
+  if (!std::getenv("RECUR_PERSISTENT")) {
+    const Support off = gpu.supports({OpKind::GruSequence, DType::f32, 128, 32});
+    EXPECT_FALSE(off.ok);
+    EXPECT_TRUE(contains(off.reason, "RECUR_PERSISTENT=1")) << off.reason;
+  }
+  PersistentOn on;
+  const LogLevel before = log_level();
+  set_log_level(LogLevel::Debug);
+  ::testing::internal::CaptureStderr();
+  const Support yes = gpu.supports({OpKind::GruSequence, DType::f32, 128, 32});
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  set_log_level(before);
+  EXPECT_TRUE(yes.ok) << yes.reason;
+  EXPECT_TRUE(contains(log, "persistent/block-local")) << log;
+  // No persistent backward yet; float64 stays on the CPU; a huge H is standard.
+  EXPECT_FALSE(gpu.supports({OpKind::GruSequenceBackward, DType::f32, 128, 32}).ok);
+  EXPECT_FALSE(gpu.supports({OpKind::LstmSequence, DType::f64, 128, 32}).ok);
+  EXPECT_FALSE(gpu.supports({OpKind::LstmSequence, DType::f32, 16, 4096}).ok);
+}
+
+TEST(PersistentCUDA, ForwardMatchesTheReferenceOverTheIssueGrid) {
+  RECUR_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  PersistentOn on;
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  // (H, B, T): every block-local H of the issue, every B, every T (a subset of
+  // the cross product: the float64 reference runs on the CPU). H 100 B 255 and
+  // H 128 B 263 take two rows per block and leave the last block one.
+  const std::int64_t shapes[][3] = {{1, 1, 1},     {7, 3, 2},     {32, 128, 240}, {32, 257, 2},
+                                    {64, 32, 240}, {100, 3, 1000}, {100, 255, 2}, {128, 1, 240},
+                                    {128, 263, 2}, {64, 1, 1000}};
+  for (RnnCellKind cell : {RnnCellKind::GRU, RnnCellKind::LSTM})
+    for (auto [H, B, T] : shapes)
+      for (int variant = 0; variant < 8; ++variant) {
+        const SeqCase c{cell, H, B, T, (variant & 1) != 0, (variant & 2) != 0, (variant & 4) != 0};
+        SCOPED_TRACE(case_name(c));
+        const OpKind op = cell == RnnCellKind::LSTM ? OpKind::LstmSequence : OpKind::GruSequence;
+        const Support s = backend(Device::cuda(0)).supports({op, DType::f32, B, H, c.dropout});
+        if (!s.ok) {
+          // Only LSTM 128 (256 KiB of W_hh) is beyond one block on an H100.
+          EXPECT_TRUE(cell == RnnCellKind::LSTM && H == 128) << s.reason;
+          continue;
+        }
+        const SeqData d = make_data(rng, c);
+        expect_matches_reference(c, run_sequence(c, d, Device::cuda(0)), reference(c, d), 1e-5);
+      }
+}
+
+TEST(PersistentCUDA, LayersTrainThroughThePersistentForwardAndTheStepBackward) {
+  // The engine: the forward pass in one persistent launch, the backward pass
+  // through the step kernels on what it saved; against the CPU layer.
+  RECUR_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  PersistentOn on;
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  const Device cpu = Device::cpu(), gpu = Device::cuda(0);
+  for (CellType cell : {CellType::GRU, CellType::LSTM})
+    for (bool dropout : {false, true}) {
+      SCOPED_TRACE(std::string(cell_name(cell)) + (dropout ? " recurrent dropout" : ""));
+      const std::int64_t B = 9, T = 37, H = 32, I = 5;
+      RecurrentOptions o;
+      o.cell = cell;
+      o.input_size = I;
+      o.units = H;
+      o.return_sequences = true;
+      o.return_state = true;
+      const std::uint64_t seed = rng.gen()();
+      Recurrent lc(o, cpu, seed), lg(o, gpu, seed);
+      if (dropout) {
+        SeqCase sc{RnnCellKind::GRU, H, B, 1, false, true, true};
+        const Tensor m = Tensor::from_vector(make_data(rng, sc).rec_mask, {B, H}, cpu);
+        lc.set_dropout_masks({}, m);
+        lg.set_dropout_masks({}, m);
+      }
+      std::vector<std::int64_t> lengths(static_cast<std::size_t>(B));
+      std::uniform_int_distribution<std::int64_t> len(0, T);
+      for (auto& n : lengths) n = len(rng.gen());
+      lengths[0] = T;
+      const Tensor x = Tensor::from_vector(rng.floats(B * T * I), {B, T, I}, cpu);
+      const Tensor mask = lengths_to_mask(lengths, T, DType::f32, cpu);
+      const Tensor dy = Tensor::from_vector(rng.floats(B * T * H), {B, T, H}, cpu);
+      const auto oc = lc.forward(x, mask, {}, true);
+      const auto og = lg.forward(x.to(gpu), mask.to(gpu), {}, true);
+      const auto gc = lc.backward(dy);
+      const auto gg = lg.backward(dy.to(gpu));
+      const double rtol = 1e-4;  // float32 on both sides, as RecurrentCUDA.MatchesCpuOnShapeSweep
+      EXPECT_TRUE(close_to(og.y, widen(oc.y.to_vector<float>()), {0.1}, rtol)) << "y";
+      EXPECT_TRUE(close_to(gg.dx, widen(gc.dx.to_vector<float>()), {0.1}, rtol)) << "dx";
+      EXPECT_TRUE(close_to(lg.grads().w_hh, widen(lc.grads().w_hh.to_vector<float>()), {1.0}, rtol)) << "dW_hh";
+      EXPECT_TRUE(close_to(lg.grads().b_hh, widen(lc.grads().b_hh.to_vector<float>()), {1.0}, rtol)) << "db_hh";
+    }
 }
 
 }  // namespace

@@ -24,10 +24,10 @@ std::string kib(std::int64_t bytes) {
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
-// Registers per thread of the BlockLocal kernel, estimated: the G x R
-// accumulators, R state values, addresses and loop state. Only used to
-// count resident blocks (the launch checks the real figure).
-int block_local_regs(int G, int R) { return std::min(255, (G * R + R + 40 + 7) / 8 * 8); }
+// Registers per thread of the BlockLocal kernel, estimated from ptxas -v
+// (CUDA 13.0, sm_90, __launch_bounds__(512)): GRU 64, 96, 122, 128 and LSTM
+// 85, 92, 108, 128 for R = 1, 2, 4, 8. Only used to count resident blocks.
+int block_local_regs(int G, int R) { return std::min(128, 64 + 4 * G * R); }
 
 int resident_blocks(const DeviceLimits& d, int threads, std::int64_t smem, int regs) {
   std::int64_t n = d.max_blocks_per_sm;
@@ -120,14 +120,15 @@ PersistentPlan plan_persistent(const PersistentQuery& q, const DeviceLimits& d) 
   // into slices of R rows, one block per slice. The smallest R whose blocks
   // all fit on the GPU at once: fewer rows per block is less work per step,
   // and the step time is the layer's latency.
-  const int ksplit = persistent_ksplit(H, d.max_threads_per_block);
+  const int max_threads = std::min(d.max_threads_per_block, kPersistentMaxThreads);
+  const int ksplit = persistent_ksplit(H, max_threads);
   const std::int64_t threads = H * ksplit;
   const int w_ld = persistent_w_ld(H, ksplit);
   std::string why_not_local;
   const std::int64_t smem1 = block_local_layout(G, H, 1, w_ld).total * kFloat;
-  if (threads > d.max_threads_per_block) {
-    why_not_local = std::to_string(H) + " units need more than the " +
-                    std::to_string(d.max_threads_per_block) + " threads of a block";
+  if (threads > max_threads) {
+    why_not_local = std::to_string(H) + " units need more than the " + std::to_string(max_threads) +
+                    " threads of a block";
   } else if (smem1 > d.smem_per_block_optin) {
     why_not_local = "one block would need " + kib(smem1) + " of shared memory (W_hh padded, " +
                     "state, input), more than the " + kib(d.smem_per_block_optin) + " a block can have";

@@ -153,7 +153,9 @@ struct GruResetBeforeBackR {
 // A whole recurrent pass over time in one call (recur/kernels/rnn_sequence.h):
 // the step ops' equations and masking for every step, with the recurrent GEMM
 // inside. The CPU backend runs it with its batch rows split over threads and
-// no synchronisation between steps. A backend without it says so in supports() (OpKind::GruSequence /
+// no synchronisation between steps; the CUDA backend, with RECUR_PERSISTENT=1,
+// runs the forward pass as one persistent kernel (docs/persistent.md). A
+// backend without it says so in supports() (OpKind::GruSequence /
 // LstmSequence, and GruSequenceBackward / LstmSequenceBackward for the
 // backward passes, which are asked apart) and callers loop over the step ops
 // instead. Tensors are time-major in processing order; optional: b_ih, b_hh,

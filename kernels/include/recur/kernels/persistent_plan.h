@@ -89,6 +89,10 @@ PersistentPlan plan_persistent(const PersistentQuery& query, const DeviceLimits&
 
 // ---- shared with the kernel (kernels/cuda/persistent_rnn.cu) ----------------------------
 
+// Threads per BlockLocal block at most: the kernel's __launch_bounds__. At
+// 512 a thread may use 128 registers; at 1024 only 64, and the kernel spills
+// (ptxas -v, sm_90: 24 bytes for GRU with one row, 224 for LSTM with eight).
+inline constexpr int kPersistentMaxThreads = 512;
 // Row tiles a BlockLocal kernel is compiled for; rows_per_block is one of them.
 inline constexpr int kPersistentRowTiles[] = {1, 2, 4, 8};
 inline constexpr int kPersistentMaxRowTile = 8;
