@@ -1,4 +1,6 @@
-// Persistent-RNN forward kernels, regime BlockLocal (docs/persistent.md):
+// Persistent-RNN forward kernels, regimes BlockLocal and Grid (docs/persistent.md).
+//
+// BlockLocal:
 // one launch runs all T steps of a GRU (reset_after) or LSTM layer. Each
 // block owns `RT` rows of the batch and all H units, keeps W_hh in shared
 // memory for the whole pass, and synchronises only with itself, once per
@@ -23,9 +25,23 @@
 //      recurrent-dropout product to the other `hin` buffer, outputs and
 //      saved activations straight to global memory;
 //   4. wait for the copy of step t + 1, then __syncthreads(): the one barrier.
+//
+// Grid (W_hh larger than a block's shared memory): block i keeps the G gate
+// rows of `units` consecutive hidden units, for all B rows; the grid is
+// launched cooperatively (all blocks resident) and ends every step with
+// grid.sync(). Per step and tile of RT rows: the previous state of the tile
+// (all H units, written by every block in the previous step) is read from
+// global memory through L2 (__ldcg: L1 is not coherent across SMs) into
+// shared memory, recurrent dropout applied; then the dot products as above,
+// and the element function for (r, j) with everything else in global memory:
+// hproj goes to a [B, G H] scratch and is read back by the thread that wrote
+// it, states are hs/cs themselves (each element read and written by one
+// thread, the same at every step).
+#include <cooperative_groups.h>
 #include <cuda_pipeline.h>
 
 #include <climits>
+#include <string>
 
 #include "check.h"
 #include "persistent_rnn.h"
@@ -209,6 +225,208 @@ __global__ void __launch_bounds__(kPersistentMaxThreads) block_local_forward(Pas
   }
 }
 
+// Registers for a tile's G x RT dot products of one unit over k = lane, lane
+// + ks, ...: w(k) returns the unit's weight of gate g at k, hv from `tile`
+// ([RT, H], `rows` valid). Leaves the sums in every lane of the group.
+template <int G, int RT, class W>
+__device__ __forceinline__ void unit_dot(float (&acc)[G][RT], const float* tile, int rows, int H, int lane,
+                                         int ks, unsigned group_mask, W w) {
+#pragma unroll
+  for (int g = 0; g < G; ++g)
+#pragma unroll
+    for (int r = 0; r < RT; ++r) acc[g][r] = 0.f;
+  for (int k = lane; k < H; k += ks) {
+    float hv[RT];
+#pragma unroll
+    for (int r = 0; r < RT; ++r) hv[r] = r < rows ? tile[r * H + k] : 0.f;
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      const float wv = w(g, k);
+#pragma unroll
+      for (int r = 0; r < RT; ++r) acc[g][r] = fmaf(wv, hv[r], acc[g][r]);
+    }
+  }
+  for (int off = ks >> 1; off > 0; off >>= 1)
+#pragma unroll
+    for (int g = 0; g < G; ++g)
+#pragma unroll
+      for (int r = 0; r < RT; ++r) acc[g][r] += __shfl_xor_sync(group_mask, acc[g][r], off);
+}
+
+// The Grid kernel's extra arguments.
+struct GridParams {
+  int units = 0;           // hidden units per block (the last block may have fewer)
+  float* hproj = nullptr;  // [B, G H] scratch
+};
+
+template <bool kLstm, int RT>
+__global__ void __launch_bounds__(kPersistentMaxThreads) grid_forward(PassParams p, GridParams q) {
+  namespace cg = cooperative_groups;
+  constexpr int G = kLstm ? 4 : 3;
+  extern __shared__ float4 smem_raw[];
+  float* sm = reinterpret_cast<float*>(smem_raw);
+  const int H = p.H, GH = G * H, B = p.B, T = p.T, Hb = q.units;
+  const GridLayout L = grid_layout(G, H, Hb, RT, p.w_ld);
+  float* w = sm + L.w;      // [G Hb][w_ld]
+  float* tile = sm + L.h;   // [RT][H]
+  const int u0 = blockIdx.x * Hb;
+  const int units = min(Hb, H - u0);
+  const int tid = threadIdx.x, nthreads = blockDim.x;
+  const std::int64_t BH = std::int64_t(B) * H;
+  cg::grid_group grid = cg::this_grid();
+
+  for (int i = tid; i < G * units * H; i += nthreads) {
+    const int n = i / H, k = i % H, g = n / units, u = n % units;
+    w[(g * Hb + u) * p.w_ld + k] = p.w_hh[std::int64_t(g * H + u0 + u) * H + k];
+  }
+  __syncthreads();
+
+  const int ks = p.ksplit;
+  const int u = tid / ks, lane = tid % ks, j = u0 + u;
+  const bool active = u < units;
+  const int warp_lane = tid & 31;
+  const unsigned group_mask =
+      ks >= 32 ? 0xffffffffu : (((1u << ks) - 1u) << (warp_lane & ~(ks - 1)));
+
+  for (int t = 0; t < T; ++t) {
+    const float* h_prev = p.hs + std::int64_t(p.all_states ? t : t % 2) * BH;
+    float* h_next = p.hs + std::int64_t(p.all_states ? t + 1 : (t + 1) % 2) * BH;
+    float* c_prev = kLstm ? p.cs + std::int64_t(p.all_states ? t : 0) * BH : nullptr;
+    float* c_next = kLstm ? p.cs + std::int64_t(p.all_states ? t + 1 : 0) * BH : nullptr;
+    for (int row0 = 0; row0 < B; row0 += RT) {
+      const int rows = min(RT, B - row0);
+      // The tile of the previous state, all units, from L2.
+      for (int i = tid; i < rows * H; i += nthreads) {
+        const std::int64_t g = std::int64_t(row0) * H + i;
+        const float v = __ldcg(h_prev + g);
+        tile[i] = p.rec_mask ? v * p.rec_mask[g] : v;
+      }
+      __syncthreads();
+      if (active) {
+        float acc[G][RT];
+        unit_dot<G, RT>(acc, tile, rows, H, lane, ks, group_mask,
+                        [&](int g, int k) { return w[(g * Hb + u) * p.w_ld + k]; });
+        float* hproj = q.hproj + std::int64_t(row0) * GH;
+#pragma unroll
+        for (int r = 0; r < RT; ++r) {
+          if (r >= rows || r % ks != lane) continue;
+#pragma unroll
+          for (int g = 0; g < G; ++g) hproj[std::int64_t(r) * GH + g * H + j] = acc[g][r];
+          const float* xproj = p.xproj + (std::int64_t(t) * B + row0) * GH;
+          const float* mask_t = p.mask ? p.mask + std::int64_t(t) * B + row0 : nullptr;
+          float* y_t = p.ys ? p.ys + std::int64_t(t) * BH + std::int64_t(row0) * H : nullptr;
+          float* saved_t = p.saved ? p.saved + (std::int64_t(t) * B + row0) * 4 * H : nullptr;
+          const std::int64_t off = std::int64_t(row0) * H;
+          if constexpr (kLstm) {
+            LstmStepArgs<float> a;
+            a.B = rows;
+            a.H = H;
+            a.xproj = xproj;
+            a.hproj = hproj;
+            a.ld_x = a.ld_h = GH;
+            a.b_ih = p.b_ih;
+            a.b_hh = p.b_hh;
+            a.c_prev = c_prev + off;  // inference: the same buffer, element by element
+            a.c = c_next + off;
+            a.h_prev = h_prev + off;
+            a.mask = mask_t;
+            a.h = h_next + off;
+            a.y = y_t;
+            a.saved = saved_t;
+            lstm_step_element(a, r, j);
+          } else {
+            GruStepArgs<float> a;
+            a.B = rows;
+            a.H = H;
+            a.xproj = xproj;
+            a.hproj = hproj;
+            a.ld_x = a.ld_h = GH;
+            a.b_ih = p.b_ih;
+            a.b_hh = p.b_hh;
+            a.h_prev = h_prev + off;
+            a.mask = mask_t;
+            a.h = h_next + off;
+            a.y = y_t;
+            a.saved = saved_t;
+            gru_step_element(a, r, j);
+          }
+        }
+      }
+      __syncthreads();  // the tile is reused by the next rows
+    }
+    // Every unit of the new state is written before any block reads it.
+    grid.sync();
+  }
+}
+
+// A cooperative launch needs every block resident at once: checked with the
+// real kernel (registers included), not the planner's estimate. Empty when
+// the plan fits, else why not.
+template <bool kLstm, int RT>
+std::string grid_residency(const PersistentPlan& plan) {
+  auto* kernel = grid_forward<kLstm, RT>;
+  const int smem = int(plan.smem_bytes);
+  RECUR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  int per_sm = 0, device = 0, sms = 0;
+  RECUR_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, plan.threads, smem));
+  RECUR_CUDA_CHECK(cudaGetDevice(&device));
+  RECUR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  if (std::int64_t(per_sm) * sms >= plan.blocks) return {};
+  return "persistent grid pass: " + std::to_string(plan.blocks) + " blocks of " +
+         std::to_string(plan.threads) + " threads and " + std::to_string(plan.smem_bytes) +
+         " bytes of shared memory cannot all be resident (" + std::to_string(per_sm) + " per SM x " +
+         std::to_string(sms) + " SMs)";
+}
+
+template <bool kLstm>
+std::string grid_residency(const PersistentPlan& plan) {
+  switch (plan.row_tile) {
+    case 1: return grid_residency<kLstm, 1>(plan);
+    case 2: return grid_residency<kLstm, 2>(plan);
+    case 4: return grid_residency<kLstm, 4>(plan);
+    case 8: return grid_residency<kLstm, 8>(plan);
+    default: break;
+  }
+  return "persistent grid pass: no kernel for a row tile of " + std::to_string(plan.row_tile);
+}
+
+template <bool kLstm, int RT>
+void launch_grid_tile(const PassParams& p, const GridParams& q, const PersistentPlan& plan,
+                      cudaStream_t stream) {
+  auto* kernel = grid_forward<kLstm, RT>;
+  const int smem = int(plan.smem_bytes);
+  const std::string why = grid_residency<kLstm, RT>(plan);  // also sets the shared-memory limit
+  RECUR_CHECK(why.empty(), Unsupported, why);
+  PassParams pp = p;
+  GridParams qq = q;
+  void* args[] = {&pp, &qq};
+  RECUR_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(plan.blocks),
+                                               dim3(plan.threads), args, std::size_t(smem), stream));
+  RECUR_CHECK_LAUNCH();
+}
+
+template <bool kLstm>
+void launch_grid(const PassParams& p, float* hproj, const PersistentPlan& plan, cudaStream_t stream) {
+  constexpr int G = kLstm ? 4 : 3;
+  const std::int64_t smem = grid_layout(G, p.H, plan.units_per_block, plan.row_tile, plan.w_ld).total * 4;
+  RECUR_CHECK(hproj != nullptr && plan.units_per_block >= 1 &&
+                  std::int64_t(plan.blocks) * plan.units_per_block >= p.H &&
+                  std::int64_t(plan.blocks - 1) * plan.units_per_block < p.H &&
+                  plan.threads == plan.units_per_block * plan.ksplit && plan.smem_bytes == smem &&
+                  plan.w_ld == p.w_ld && plan.ksplit == p.ksplit && plan.rows_per_block == p.B,
+              Internal, "persistent grid pass: the plan (", plan.describe(), ") does not fit H = ", p.H,
+              ", B = ", p.B, " (or no hproj scratch)");
+  const GridParams q{plan.units_per_block, hproj};
+  switch (plan.row_tile) {
+    case 1: return launch_grid_tile<kLstm, 1>(p, q, plan, stream);
+    case 2: return launch_grid_tile<kLstm, 2>(p, q, plan, stream);
+    case 4: return launch_grid_tile<kLstm, 4>(p, q, plan, stream);
+    case 8: return launch_grid_tile<kLstm, 8>(p, q, plan, stream);
+    default: break;
+  }
+  RECUR_THROW(Internal, "persistent grid pass: no kernel for a row tile of ", plan.row_tile);
+}
+
 template <bool kLstm, int RT>
 void launch_tile(const PassParams& p, const PersistentPlan& plan, cudaStream_t stream) {
   auto* kernel = block_local_forward<kLstm, RT>;
@@ -219,11 +437,12 @@ void launch_tile(const PassParams& p, const PersistentPlan& plan, cudaStream_t s
 }
 
 template <bool kLstm>
-void launch(const PassParams& p, const PersistentPlan& plan, cudaStream_t stream) {
+void launch(const PassParams& p, float* hproj, const PersistentPlan& plan, cudaStream_t stream) {
   constexpr int G = kLstm ? 4 : 3;
+  if (plan.regime == PersistentRegime::Grid) return launch_grid<kLstm>(p, hproj, plan, stream);
   RECUR_CHECK(plan.regime == PersistentRegime::BlockLocal, Unsupported,
-              "persistent ", kLstm ? "LSTM" : "GRU", " pass: only the block-local regime has a kernel; "
-              "the plan is ", plan.describe());
+              "persistent ", kLstm ? "LSTM" : "GRU", " pass: only the block-local and grid regimes have "
+              "kernels; the plan is ", plan.describe());
   // The plan must be the one plan_persistent() gives for this H and B.
   const std::int64_t smem = block_local_layout(G, p.H, plan.rows_per_block, plan.w_ld).total * 4;
   RECUR_CHECK(plan.units_per_block == p.H && plan.threads == p.H * plan.ksplit &&
@@ -267,10 +486,18 @@ PassParams params_of(const Args& a, const PersistentPlan& plan) {
 
 }  // namespace
 
+std::string persistent_plan_check(RnnCellKind cell, const PersistentPlan& plan) {
+  if (plan.regime == PersistentRegime::BlockLocal) return {};
+  if (plan.regime != PersistentRegime::Grid || (cell != RnnCellKind::GRU && cell != RnnCellKind::LSTM))
+    return std::string("persistent kernels: no kernel for ") + rnn_cell_kind_name(cell) + " in regime " +
+           persistent_regime_name(plan.regime) + " (block-local and grid exist, for GRU and LSTM)";
+  return cell == RnnCellKind::LSTM ? grid_residency<true>(plan) : grid_residency<false>(plan);
+}
+
 void gru_sequence_persistent(const GruSequenceArgs<float>& a, const PersistentPlan& plan,
                              cudaStream_t stream) {
   if (a.B == 0 || a.H == 0) return;
-  launch<false>(params_of(a, plan), plan, stream);
+  launch<false>(params_of(a, plan), a.hproj, plan, stream);
 }
 
 void lstm_sequence_persistent(const LstmSequenceArgs<float>& a, const PersistentPlan& plan,
@@ -278,7 +505,7 @@ void lstm_sequence_persistent(const LstmSequenceArgs<float>& a, const Persistent
   if (a.B == 0 || a.H == 0) return;
   PassParams p = params_of(a, plan);
   p.cs = a.cs;
-  launch<true>(p, plan, stream);
+  launch<true>(p, a.hproj, plan, stream);
 }
 
 }  // namespace recur::kernels::cuda

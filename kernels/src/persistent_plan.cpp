@@ -150,6 +150,7 @@ PersistentPlan plan_persistent(const PersistentQuery& q, const DeviceLimits& d) 
       p.threads = int(threads);
       p.units_per_block = int(H);
       p.rows_per_block = R;
+      p.row_tile = R;
       p.ksplit = ksplit;
       p.w_ld = w_ld;
       p.smem_bytes = smem;
@@ -168,32 +169,32 @@ PersistentPlan plan_persistent(const PersistentQuery& q, const DeviceLimits& d) 
   }
 
   // (b), (c): W_hh cut by hidden units over several blocks, each holding the
-  // G gate rows of its units; every block needs the whole previous state each
-  // step, staged through shared memory in tiles of kPersistentMaxRowTile rows.
-  const std::int64_t staging = 2 * kPersistentMaxRowTile * H * kFloat;  // state tile, double-buffered
-  const std::int64_t per_unit = G * std::int64_t(w_ld) * kFloat + 2 * G * kFloat +  // W rows, biases
-                                3 * G * kPersistentMaxRowTile * kFloat;             // hproj, x tiles
-  const std::int64_t room = d.smem_per_block_optin - staging;
-  const std::int64_t units_max = room > 0 ? room / per_unit : 0;
+  // G gate rows of its units (grid_layout()); every block needs the whole
+  // previous state each step, staged through shared memory in tiles of
+  // `tile` rows. Sized with the widest row padding (31 floats), then padded
+  // for the lanes actually chosen.
+  int tile = 1;
+  while (tile < kPersistentMaxRowTile && tile < B) tile *= 2;
+  const std::int64_t staging = persistent_align4(tile * H) * kFloat;
+  const std::int64_t per_unit = G * (H + 31) * kFloat;
+  const std::int64_t room = d.smem_per_block_optin - staging - 16;
+  const std::int64_t units_max = room > 0 ? std::min<std::int64_t>(room / per_unit, max_threads) : 0;
   if (units_max < 1)
     return standard(p, shape + "; not one block-local plan (" + why_not_local +
                            "), and a block cannot hold even one unit's weights with a state tile");
-  const std::int64_t nb = ceil_div(H, units_max);  // blocks that hold W_hh once
+  std::int64_t nb = ceil_div(H, units_max);     // blocks that hold W_hh once
   const std::int64_t units = ceil_div(H, nb);
-  const std::int64_t smem = staging + units * per_unit;
-  const int ks = std::min(ksplit, std::max(1, int(d.max_threads_per_block / std::max<std::int64_t>(units, 1))));
-  int ks2 = 1;
-  while (ks2 * 2 <= ks) ks2 *= 2;
-  // Threads: the units' dot products for a tile of rows (provisional: these
-  // regimes have no kernel yet).
-  const std::int64_t tile = std::min<std::int64_t>(B, kPersistentMaxRowTile);
-  const std::int64_t thr =
-      std::min<std::int64_t>(d.max_threads_per_block, (units * ks2 * tile + 31) / 32 * 32);
-  const int per_sm = resident_blocks(d, int(std::max<std::int64_t>(thr, 32)), smem, 64);
+  nb = ceil_div(H, units);                      // no block without units
+  const int ks = persistent_ksplit(H, units, max_threads);
+  const int ld = persistent_w_ld(H, ks);
+  const std::int64_t smem = grid_layout(G, H, int(units), tile, ld).total * kFloat;
+  const int thr = int(units * ks);
+  const int per_sm = resident_blocks(d, thr, smem, 128);
   p.units_per_block = int(units);
-  p.ksplit = ks2;
-  p.w_ld = w_ld;
-  p.threads = int(std::max<std::int64_t>(thr, 32));
+  p.row_tile = tile;
+  p.ksplit = ks;
+  p.w_ld = ld;
+  p.threads = thr;
   p.smem_bytes = smem;
   p.blocks_per_sm = per_sm;
   const std::string spans = shape + ", more than one block's shared memory (" + why_not_local +
@@ -226,7 +227,7 @@ PersistentPlan plan_persistent(const PersistentQuery& q, const DeviceLimits& d) 
   p.rows_per_block = int(B);
   p.reason = spans + ", more than a cluster of " + std::to_string(d.max_cluster_size) +
              ": one grid of " + std::to_string(nb) + " co-resident blocks (cooperative launch), " +
-             "all " + std::to_string(B) + " rows in tiles of " + std::to_string(kPersistentMaxRowTile) +
+             "all " + std::to_string(B) + " rows in tiles of " + std::to_string(tile) +
              ", one grid-wide barrier per step";
   return p;
 }

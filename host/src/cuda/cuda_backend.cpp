@@ -365,7 +365,13 @@ class CudaBackend final : public Backend {
     a.all_states = s.saved.defined();
     a.ys = detail::opt_out<float>(s.ys);
     a.saved = detail::opt_out<float>(s.saved);
-    kc::gru_sequence_persistent(a, plan({OpKind::GruSequence, DType::f32, B, H}), stream_);
+    const kernels::PersistentPlan p = plan({OpKind::GruSequence, DType::f32, B, H});
+    // The grid kernel's hproj scratch; back in the cache when this returns,
+    // reused only after the kernel (one stream).
+    const Tensor hproj = p.regime == kernels::PersistentRegime::Grid ? Tensor::empty({B, 3 * H}, DType::f32, device())
+                                                                     : Tensor();
+    a.hproj = detail::opt_out<float>(hproj);
+    kc::gru_sequence_persistent(a, p, stream_);
   }
 
   void lstm_sequence(const LstmSequence& s) override {
@@ -386,7 +392,11 @@ class CudaBackend final : public Backend {
     a.all_states = s.saved.defined();
     a.ys = detail::opt_out<float>(s.ys);
     a.saved = detail::opt_out<float>(s.saved);
-    kc::lstm_sequence_persistent(a, plan({OpKind::LstmSequence, DType::f32, B, H}), stream_);
+    const kernels::PersistentPlan p = plan({OpKind::LstmSequence, DType::f32, B, H});
+    const Tensor hproj = p.regime == kernels::PersistentRegime::Grid ? Tensor::empty({B, 4 * H}, DType::f32, device())
+                                                                     : Tensor();
+    a.hproj = detail::opt_out<float>(hproj);
+    kc::lstm_sequence_persistent(a, p, stream_);
   }
 
  private:
@@ -395,7 +405,11 @@ class CudaBackend final : public Backend {
   kernels::PersistentPlan plan(const OpQuery& q) const {
     const kernels::RnnCellKind cell =
         q.op == OpKind::LstmSequence ? kernels::RnnCellKind::LSTM : kernels::RnnCellKind::GRU;
-    kernels::PersistentPlan p = kernels::plan_persistent({cell, q.hidden, q.batch, q.dtype}, limits_);
+    // No cluster kernel yet: plan as for a GPU without clusters, so that what
+    // would be a cluster becomes a grid (a grid barrier over a few blocks).
+    kernels::DeviceLimits d = limits_;
+    d.max_cluster_size = 1;
+    kernels::PersistentPlan p = kernels::plan_persistent({cell, q.hidden, q.batch, q.dtype}, d);
     if (log_enabled(LogLevel::Debug)) {
       std::lock_guard<std::mutex> lock(log_mutex_);
       if (logged_.insert({int(cell), q.hidden, q.batch, int(q.dtype)}).second)
@@ -410,10 +424,13 @@ class CudaBackend final : public Backend {
                          "RECUR_PERSISTENT=1 enables the persistent kernels, not yet run on a GPU");
     if (q.batch <= 0 || q.hidden <= 0) return Support::yes();  // empty: nothing runs
     const kernels::PersistentPlan p = plan(q);
-    if (p.regime == kernels::PersistentRegime::BlockLocal) return Support::yes();
     if (!p.persistent()) return Support::no("persistent kernels: " + p.describe());
-    return Support::no("persistent kernels: the plan is " + p.describe() +
-                       "; only the block-local regime has a kernel so far");
+    DeviceScope scope(index_);
+    const kernels::RnnCellKind cell =
+        q.op == OpKind::LstmSequence ? kernels::RnnCellKind::LSTM : kernels::RnnCellKind::GRU;
+    const std::string why = kc::persistent_plan_check(cell, p);
+    if (why.empty()) return Support::yes();
+    return Support::no(why + "; the plan was " + p.describe());
   }
 
   int index_;

@@ -71,6 +71,7 @@ struct PersistentPlan {
   int cluster_size = 1;      // blocks per cluster (Cluster), else 1
   int units_per_block = 0;   // hidden units a block owns (all G gate rows of each)
   int rows_per_block = 0;    // batch rows a block computes each step (BlockLocal: its slice)
+  int row_tile = 0;          // rows per pass over W_hh (the kernel's compiled tile: 1, 2, 4, 8)
   int ksplit = 0;            // lanes that share one dot product over H (a power of two <= 32)
   int w_ld = 0;              // padded row length of W_hh in shared memory, in floats
   std::int64_t smem_bytes = 0;  // dynamic shared memory per block
@@ -97,13 +98,14 @@ inline constexpr int kPersistentMaxThreads = 512;
 inline constexpr int kPersistentRowTiles[] = {1, 2, 4, 8};
 inline constexpr int kPersistentMaxRowTile = 8;
 
-// Lanes per dot product: about 8 to 16 multiply-adds per lane and step, and
-// no more than `max_threads` threads for H units.
-inline int persistent_ksplit(std::int64_t H, int max_threads) {
+// Lanes per dot product of length K: about 8 to 16 multiply-adds per lane
+// and step, and no more than `max_threads` threads for `groups` units.
+inline int persistent_ksplit(std::int64_t K, std::int64_t groups, int max_threads) {
   int k = 1;
-  while (k < 32 && k * 16 < H && std::int64_t(2 * k) * H <= max_threads) k *= 2;
+  while (k < 32 && k * 16 < K && std::int64_t(2 * k) * groups <= max_threads) k *= 2;
   return k;
 }
+inline int persistent_ksplit(std::int64_t H, int max_threads) { return persistent_ksplit(H, H, max_threads); }
 
 // W_hh rows are padded so that the ksplit lanes of 32 / ksplit consecutive
 // units read 32 different banks: w_ld = ksplit (mod 32). With ksplit = 32
@@ -139,6 +141,22 @@ RECUR_HD BlockLocalLayout block_local_layout(int G, std::int64_t H, int R, int w
   l.hproj = l.c + persistent_align4(G == 4 ? R * H : 0);
   l.xs = l.hproj + persistent_align4(R * GH);
   l.total = l.xs + persistent_align4(2 * R * GH);
+  return l;
+}
+
+// The Grid kernel's shared memory, offsets in floats: the G gate rows of the
+// block's `units` units of W_hh ([G units, w_ld]; row g * units + u is
+// W_hh's row g * H + first unit + u) and a tile of RT rows of the previous
+// state ([RT, H], recurrent dropout applied). Everything else (states,
+// inputs, hproj) stays in global memory, read back by the thread that wrote it.
+struct GridLayout {
+  std::int64_t w, h, total;
+};
+RECUR_HD GridLayout grid_layout(int G, std::int64_t H, int units, int RT, int w_ld) {
+  GridLayout l{};
+  l.w = 0;
+  l.h = persistent_align4(std::int64_t(G) * units * w_ld);
+  l.total = l.h + persistent_align4(std::int64_t(RT) * H);
   return l;
 }
 
