@@ -73,7 +73,7 @@ void expect_consistent(const PersistentPlan& p, const DeviceLimits& d, std::int6
       EXPECT_EQ(p.threads, p.units_per_block * p.ksplit);
       EXPECT_TRUE(p.row_tile >= std::min<std::int64_t>(B, 8) && p.row_tile <= 8 &&
                   (p.row_tile & (p.row_tile - 1)) == 0) << p.row_tile;
-      const int G = p.w_hh_bytes / (4 * H * H) == 4 ? 4 : 3;
+      const int G = int(p.w_hh_bytes / (4 * H * H));
       EXPECT_EQ(p.smem_bytes, kernels::grid_layout(G, H, p.units_per_block, p.row_tile, p.w_ld).total * 4);
       break;
     }
@@ -159,6 +159,29 @@ TEST(PersistentPlan, WeightsOverOneBlockGoToAClusterThenTheGrid) {
         EXPECT_EQ(p.regime, PersistentRegime::Grid) << p.describe();
         EXPECT_TRUE(contains(p.reason, "grid-wide barrier")) << p.reason;
       }
+}
+
+TEST(PersistentPlan, EveryPlanOverTheIssueGridIsLaunchable) {
+  // With and without clusters (the CUDA backend plans without them until the
+  // cluster kernel exists): every plan fits the limits and the kernels' layouts.
+  for (int clusters : {16, 1}) {
+    DeviceLimits d = DeviceLimits::h100_sxm();
+    d.max_cluster_size = clusters;
+    for (RnnCellKind cell : {RnnCellKind::GRU, RnnCellKind::LSTM, RnnCellKind::SimpleRNN})
+      for (std::int64_t H : {1, 7, 32, 64, 100, 128, 256, 512, 1024, 2048})
+        for (std::int64_t B : {1, 3, 32, 128, 256}) {
+          SCOPED_TRACE(::testing::Message() << kernels::rnn_cell_kind_name(cell) << " H " << H << " B " << B
+                                            << " clusters " << clusters);
+          const PersistentPlan p = plan(cell, H, B, d);
+          expect_consistent(p, d, H, B);
+          if (clusters == 1) {
+            EXPECT_NE(p.regime, PersistentRegime::Cluster);
+          }
+          if (H <= 1024 && cell != RnnCellKind::SimpleRNN) {
+            EXPECT_TRUE(p.persistent()) << p.describe();
+          }
+        }
+  }
 }
 
 TEST(PersistentPlan, WithoutClustersOrCooperativeLaunchTheReasonSaysSo) {
