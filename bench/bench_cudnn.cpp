@@ -2,11 +2,13 @@
 // one process, on the same weights and inputs.
 //
 // For each configuration (cell, hidden H, batch B, steps T, input I, masked):
-//  - recur: the Recurrent layer on cuda:0. recur has one algorithm today, the
-//    standard path (recur/engine/recurrent.h), so "the algorithm its planner
-//    picks" and "the standard path" are the same run: recur_algo names it and
-//    recur_standard_us_per_step repeats the figure. A planner that picks
-//    another algorithm should time the standard path separately here.
+//  - recur: the Recurrent layer on cuda:0, twice: with RECUR_PERSISTENT=0
+//    (recur_standard_us_per_step: the per-step GEMM + pointwise kernels) and
+//    with RECUR_PERSISTENT=1 (recur_us_per_step: the persistent kernel where
+//    the planner allows it, docs/persistent.md; recur_algo says which ran:
+//    standard, persistent, or persistent-failed when it threw). A '#' line
+//    gives the persistent forward's error against the standard one. The
+//    persistent forward has never run on a GPU;
 //  - cuDNN: cudnnRNNForward / cudnnRNNBackwardData_v8 /
 //    cudnnRNNBackwardWeights_v8 with every algorithm (STANDARD, PERSIST_STATIC,
 //    PERSIST_STATIC_SMALL_H, PERSIST_DYNAMIC) in two data layouts: batch-major
@@ -444,15 +446,41 @@ void run(const Config& c, Env& env) {
       layer.grads().b_ih.to_vector<float>(), layer.grads().b_hh.to_vector<float>()};
 
   auto flush = [&](int r) { CK(cudaMemsetAsync(env.flush.raw_data(), r & 0xff, env.flush.nbytes(), s)); };
-  const double recur_fwd = bench::cuda_median_us(
-      s, kWarmups, env.repeats, [&](int r) { layer.forward(xv[std::size_t(r % kRotations)], mask); }, flush);
-  const double recur_train = bench::cuda_median_us(
-      s, kWarmups, env.repeats,
-      [&](int r) {
-        layer.forward(xv[std::size_t(r % kRotations)], mask, {}, true);
-        layer.backward(dyv[std::size_t(r % kRotations)]);
-      },
-      flush);
+  auto time_recur = [&](double& fwd, double& train) {
+    fwd = bench::cuda_median_us(
+        s, kWarmups, env.repeats, [&](int r) { layer.forward(xv[std::size_t(r % kRotations)], mask); }, flush);
+    train = bench::cuda_median_us(
+        s, kWarmups, env.repeats,
+        [&](int r) {
+          layer.forward(xv[std::size_t(r % kRotations)], mask, {}, true);
+          layer.backward(dyv[std::size_t(r % kRotations)]);
+        },
+        flush);
+  };
+  // The standard path, then the persistent one (the backend reads
+  // RECUR_PERSISTENT at every decision).
+  ::setenv("RECUR_PERSISTENT", "0", 1);
+  double std_fwd = 0, std_train = 0;
+  time_recur(std_fwd, std_train);
+  double recur_fwd = std_fwd, recur_train = std_train;
+  std::string recur_algo = "standard";
+  ::setenv("RECUR_PERSISTENT", "1", 1);
+  const OpKind seq_op = lstm ? OpKind::LstmSequence : OpKind::GruSequence;
+  if (backend(dev).supports({seq_op, DType::f32, c.B, c.H}).ok) {
+    try {
+      const double perr = rel_err(layer.forward(xv[0], mask).y.to_vector<float>(), ref_y);
+      std::printf("# %s: persistent forward against the standard path: relative L2 error %.3g\n", c.str().c_str(),
+                  perr);
+      time_recur(recur_fwd, recur_train);
+      recur_algo = "persistent";
+    } catch (const Error& e) {
+      std::fprintf(stderr, "# %s: persistent path failed: %s\n", c.str().c_str(), e.message().c_str());
+      (void)cudaGetLastError();
+      recur_algo = "persistent-failed";
+      recur_fwd = recur_train = NAN;
+    }
+  }
+  ::unsetenv("RECUR_PERSISTENT");
   layer.release_saved();
 
   CKDNN(cudnnSetStream(env.handle, s));
@@ -550,14 +578,14 @@ void run(const Config& c, Env& env) {
   const double sbytes = 4 * B * H * (lstm ? 4 : 2);  // initial and final states
   const double fwd_bytes = 4 * double(valid_steps) * (I + H) + wbytes + sbytes;
   const double train_bytes = fwd_bytes + 4 * double(valid_steps) * (H + I) + wbytes;
-  const double recur_us[2] = {recur_fwd, recur_train};
+  const double recur_us[2] = {recur_fwd, recur_train}, standard_us[2] = {std_fwd, std_train};
   for (int m = 0; m < 2; ++m) {
     const double flops = m ? 3 * fwd_flops : fwd_flops, bytes = m ? train_bytes : fwd_bytes;
     const double r = recur_us[m], p = std::isfinite(best[m]) ? best[m] : NAN;  // NaN: no cuDNN variant ran
     std::ostringstream row;
     row << env.device_columns << "," << (lstm ? "lstm" : "gru") << "," << c.H << "," << c.B << "," << c.T << ","
-        << c.I << "," << int(c.masked) << "," << valid_steps << "," << (m ? "train" : "forward") << ",f32,standard,"
-        << fmt(r / T) << "," << fmt(r / T) << "," << best_name[m] << "," << fmt(p / T) << "," << fmt(r / p, "%.4g")
+        << c.I << "," << int(c.masked) << "," << valid_steps << "," << (m ? "train" : "forward") << ",f32,"
+        << recur_algo << "," << fmt(r / T) << "," << fmt(standard_us[m] / T) << "," << best_name[m] << "," << fmt(p / T) << "," << fmt(r / p, "%.4g")
         << "," << fmt(flops / (r * 1e6), "%.4g") << "," << fmt(flops / (p * 1e6), "%.4g") << ","
         << fmt(bytes / (r * 1e3), "%.4g") << "," << fmt(bytes / (p * 1e3), "%.4g") << "," << fmt(checked ? err_y : NAN, "%.3g")
         << "," << fmt(checked ? err_g : NAN, "%.3g") << "," << variants[m];

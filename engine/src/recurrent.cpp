@@ -45,13 +45,18 @@ Tensor scale_rows(const Tensor& x, const Tensor& v) {
 }
 
 // Whether the backend runs a whole pass of this layer in one call (the CPU
-// does: no synchronisation between steps). Not for the reset-before GRU,
-// SimpleRNN or recurrent dropout, which loop over the step ops.
-bool whole_pass(const RecurrentOptions& o, bool recurrent_dropout, Device dev, std::int64_t B) {
-  if (recurrent_dropout || o.cell == CellType::SimpleRNN || (o.cell == CellType::GRU && !o.reset_after))
-    return false;
-  const OpKind op = o.cell == CellType::LSTM ? OpKind::LstmSequence : OpKind::GruSequence;
-  return backend(dev).supports({op, o.dtype, B, o.units}).ok;
+// does: no synchronisation between steps; the CUDA backend's persistent
+// kernels, when enabled, the forward). Forward and backward are asked apart:
+// a forward pass in one call saves what the step ops' backward reads, so
+// either may loop over the step ops while the other does not. Not for the
+// reset-before GRU or SimpleRNN, which always loop over the step ops.
+bool whole_pass(const RecurrentOptions& o, bool recurrent_dropout, Device dev, std::int64_t B,
+                bool backward) {
+  if (o.cell == CellType::SimpleRNN || (o.cell == CellType::GRU && !o.reset_after)) return false;
+  const bool lstm = o.cell == CellType::LSTM;
+  const OpKind op = backward ? (lstm ? OpKind::LstmSequenceBackward : OpKind::GruSequenceBackward)
+                             : (lstm ? OpKind::LstmSequence : OpKind::GruSequence);
+  return backend(dev).supports({op, o.dtype, B, o.units, recurrent_dropout}).ok;
 }
 
 }  // namespace
@@ -193,11 +198,12 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
   }
 
   const Tensor h_dropped = rec_mask.defined() ? Tensor::empty({B, H}, o.dtype, device_) : Tensor();
-  const bool whole = whole_pass(o, rec_mask.defined(), device_, B);
+  const bool whole = whole_pass(o, rec_mask.defined(), device_, B, false);
   if (whole && o.cell == CellType::GRU)
-    ops::gru_sequence({xproj.reshape({T, B, G}), w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates});
+    ops::gru_sequence({xproj.reshape({T, B, G}), w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates, rec_mask});
   else if (whole)
-    ops::lstm_sequence({xproj.reshape({T, B, G}), w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, cs, ys, gates});
+    ops::lstm_sequence({xproj.reshape({T, B, G}), w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, cs, ys, gates,
+                        rec_mask});
   for (std::int64_t t = 0; t < (whole ? 0 : T); ++t) {
     const Tensor h_prev = at(hs, training ? t : t % 2);
     const Tensor h_next = at(hs, training ? t + 1 : (t + 1) % 2);
@@ -306,7 +312,7 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
     if (rec_mask.defined()) h_in = Tensor::empty({B, H}, dt, device_);
   }
 
-  const bool whole = whole_pass(o, rec_mask.defined(), device_, B);
+  const bool whole = whole_pass(o, rec_mask.defined(), device_, B, true);
   // The whole pass also sums the gate gradients for the biases.
   const bool bias_sums = whole && o.use_bias && T * B > 0;
   const Tensor db_x = bias_sums ? Tensor::empty({G}, dt, device_) : Tensor();

@@ -39,6 +39,8 @@ const char* op_kind_name(OpKind op) {
     case OpKind::LengthBuckets: return "length_buckets";
     case OpKind::GruSequence: return "gru_sequence";
     case OpKind::LstmSequence: return "lstm_sequence";
+    case OpKind::GruSequenceBackward: return "gru_sequence_backward";
+    case OpKind::LstmSequenceBackward: return "lstm_sequence_backward";
   }
   return "?";
 }

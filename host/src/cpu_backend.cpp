@@ -49,6 +49,10 @@ class CpuBackend final : public Backend {
   }
 
   Support supports(const OpQuery& q) const override {
+    if ((q.op == OpKind::GruSequenceBackward || q.op == OpKind::LstmSequenceBackward) &&
+        q.recurrent_dropout)
+      return Support::no("the whole backward pass does not apply a recurrent-dropout mask; "
+                         "the step ops do");
     if (q.dtype == DType::f32 || q.dtype == DType::f64) return Support::yes();
     if ((q.op == OpKind::Fill || q.op == OpKind::Copy || q.op == OpKind::LengthBuckets) &&
         q.dtype == DType::i32)
@@ -161,6 +165,7 @@ class CpuBackend final : public Backend {
   void gru_sequence(const GruSequence& s) override {
     const std::int64_t T = s.xproj.dim(0), B = s.xproj.dim(1), H = s.w_hh.dim(1);
     const Tensor hproj = Tensor::empty({B, 3 * H}, s.hs.dtype(), Device::cpu());
+    const Tensor h_work = s.rec_mask.defined() ? Tensor::empty({B, H}, s.hs.dtype(), Device::cpu()) : Tensor();
     dispatch_float(s.hs.dtype(), [&](auto* tag) {
       using T_ = std::remove_pointer_t<decltype(tag)>;
       kernels::GruSequenceArgs<T_> a;
@@ -177,6 +182,8 @@ class CpuBackend final : public Backend {
       a.ys = detail::opt_out<T_>(s.ys);
       a.saved = detail::opt_out<T_>(s.saved);
       a.hproj = hproj.data<T_>();
+      a.rec_mask = detail::opt_ptr<T_>(s.rec_mask);
+      a.h_work = detail::opt_out<T_>(h_work);
       kc::gru_sequence(a);
     });
   }
@@ -210,6 +217,7 @@ class CpuBackend final : public Backend {
   void lstm_sequence(const LstmSequence& s) override {
     const std::int64_t T = s.xproj.dim(0), B = s.xproj.dim(1), H = s.w_hh.dim(1);
     const Tensor hproj = Tensor::empty({B, 4 * H}, s.hs.dtype(), Device::cpu());
+    const Tensor h_work = s.rec_mask.defined() ? Tensor::empty({B, H}, s.hs.dtype(), Device::cpu()) : Tensor();
     dispatch_float(s.hs.dtype(), [&](auto* tag) {
       using T_ = std::remove_pointer_t<decltype(tag)>;
       kernels::LstmSequenceArgs<T_> a;
@@ -227,6 +235,8 @@ class CpuBackend final : public Backend {
       a.ys = detail::opt_out<T_>(s.ys);
       a.saved = detail::opt_out<T_>(s.saved);
       a.hproj = hproj.data<T_>();
+      a.rec_mask = detail::opt_ptr<T_>(s.rec_mask);
+      a.h_work = detail::opt_out<T_>(h_work);
       kc::lstm_sequence(a);
     });
   }

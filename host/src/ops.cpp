@@ -477,8 +477,10 @@ void gru_sequence(const GruSequence& s) {
   const char* op = "gru_sequence";
   require_defined(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"hs", s.hs}});
   require_same_place(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
-                          {"mask", s.mask}, {"hs", s.hs}, {"ys", s.ys}, {"saved", s.saved}});
+                          {"mask", s.mask}, {"hs", s.hs}, {"ys", s.ys}, {"saved", s.saved},
+                          {"rec_mask", s.rec_mask}});
   const auto [T, B, H] = seq_dims(op, "xproj", s.xproj, s.w_hh, 3);
+  require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
   require_shape(op, {"xproj", s.xproj}, {T, B, 3 * H});
   require_optional_shape(op, {"b_ih", s.b_ih}, {3 * H});
   require_optional_shape(op, {"b_hh", s.b_hh}, {3 * H});
@@ -488,9 +490,10 @@ void gru_sequence(const GruSequence& s) {
   require_optional_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   check_outputs(op, {{"hs", s.hs}, {"ys", s.ys}, {"saved", s.saved}},
                 {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
-                 {"mask", s.mask}});
+                 {"mask", s.mask}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.hs, {OpKind::GruSequence, s.hs.dtype(), B, H}).gru_sequence(s);
+  dispatch_backend(op, s.hs, {OpKind::GruSequence, s.hs.dtype(), B, H, s.rec_mask.defined()})
+      .gru_sequence(s);
 }
 
 void gru_sequence_backward(const GruSequenceBackward& s) {
@@ -516,7 +519,7 @@ void gru_sequence_backward(const GruSequenceBackward& s) {
                      {"db_hh", s.db_hh}},
                 {{"saved", s.saved}, {"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.dh, {OpKind::GruSequence, s.dh.dtype(), B, H}).gru_sequence_backward(s);
+  dispatch_backend(op, s.dh, {OpKind::GruSequenceBackward, s.dh.dtype(), B, H}).gru_sequence_backward(s);
 }
 
 void lstm_sequence(const LstmSequence& s) {
@@ -524,8 +527,9 @@ void lstm_sequence(const LstmSequence& s) {
   require_defined(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"hs", s.hs}, {"cs", s.cs}});
   require_same_place(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
                           {"mask", s.mask}, {"hs", s.hs}, {"cs", s.cs}, {"ys", s.ys},
-                          {"saved", s.saved}});
+                          {"saved", s.saved}, {"rec_mask", s.rec_mask}});
   const auto [T, B, H] = seq_dims(op, "xproj", s.xproj, s.w_hh, 4);
+  require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
   require_shape(op, {"xproj", s.xproj}, {T, B, 4 * H});
   require_optional_shape(op, {"b_ih", s.b_ih}, {4 * H});
   require_optional_shape(op, {"b_hh", s.b_hh}, {4 * H});
@@ -537,9 +541,10 @@ void lstm_sequence(const LstmSequence& s) {
   require_optional_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   check_outputs(op, {{"hs", s.hs}, {"cs", s.cs}, {"ys", s.ys}, {"saved", s.saved}},
                 {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
-                 {"mask", s.mask}});
+                 {"mask", s.mask}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.hs, {OpKind::LstmSequence, s.hs.dtype(), B, H}).lstm_sequence(s);
+  dispatch_backend(op, s.hs, {OpKind::LstmSequence, s.hs.dtype(), B, H, s.rec_mask.defined()})
+      .lstm_sequence(s);
 }
 
 void lstm_sequence_backward(const LstmSequenceBackward& s) {
@@ -561,7 +566,7 @@ void lstm_sequence_backward(const LstmSequenceBackward& s) {
   check_outputs(op, {{"dh", s.dh}, {"dc", s.dc}, {"dgates", s.dgates}, {"db", s.db}},
                 {{"saved", s.saved}, {"cs", s.cs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.dh, {OpKind::LstmSequence, s.dh.dtype(), B, H}).lstm_sequence_backward(s);
+  dispatch_backend(op, s.dh, {OpKind::LstmSequenceBackward, s.dh.dtype(), B, H}).lstm_sequence_backward(s);
 }
 
 void rnn_step_backward(const RnnStepBackward& s) {

@@ -66,6 +66,16 @@ void sum_rows(const double* acc, std::int64_t B, std::int64_t n, T* out) {
   }
 }
 
+// The state the recurrent matmul reads for rows [b0, b1): h_prev itself, or
+// with recurrent dropout h_prev * rec_mask written into `work`.
+template <class T>
+const T* matmul_input(const T* h_prev, const T* rec_mask, T* work, std::int64_t H,
+                      std::int64_t b0, std::int64_t b1) {
+  if (!rec_mask) return h_prev;
+  for (std::int64_t e = b0 * H; e < b1 * H; ++e) work[e] = h_prev[e] * rec_mask[e];
+  return work;
+}
+
 template <class T>
 const T* step_of(const T* p, std::int64_t t, std::int64_t n) {
   return p ? p + t * n : nullptr;
@@ -84,7 +94,8 @@ void gru_sequence(const GruSequenceArgs<T>& a) {
     for (std::int64_t t = 0; t < T_; ++t) {
       T* h_prev = a.hs + (a.all_states ? t : t % 2) * BH;
       T* h_next = a.hs + (a.all_states ? t + 1 : (t + 1) % 2) * BH;
-      gemm_rows(b0, b1, 3 * H, H, h_prev, a.w_hh, true, T(0), a.hproj);
+      gemm_rows(b0, b1, 3 * H, H, matmul_input<T>(h_prev, a.rec_mask, a.h_work, H, b0, b1), a.w_hh,
+                true, T(0), a.hproj);
       GruStepArgs<T> s;
       s.B = B;
       s.H = H;
@@ -152,7 +163,8 @@ void lstm_sequence(const LstmSequenceArgs<T>& a) {
     for (std::int64_t t = 0; t < T_; ++t) {
       T* h_prev = a.hs + (a.all_states ? t : t % 2) * BH;
       T* h_next = a.hs + (a.all_states ? t + 1 : (t + 1) % 2) * BH;
-      gemm_rows(b0, b1, 4 * H, H, h_prev, a.w_hh, true, T(0), a.hproj);
+      gemm_rows(b0, b1, 4 * H, H, matmul_input<T>(h_prev, a.rec_mask, a.h_work, H, b0, b1), a.w_hh,
+                true, T(0), a.hproj);
       LstmStepArgs<T> s;
       s.B = B;
       s.H = H;

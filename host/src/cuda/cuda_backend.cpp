@@ -4,12 +4,20 @@
 // cudaMalloc. Every CUDA and cuBLAS call is checked.
 #include <cuda_runtime_api.h>
 
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <set>
 #include <string>
+#include <tuple>
 
 #include "../cuda_api.h"
 #include "../seq_args.h"
 #include "../step_args.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/persistent_rnn.h"
+#include "recur/common/log.h"
+#include "recur/kernels/persistent_plan.h"
 #include "library_check.h"
 #include "recur/host/system_info.h"
 
@@ -18,6 +26,14 @@ namespace cuda_host {
 namespace {
 
 namespace kc = kernels::cuda;
+
+// The persistent-RNN kernels (docs/persistent.md) have never run on a GPU, so
+// they are opt-in: RECUR_PERSISTENT=1. Read at every decision, so a process
+// (or a test) can switch them on and off.
+bool persistent_enabled() {
+  const char* v = std::getenv("RECUR_PERSISTENT");
+  return v && std::strcmp(v, "1") == 0;
+}
 
 // Makes `index` current for the scope, restoring the caller's device after.
 class DeviceScope {
@@ -86,6 +102,18 @@ class CudaBackend final : public Backend {
     name_ = prop.name;
     sm_count_ = prop.multiProcessorCount;
     cc_ = prop.major * 10 + prop.minor;
+    limits_.sm_count = prop.multiProcessorCount;
+    limits_.regs_per_sm = prop.regsPerMultiprocessor;
+    limits_.regs_per_block = prop.regsPerBlock;
+    limits_.max_threads_per_block = prop.maxThreadsPerBlock;
+    limits_.max_threads_per_sm = prop.maxThreadsPerMultiProcessor;
+    limits_.max_blocks_per_sm = prop.maxBlocksPerMultiProcessor;
+    limits_.smem_per_sm = std::int64_t(prop.sharedMemPerMultiprocessor);
+    limits_.smem_per_block_optin = std::int64_t(prop.sharedMemPerBlockOptin);
+    limits_.smem_reserved_per_block = std::int64_t(prop.reservedSharedMemPerBlock);
+    limits_.cooperative_launch = prop.cooperativeLaunch != 0;
+    // Hopper: 8 blocks portably, 16 with the non-portable attribute.
+    limits_.max_cluster_size = prop.clusterLaunch ? 16 : 1;
     // Fail here, clearly, rather than at the first launch when this build
     // holds no kernels for the GPU (e.g. an sm_75 GPU with the default archs).
     const cudaError_t image = kc::probe_kernel_image();
@@ -110,8 +138,10 @@ class CudaBackend final : public Backend {
   }
 
   Support supports(const OpQuery& q) const override {
-    if (q.op == OpKind::GruSequence || q.op == OpKind::LstmSequence)
-      return Support::no("the CUDA backend runs recurrent layers step by step (step kernels)");
+    if (q.op == OpKind::GruSequenceBackward || q.op == OpKind::LstmSequenceBackward)
+      return Support::no("the CUDA backend runs the backward pass step by step (step kernels); "
+                         "no persistent backward kernel yet");
+    if (q.op == OpKind::GruSequence || q.op == OpKind::LstmSequence) return persistent_support(q);
     if (q.dtype == DType::f32) return Support::yes();
     if ((q.op == OpKind::Fill || q.op == OpKind::Copy || q.op == OpKind::LengthBuckets) &&
         q.dtype == DType::i32)
@@ -318,11 +348,98 @@ class CudaBackend final : public Backend {
     kc::length_buckets(detail::bucket_args(c), ws.raw_data(), bytes, stream_);
   }
 
+  void gru_sequence(const GruSequence& s) override {
+    DeviceScope scope(index_);
+    const std::int64_t T = s.xproj.dim(0), B = s.xproj.dim(1), H = s.w_hh.dim(1);
+    kernels::GruSequenceArgs<float> a;
+    a.T = T;
+    a.B = B;
+    a.H = H;
+    a.xproj = s.xproj.data<float>();
+    a.w_hh = s.w_hh.data<float>();
+    a.b_ih = detail::opt_ptr<float>(s.b_ih);
+    a.b_hh = detail::opt_ptr<float>(s.b_hh);
+    a.mask = detail::opt_ptr<float>(s.mask);
+    a.rec_mask = detail::opt_ptr<float>(s.rec_mask);
+    a.hs = s.hs.data<float>();
+    a.all_states = s.saved.defined();
+    a.ys = detail::opt_out<float>(s.ys);
+    a.saved = detail::opt_out<float>(s.saved);
+    const kernels::PersistentPlan p = plan({OpKind::GruSequence, DType::f32, B, H});
+    // The grid kernel's hproj scratch; back in the cache when this returns,
+    // reused only after the kernel (one stream).
+    const Tensor hproj = p.regime == kernels::PersistentRegime::Grid ? Tensor::empty({B, 3 * H}, DType::f32, device())
+                                                                     : Tensor();
+    a.hproj = detail::opt_out<float>(hproj);
+    kc::gru_sequence_persistent(a, p, stream_);
+  }
+
+  void lstm_sequence(const LstmSequence& s) override {
+    DeviceScope scope(index_);
+    const std::int64_t T = s.xproj.dim(0), B = s.xproj.dim(1), H = s.w_hh.dim(1);
+    kernels::LstmSequenceArgs<float> a;
+    a.T = T;
+    a.B = B;
+    a.H = H;
+    a.xproj = s.xproj.data<float>();
+    a.w_hh = s.w_hh.data<float>();
+    a.b_ih = detail::opt_ptr<float>(s.b_ih);
+    a.b_hh = detail::opt_ptr<float>(s.b_hh);
+    a.mask = detail::opt_ptr<float>(s.mask);
+    a.rec_mask = detail::opt_ptr<float>(s.rec_mask);
+    a.hs = s.hs.data<float>();
+    a.cs = s.cs.data<float>();
+    a.all_states = s.saved.defined();
+    a.ys = detail::opt_out<float>(s.ys);
+    a.saved = detail::opt_out<float>(s.saved);
+    const kernels::PersistentPlan p = plan({OpKind::LstmSequence, DType::f32, B, H});
+    const Tensor hproj = p.regime == kernels::PersistentRegime::Grid ? Tensor::empty({B, 4 * H}, DType::f32, device())
+                                                                     : Tensor();
+    a.hproj = detail::opt_out<float>(hproj);
+    kc::lstm_sequence_persistent(a, p, stream_);
+  }
+
  private:
+  // The planner's answer for a whole pass on this GPU; with RECUR_LOG=debug
+  // it is printed, once per distinct layer shape.
+  kernels::PersistentPlan plan(const OpQuery& q) const {
+    const kernels::RnnCellKind cell =
+        q.op == OpKind::LstmSequence ? kernels::RnnCellKind::LSTM : kernels::RnnCellKind::GRU;
+    // No cluster kernel yet: plan as for a GPU without clusters, so that what
+    // would be a cluster becomes a grid (a grid barrier over a few blocks).
+    kernels::DeviceLimits d = limits_;
+    d.max_cluster_size = 1;
+    kernels::PersistentPlan p = kernels::plan_persistent({cell, q.hidden, q.batch, q.dtype}, d);
+    if (log_enabled(LogLevel::Debug)) {
+      std::lock_guard<std::mutex> lock(log_mutex_);
+      if (logged_.insert({int(cell), q.hidden, q.batch, int(q.dtype)}).second)
+        log_message(LogLevel::Debug, device().str() + " " + op_kind_name(q.op) + ": " + p.describe());
+    }
+    return p;
+  }
+
+  Support persistent_support(const OpQuery& q) const {
+    if (!persistent_enabled())
+      return Support::no("the CUDA backend runs recurrent layers step by step (step kernels); "
+                         "RECUR_PERSISTENT=1 enables the persistent kernels, not yet run on a GPU");
+    if (q.batch <= 0 || q.hidden <= 0) return Support::yes();  // empty: nothing runs
+    const kernels::PersistentPlan p = plan(q);
+    if (!p.persistent()) return Support::no("persistent kernels: " + p.describe());
+    DeviceScope scope(index_);
+    const kernels::RnnCellKind cell =
+        q.op == OpKind::LstmSequence ? kernels::RnnCellKind::LSTM : kernels::RnnCellKind::GRU;
+    const std::string why = kc::persistent_plan_check(cell, p);
+    if (why.empty()) return Support::yes();
+    return Support::no(why + "; the plan was " + p.describe());
+  }
+
   int index_;
   CachingAllocator allocator_;
   std::string name_;
   int sm_count_ = 0, cc_ = 0;
+  kernels::DeviceLimits limits_;
+  mutable std::mutex log_mutex_;
+  mutable std::set<std::tuple<int, std::int64_t, std::int64_t, int>> logged_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
 };

@@ -23,7 +23,8 @@ enum class OpKind : unsigned char {
   Fill, Copy, Gemm, Unary, Binary, Reduce, Transpose01,
   LstmStep, GruStep, RnnStep, LstmStepBackward, GruStepBackward, RnnStepBackward,
   GruResetBefore, Loss, SumSquares, Clip, OptimizerStep, Conv1d,
-  Pool1d, Embedding, Activation, Dropout, LengthBuckets, GruSequence, LstmSequence
+  Pool1d, Embedding, Activation, Dropout, LengthBuckets, GruSequence, LstmSequence,
+  GruSequenceBackward, LstmSequenceBackward
 };
 const char* op_kind_name(OpKind op);
 
@@ -33,6 +34,8 @@ struct OpQuery {
   DType dtype = DType::f32;
   std::int64_t batch = 0;
   std::int64_t hidden = 0;
+  // Whole passes (GruSequence and the like): a recurrent-dropout mask is given.
+  bool recurrent_dropout = false;
 };
 
 struct Support {
@@ -150,10 +153,19 @@ struct GruResetBeforeBackR {
 // A whole recurrent pass over time in one call (recur/kernels/rnn_sequence.h):
 // the step ops' equations and masking for every step, with the recurrent GEMM
 // inside. The CPU backend runs it with its batch rows split over threads and
-// no synchronisation between steps; a backend without it says so in
-// supports() (OpKind::GruSequence / LstmSequence) and callers loop over the
-// step ops instead. Tensors are time-major in processing order; optional:
-// b_ih, b_hh, mask, ys, saved, dys.
+// no synchronisation between steps; the CUDA backend, with RECUR_PERSISTENT=1,
+// runs the forward pass as one persistent kernel (docs/persistent.md). A
+// backend without it says so in supports() (OpKind::GruSequence /
+// LstmSequence, and GruSequenceBackward / LstmSequenceBackward for the
+// backward passes, which are asked apart) and callers loop over the step ops
+// instead. Tensors are time-major in processing order; optional: b_ih, b_hh,
+// mask, ys, saved, dys, rec_mask.
+//
+// rec_mask [B, H] is recurrent dropout (one inverted mask per sequence, the
+// same at every step): the recurrent matmul reads h_prev * rec_mask; the GRU's
+// blend z * h_prev and a masked step's carried state use the undropped h_prev
+// (as the engine's step loop). Backward passes take none: where it is used,
+// backward runs the step ops (supports() says no to recurrent_dropout there).
 struct GruSequence {
   Tensor xproj;       // [T, B, 3H]
   Tensor w_hh;        // [3H, H]
@@ -163,6 +175,7 @@ struct GruSequence {
                       // (the last state in hs[T % 2]) when saved is undefined
   Tensor ys;          // [T, B, H] output
   Tensor saved;       // [T, B, 4H] output (r, z, n, hn + b_hn per step)
+  Tensor rec_mask;    // [B, H], optional
 };
 struct GruSequenceBackward {
   Tensor saved;               // [T, B, 4H]
@@ -184,6 +197,7 @@ struct LstmSequence {
                       // alternating and cs [1, B, H] updated in place
   Tensor ys;          // [T, B, H] output
   Tensor saved;       // [T, B, 4H] output (i, f, g, o per step)
+  Tensor rec_mask;    // [B, H], optional
 };
 struct LstmSequenceBackward {
   Tensor saved;   // [T, B, 4H]

@@ -30,6 +30,10 @@ struct GruSequenceArgs {
   Real* ys = nullptr;     // [T, B, H] out, or nullptr
   Real* saved = nullptr;  // [T, B, 4H] out, or nullptr
   Real* hproj = nullptr;  // [B, 3H] workspace
+  // Recurrent dropout: the recurrent matmul reads h_prev * rec_mask; the
+  // blend z * h_prev and masked steps use h_prev itself (rnn_cells.h).
+  const Real* rec_mask = nullptr;  // [B, H] or nullptr
+  Real* h_work = nullptr;          // [B, H] workspace, needed with rec_mask
 };
 
 template <class Real>
@@ -70,6 +74,8 @@ struct LstmSequenceArgs {
   Real* ys = nullptr;     // [T, B, H] out, or nullptr
   Real* saved = nullptr;  // [T, B, 4H] out, or nullptr
   Real* hproj = nullptr;  // [B, 4H] workspace
+  const Real* rec_mask = nullptr;  // [B, H] or nullptr, as GruSequenceArgs
+  Real* h_work = nullptr;          // [B, H] workspace, needed with rec_mask
 };
 
 template <class Real>

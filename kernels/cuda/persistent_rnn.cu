@@ -1,0 +1,511 @@
+// Persistent-RNN forward kernels, regimes BlockLocal and Grid (docs/persistent.md).
+//
+// BlockLocal:
+// one launch runs all T steps of a GRU (reset_after) or LSTM layer. Each
+// block owns `RT` rows of the batch and all H units, keeps W_hh in shared
+// memory for the whole pass, and synchronises only with itself, once per
+// step. The gate math is rnn_cells.h's element functions, the same the CPU
+// twin (kernels/cpu/rnn_sequence.cpp) and the step kernels call.
+//
+// NOT YET RUN ON A GPU: this file was written and compiled on a machine
+// without one. Its tests (tests/test_persistent.cpp, suites *CUDA*) have never
+// passed; the CUDA backend uses it only when RECUR_PERSISTENT=1.
+//
+// Per step t, in one block (threads = H * ksplit; `ksplit` lanes share the
+// dot products of one unit j, over k = lane, lane + ksplit, ...):
+//   1. start copying the input projection of step t + 1 into shared memory
+//      (cp.async, completes while this step computes);
+//   2. each lane group computes, for its unit j and every row r of the block,
+//      the G dot products W_hh[g H + j, :] . hin[r, :]; a butterfly of
+//      shuffles leaves the sums in every lane of the group;
+//   3. lane (r mod ksplit) of the group runs the cell's element function for
+//      (r, j): it writes the step's hproj into shared memory and reads it
+//      back itself, so no barrier is needed between matmul and gates;
+//      the new state goes to the other state buffer (double-buffered), the
+//      recurrent-dropout product to the other `hin` buffer, outputs and
+//      saved activations straight to global memory;
+//   4. wait for the copy of step t + 1, then __syncthreads(): the one barrier.
+//
+// Grid (W_hh larger than a block's shared memory): block i keeps the G gate
+// rows of `units` consecutive hidden units, for all B rows; the grid is
+// launched cooperatively (all blocks resident) and ends every step with
+// grid.sync(). Per step and tile of RT rows: the previous state of the tile
+// (all H units, written by every block in the previous step) is read from
+// global memory through L2 (__ldcg: L1 is not coherent across SMs) into
+// shared memory, recurrent dropout applied; then the dot products as above,
+// and the element function for (r, j) with everything else in global memory:
+// hproj goes to a [B, G H] scratch and is read back by the thread that wrote
+// it, states are hs/cs themselves (each element read and written by one
+// thread, the same at every step).
+#include <cooperative_groups.h>
+#include <cuda_pipeline.h>
+
+#include <climits>
+#include <string>
+
+#include "check.h"
+#include "persistent_rnn.h"
+#include "recur/common/error.h"
+#include "recur/kernels/rnn_cells.h"
+
+namespace recur::kernels::cuda {
+namespace {
+
+// The kernel's view of a pass (both cells).
+struct PassParams {
+  int T = 0, B = 0, H = 0, ksplit = 1, w_ld = 0;
+  const float* xproj = nullptr;  // [T, B, G H]
+  const float* w_hh = nullptr;   // [G H, H]
+  const float* b_ih = nullptr;   // [G H] or nullptr
+  const float* b_hh = nullptr;
+  const float* mask = nullptr;      // [T, B] or nullptr
+  const float* rec_mask = nullptr;  // [B, H] or nullptr
+  float* hs = nullptr;  // all_states: [T + 1, B, H]; else [2, B, H] (last state into hs[T % 2])
+  float* cs = nullptr;  // LSTM: all_states: [T + 1, B, H]; else [1, B, H] (in place)
+  bool all_states = true;
+  float* ys = nullptr;     // [T, B, H] or nullptr
+  float* saved = nullptr;  // [T, B, 4H] or nullptr
+};
+
+// Copies `n` floats global -> shared with cp.async (4-byte pieces: rows of
+// G H floats need not be 16-byte aligned). The caller commits and waits.
+__device__ __forceinline__ void copy_async(float* dst, const float* src, int n) {
+  for (int i = threadIdx.x; i < n; i += blockDim.x) __pipeline_memcpy_async(dst + i, src + i, sizeof(float));
+  __pipeline_commit();
+}
+
+template <bool kLstm, int RT>
+__global__ void __launch_bounds__(kPersistentMaxThreads) block_local_forward(PassParams p) {
+  constexpr int G = kLstm ? 4 : 3;
+  extern __shared__ float4 smem_raw[];  // float4: 16-byte alignment for every array
+  float* sm = reinterpret_cast<float*>(smem_raw);
+  const int H = p.H, GH = G * H, B = p.B, T = p.T;
+  const BlockLocalLayout L = block_local_layout(G, H, RT, p.w_ld);
+  float* w = sm + L.w;
+  float* s_bih = p.b_ih ? sm + L.b_ih : nullptr;
+  float* s_bhh = p.b_hh ? sm + L.b_hh : nullptr;
+  float* hbuf = sm + L.h;  // [2][RT][H]
+  float* hin = p.rec_mask ? sm + L.hin : hbuf;  // what the matmul reads
+  float* cst = sm + L.c;   // [RT][H], LSTM
+  float* hproj = sm + L.hproj;
+  float* xs = sm + L.xs;   // [2][RT][G H]
+
+  const int row0 = blockIdx.x * RT;
+  const int rows = min(RT, B - row0);
+  const int tid = threadIdx.x, nthreads = blockDim.x;
+  const std::int64_t BH = std::int64_t(B) * H;
+
+  // ---- once: weights, biases, initial states, step 0's inputs ----
+  if (T > 0) copy_async(xs, p.xproj + std::int64_t(row0) * GH, rows * GH);
+  for (int i = tid; i < GH * H; i += nthreads) w[(i / H) * p.w_ld + i % H] = p.w_hh[i];
+  for (int i = tid; i < GH; i += nthreads) {
+    if (s_bih) s_bih[i] = p.b_ih[i];
+    if (s_bhh) s_bhh[i] = p.b_hh[i];
+  }
+  for (int i = tid; i < rows * H; i += nthreads) {
+    const std::int64_t g = std::int64_t(row0) * H + i;
+    const float h0 = p.hs[g];
+    hbuf[i] = h0;
+    if (p.rec_mask) hin[i] = h0 * p.rec_mask[g];
+    if (kLstm) cst[i] = p.cs[g];
+  }
+  __pipeline_wait_prior(0);
+  __syncthreads();
+
+  // ---- this thread's unit, lane and rows ----
+  const int ks = p.ksplit;
+  const int j = tid / ks, lane = tid % ks;
+  const bool active = j < H;  // threads beyond H * ksplit only copy and wait
+  const int warp_lane = tid & 31;
+  const unsigned group_mask =
+      ks >= 32 ? 0xffffffffu : (((1u << ks) - 1u) << (warp_lane & ~(ks - 1)));
+  float drop[RT];  // recurrent-dropout mask of (r, j) for the rows this lane updates
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+    drop[r] = p.rec_mask && active && r < rows ? p.rec_mask[std::int64_t(row0 + r) * H + j] : 1.f;
+
+  for (int t = 0; t < T; ++t) {
+    const int cur = t & 1, nxt = cur ^ 1;
+    // 1. the next step's inputs, while this one computes
+    if (t + 1 < T)
+      copy_async(xs + nxt * RT * GH, p.xproj + (std::int64_t(t + 1) * B + row0) * GH, rows * GH);
+
+    if (active) {
+      // 2. the G dot products of unit j for every row
+      const float* hsrc = hin + cur * RT * H;
+      float acc[G][RT];
+#pragma unroll
+      for (int g = 0; g < G; ++g)
+#pragma unroll
+        for (int r = 0; r < RT; ++r) acc[g][r] = 0.f;
+      for (int k = lane; k < H; k += ks) {
+        float hv[RT];
+#pragma unroll
+        for (int r = 0; r < RT; ++r) hv[r] = r < rows ? hsrc[r * H + k] : 0.f;
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+          const float wv = w[(g * H + j) * p.w_ld + k];
+#pragma unroll
+          for (int r = 0; r < RT; ++r) acc[g][r] = fmaf(wv, hv[r], acc[g][r]);
+        }
+      }
+      for (int off = ks >> 1; off > 0; off >>= 1)
+#pragma unroll
+        for (int g = 0; g < G; ++g)
+#pragma unroll
+          for (int r = 0; r < RT; ++r) acc[g][r] += __shfl_xor_sync(group_mask, acc[g][r], off);
+
+      // 3. the cell for (r, j), rows spread over the group's lanes
+      float* h_prev = hbuf + cur * RT * H;
+      float* h_next = hbuf + nxt * RT * H;
+      const float* mask_t = p.mask ? p.mask + std::int64_t(t) * B + row0 : nullptr;
+      float* y_t = p.ys ? p.ys + std::int64_t(t) * BH + std::int64_t(row0) * H : nullptr;
+      float* saved_t = p.saved ? p.saved + (std::int64_t(t) * B + row0) * 4 * H : nullptr;
+#pragma unroll
+      for (int r = 0; r < RT; ++r) {
+        if (r >= rows || r % ks != lane) continue;
+#pragma unroll
+        for (int g = 0; g < G; ++g) hproj[r * GH + g * H + j] = acc[g][r];
+        if constexpr (kLstm) {
+          LstmStepArgs<float> a;
+          a.B = rows;
+          a.H = H;
+          a.xproj = xs + cur * RT * GH;
+          a.hproj = hproj;
+          a.ld_x = a.ld_h = GH;
+          a.b_ih = s_bih;
+          a.b_hh = s_bhh;
+          a.c_prev = cst;  // in place: element (r, j) reads c_prev[e] before writing c[e]
+          a.c = cst;
+          a.h_prev = h_prev;
+          a.mask = mask_t;
+          a.h = h_next;
+          a.y = y_t;
+          a.saved = saved_t;
+          lstm_step_element(a, r, j);
+        } else {
+          GruStepArgs<float> a;
+          a.B = rows;
+          a.H = H;
+          a.xproj = xs + cur * RT * GH;
+          a.hproj = hproj;
+          a.ld_x = a.ld_h = GH;
+          a.b_ih = s_bih;
+          a.b_hh = s_bhh;
+          a.h_prev = h_prev;
+          a.mask = mask_t;
+          a.h = h_next;
+          a.y = y_t;
+          a.saved = saved_t;
+          gru_step_element(a, r, j);
+        }
+        const int e = r * H + j;
+        const float hn = h_next[e];
+        if (p.rec_mask) hin[nxt * RT * H + e] = hn * drop[r];
+        if (p.all_states) {
+          const std::int64_t g = std::int64_t(t + 1) * BH + std::int64_t(row0 + r) * H + j;
+          p.hs[g] = hn;
+          if (kLstm) p.cs[g] = cst[e];
+        }
+      }
+    }
+    // 4. the next step's inputs have landed; the new state is complete
+    __pipeline_wait_prior(0);
+    __syncthreads();
+  }
+
+  // ---- inference: only the last states leave the chip ----
+  if (!p.all_states) {
+    const float* h_last = hbuf + (T & 1) * RT * H;
+    for (int i = tid; i < rows * H; i += nthreads) {
+      const std::int64_t g = std::int64_t(row0) * H + i;
+      p.hs[std::int64_t(T % 2) * BH + g] = h_last[i];
+      if (kLstm) p.cs[g] = cst[i];
+    }
+  }
+}
+
+// Registers for a tile's G x RT dot products of one unit over k = lane, lane
+// + ks, ...: w(k) returns the unit's weight of gate g at k, hv from `tile`
+// ([RT, H], `rows` valid). Leaves the sums in every lane of the group.
+template <int G, int RT, class W>
+__device__ __forceinline__ void unit_dot(float (&acc)[G][RT], const float* tile, int rows, int H, int lane,
+                                         int ks, unsigned group_mask, W w) {
+#pragma unroll
+  for (int g = 0; g < G; ++g)
+#pragma unroll
+    for (int r = 0; r < RT; ++r) acc[g][r] = 0.f;
+  for (int k = lane; k < H; k += ks) {
+    float hv[RT];
+#pragma unroll
+    for (int r = 0; r < RT; ++r) hv[r] = r < rows ? tile[r * H + k] : 0.f;
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      const float wv = w(g, k);
+#pragma unroll
+      for (int r = 0; r < RT; ++r) acc[g][r] = fmaf(wv, hv[r], acc[g][r]);
+    }
+  }
+  for (int off = ks >> 1; off > 0; off >>= 1)
+#pragma unroll
+    for (int g = 0; g < G; ++g)
+#pragma unroll
+      for (int r = 0; r < RT; ++r) acc[g][r] += __shfl_xor_sync(group_mask, acc[g][r], off);
+}
+
+// The Grid kernel's extra arguments.
+struct GridParams {
+  int units = 0;           // hidden units per block (the last block may have fewer)
+  float* hproj = nullptr;  // [B, G H] scratch
+};
+
+template <bool kLstm, int RT>
+__global__ void __launch_bounds__(kPersistentMaxThreads) grid_forward(PassParams p, GridParams q) {
+  namespace cg = cooperative_groups;
+  constexpr int G = kLstm ? 4 : 3;
+  extern __shared__ float4 smem_raw[];
+  float* sm = reinterpret_cast<float*>(smem_raw);
+  const int H = p.H, GH = G * H, B = p.B, T = p.T, Hb = q.units;
+  const GridLayout L = grid_layout(G, H, Hb, RT, p.w_ld);
+  float* w = sm + L.w;      // [G Hb][w_ld]
+  float* tile = sm + L.h;   // [RT][H]
+  const int u0 = blockIdx.x * Hb;
+  const int units = min(Hb, H - u0);
+  const int tid = threadIdx.x, nthreads = blockDim.x;
+  const std::int64_t BH = std::int64_t(B) * H;
+  cg::grid_group grid = cg::this_grid();
+
+  for (int i = tid; i < G * units * H; i += nthreads) {
+    const int n = i / H, k = i % H, g = n / units, u = n % units;
+    w[(g * Hb + u) * p.w_ld + k] = p.w_hh[std::int64_t(g * H + u0 + u) * H + k];
+  }
+  __syncthreads();
+
+  const int ks = p.ksplit;
+  const int u = tid / ks, lane = tid % ks, j = u0 + u;
+  const bool active = u < units;
+  const int warp_lane = tid & 31;
+  const unsigned group_mask =
+      ks >= 32 ? 0xffffffffu : (((1u << ks) - 1u) << (warp_lane & ~(ks - 1)));
+
+  for (int t = 0; t < T; ++t) {
+    const float* h_prev = p.hs + std::int64_t(p.all_states ? t : t % 2) * BH;
+    float* h_next = p.hs + std::int64_t(p.all_states ? t + 1 : (t + 1) % 2) * BH;
+    float* c_prev = kLstm ? p.cs + std::int64_t(p.all_states ? t : 0) * BH : nullptr;
+    float* c_next = kLstm ? p.cs + std::int64_t(p.all_states ? t + 1 : 0) * BH : nullptr;
+    for (int row0 = 0; row0 < B; row0 += RT) {
+      const int rows = min(RT, B - row0);
+      // The tile of the previous state, all units, from L2.
+      for (int i = tid; i < rows * H; i += nthreads) {
+        const std::int64_t g = std::int64_t(row0) * H + i;
+        const float v = __ldcg(h_prev + g);
+        tile[i] = p.rec_mask ? v * p.rec_mask[g] : v;
+      }
+      __syncthreads();
+      if (active) {
+        float acc[G][RT];
+        unit_dot<G, RT>(acc, tile, rows, H, lane, ks, group_mask,
+                        [&](int g, int k) { return w[(g * Hb + u) * p.w_ld + k]; });
+        float* hproj = q.hproj + std::int64_t(row0) * GH;
+#pragma unroll
+        for (int r = 0; r < RT; ++r) {
+          if (r >= rows || r % ks != lane) continue;
+#pragma unroll
+          for (int g = 0; g < G; ++g) hproj[std::int64_t(r) * GH + g * H + j] = acc[g][r];
+          const float* xproj = p.xproj + (std::int64_t(t) * B + row0) * GH;
+          const float* mask_t = p.mask ? p.mask + std::int64_t(t) * B + row0 : nullptr;
+          float* y_t = p.ys ? p.ys + std::int64_t(t) * BH + std::int64_t(row0) * H : nullptr;
+          float* saved_t = p.saved ? p.saved + (std::int64_t(t) * B + row0) * 4 * H : nullptr;
+          const std::int64_t off = std::int64_t(row0) * H;
+          if constexpr (kLstm) {
+            LstmStepArgs<float> a;
+            a.B = rows;
+            a.H = H;
+            a.xproj = xproj;
+            a.hproj = hproj;
+            a.ld_x = a.ld_h = GH;
+            a.b_ih = p.b_ih;
+            a.b_hh = p.b_hh;
+            a.c_prev = c_prev + off;  // inference: the same buffer, element by element
+            a.c = c_next + off;
+            a.h_prev = h_prev + off;
+            a.mask = mask_t;
+            a.h = h_next + off;
+            a.y = y_t;
+            a.saved = saved_t;
+            lstm_step_element(a, r, j);
+          } else {
+            GruStepArgs<float> a;
+            a.B = rows;
+            a.H = H;
+            a.xproj = xproj;
+            a.hproj = hproj;
+            a.ld_x = a.ld_h = GH;
+            a.b_ih = p.b_ih;
+            a.b_hh = p.b_hh;
+            a.h_prev = h_prev + off;
+            a.mask = mask_t;
+            a.h = h_next + off;
+            a.y = y_t;
+            a.saved = saved_t;
+            gru_step_element(a, r, j);
+          }
+        }
+      }
+      __syncthreads();  // the tile is reused by the next rows
+    }
+    // Every unit of the new state is written before any block reads it.
+    grid.sync();
+  }
+}
+
+// A cooperative launch needs every block resident at once: checked with the
+// real kernel (registers included), not the planner's estimate. Empty when
+// the plan fits, else why not.
+template <bool kLstm, int RT>
+std::string grid_residency(const PersistentPlan& plan) {
+  auto* kernel = grid_forward<kLstm, RT>;
+  const int smem = int(plan.smem_bytes);
+  RECUR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  int per_sm = 0, device = 0, sms = 0;
+  RECUR_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, plan.threads, smem));
+  RECUR_CUDA_CHECK(cudaGetDevice(&device));
+  RECUR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  if (std::int64_t(per_sm) * sms >= plan.blocks) return {};
+  return "persistent grid pass: " + std::to_string(plan.blocks) + " blocks of " +
+         std::to_string(plan.threads) + " threads and " + std::to_string(plan.smem_bytes) +
+         " bytes of shared memory cannot all be resident (" + std::to_string(per_sm) + " per SM x " +
+         std::to_string(sms) + " SMs)";
+}
+
+template <bool kLstm>
+std::string grid_residency(const PersistentPlan& plan) {
+  switch (plan.row_tile) {
+    case 1: return grid_residency<kLstm, 1>(plan);
+    case 2: return grid_residency<kLstm, 2>(plan);
+    case 4: return grid_residency<kLstm, 4>(plan);
+    case 8: return grid_residency<kLstm, 8>(plan);
+    default: break;
+  }
+  return "persistent grid pass: no kernel for a row tile of " + std::to_string(plan.row_tile);
+}
+
+template <bool kLstm, int RT>
+void launch_grid_tile(const PassParams& p, const GridParams& q, const PersistentPlan& plan,
+                      cudaStream_t stream) {
+  auto* kernel = grid_forward<kLstm, RT>;
+  const int smem = int(plan.smem_bytes);
+  const std::string why = grid_residency<kLstm, RT>(plan);  // also sets the shared-memory limit
+  RECUR_CHECK(why.empty(), Unsupported, why);
+  PassParams pp = p;
+  GridParams qq = q;
+  void* args[] = {&pp, &qq};
+  RECUR_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(plan.blocks),
+                                               dim3(plan.threads), args, std::size_t(smem), stream));
+  RECUR_CHECK_LAUNCH();
+}
+
+template <bool kLstm>
+void launch_grid(const PassParams& p, float* hproj, const PersistentPlan& plan, cudaStream_t stream) {
+  constexpr int G = kLstm ? 4 : 3;
+  const std::int64_t smem = grid_layout(G, p.H, plan.units_per_block, plan.row_tile, plan.w_ld).total * 4;
+  RECUR_CHECK(hproj != nullptr && plan.units_per_block >= 1 &&
+                  std::int64_t(plan.blocks) * plan.units_per_block >= p.H &&
+                  std::int64_t(plan.blocks - 1) * plan.units_per_block < p.H &&
+                  plan.threads == plan.units_per_block * plan.ksplit && plan.smem_bytes == smem &&
+                  plan.w_ld == p.w_ld && plan.ksplit == p.ksplit && plan.rows_per_block == p.B,
+              Internal, "persistent grid pass: the plan (", plan.describe(), ") does not fit H = ", p.H,
+              ", B = ", p.B, " (or no hproj scratch)");
+  const GridParams q{plan.units_per_block, hproj};
+  switch (plan.row_tile) {
+    case 1: return launch_grid_tile<kLstm, 1>(p, q, plan, stream);
+    case 2: return launch_grid_tile<kLstm, 2>(p, q, plan, stream);
+    case 4: return launch_grid_tile<kLstm, 4>(p, q, plan, stream);
+    case 8: return launch_grid_tile<kLstm, 8>(p, q, plan, stream);
+    default: break;
+  }
+  RECUR_THROW(Internal, "persistent grid pass: no kernel for a row tile of ", plan.row_tile);
+}
+
+template <bool kLstm, int RT>
+void launch_tile(const PassParams& p, const PersistentPlan& plan, cudaStream_t stream) {
+  auto* kernel = block_local_forward<kLstm, RT>;
+  const std::size_t smem = std::size_t(plan.smem_bytes);
+  RECUR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  kernel<<<plan.blocks, plan.threads, smem, stream>>>(p);
+  RECUR_CHECK_LAUNCH();
+}
+
+template <bool kLstm>
+void launch(const PassParams& p, float* hproj, const PersistentPlan& plan, cudaStream_t stream) {
+  constexpr int G = kLstm ? 4 : 3;
+  if (plan.regime == PersistentRegime::Grid) return launch_grid<kLstm>(p, hproj, plan, stream);
+  RECUR_CHECK(plan.regime == PersistentRegime::BlockLocal, Unsupported,
+              "persistent ", kLstm ? "LSTM" : "GRU", " pass: only the block-local and grid regimes have "
+              "kernels; the plan is ", plan.describe());
+  // The plan must be the one plan_persistent() gives for this H and B.
+  const std::int64_t smem = block_local_layout(G, p.H, plan.rows_per_block, plan.w_ld).total * 4;
+  RECUR_CHECK(plan.units_per_block == p.H && plan.threads == p.H * plan.ksplit &&
+                  std::int64_t(plan.blocks) * plan.rows_per_block >= p.B &&
+                  std::int64_t(plan.blocks - 1) * plan.rows_per_block < p.B && plan.smem_bytes == smem &&
+                  plan.w_ld == p.w_ld && plan.ksplit == p.ksplit,
+              Internal, "persistent pass: the plan (", plan.describe(), ") does not fit H = ", p.H,
+              ", B = ", p.B);
+  switch (plan.rows_per_block) {
+    case 1: return launch_tile<kLstm, 1>(p, plan, stream);
+    case 2: return launch_tile<kLstm, 2>(p, plan, stream);
+    case 4: return launch_tile<kLstm, 4>(p, plan, stream);
+    case 8: return launch_tile<kLstm, 8>(p, plan, stream);
+    default: break;
+  }
+  RECUR_THROW(Internal, "persistent pass: no kernel for ", plan.rows_per_block, " rows per block");
+}
+
+template <class Args>
+PassParams params_of(const Args& a, const PersistentPlan& plan) {
+  RECUR_CHECK(a.T <= INT_MAX && a.B <= INT_MAX && a.H <= INT_MAX && a.T * a.B * a.H < (std::int64_t(1) << 40),
+              Value, "persistent pass: T = ", a.T, ", B = ", a.B, ", H = ", a.H, " out of range");
+  PassParams p;
+  p.T = int(a.T);
+  p.B = int(a.B);
+  p.H = int(a.H);
+  p.ksplit = plan.ksplit;
+  p.w_ld = plan.w_ld;
+  p.xproj = a.xproj;
+  p.w_hh = a.w_hh;
+  p.b_ih = a.b_ih;
+  p.b_hh = a.b_hh;
+  p.mask = a.mask;
+  p.rec_mask = a.rec_mask;
+  p.hs = a.hs;
+  p.all_states = a.all_states;
+  p.ys = a.ys;
+  p.saved = a.saved;
+  return p;
+}
+
+}  // namespace
+
+std::string persistent_plan_check(RnnCellKind cell, const PersistentPlan& plan) {
+  if (plan.regime == PersistentRegime::BlockLocal) return {};
+  if (plan.regime != PersistentRegime::Grid || (cell != RnnCellKind::GRU && cell != RnnCellKind::LSTM))
+    return std::string("persistent kernels: no kernel for ") + rnn_cell_kind_name(cell) + " in regime " +
+           persistent_regime_name(plan.regime) + " (block-local and grid exist, for GRU and LSTM)";
+  return cell == RnnCellKind::LSTM ? grid_residency<true>(plan) : grid_residency<false>(plan);
+}
+
+void gru_sequence_persistent(const GruSequenceArgs<float>& a, const PersistentPlan& plan,
+                             cudaStream_t stream) {
+  if (a.B == 0 || a.H == 0) return;
+  launch<false>(params_of(a, plan), a.hproj, plan, stream);
+}
+
+void lstm_sequence_persistent(const LstmSequenceArgs<float>& a, const PersistentPlan& plan,
+                              cudaStream_t stream) {
+  if (a.B == 0 || a.H == 0) return;
+  PassParams p = params_of(a, plan);
+  p.cs = a.cs;
+  launch<true>(p, a.hproj, plan, stream);
+}
+
+}  // namespace recur::kernels::cuda

@@ -1,0 +1,36 @@
+// Launchers of the persistent-RNN kernels (persistent_rnn.cu): a whole
+// forward pass of a GRU (reset_after) or LSTM layer in one launch, W_hh kept
+// in shared memory. They take the CPU twin's arguments (rnn_sequence.h:
+// time-major, processing order, the input projection precomputed by the
+// caller's GEMM) and a plan from plan_persistent() for the same H and B.
+// The BlockLocal and Grid regimes have kernels; a Cluster plan is an
+// UnsupportedError. Private to recur: host/src/cuda calls these.
+//
+// NOT YET RUN ON A GPU: written and compiled without one (docs/persistent.md).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "recur/kernels/persistent_plan.h"
+#include "recur/kernels/rnn_sequence.h"
+
+#include <string>
+
+namespace recur::kernels::cuda {
+
+// Empty when a kernel exists for the plan and, for Grid, all its blocks can
+// be resident at once on the current device (occupancy API, the real
+// kernel's registers); else why not.
+std::string persistent_plan_check(RnnCellKind cell, const PersistentPlan& plan);
+
+// Enqueues the pass on `stream`; args.rec_mask may be set. args.h_work is
+// not used. args.hproj ([B, G H]) is the Grid kernel's scratch, unused by
+// BlockLocal (which keeps it in shared memory). A Grid plan whose blocks
+// cannot all be resident (checked with the occupancy API) is an
+// UnsupportedError, never a hang.
+void gru_sequence_persistent(const GruSequenceArgs<float>& args, const PersistentPlan& plan,
+                             cudaStream_t stream);
+void lstm_sequence_persistent(const LstmSequenceArgs<float>& args, const PersistentPlan& plan,
+                              cudaStream_t stream);
+
+}  // namespace recur::kernels::cuda

@@ -1,0 +1,590 @@
+// The persistent-RNN path (docs/persistent.md): the planner's decisions on an
+// H100's limits over the issue's grid of H and B (CPU, pure arithmetic), the
+// log it writes, and (suites named CUDA, label `gpu`) the persistent kernels
+// against a float64 reference of the step ops.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <string>
+
+#include "recur/common/log.h"
+#include "recur/kernels/persistent_plan.h"
+#include "test_util.h"
+
+namespace recur::test {
+namespace {
+
+using kernels::DeviceLimits;
+using kernels::PersistentPlan;
+using kernels::PersistentQuery;
+using kernels::PersistentRegime;
+using kernels::RnnCellKind;
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+PersistentPlan plan(RnnCellKind cell, std::int64_t H, std::int64_t B,
+                    const DeviceLimits& d = DeviceLimits::h100_sxm(), DType dt = DType::f32) {
+  return kernels::plan_persistent(PersistentQuery{cell, H, B, dt}, d);
+}
+
+// Every plan must be launchable on the limits it was made for.
+void expect_consistent(const PersistentPlan& p, const DeviceLimits& d, std::int64_t H, std::int64_t B) {
+  SCOPED_TRACE(p.describe());
+  EXPECT_FALSE(p.reason.empty());
+  if (!p.persistent()) return;
+  EXPECT_GE(p.threads, 1);
+  EXPECT_LE(p.threads, d.max_threads_per_block);
+  EXPECT_GT(p.smem_bytes, 0);
+  EXPECT_LE(p.smem_bytes, d.smem_per_block_optin);
+  EXPECT_GE(p.blocks_per_sm, 1);
+  EXPECT_LE(p.blocks, std::int64_t(p.blocks_per_sm) * d.sm_count) << "more than one wave";
+  EXPECT_GE(p.ksplit, 1);
+  EXPECT_LE(p.ksplit, 32);
+  EXPECT_EQ(p.ksplit & (p.ksplit - 1), 0) << "ksplit must be a power of two";
+  EXPECT_GE(p.w_ld, H);
+  switch (p.regime) {
+    case PersistentRegime::BlockLocal: {
+      EXPECT_EQ(p.units_per_block, H);
+      EXPECT_EQ(p.cluster_size, 1);
+      EXPECT_GE(std::int64_t(p.blocks) * p.rows_per_block, B) << "every row has a block";
+      EXPECT_LT(std::int64_t(p.blocks - 1) * p.rows_per_block, B) << "no block without rows";
+      EXPECT_EQ(p.threads, H * p.ksplit);
+      bool tile = false;
+      for (int r : kernels::kPersistentRowTiles) tile = tile || r == p.rows_per_block;
+      EXPECT_TRUE(tile) << "rows_per_block must be a compiled row tile";
+      if (p.ksplit < 32) {
+        EXPECT_EQ(p.w_ld % 32, p.ksplit % 32) << "bank-conflict padding";
+      }
+      break;
+    }
+    case PersistentRegime::Cluster:
+      EXPECT_GE(p.cluster_size, 2);
+      EXPECT_LE(p.cluster_size, d.max_cluster_size);
+      EXPECT_EQ(p.blocks % p.cluster_size, 0);
+      EXPECT_GE(std::int64_t(p.cluster_size) * p.units_per_block, H);
+      break;
+    case PersistentRegime::Grid: {
+      EXPECT_GT(std::int64_t(p.blocks), d.max_cluster_size);
+      EXPECT_GE(std::int64_t(p.blocks) * p.units_per_block, H);
+      EXPECT_LT(std::int64_t(p.blocks - 1) * p.units_per_block, H) << "no block without units";
+      EXPECT_EQ(p.rows_per_block, B);
+      EXPECT_EQ(p.threads, p.units_per_block * p.ksplit);
+      EXPECT_TRUE(p.row_tile >= std::min<std::int64_t>(B, 8) && p.row_tile <= 8 &&
+                  (p.row_tile & (p.row_tile - 1)) == 0) << p.row_tile;
+      const int G = int(p.w_hh_bytes / (4 * H * H));
+      EXPECT_EQ(p.smem_bytes, kernels::grid_layout(G, H, p.units_per_block, p.row_tile, p.w_ld).total * 4);
+      break;
+    }
+    case PersistentRegime::Standard: break;
+  }
+}
+
+TEST(PersistentPlan, JenaGruIsBlockLocalWithOneRowPerBlock) {
+  // The Jena forecaster: GRU 32, batch 128. W_hh is 12 KiB: every block keeps
+  // a copy and takes one row; no synchronisation between blocks.
+  const DeviceLimits d = DeviceLimits::h100_sxm();
+  const PersistentPlan p = plan(RnnCellKind::GRU, 32, 128, d);
+  expect_consistent(p, d, 32, 128);
+  EXPECT_EQ(p.regime, PersistentRegime::BlockLocal) << p.describe();
+  EXPECT_EQ(p.blocks, 128);
+  EXPECT_EQ(p.rows_per_block, 1);
+  EXPECT_EQ(p.units_per_block, 32);
+  EXPECT_EQ(p.w_hh_bytes, 3 * 32 * 32 * 4);
+  EXPECT_TRUE(contains(p.reason, "no synchronisation between blocks")) << p.reason;
+  EXPECT_TRUE(contains(p.describe(), "persistent/block-local")) << p.describe();
+}
+
+TEST(PersistentPlan, SmallHiddenSizesAreBlockLocalForEveryBatchOfTheIssue) {
+  const DeviceLimits d = DeviceLimits::h100_sxm();
+  for (RnnCellKind cell : {RnnCellKind::GRU, RnnCellKind::LSTM, RnnCellKind::SimpleRNN})
+    for (std::int64_t H : {1, 7, 32, 64, 100})
+      for (std::int64_t B : {1, 3, 32, 128, 256}) {
+        SCOPED_TRACE(::testing::Message() << kernels::rnn_cell_kind_name(cell) << " H " << H << " B " << B);
+        const PersistentPlan p = plan(cell, H, B, d);
+        expect_consistent(p, d, H, B);
+        EXPECT_EQ(p.regime, PersistentRegime::BlockLocal) << p.describe();
+      }
+}
+
+TEST(PersistentPlan, BatchOfOneUsesOneBlockWhenWeightsFit) {
+  const PersistentPlan p = plan(RnnCellKind::LSTM, 64, 1);
+  EXPECT_EQ(p.regime, PersistentRegime::BlockLocal);
+  EXPECT_EQ(p.blocks, 1);
+  EXPECT_EQ(p.rows_per_block, 1);
+}
+
+TEST(PersistentPlan, LargerBatchesTakeMoreRowsPerBlockWhenOnlyOneBlockFitsPerSm) {
+  // GRU 128: W_hh is 192 KiB, one block per SM. 256 rows over 132 SMs: two
+  // rows per block, 128 blocks, one wave.
+  const DeviceLimits d = DeviceLimits::h100_sxm();
+  const PersistentPlan p = plan(RnnCellKind::GRU, 128, 256, d);
+  expect_consistent(p, d, 128, 256);
+  EXPECT_EQ(p.regime, PersistentRegime::BlockLocal) << p.describe();
+  EXPECT_EQ(p.blocks_per_sm, 1);
+  EXPECT_EQ(p.rows_per_block, 2);
+  EXPECT_EQ(p.blocks, 128);
+}
+
+TEST(PersistentPlan, WeightsOverOneBlockGoToAClusterThenTheGrid) {
+  const DeviceLimits d = DeviceLimits::h100_sxm();
+  // LSTM 128: 256 KiB of W_hh, more than a block's 227 KiB: a cluster of 2.
+  PersistentPlan p = plan(RnnCellKind::LSTM, 128, 32, d);
+  expect_consistent(p, d, 128, 32);
+  EXPECT_EQ(p.regime, PersistentRegime::Cluster) << p.describe();
+  EXPECT_EQ(p.cluster_size, 2);
+  EXPECT_TRUE(contains(p.reason, "more than one block's shared memory")) << p.reason;
+  // GRU 256 (768 KiB) and LSTM 256 (1 MiB): clusters of a handful of SMs.
+  for (RnnCellKind cell : {RnnCellKind::GRU, RnnCellKind::LSTM}) {
+    p = plan(cell, 256, 64, d);
+    expect_consistent(p, d, 256, 64);
+    EXPECT_EQ(p.regime, PersistentRegime::Cluster) << p.describe();
+    EXPECT_LE(p.cluster_size, 8) << "portable cluster size expected";
+  }
+  // GRU 512 (3 MiB) just fits 16 SMs: a non-portable cluster.
+  p = plan(RnnCellKind::GRU, 512, 16, d);
+  expect_consistent(p, d, 512, 16);
+  EXPECT_EQ(p.regime, PersistentRegime::Cluster) << p.describe();
+  EXPECT_GT(p.cluster_size, 8);
+  EXPECT_TRUE(contains(p.reason, "non-portable")) << p.reason;
+  // LSTM 512 and H 1024: more than 16 SMs' worth: a grid-wide barrier.
+  for (RnnCellKind cell : {RnnCellKind::GRU, RnnCellKind::LSTM})
+    for (std::int64_t H : {512, 1024})
+      for (std::int64_t B : {1, 16, 64}) {
+        if (cell == RnnCellKind::GRU && H == 512) continue;
+        SCOPED_TRACE(::testing::Message() << kernels::rnn_cell_kind_name(cell) << " H " << H << " B " << B);
+        p = plan(cell, H, B, d);
+        expect_consistent(p, d, H, B);
+        EXPECT_EQ(p.regime, PersistentRegime::Grid) << p.describe();
+        EXPECT_TRUE(contains(p.reason, "grid-wide barrier")) << p.reason;
+      }
+}
+
+TEST(PersistentPlan, EveryPlanOverTheIssueGridIsLaunchable) {
+  // With and without clusters (the CUDA backend plans without them until the
+  // cluster kernel exists): every plan fits the limits and the kernels' layouts.
+  for (int clusters : {16, 1}) {
+    DeviceLimits d = DeviceLimits::h100_sxm();
+    d.max_cluster_size = clusters;
+    for (RnnCellKind cell : {RnnCellKind::GRU, RnnCellKind::LSTM, RnnCellKind::SimpleRNN})
+      for (std::int64_t H : {1, 7, 32, 64, 100, 128, 256, 512, 1024, 2048})
+        for (std::int64_t B : {1, 3, 32, 128, 256}) {
+          SCOPED_TRACE(::testing::Message() << kernels::rnn_cell_kind_name(cell) << " H " << H << " B " << B
+                                            << " clusters " << clusters);
+          const PersistentPlan p = plan(cell, H, B, d);
+          expect_consistent(p, d, H, B);
+          if (clusters == 1) {
+            EXPECT_NE(p.regime, PersistentRegime::Cluster);
+          }
+          if (H <= 1024 && cell != RnnCellKind::SimpleRNN) {
+            EXPECT_TRUE(p.persistent()) << p.describe();
+          }
+        }
+  }
+}
+
+TEST(PersistentPlan, WithoutClustersOrCooperativeLaunchTheReasonSaysSo) {
+  DeviceLimits d = DeviceLimits::h100_sxm();
+  d.max_cluster_size = 1;  // e.g. an A100: no clusters
+  PersistentPlan p = plan(RnnCellKind::LSTM, 256, 16, d);
+  expect_consistent(p, d, 256, 16);
+  EXPECT_EQ(p.regime, PersistentRegime::Grid) << p.describe();
+  d.cooperative_launch = false;
+  p = plan(RnnCellKind::LSTM, 1024, 16, d);
+  EXPECT_EQ(p.regime, PersistentRegime::Standard);
+  EXPECT_TRUE(contains(p.reason, "no cooperative launch")) << p.reason;
+}
+
+TEST(PersistentPlan, TooBigForTheChipIsStandardWithTheReason) {
+  const DeviceLimits d = DeviceLimits::h100_sxm();
+  // LSTM 2048: 64 MiB of W_hh, more than 132 SMs x 227 KiB.
+  PersistentPlan p = plan(RnnCellKind::LSTM, 2048, 16, d);
+  EXPECT_EQ(p.regime, PersistentRegime::Standard);
+  EXPECT_TRUE(contains(p.reason, "does not fit in the chip's shared memory")) << p.reason;
+  EXPECT_TRUE(contains(p.describe(), "standard")) << p.describe();
+  // A smaller chip: 16 SMs hold less than GRU 1024's 12 MiB.
+  DeviceLimits small = d;
+  small.sm_count = 16;
+  p = plan(RnnCellKind::GRU, 1024, 16, small);
+  EXPECT_EQ(p.regime, PersistentRegime::Standard) << p.describe();
+}
+
+TEST(PersistentPlan, MoreThanOneWaveOfBatchIsStandard) {
+  const PersistentPlan p = plan(RnnCellKind::GRU, 32, 100000);
+  EXPECT_EQ(p.regime, PersistentRegime::Standard);
+  EXPECT_TRUE(contains(p.reason, "more than one wave")) << p.reason;
+}
+
+TEST(PersistentPlan, OtherDtypesAreStandard) {
+  const PersistentPlan p = plan(RnnCellKind::GRU, 32, 128, DeviceLimits::h100_sxm(), DType::f64);
+  EXPECT_EQ(p.regime, PersistentRegime::Standard);
+  EXPECT_TRUE(contains(p.reason, "float32 only")) << p.reason;
+}
+
+TEST(PersistentPlan, BadInputIsAValueError) {
+  const DeviceLimits d = DeviceLimits::h100_sxm();
+  EXPECT_THROW(plan(RnnCellKind::GRU, 0, 4, d), ValueError);
+  EXPECT_THROW(plan(RnnCellKind::GRU, 4, 0, d), ValueError);
+  EXPECT_THROW(plan(RnnCellKind::GRU, -3, 4, d), ValueError);
+  EXPECT_THROW(plan(RnnCellKind::GRU, 4, 4, DeviceLimits{}), ValueError);
+  DeviceLimits no_smem = d;
+  no_smem.smem_per_block_optin = 0;
+  EXPECT_THROW(plan(RnnCellKind::GRU, 4, 4, no_smem), ValueError);
+}
+
+TEST(PersistentPlan, LayoutAndPaddingHelpers) {
+  // ksplit: a power of two, about 16 multiply-adds per lane, within the block.
+  EXPECT_EQ(kernels::persistent_ksplit(1, 1024), 1);
+  EXPECT_EQ(kernels::persistent_ksplit(32, 1024), 2);
+  EXPECT_EQ(kernels::persistent_ksplit(128, 1024), 8);
+  EXPECT_EQ(kernels::persistent_ksplit(1024, 1024), 1);  // limited by threads
+  EXPECT_EQ(kernels::persistent_w_ld(32, 2), 34);
+  EXPECT_EQ(kernels::persistent_w_ld(100, 8), 104);
+  EXPECT_EQ(kernels::persistent_w_ld(64, 32), 64);
+  const auto l = kernels::block_local_layout(4, 10, 2, 12);
+  EXPECT_EQ(l.w, 0);
+  EXPECT_EQ(l.b_ih, 480);
+  EXPECT_EQ(l.total % 4, 0);
+  EXPECT_GT(l.xs, l.hproj);
+  EXPECT_EQ(l.total - l.xs, 2 * 2 * 40);
+}
+
+TEST(Log, LevelsAndTheDebugMacro) {
+  const LogLevel before = log_level();
+  set_log_level(LogLevel::Info);
+  EXPECT_TRUE(log_enabled(LogLevel::Info));
+  EXPECT_FALSE(log_enabled(LogLevel::Debug));
+  int evaluated = 0;
+  RECUR_LOG_DEBUG("not shown ", ++evaluated);
+  EXPECT_EQ(evaluated, 0) << "a disabled log must not evaluate its parts";
+  set_log_level(LogLevel::Debug);
+  ::testing::internal::CaptureStderr();
+  RECUR_LOG_DEBUG("plan ", 42);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err, "recur[debug]: plan 42\n");
+  set_log_level(before);
+}
+
+
+// ---- whole passes against a float64 reference -------------------------------------------
+// One case of a whole recurrent pass (backend.h's GruSequence / LstmSequence).
+struct SeqCase {
+  RnnCellKind cell = RnnCellKind::GRU;
+  std::int64_t H = 0, B = 0, T = 0;
+  bool masked = false, dropout = false, training = true;
+};
+
+std::string case_name(const SeqCase& c) {
+  return ::testing::PrintToString(kernels::rnn_cell_kind_name(c.cell)) + " H " + std::to_string(c.H) +
+         " B " + std::to_string(c.B) + " T " + std::to_string(c.T) + (c.masked ? " masked" : "") +
+         (c.dropout ? " recurrent-dropout" : "") + (c.training ? " training" : " inference");
+}
+
+// Random inputs of a case (never zeros): inputs' projection, weights, biases,
+// initial states, a [T, B] mask from per-row lengths (one row of length 0,
+// one full) and a recurrent-dropout mask of 0 and 1 / (1 - 0.3).
+struct SeqData {
+  std::vector<float> xproj, w_hh, b_ih, b_hh, h0, c0, mask, rec_mask;
+};
+
+SeqData make_data(Random& rng, const SeqCase& c) {
+  const int G = kernels::rnn_cell_gates(c.cell);
+  const std::int64_t GH = G * c.H;
+  SeqData d;
+  d.xproj = rng.floats(c.T * c.B * GH, -2, 2);
+  const float bound = 1.f / std::sqrt(float(c.H));
+  d.w_hh = rng.floats(GH * c.H, -bound, bound);
+  d.b_ih = rng.floats(GH, -0.5f, 0.5f);
+  d.b_hh = rng.floats(GH, -0.5f, 0.5f);
+  d.h0 = rng.floats(c.B * c.H);
+  d.c0 = rng.floats(c.B * c.H);
+  if (c.masked) {
+    d.mask.assign(std::size_t(c.T * c.B), 0.f);
+    std::uniform_int_distribution<std::int64_t> len(0, c.T);
+    for (std::int64_t b = 0; b < c.B; ++b) {
+      const std::int64_t n = b == 0 ? c.T : b == 1 ? 0 : len(rng.gen());
+      for (std::int64_t t = 0; t < n; ++t) d.mask[std::size_t(t * c.B + b)] = 1.f;
+    }
+  }
+  if (c.dropout) {
+    std::bernoulli_distribution keep(0.7);
+    d.rec_mask.resize(std::size_t(c.B * c.H));
+    for (float& v : d.rec_mask) v = keep(rng.gen()) ? float(1.0 / 0.7) : 0.f;
+  }
+  return d;
+}
+
+// What a pass writes, as doubles: all states (training) or the last ones.
+struct SeqOut {
+  std::vector<double> hs, cs, ys, saved;
+};
+
+// The float64 reference: rnn_cells.h's element functions (the one copy of the
+// gate math) over a plain matmul, step by step, as the engine's step loop.
+SeqOut reference(const SeqCase& c, const SeqData& d) {
+  const int G = kernels::rnn_cell_gates(c.cell);
+  const std::int64_t H = c.H, B = c.B, T = c.T, GH = G * H, BH = B * H;
+  auto dbl = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+  const auto x = dbl(d.xproj), w = dbl(d.w_hh), bi = dbl(d.b_ih), bh = dbl(d.b_hh), m = dbl(d.mask),
+             rm = dbl(d.rec_mask);
+  SeqOut r;
+  r.hs.assign(std::size_t((T + 1) * BH), 0.0);
+  r.cs.assign(std::size_t((T + 1) * BH), 0.0);
+  r.ys.assign(std::size_t(T * BH), 0.0);
+  r.saved.assign(std::size_t(T * B * 4 * H), 0.0);
+  std::copy(d.h0.begin(), d.h0.end(), r.hs.begin());
+  std::copy(d.c0.begin(), d.c0.end(), r.cs.begin());
+  std::vector<double> hproj(static_cast<std::size_t>(B * GH)), hin(static_cast<std::size_t>(BH));
+  for (std::int64_t t = 0; t < T; ++t) {
+    const double* hp = r.hs.data() + t * BH;
+    for (std::int64_t e = 0; e < BH; ++e) hin[std::size_t(e)] = hp[e] * (c.dropout ? rm[std::size_t(e)] : 1.0);
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t n = 0; n < GH; ++n) {
+        double acc = 0;
+        for (std::int64_t k = 0; k < H; ++k) acc += w[std::size_t(n * H + k)] * hin[std::size_t(b * H + k)];
+        hproj[std::size_t(b * GH + n)] = acc;
+      }
+    const double* mt = c.masked ? m.data() + t * B : nullptr;
+    if (c.cell == RnnCellKind::LSTM) {
+      kernels::LstmStepArgs<double> a;
+      a.B = B;
+      a.H = H;
+      a.xproj = x.data() + t * B * GH;
+      a.hproj = hproj.data();
+      a.ld_x = a.ld_h = GH;
+      a.b_ih = bi.data();
+      a.b_hh = bh.data();
+      a.c_prev = r.cs.data() + t * BH;
+      a.h_prev = hp;
+      a.mask = mt;
+      a.h = r.hs.data() + (t + 1) * BH;
+      a.c = r.cs.data() + (t + 1) * BH;
+      a.y = r.ys.data() + t * BH;
+      a.saved = r.saved.data() + t * B * 4 * H;
+      for (std::int64_t b = 0; b < B; ++b)
+        for (std::int64_t j = 0; j < H; ++j) kernels::lstm_step_element(a, b, j);
+    } else {
+      kernels::GruStepArgs<double> a;
+      a.B = B;
+      a.H = H;
+      a.xproj = x.data() + t * B * GH;
+      a.hproj = hproj.data();
+      a.ld_x = a.ld_h = GH;
+      a.b_ih = bi.data();
+      a.b_hh = bh.data();
+      a.h_prev = hp;
+      a.mask = mt;
+      a.h = r.hs.data() + (t + 1) * BH;
+      a.y = r.ys.data() + t * BH;
+      a.saved = r.saved.data() + t * B * 4 * H;
+      for (std::int64_t b = 0; b < B; ++b)
+        for (std::int64_t j = 0; j < H; ++j) kernels::gru_step_element(a, b, j);
+    }
+  }
+  return r;
+}
+
+// Runs the case through ops::gru_sequence / lstm_sequence on `dev` (float32),
+// every output poisoned with NaN first. Inference returns the last states
+// only (hs[T % 2], cs[0]) in hs and cs.
+SeqOut run_sequence(const SeqCase& c, const SeqData& d, Device dev) {
+  const int G = kernels::rnn_cell_gates(c.cell);
+  const std::int64_t H = c.H, B = c.B, T = c.T, GH = G * H;
+  auto in = [&](const std::vector<float>& v, const Shape& s) {
+    return v.empty() ? Tensor() : Tensor::from_vector(v, s, dev);
+  };
+  auto at = [](const Tensor& t, std::int64_t i) {
+    Shape s(t.shape().begin() + 1, t.shape().end());
+    return t.slice(i, i + 1).reshape(s);
+  };
+  const Tensor xproj = in(d.xproj, {T, B, GH}), w = in(d.w_hh, {GH, H}), bi = in(d.b_ih, {GH}),
+               bh = in(d.b_hh, {GH}), mask = in(d.mask, {T, B}), rmask = in(d.rec_mask, {B, H});
+  const Tensor hs = empty_poisoned({c.training ? T + 1 : 2, B, H}, dev);
+  const Tensor cs = empty_poisoned({c.training ? T + 1 : 1, B, H}, dev);
+  const Tensor ys = empty_poisoned({T, B, H}, dev);
+  const Tensor saved = c.training ? empty_poisoned({T, B, 4 * H}, dev) : Tensor();
+  at(hs, 0).copy_from(in(d.h0, {B, H}));
+  at(cs, 0).copy_from(in(d.c0, {B, H}));
+  if (c.cell == RnnCellKind::LSTM)
+    ops::lstm_sequence({xproj, w, bi, bh, mask, hs, cs, ys, saved, rmask});
+  else
+    ops::gru_sequence({xproj, w, bi, bh, mask, hs, ys, saved, rmask});
+  auto values = [](const Tensor& t) { return widen(t.to_vector<float>()); };
+  SeqOut o;
+  o.ys = values(ys);
+  if (c.training) {
+    o.hs = values(hs);
+    o.saved = values(saved);
+    if (c.cell == RnnCellKind::LSTM) o.cs = values(cs);
+  } else {
+    o.hs = values(at(hs, T % 2));
+    if (c.cell == RnnCellKind::LSTM) o.cs = values(at(cs, 0));
+  }
+  return o;
+}
+
+// float32 against float64: |out - ref| <= rtol (|ref| + 0.1) everywhere, NaN failing.
+void expect_matches_reference(const SeqCase& c, const SeqOut& got, const SeqOut& want, double rtol) {
+  const std::int64_t BH = c.B * c.H;
+  auto last = [&](const std::vector<double>& all) {
+    return std::vector<double>(all.begin() + c.T * BH, all.begin() + (c.T + 1) * BH);
+  };
+  auto f32 = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  EXPECT_TRUE(close_to(f32(got.ys), want.ys, {0.1}, rtol)) << "ys";
+  EXPECT_TRUE(close_to(f32(got.hs), c.training ? want.hs : last(want.hs), {0.1}, rtol)) << "hs";
+  if (c.cell == RnnCellKind::LSTM) {
+    EXPECT_TRUE(close_to(f32(got.cs), c.training ? want.cs : last(want.cs), {0.1}, rtol)) << "cs";
+  }
+  if (c.training) {
+    EXPECT_TRUE(close_to(f32(got.saved), want.saved, {0.1}, rtol)) << "saved";
+  }
+}
+
+TEST(PersistentCpuTwin, WholePassesWithMasksAndRecurrentDropoutMatchTheReference) {
+  // The CPU twin of the persistent kernels: the same cases, masks and
+  // recurrent-dropout masks the CUDA tests below use, on the CPU backend.
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  for (RnnCellKind cell : {RnnCellKind::GRU, RnnCellKind::LSTM})
+    for (auto [H, B, T] : {std::array<std::int64_t, 3>{7, 3, 20}, {32, 40, 12}, {1, 1, 2}})
+      for (int variant = 0; variant < 8; ++variant) {
+        const SeqCase c{cell, H, B, T, (variant & 1) != 0, (variant & 2) != 0, (variant & 4) != 0};
+        SCOPED_TRACE(case_name(c));
+        const SeqData d = make_data(rng, c);
+        expect_matches_reference(c, run_sequence(c, d, Device::cpu()), reference(c, d), 1e-5);
+      }
+}
+
+TEST(PersistentCpuTwin, BackwardWithRecurrentDropoutIsAskedApartAndRefused) {
+  Backend& cpu = backend(Device::cpu());
+  EXPECT_TRUE(cpu.supports({OpKind::GruSequence, DType::f32, 4, 4, true}).ok);
+  EXPECT_TRUE(cpu.supports({OpKind::GruSequenceBackward, DType::f32, 4, 4, false}).ok);
+  const Support s = cpu.supports({OpKind::LstmSequenceBackward, DType::f32, 4, 4, true});
+  EXPECT_FALSE(s.ok);
+  EXPECT_TRUE(contains(s.reason, "recurrent-dropout")) << s.reason;
+}
+
+// ---- CUDA: the persistent kernels (label gpu; they skip without a GPU) --------------------
+// RECUR_PERSISTENT=1 for the scope (the backend reads it at every decision).
+class PersistentOn {
+ public:
+  PersistentOn() {
+    if (const char* v = std::getenv("RECUR_PERSISTENT")) previous_ = v, had_ = true;
+    ::setenv("RECUR_PERSISTENT", "1", 1);
+  }
+  ~PersistentOn() {
+    if (had_)
+      ::setenv("RECUR_PERSISTENT", previous_.c_str(), 1);
+    else
+      ::unsetenv("RECUR_PERSISTENT");
+  }
+  PersistentOn(const PersistentOn&) = delete;
+  PersistentOn& operator=(const PersistentOn&) = delete;
+
+ private:
+  std::string previous_;
+  bool had_ = false;
+};
+
+TEST(PersistentCUDA, OffByDefaultAndOnWithTheEnvironmentVariable) {
+  RECUR_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  Backend& gpu = backend(Device::cuda(0));
+  if (!std::getenv("RECUR_PERSISTENT")) {
+    const Support off = gpu.supports({OpKind::GruSequence, DType::f32, 128, 32});
+    EXPECT_FALSE(off.ok);
+    EXPECT_TRUE(contains(off.reason, "RECUR_PERSISTENT=1")) << off.reason;
+  }
+  PersistentOn on;
+  const LogLevel before = log_level();
+  set_log_level(LogLevel::Debug);
+  ::testing::internal::CaptureStderr();
+  const Support yes = gpu.supports({OpKind::GruSequence, DType::f32, 128, 32});
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  set_log_level(before);
+  EXPECT_TRUE(yes.ok) << yes.reason;
+  EXPECT_TRUE(contains(log, "persistent/block-local")) << log;
+  // H 1024: the grid kernel. No persistent backward yet; float64 stays on
+  // the CPU; a huge H is standard.
+  const Support grid = gpu.supports({OpKind::LstmSequence, DType::f32, 16, 1024});
+  EXPECT_TRUE(grid.ok) << grid.reason;
+  EXPECT_FALSE(gpu.supports({OpKind::GruSequenceBackward, DType::f32, 128, 32}).ok);
+  EXPECT_FALSE(gpu.supports({OpKind::LstmSequence, DType::f64, 128, 32}).ok);
+  EXPECT_FALSE(gpu.supports({OpKind::LstmSequence, DType::f32, 16, 4096}).ok);
+}
+
+TEST(PersistentCUDA, ForwardMatchesTheReferenceOverTheIssueGrid) {
+  RECUR_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  PersistentOn on;
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  // (H, B, T): every H, B and T of the issue, in a subset of the cross
+  // product (the float64 reference runs on the CPU). Up to H 128 (GRU) / 100
+  // (LSTM) block-local; H 100 B 255 and H 128 B 263 take two rows per block
+  // and leave the last block one. Above: the grid kernel (LSTM 128 over 2
+  // blocks; H 256 to 1024 over 4 to 94), B 263 leaves a partial row tile.
+  const std::int64_t shapes[][3] = {{1, 1, 1},      {7, 3, 2},      {32, 128, 240}, {32, 257, 2},
+                                    {64, 32, 240},  {100, 3, 1000}, {100, 255, 2},  {128, 1, 240},
+                                    {128, 263, 2},  {64, 1, 1000},  {256, 3, 30},   {256, 1, 1000},
+                                    {512, 16, 20},  {1024, 4, 10},  {1024, 64, 2}};
+  for (RnnCellKind cell : {RnnCellKind::GRU, RnnCellKind::LSTM})
+    for (auto [H, B, T] : shapes)
+      for (int variant = 0; variant < 8; ++variant) {
+        const SeqCase c{cell, H, B, T, (variant & 1) != 0, (variant & 2) != 0, (variant & 4) != 0};
+        SCOPED_TRACE(case_name(c));
+        const OpKind op = cell == RnnCellKind::LSTM ? OpKind::LstmSequence : OpKind::GruSequence;
+        const Support s = backend(Device::cuda(0)).supports({op, DType::f32, B, H, c.dropout});
+        ASSERT_TRUE(s.ok) << s.reason;  // every shape here is block-local or grid on an H100
+        const SeqData d = make_data(rng, c);
+        expect_matches_reference(c, run_sequence(c, d, Device::cuda(0)), reference(c, d), 1e-5);
+      }
+}
+
+TEST(PersistentCUDA, LayersTrainThroughThePersistentForwardAndTheStepBackward) {
+  // The engine: the forward pass in one persistent launch, the backward pass
+  // through the step kernels on what it saved; against the CPU layer.
+  RECUR_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  PersistentOn on;
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  const Device cpu = Device::cpu(), gpu = Device::cuda(0);
+  for (CellType cell : {CellType::GRU, CellType::LSTM})
+    for (std::int64_t H : {32, 256})  // block-local, grid
+    for (bool dropout : {false, true}) {
+      SCOPED_TRACE(std::string(cell_name(cell)) + " H " + std::to_string(H) + (dropout ? " recurrent dropout" : ""));
+      const std::int64_t B = 9, T = 37, I = 5;
+      RecurrentOptions o;
+      o.cell = cell;
+      o.input_size = I;
+      o.units = H;
+      o.return_sequences = true;
+      o.return_state = true;
+      const std::uint64_t seed = rng.gen()();
+      Recurrent lc(o, cpu, seed), lg(o, gpu, seed);
+      if (dropout) {
+        SeqCase sc{RnnCellKind::GRU, H, B, 1, false, true, true};
+        const Tensor m = Tensor::from_vector(make_data(rng, sc).rec_mask, {B, H}, cpu);
+        lc.set_dropout_masks({}, m);
+        lg.set_dropout_masks({}, m);
+      }
+      std::vector<std::int64_t> lengths(static_cast<std::size_t>(B));
+      std::uniform_int_distribution<std::int64_t> len(0, T);
+      for (auto& n : lengths) n = len(rng.gen());
+      lengths[0] = T;
+      const Tensor x = Tensor::from_vector(rng.floats(B * T * I), {B, T, I}, cpu);
+      const Tensor mask = lengths_to_mask(lengths, T, DType::f32, cpu);
+      const Tensor dy = Tensor::from_vector(rng.floats(B * T * H), {B, T, H}, cpu);
+      const auto oc = lc.forward(x, mask, {}, true);
+      const auto og = lg.forward(x.to(gpu), mask.to(gpu), {}, true);
+      const auto gc = lc.backward(dy);
+      const auto gg = lg.backward(dy.to(gpu));
+      const double rtol = 1e-4;  // float32 on both sides, as RecurrentCUDA.MatchesCpuOnShapeSweep
+      EXPECT_TRUE(close_to(og.y, widen(oc.y.to_vector<float>()), {0.1}, rtol)) << "y";
+      EXPECT_TRUE(close_to(gg.dx, widen(gc.dx.to_vector<float>()), {0.1}, rtol)) << "dx";
+      EXPECT_TRUE(close_to(lg.grads().w_hh, widen(lc.grads().w_hh.to_vector<float>()), {1.0}, rtol)) << "dW_hh";
+      EXPECT_TRUE(close_to(lg.grads().b_hh, widen(lc.grads().b_hh.to_vector<float>()), {1.0}, rtol)) << "db_hh";
+    }
+}
+
+}  // namespace
+}  // namespace recur::test
