@@ -163,104 +163,52 @@ class CpuBackend final : public Backend {
   }
 
   void gru_sequence(const GruSequence& s) override {
-    const std::int64_t T = s.xproj.dim(0), B = s.xproj.dim(1), H = s.w_hh.dim(1);
+    const std::int64_t B = s.xproj.dim(1), H = s.w_hh.dim(1);
     const Tensor hproj = Tensor::empty({B, 3 * H}, s.hs.dtype(), Device::cpu());
     const Tensor h_work = s.rec_mask.defined() ? Tensor::empty({B, H}, s.hs.dtype(), Device::cpu()) : Tensor();
     dispatch_float(s.hs.dtype(), [&](auto* tag) {
       using T_ = std::remove_pointer_t<decltype(tag)>;
-      kernels::GruSequenceArgs<T_> a;
-      a.T = T;
-      a.B = B;
-      a.H = H;
-      a.xproj = s.xproj.data<T_>();
-      a.w_hh = s.w_hh.data<T_>();
-      a.b_ih = detail::opt_ptr<T_>(s.b_ih);
-      a.b_hh = detail::opt_ptr<T_>(s.b_hh);
-      a.mask = detail::opt_ptr<T_>(s.mask);
-      a.hs = s.hs.data<T_>();
-      a.all_states = s.saved.defined();
-      a.ys = detail::opt_out<T_>(s.ys);
-      a.saved = detail::opt_out<T_>(s.saved);
+      kernels::GruSequenceArgs<T_> a = detail::gru_sequence_args<T_>(s);
       a.hproj = hproj.data<T_>();
-      a.rec_mask = detail::opt_ptr<T_>(s.rec_mask);
       a.h_work = detail::opt_out<T_>(h_work);
       kc::gru_sequence(a);
     });
   }
 
   void gru_sequence_backward(const GruSequenceBackward& s) override {
-    const std::int64_t T = s.saved.dim(0), B = s.saved.dim(1), H = s.w_hh.dim(1);
+    const std::int64_t B = s.saved.dim(1), H = s.w_hh.dim(1);
     const Tensor work = Tensor::empty({B, H}, s.dh.dtype(), Device::cpu());
     const Tensor sums = s.db_ih.defined() ? Tensor::empty({B, 4 * H}, DType::f64, Device::cpu()) : Tensor();
     dispatch_float(s.dh.dtype(), [&](auto* tag) {
       using T_ = std::remove_pointer_t<decltype(tag)>;
-      kernels::GruSequenceBackArgs<T_> a;
-      a.T = T;
-      a.B = B;
-      a.H = H;
-      a.saved = s.saved.data<T_>();
-      a.hs = s.hs.data<T_>();
-      a.dys = detail::opt_ptr<T_>(s.dys);
-      a.mask = detail::opt_ptr<T_>(s.mask);
-      a.w_hh = s.w_hh.data<T_>();
-      a.dh = s.dh.data<T_>();
+      kernels::GruSequenceBackArgs<T_> a = detail::gru_sequence_back_args<T_>(s);
       a.dh_work = work.data<T_>();
-      a.dgates_x = s.dgates_x.data<T_>();
-      a.dgates_h = s.dgates_h.data<T_>();
-      a.db_x = detail::opt_out<T_>(s.db_ih);
-      a.db_h = detail::opt_out<T_>(s.db_hh);
       a.sum_work = sums.defined() ? sums.data<double>() : nullptr;
       kc::gru_sequence_backward(a);
     });
   }
 
   void lstm_sequence(const LstmSequence& s) override {
-    const std::int64_t T = s.xproj.dim(0), B = s.xproj.dim(1), H = s.w_hh.dim(1);
+    const std::int64_t B = s.xproj.dim(1), H = s.w_hh.dim(1);
     const Tensor hproj = Tensor::empty({B, 4 * H}, s.hs.dtype(), Device::cpu());
     const Tensor h_work = s.rec_mask.defined() ? Tensor::empty({B, H}, s.hs.dtype(), Device::cpu()) : Tensor();
     dispatch_float(s.hs.dtype(), [&](auto* tag) {
       using T_ = std::remove_pointer_t<decltype(tag)>;
-      kernels::LstmSequenceArgs<T_> a;
-      a.T = T;
-      a.B = B;
-      a.H = H;
-      a.xproj = s.xproj.data<T_>();
-      a.w_hh = s.w_hh.data<T_>();
-      a.b_ih = detail::opt_ptr<T_>(s.b_ih);
-      a.b_hh = detail::opt_ptr<T_>(s.b_hh);
-      a.mask = detail::opt_ptr<T_>(s.mask);
-      a.hs = s.hs.data<T_>();
-      a.cs = s.cs.data<T_>();
-      a.all_states = s.saved.defined();
-      a.ys = detail::opt_out<T_>(s.ys);
-      a.saved = detail::opt_out<T_>(s.saved);
+      kernels::LstmSequenceArgs<T_> a = detail::lstm_sequence_args<T_>(s);
       a.hproj = hproj.data<T_>();
-      a.rec_mask = detail::opt_ptr<T_>(s.rec_mask);
       a.h_work = detail::opt_out<T_>(h_work);
       kc::lstm_sequence(a);
     });
   }
 
   void lstm_sequence_backward(const LstmSequenceBackward& s) override {
-    const std::int64_t T = s.saved.dim(0), B = s.saved.dim(1), H = s.w_hh.dim(1);
+    const std::int64_t B = s.saved.dim(1), H = s.w_hh.dim(1);
     const Tensor work = Tensor::empty({B, H}, s.dh.dtype(), Device::cpu());
     const Tensor sums = s.db.defined() ? Tensor::empty({B, 4 * H}, DType::f64, Device::cpu()) : Tensor();
     dispatch_float(s.dh.dtype(), [&](auto* tag) {
       using T_ = std::remove_pointer_t<decltype(tag)>;
-      kernels::LstmSequenceBackArgs<T_> a;
-      a.T = T;
-      a.B = B;
-      a.H = H;
-      a.saved = s.saved.data<T_>();
-      a.cs = s.cs.data<T_>();
-      a.dys = detail::opt_ptr<T_>(s.dys);
-      a.mask = detail::opt_ptr<T_>(s.mask);
-      a.w_hh = s.w_hh.data<T_>();
-      a.dh = s.dh.data<T_>();
-      a.dc = s.dc.data<T_>();
+      kernels::LstmSequenceBackArgs<T_> a = detail::lstm_sequence_back_args<T_>(s);
       a.dh_work = work.data<T_>();
-      a.dgates = s.dgates.data<T_>();
-      a.db = detail::opt_out<T_>(s.db);
       a.sum_work = sums.defined() ? sums.data<double>() : nullptr;
       kc::lstm_sequence_backward(a);
     });

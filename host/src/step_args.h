@@ -3,6 +3,7 @@
 #pragma once
 
 #include "recur/host/backend.h"
+#include "recur/kernels/rnn_sequence.h"
 
 namespace recur::detail {
 
@@ -222,6 +223,84 @@ kernels::OptimizerArgs<T> optimizer_args(const OptimizerStep& s) {
   a.grad_sq_sum = s.grad_sq_sum.defined() ? s.grad_sq_sum.data<double>() : nullptr;
   a.clipnorm = T(s.clipnorm);
   a.clipvalue = T(s.clipvalue);
+  return a;
+}
+
+// Whole passes. The scratch buffers (hproj, h_work, dh_work, sum_work) are the
+// backend's to provide.
+template <class T>
+kernels::GruSequenceArgs<T> gru_sequence_args(const GruSequence& s) {
+  kernels::GruSequenceArgs<T> a;
+  a.T = s.xproj.dim(0);
+  a.B = s.xproj.dim(1);
+  a.H = s.w_hh.dim(1);
+  a.xproj = s.xproj.data<T>();
+  a.w_hh = s.w_hh.data<T>();
+  a.b_ih = opt_ptr<T>(s.b_ih);
+  a.b_hh = opt_ptr<T>(s.b_hh);
+  a.mask = opt_ptr<T>(s.mask);
+  a.rec_mask = opt_ptr<T>(s.rec_mask);
+  a.hs = s.hs.data<T>();
+  a.all_states = s.saved.defined();
+  a.ys = opt_out<T>(s.ys);
+  a.saved = opt_out<T>(s.saved);
+  return a;
+}
+
+template <class T>
+kernels::LstmSequenceArgs<T> lstm_sequence_args(const LstmSequence& s) {
+  kernels::LstmSequenceArgs<T> a;
+  a.T = s.xproj.dim(0);
+  a.B = s.xproj.dim(1);
+  a.H = s.w_hh.dim(1);
+  a.xproj = s.xproj.data<T>();
+  a.w_hh = s.w_hh.data<T>();
+  a.b_ih = opt_ptr<T>(s.b_ih);
+  a.b_hh = opt_ptr<T>(s.b_hh);
+  a.mask = opt_ptr<T>(s.mask);
+  a.rec_mask = opt_ptr<T>(s.rec_mask);
+  a.hs = s.hs.data<T>();
+  a.cs = s.cs.data<T>();
+  a.all_states = s.saved.defined();
+  a.ys = opt_out<T>(s.ys);
+  a.saved = opt_out<T>(s.saved);
+  return a;
+}
+
+template <class T>
+kernels::GruSequenceBackArgs<T> gru_sequence_back_args(const GruSequenceBackward& s) {
+  kernels::GruSequenceBackArgs<T> a;
+  a.T = s.saved.dim(0);
+  a.B = s.saved.dim(1);
+  a.H = s.w_hh.dim(1);
+  a.saved = s.saved.data<T>();
+  a.hs = s.hs.data<T>();
+  a.dys = opt_ptr<T>(s.dys);
+  a.mask = opt_ptr<T>(s.mask);
+  a.w_hh = s.w_hh.data<T>();
+  a.dh = s.dh.data<T>();
+  a.dgates_x = s.dgates_x.data<T>();
+  a.dgates_h = s.dgates_h.data<T>();
+  a.db_x = opt_out<T>(s.db_ih);
+  a.db_h = opt_out<T>(s.db_hh);
+  return a;
+}
+
+template <class T>
+kernels::LstmSequenceBackArgs<T> lstm_sequence_back_args(const LstmSequenceBackward& s) {
+  kernels::LstmSequenceBackArgs<T> a;
+  a.T = s.saved.dim(0);
+  a.B = s.saved.dim(1);
+  a.H = s.w_hh.dim(1);
+  a.saved = s.saved.data<T>();
+  a.cs = s.cs.data<T>();
+  a.dys = opt_ptr<T>(s.dys);
+  a.mask = opt_ptr<T>(s.mask);
+  a.w_hh = s.w_hh.data<T>();
+  a.dh = s.dh.data<T>();
+  a.dc = s.dc.data<T>();
+  a.dgates = s.dgates.data<T>();
+  a.db = opt_out<T>(s.db);
   return a;
 }
 

@@ -350,21 +350,8 @@ class CudaBackend final : public Backend {
 
   void gru_sequence(const GruSequence& s) override {
     DeviceScope scope(index_);
-    const std::int64_t T = s.xproj.dim(0), B = s.xproj.dim(1), H = s.w_hh.dim(1);
-    kernels::GruSequenceArgs<float> a;
-    a.T = T;
-    a.B = B;
-    a.H = H;
-    a.xproj = s.xproj.data<float>();
-    a.w_hh = s.w_hh.data<float>();
-    a.b_ih = detail::opt_ptr<float>(s.b_ih);
-    a.b_hh = detail::opt_ptr<float>(s.b_hh);
-    a.mask = detail::opt_ptr<float>(s.mask);
-    a.rec_mask = detail::opt_ptr<float>(s.rec_mask);
-    a.hs = s.hs.data<float>();
-    a.all_states = s.saved.defined();
-    a.ys = detail::opt_out<float>(s.ys);
-    a.saved = detail::opt_out<float>(s.saved);
+    const std::int64_t B = s.xproj.dim(1), H = s.w_hh.dim(1);
+    kernels::GruSequenceArgs<float> a = detail::gru_sequence_args<float>(s);
     const kernels::PersistentPlan p = plan({OpKind::GruSequence, DType::f32, B, H});
     // The grid kernel's hproj scratch; back in the cache when this returns,
     // reused only after the kernel (one stream).
@@ -376,22 +363,8 @@ class CudaBackend final : public Backend {
 
   void lstm_sequence(const LstmSequence& s) override {
     DeviceScope scope(index_);
-    const std::int64_t T = s.xproj.dim(0), B = s.xproj.dim(1), H = s.w_hh.dim(1);
-    kernels::LstmSequenceArgs<float> a;
-    a.T = T;
-    a.B = B;
-    a.H = H;
-    a.xproj = s.xproj.data<float>();
-    a.w_hh = s.w_hh.data<float>();
-    a.b_ih = detail::opt_ptr<float>(s.b_ih);
-    a.b_hh = detail::opt_ptr<float>(s.b_hh);
-    a.mask = detail::opt_ptr<float>(s.mask);
-    a.rec_mask = detail::opt_ptr<float>(s.rec_mask);
-    a.hs = s.hs.data<float>();
-    a.cs = s.cs.data<float>();
-    a.all_states = s.saved.defined();
-    a.ys = detail::opt_out<float>(s.ys);
-    a.saved = detail::opt_out<float>(s.saved);
+    const std::int64_t B = s.xproj.dim(1), H = s.w_hh.dim(1);
+    kernels::LstmSequenceArgs<float> a = detail::lstm_sequence_args<float>(s);
     const kernels::PersistentPlan p = plan({OpKind::LstmSequence, DType::f32, B, H});
     const Tensor hproj = p.regime == kernels::PersistentRegime::Grid ? Tensor::empty({B, 4 * H}, DType::f32, device())
                                                                      : Tensor();
