@@ -201,11 +201,7 @@ void* CachingAllocator::cache_allocate_locked(std::size_t bytes, std::size_t wan
       return p;
     }
   }
-  // Device bytes held: blocks outside arenas, the cache, and the arenas.
-  auto over_limit = [&] {
-    return stats_.limit &&
-           stats_.in_use - arena_live_bytes_ + stats_.cached + arena_stats_.reserved + want > stats_.limit;
-  };
+  auto over_limit = [&] { return stats_.limit && held_locked() + want > stats_.limit; };
   if (over_limit()) {
     empty_cache_locked();
     drop_idle_arenas_locked();
@@ -274,6 +270,11 @@ void CachingAllocator::reset_peak() {
 void CachingAllocator::set_limit(std::size_t bytes) {
   std::lock_guard<std::mutex> lock(mutex_);
   stats_.limit = bytes;
+}
+
+// Device bytes held: blocks outside arenas, the cache, and the arenas.
+std::size_t CachingAllocator::held_locked() const noexcept {
+  return stats_.in_use - arena_live_bytes_ + stats_.cached + arena_stats_.reserved;
 }
 
 // --- Step arenas -----------------------------------------------------------
@@ -390,10 +391,7 @@ void CachingAllocator::finish_recording_locked() noexcept {
     recorded_.clear();
     return;
   }
-  auto over_limit = [&] {
-    return stats_.limit && stats_.in_use - arena_live_bytes_ + stats_.cached + arena_stats_.reserved +
-                                   placed.bytes > stats_.limit;
-  };
+  auto over_limit = [&] { return stats_.limit && held_locked() + placed.bytes > stats_.limit; };
   // The blocks this region used now sit in the cache; the arena replaces them.
   empty_cache_locked();
   char* arena = over_limit() ? nullptr : static_cast<char*>(raw_->allocate(placed.bytes));

@@ -74,6 +74,89 @@ __device__ __forceinline__ void copy_async(float* dst, const float* src, int n) 
   __pipeline_commit();
 }
 
+// Registers for a tile's G x RT dot products of one unit over k = lane, lane
+// + ks, ...: w(g, k) returns the unit's weight of gate g at k, h from `tile`
+// ([RT, H], `rows` valid). Leaves the sums in every lane of the group.
+template <int G, int RT, class W>
+__device__ __forceinline__ void unit_dot(float (&acc)[G][RT], const float* tile, int rows, int H, int lane,
+                                         int ks, unsigned group_mask, W w) {
+#pragma unroll
+  for (int g = 0; g < G; ++g)
+#pragma unroll
+    for (int r = 0; r < RT; ++r) acc[g][r] = 0.f;
+  for (int k = lane; k < H; k += ks) {
+    float hv[RT];
+#pragma unroll
+    for (int r = 0; r < RT; ++r) hv[r] = r < rows ? tile[r * H + k] : 0.f;
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      const float wv = w(g, k);
+#pragma unroll
+      for (int r = 0; r < RT; ++r) acc[g][r] = fmaf(wv, hv[r], acc[g][r]);
+    }
+  }
+  for (int off = ks >> 1; off > 0; off >>= 1)
+#pragma unroll
+    for (int g = 0; g < G; ++g)
+#pragma unroll
+      for (int r = 0; r < RT; ++r) acc[g][r] += __shfl_xor_sync(group_mask, acc[g][r], off);
+}
+
+// One step of the cell for element (r, j) of a tile of `rows` rows: the gate
+// math of rnn_cells.h on the tile's pointers (each [rows, ...]; hproj and
+// xproj with leading dimension G H; c_prev/c for the LSTM only).
+struct TilePtrs {
+  const float* xproj = nullptr;
+  const float* hproj = nullptr;
+  const float* b_ih = nullptr;
+  const float* b_hh = nullptr;
+  const float* c_prev = nullptr;
+  float* c = nullptr;
+  const float* h_prev = nullptr;
+  const float* mask = nullptr;
+  float* h = nullptr;
+  float* y = nullptr;
+  float* saved = nullptr;
+};
+
+template <bool kLstm>
+__device__ __forceinline__ void tile_cell(const TilePtrs& t, int rows, int H, int r, int j) {
+  constexpr int G = kLstm ? 4 : 3;
+  if constexpr (kLstm) {
+    LstmStepArgs<float> a;
+    a.B = rows;
+    a.H = H;
+    a.xproj = t.xproj;
+    a.hproj = t.hproj;
+    a.ld_x = a.ld_h = G * H;
+    a.b_ih = t.b_ih;
+    a.b_hh = t.b_hh;
+    a.c_prev = t.c_prev;
+    a.c = t.c;
+    a.h_prev = t.h_prev;
+    a.mask = t.mask;
+    a.h = t.h;
+    a.y = t.y;
+    a.saved = t.saved;
+    lstm_step_element(a, r, j);
+  } else {
+    GruStepArgs<float> a;
+    a.B = rows;
+    a.H = H;
+    a.xproj = t.xproj;
+    a.hproj = t.hproj;
+    a.ld_x = a.ld_h = G * H;
+    a.b_ih = t.b_ih;
+    a.b_hh = t.b_hh;
+    a.h_prev = t.h_prev;
+    a.mask = t.mask;
+    a.h = t.h;
+    a.y = t.y;
+    a.saved = t.saved;
+    gru_step_element(a, r, j);
+  }
+}
+
 template <bool kLstm, int RT>
 __global__ void __launch_bounds__(kPersistentMaxThreads) block_local_forward(PassParams p) {
   constexpr int G = kLstm ? 4 : 3;
@@ -132,28 +215,9 @@ __global__ void __launch_bounds__(kPersistentMaxThreads) block_local_forward(Pas
 
     if (active) {
       // 2. the G dot products of unit j for every row
-      const float* hsrc = hin + cur * RT * H;
       float acc[G][RT];
-#pragma unroll
-      for (int g = 0; g < G; ++g)
-#pragma unroll
-        for (int r = 0; r < RT; ++r) acc[g][r] = 0.f;
-      for (int k = lane; k < H; k += ks) {
-        float hv[RT];
-#pragma unroll
-        for (int r = 0; r < RT; ++r) hv[r] = r < rows ? hsrc[r * H + k] : 0.f;
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-          const float wv = w[(g * H + j) * p.w_ld + k];
-#pragma unroll
-          for (int r = 0; r < RT; ++r) acc[g][r] = fmaf(wv, hv[r], acc[g][r]);
-        }
-      }
-      for (int off = ks >> 1; off > 0; off >>= 1)
-#pragma unroll
-        for (int g = 0; g < G; ++g)
-#pragma unroll
-          for (int r = 0; r < RT; ++r) acc[g][r] += __shfl_xor_sync(group_mask, acc[g][r], off);
+      unit_dot<G, RT>(acc, hin + cur * RT * H, rows, H, lane, ks, group_mask,
+                      [&](int g, int k) { return w[(g * H + j) * p.w_ld + k]; });
 
       // 3. the cell for (r, j), rows spread over the group's lanes
       float* h_prev = hbuf + cur * RT * H;
@@ -166,39 +230,19 @@ __global__ void __launch_bounds__(kPersistentMaxThreads) block_local_forward(Pas
         if (r >= rows || r % ks != lane) continue;
 #pragma unroll
         for (int g = 0; g < G; ++g) hproj[r * GH + g * H + j] = acc[g][r];
-        if constexpr (kLstm) {
-          LstmStepArgs<float> a;
-          a.B = rows;
-          a.H = H;
-          a.xproj = xs + cur * RT * GH;
-          a.hproj = hproj;
-          a.ld_x = a.ld_h = GH;
-          a.b_ih = s_bih;
-          a.b_hh = s_bhh;
-          a.c_prev = cst;  // in place: element (r, j) reads c_prev[e] before writing c[e]
-          a.c = cst;
-          a.h_prev = h_prev;
-          a.mask = mask_t;
-          a.h = h_next;
-          a.y = y_t;
-          a.saved = saved_t;
-          lstm_step_element(a, r, j);
-        } else {
-          GruStepArgs<float> a;
-          a.B = rows;
-          a.H = H;
-          a.xproj = xs + cur * RT * GH;
-          a.hproj = hproj;
-          a.ld_x = a.ld_h = GH;
-          a.b_ih = s_bih;
-          a.b_hh = s_bhh;
-          a.h_prev = h_prev;
-          a.mask = mask_t;
-          a.h = h_next;
-          a.y = y_t;
-          a.saved = saved_t;
-          gru_step_element(a, r, j);
-        }
+        TilePtrs tp;
+        tp.xproj = xs + cur * RT * GH;
+        tp.hproj = hproj;
+        tp.b_ih = s_bih;
+        tp.b_hh = s_bhh;
+        tp.c_prev = cst;  // in place: element (r, j) reads c_prev[e] before writing c[e]
+        tp.c = cst;
+        tp.h_prev = h_prev;
+        tp.mask = mask_t;
+        tp.h = h_next;
+        tp.y = y_t;
+        tp.saved = saved_t;
+        tile_cell<kLstm>(tp, rows, H, r, j);
         const int e = r * H + j;
         const float hn = h_next[e];
         if (p.rec_mask) hin[nxt * RT * H + e] = hn * drop[r];
@@ -223,34 +267,6 @@ __global__ void __launch_bounds__(kPersistentMaxThreads) block_local_forward(Pas
       if (kLstm) p.cs[g] = cst[i];
     }
   }
-}
-
-// Registers for a tile's G x RT dot products of one unit over k = lane, lane
-// + ks, ...: w(k) returns the unit's weight of gate g at k, hv from `tile`
-// ([RT, H], `rows` valid). Leaves the sums in every lane of the group.
-template <int G, int RT, class W>
-__device__ __forceinline__ void unit_dot(float (&acc)[G][RT], const float* tile, int rows, int H, int lane,
-                                         int ks, unsigned group_mask, W w) {
-#pragma unroll
-  for (int g = 0; g < G; ++g)
-#pragma unroll
-    for (int r = 0; r < RT; ++r) acc[g][r] = 0.f;
-  for (int k = lane; k < H; k += ks) {
-    float hv[RT];
-#pragma unroll
-    for (int r = 0; r < RT; ++r) hv[r] = r < rows ? tile[r * H + k] : 0.f;
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-      const float wv = w(g, k);
-#pragma unroll
-      for (int r = 0; r < RT; ++r) acc[g][r] = fmaf(wv, hv[r], acc[g][r]);
-    }
-  }
-  for (int off = ks >> 1; off > 0; off >>= 1)
-#pragma unroll
-    for (int g = 0; g < G; ++g)
-#pragma unroll
-      for (int r = 0; r < RT; ++r) acc[g][r] += __shfl_xor_sync(group_mask, acc[g][r], off);
 }
 
 // The Grid kernel's extra arguments.
@@ -317,39 +333,19 @@ __global__ void __launch_bounds__(kPersistentMaxThreads) grid_forward(PassParams
           float* y_t = p.ys ? p.ys + std::int64_t(t) * BH + std::int64_t(row0) * H : nullptr;
           float* saved_t = p.saved ? p.saved + (std::int64_t(t) * B + row0) * 4 * H : nullptr;
           const std::int64_t off = std::int64_t(row0) * H;
-          if constexpr (kLstm) {
-            LstmStepArgs<float> a;
-            a.B = rows;
-            a.H = H;
-            a.xproj = xproj;
-            a.hproj = hproj;
-            a.ld_x = a.ld_h = GH;
-            a.b_ih = p.b_ih;
-            a.b_hh = p.b_hh;
-            a.c_prev = c_prev + off;  // inference: the same buffer, element by element
-            a.c = c_next + off;
-            a.h_prev = h_prev + off;
-            a.mask = mask_t;
-            a.h = h_next + off;
-            a.y = y_t;
-            a.saved = saved_t;
-            lstm_step_element(a, r, j);
-          } else {
-            GruStepArgs<float> a;
-            a.B = rows;
-            a.H = H;
-            a.xproj = xproj;
-            a.hproj = hproj;
-            a.ld_x = a.ld_h = GH;
-            a.b_ih = p.b_ih;
-            a.b_hh = p.b_hh;
-            a.h_prev = h_prev + off;
-            a.mask = mask_t;
-            a.h = h_next + off;
-            a.y = y_t;
-            a.saved = saved_t;
-            gru_step_element(a, r, j);
-          }
+          TilePtrs tp;
+          tp.xproj = xproj;
+          tp.hproj = hproj;
+          tp.b_ih = p.b_ih;
+          tp.b_hh = p.b_hh;
+          tp.c_prev = kLstm ? c_prev + off : nullptr;  // inference: the same buffer, element by element
+          tp.c = kLstm ? c_next + off : nullptr;
+          tp.h_prev = h_prev + off;
+          tp.mask = mask_t;
+          tp.h = h_next + off;
+          tp.y = y_t;
+          tp.saved = saved_t;
+          tile_cell<kLstm>(tp, rows, H, r, j);
         }
       }
       __syncthreads();  // the tile is reused by the next rows

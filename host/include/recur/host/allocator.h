@@ -140,6 +140,7 @@ class CachingAllocator {
   void free_arena_locked(Plan& plan) noexcept;
   bool drop_idle_arenas_locked() noexcept;
   std::size_t arena_idle_bytes_locked() const noexcept;
+  std::size_t held_locked() const noexcept;
   void poison(void* p, std::size_t bytes, bool poisoned) const noexcept;
 
   std::string device_name_;
