@@ -168,7 +168,10 @@ TEST_P(BackendOps, Reduce) {
   SCOPED_TRACE(seed());
   const std::pair<Shape, int> cases[] = {{{1}, 0},       {{7}, 0},          {{1000, 33}, 0},
                                          {{1000, 33}, 1}, {{7, 33, 1000}, -1}, {{7, 33, 1000}, 1},
-                                         {{33, 1, 7}, 1},  {{33000}, 0}};
+                                         {{33, 1, 7}, 1},  {{33000}, 0},
+                                         // columns over many rows: the bias gradients of
+                                         // the Jena GRU ([T B, 3H]); split over blocks on CUDA
+                                         {{30720, 96}, 0}, {{3, 5000, 40}, 1}, {{2, 70, 1}, 1}};
   for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max})
     for (const auto& [shape, axis_in] : cases) {
       SCOPED_TRACE(::testing::Message() << op_name(op) << " " << shape_str(shape) << " axis " << axis_in);
@@ -218,6 +221,12 @@ TEST_P(BackendOps, ReduceAllAndNaN) {
   x[4321] = NAN;  // max must not hide a NaN
   const auto m = ops::reduce_all(ReduceOp::Max, put(x, {33000})).to_vector<float>();
   EXPECT_TRUE(std::isnan(m[0])) << "max over data containing NaN returned " << m[0];
+  // Nor a column max or sum split over chunks of rows (column 7 of [1000, 33]).
+  const auto cm = ops::reduce(ReduceOp::Max, put(x, {1000, 33}), 0).to_vector<float>();
+  const auto cs = ops::reduce(ReduceOp::Sum, put(x, {1000, 33}), 0).to_vector<float>();
+  EXPECT_TRUE(std::isnan(cm[4321 % 33]) && std::isnan(cs[4321 % 33]))
+      << "column reductions over data containing NaN returned " << cm[4321 % 33] << ", " << cs[4321 % 33];
+  EXPECT_FALSE(std::isnan(cm[(4321 + 1) % 33])) << "NaN leaked into another column";
 }
 
 // ---- recurrent cell steps ---------------------------------------------------
