@@ -221,7 +221,7 @@ TEST_P(BackendOps, ReduceAllAndNaN) {
   x[4321] = NAN;  // max must not hide a NaN
   const auto m = ops::reduce_all(ReduceOp::Max, put(x, {33000})).to_vector<float>();
   EXPECT_TRUE(std::isnan(m[0])) << "max over data containing NaN returned " << m[0];
-  // Nor a column max or sum split over chunks of rows (column 7 of [1000, 33]).
+  // Nor a column max or sum split over chunks of rows (column 4321 mod 33 of [1000, 33]).
   const auto cm = ops::reduce(ReduceOp::Max, put(x, {1000, 33}), 0).to_vector<float>();
   const auto cs = ops::reduce(ReduceOp::Sum, put(x, {1000, 33}), 0).to_vector<float>();
   EXPECT_TRUE(std::isnan(cm[4321 % 33]) && std::isnan(cs[4321 % 33]))
@@ -532,7 +532,7 @@ TEST(VecMath, LimitsAndNaN) {
 // over threads. Against a loop of the (separately checked) step ops in float64:
 // 70 rows, so two threads give four chunks of 17-18 rows; padded rows, rows
 // ending early and a fully padded row; forward with and without the saved
-// activations, then backward.
+// activations, then backward; with and without a recurrent-dropout mask.
 TEST(SequenceOps, MatchTheStepOpsLoop) {
   const int threads = kernels::cpu::num_threads();
   kernels::cpu::set_num_threads(std::max(threads, 2));
@@ -544,12 +544,18 @@ TEST(SequenceOps, MatchTheStepOpsLoop) {
     const std::int64_t len = b == 5 ? 0 : b % 3 == 0 ? T - b % 5 : T;  // row 5 fully padded
     for (std::int64_t t = len; t < T; ++t) mask[std::size_t(t * B + b)] = 0.f;
   }
+  for (bool drop : {false, true})
   for (bool lstm : {false, true}) {
     const std::int64_t G = (lstm ? 4 : 3) * H;
-    SCOPED_TRACE(lstm ? "lstm" : "gru");
+    SCOPED_TRACE(std::string(lstm ? "lstm" : "gru") + (drop ? " recurrent dropout" : ""));
     const auto x = rng.floats(T * B * G, -2, 2), w = rng.floats(G * H, -0.5f, 0.5f);
     const auto bi = rng.floats(G), bh = rng.floats(G), h0 = rng.floats(B * H), c0 = rng.floats(B * H);
     const auto dys = rng.floats(T * B * H), dhT = rng.floats(B * H), dcT = rng.floats(B * H);
+    std::vector<float> rmask;  // 0 or 1 / 0.7, about 30 % dropped
+    if (drop) {
+      rmask = rng.floats(B * H, 0.f, 1.f);
+      for (float& v : rmask) v = v < 0.3f ? 0.f : float(1.0 / 0.7);
+    }
     auto f64 = [](const std::vector<float>& v, const Shape& sh) { return f64_of(v, sh); };
     auto f32 = [](const std::vector<float>& v, const Shape& sh) { return Tensor::from_vector(v, sh, Device::cpu()); };
     auto step = [](const Tensor& t, std::int64_t i) {  // [T, ...] -> [...] at i
@@ -567,8 +573,11 @@ TEST(SequenceOps, MatchTheStepOpsLoop) {
     step(rhs, 0).copy_from(f64(h0, {B, H}));
     step(rcs, 0).copy_from(f64(c0, {B, H}));
     const Tensor hproj = Tensor::empty({B, G}, DType::f64, Device::cpu());
+    const Tensor rrm = drop ? f64(rmask, {B, H}) : Tensor();
+    const Tensor hin = Tensor::empty({B, H}, DType::f64, Device::cpu());
     for (std::int64_t t = 0; t < T; ++t) {
-      ops::gemm(step(rhs, t), rw, hproj, false, true);
+      if (drop) ops::binary(BinaryOp::Mul, step(rhs, t), rrm, hin);
+      ops::gemm(drop ? hin : step(rhs, t), rw, hproj, false, true);
       if (lstm)
         ops::lstm_step({step(rx, t), hproj, rbi, rbh, step(rcs, t), step(rhs, t), step(rm, t),
                         step(rhs, t + 1), step(rcs, t + 1), step(rys, t), step(rsaved, t)});
@@ -589,7 +598,13 @@ TEST(SequenceOps, MatchTheStepOpsLoop) {
       else
         ops::gru_step_backward({step(rsaved, t), step(rhs, t), step(rdys, t), a, step(rm, t),
                                 step(rdgx, t), step(rdgh, t), b2});
-      ops::gemm(lstm ? step(rdgx, t) : step(rdgh, t), rw, b2, false, false, 1.0, 1.0);
+      if (drop) {  // dh_prev += (dgates_h W_hh) * rec_mask
+        const Tensor rec = ops::matmul(lstm ? step(rdgx, t) : step(rdgh, t), rw);
+        ops::binary(BinaryOp::Mul, rec, rrm, rec);
+        ops::binary(BinaryOp::Add, b2, rec, b2);
+      } else {
+        ops::gemm(lstm ? step(rdgx, t) : step(rdgh, t), rw, b2, false, false, 1.0, 1.0);
+      }
       std::swap(a, b2);
     }
     auto flat = [](const Tensor& t) { return t.to_vector<double>(); };
@@ -610,22 +625,26 @@ TEST(SequenceOps, MatchTheStepOpsLoop) {
       ASSERT_TRUE(backend(Device::cpu()).supports({lstm ? OpKind::LstmSequence : OpKind::GruSequence, dt, B, H}).ok);
       const Tensor sx = in(x, {T, B, G}), sw = in(w, {G, H}), sbi = in(bi, {G}), sbh = in(bh, {G});
       const Tensor sm = in(mask, {T, B});
+      const Tensor srm = drop ? in(rmask, {B, H}) : Tensor();
       const Tensor hs = out({T + 1, B, H}), cs = out({T + 1, B, H}), ys = out({T, B, H});
       const Tensor saved = out({T, B, 4 * H});
       step(hs, 0).copy_from(in(h0, {B, H}));
       step(cs, 0).copy_from(in(c0, {B, H}));
-      if (lstm) ops::lstm_sequence({sx, sw, sbi, sbh, sm, hs, cs, ys, saved, {}});
-      else ops::gru_sequence({sx, sw, sbi, sbh, sm, hs, ys, saved, {}});
+      ASSERT_TRUE(backend(Device::cpu())
+                      .supports({lstm ? OpKind::LstmSequenceBackward : OpKind::GruSequenceBackward, dt, B, H, drop})
+                      .ok);
+      if (lstm) ops::lstm_sequence({sx, sw, sbi, sbh, sm, hs, cs, ys, saved, srm});
+      else ops::gru_sequence({sx, sw, sbi, sbh, sm, hs, ys, saved, srm});
       const Tensor dh = in(dhT, {B, H}), dc = in(dcT, {B, H}), dgx = out({T, B, G}), dgh = out({T, B, G});
       const Tensor db_x = out({G}), db_h = out({G});
-      if (lstm) ops::lstm_sequence_backward({saved, cs, in(dys, {T, B, H}), sm, sw, dh, dc, dgx, db_x});
-      else ops::gru_sequence_backward({saved, hs, in(dys, {T, B, H}), sm, sw, dh, dgx, dgh, db_x, db_h});
+      if (lstm) ops::lstm_sequence_backward({saved, cs, in(dys, {T, B, H}), sm, sw, dh, dc, dgx, db_x, srm});
+      else ops::gru_sequence_backward({saved, hs, in(dys, {T, B, H}), sm, sw, dh, dgx, dgh, db_x, db_h, srm});
       // Inference: alternating state buffers, the last state in hs2[T % 2].
       const Tensor hs2 = out({2, B, H}), cs2 = out({1, B, H});
       step(hs2, 0).copy_from(in(h0, {B, H}));
       step(cs2, 0).copy_from(in(c0, {B, H}));
-      if (lstm) ops::lstm_sequence({sx, sw, sbi, sbh, sm, hs2, cs2, {}, {}, {}});
-      else ops::gru_sequence({sx, sw, sbi, sbh, sm, hs2, {}, {}, {}});
+      if (lstm) ops::lstm_sequence({sx, sw, sbi, sbh, sm, hs2, cs2, {}, {}, srm});
+      else ops::gru_sequence({sx, sw, sbi, sbh, sm, hs2, {}, {}, srm});
 
       const std::vector<std::vector<double>> got = {
           values(hs), lstm ? values(cs) : want[1], values(ys), values(saved), values(dh),
@@ -666,15 +685,15 @@ TEST(SequenceOps, MatchTheStepOpsLoop) {
   kernels::cpu::set_num_threads(threads);
 }
 
-// Whole passes: the CPU's; on CUDA the forward only with RECUR_PERSISTENT=1
-// (docs/persistent.md), the backward never yet.
-TEST_P(BackendOps, SequenceOpsAreCpuOnlyAndSaySo) {
+// Whole passes: the CPU's always; on CUDA (docs/persistent.md) the block-local
+// forward unless RECUR_PERSISTENT=0, the backward only with RECUR_PERSISTENT=1.
+TEST_P(BackendOps, SequenceOpsSayWhereTheyRun) {
   const char* env = std::getenv("RECUR_PERSISTENT");
-  const bool persistent = dev().is_cuda() && env && std::string(env) == "1";
+  const std::string mode = env ? env : "";
   const Support s = backend(dev()).supports({OpKind::GruSequence, DType::f32, 4, 4});
-  EXPECT_EQ(s.ok, dev().is_cpu() || persistent) << s.reason;
+  EXPECT_EQ(s.ok, dev().is_cpu() || mode != "0") << s.reason;
   const Support back = backend(dev()).supports({OpKind::GruSequenceBackward, DType::f32, 4, 4});
-  EXPECT_EQ(back.ok, dev().is_cpu()) << back.reason;
+  EXPECT_EQ(back.ok, dev().is_cpu() || mode == "1") << back.reason;
   if (!s.ok) {
     GruSequence g{Tensor::zeros({1, 4, 12}, DType::f32, dev()), Tensor::zeros({12, 4}, DType::f32, dev()),
                   {}, {}, {}, Tensor::zeros({2, 4, 4}, DType::f32, dev()), {}, {}, {}};

@@ -28,6 +28,10 @@ PersistentPlan plan(RnnCellKind cell, std::int64_t H, std::int64_t B,
                     const DeviceLimits& d = DeviceLimits::h100_sxm(), DType dt = DType::f32) {
   return kernels::plan_persistent(PersistentQuery{cell, H, B, dt}, d);
 }
+PersistentPlan plan_backward(RnnCellKind cell, std::int64_t H, std::int64_t B,
+                             const DeviceLimits& d = DeviceLimits::h100_sxm()) {
+  return kernels::plan_persistent(PersistentQuery{cell, H, B, DType::f32, true}, d);
+}
 
 // Every plan must be launchable on the limits it was made for.
 void expect_consistent(const PersistentPlan& p, const DeviceLimits& d, std::int64_t H, std::int64_t B) {
@@ -106,6 +110,44 @@ TEST(PersistentPlan, SmallHiddenSizesAreBlockLocalForEveryBatchOfTheIssue) {
         expect_consistent(p, d, H, B);
         EXPECT_EQ(p.regime, PersistentRegime::BlockLocal) << p.describe();
       }
+}
+
+TEST(PersistentPlan, BackwardIsBlockLocalWithItsOwnLayoutOrStandard) {
+  // The backward kernel keeps W_hh^T (rows of G H, padded) and dgates_h of
+  // two steps on chip; its lanes share dot products G H long.
+  const DeviceLimits d = DeviceLimits::h100_sxm();
+  for (RnnCellKind cell : {RnnCellKind::GRU, RnnCellKind::LSTM})
+    for (std::int64_t H : {1, 7, 32, 64, 100})
+      for (std::int64_t B : {1, 3, 32, 128, 256}) {
+        SCOPED_TRACE(::testing::Message() << kernels::rnn_cell_kind_name(cell) << " H " << H << " B " << B);
+        const PersistentPlan p = plan_backward(cell, H, B, d);
+        expect_consistent(p, d, H, B);
+        ASSERT_EQ(p.regime, PersistentRegime::BlockLocal) << p.describe();
+        const int G = kernels::rnn_cell_gates(cell);
+        EXPECT_GE(p.w_ld, G * H) << "a row of W_hh^T is G H long";
+        EXPECT_EQ(p.ksplit, kernels::persistent_ksplit(G * H, H, kernels::kPersistentMaxThreads));
+        EXPECT_EQ(p.smem_bytes, kernels::block_local_back_layout(G, H, p.rows_per_block, p.w_ld).total * 4);
+        EXPECT_TRUE(contains(p.reason, "backward")) << p.reason;
+      }
+  // The Jena GRU: one row per block, as the forward.
+  const PersistentPlan jena = plan_backward(RnnCellKind::GRU, 32, 128, d);
+  EXPECT_EQ(jena.blocks, 128);
+  EXPECT_EQ(jena.rows_per_block, 1);
+  // Too big for one block: standard, never a grid (no multi-block backward kernel).
+  for (std::int64_t H : {256, 1024}) {
+    const PersistentPlan big = plan_backward(RnnCellKind::LSTM, H, 16, d);
+    EXPECT_EQ(big.regime, PersistentRegime::Standard) << big.describe();
+    EXPECT_TRUE(contains(big.reason, "no multi-block persistent kernel")) << big.reason;
+  }
+  // The layout: W_hh^T, dgates_h of two steps, dh (dc), and two steps of inputs.
+  const auto l = kernels::block_local_back_layout(4, 8, 2, 33);
+  EXPECT_EQ(l.dg, kernels::persistent_align4(8 * 33));
+  EXPECT_EQ(l.dh - l.dg, 2 * 2 * 32);
+  EXPECT_EQ(l.saved - l.dc, 2 * 8);  // LSTM keeps dc
+  EXPECT_EQ(l.total - l.dy, 2 * 2 * 8);
+  const auto g = kernels::block_local_back_layout(3, 8, 2, 25);
+  EXPECT_EQ(g.saved, g.dc) << "no dc for the GRU";
+  EXPECT_EQ(g.dy, g.st2) << "no second state for the GRU";
 }
 
 TEST(PersistentPlan, BatchOfOneUsesOneBlockWhenWeightsFit) {
@@ -456,22 +498,183 @@ TEST(PersistentCpuTwin, WholePassesWithMasksAndRecurrentDropoutMatchTheReference
       }
 }
 
-TEST(PersistentCpuTwin, BackwardWithRecurrentDropoutIsAskedApartAndRefused) {
+// ---- backward passes against a float64 reference ----------------------------------------
+// The backward pass's inputs: the reference forward's saved activations and
+// states rounded to float32 (so that only the backward's own rounding is
+// measured), dL/dy of every step (none for an inference-flagged case: a layer
+// without return_sequences), dL/dh_T and dL/dc_T.
+struct BackIn {
+  std::vector<float> saved, hs, cs, dys, dh, dc;
+};
+struct BackOut {
+  std::vector<double> dgx, dgh, dh, dc, db_x, db_h;
+};
+
+BackIn make_back_input(Random& rng, const SeqCase& c, const SeqOut& fwd) {
+  auto narrow = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  BackIn in;
+  in.saved = narrow(fwd.saved);
+  in.hs = narrow(fwd.hs);
+  in.cs = narrow(fwd.cs);
+  if (c.training) in.dys = rng.floats(c.T * c.B * c.H);
+  in.dh = rng.floats(c.B * c.H);
+  in.dc = rng.floats(c.B * c.H);
+  return in;
+}
+
+// rnn_cells.h's backward element functions step by step in float64, with the
+// recurrent product as a plain matmul, (dgates_h W_hh) * rec_mask.
+BackOut reference_backward(const SeqCase& c, const SeqData& d, const BackIn& in) {
+  const bool lstm = c.cell == RnnCellKind::LSTM;
+  const int G = kernels::rnn_cell_gates(c.cell);
+  const std::int64_t H = c.H, B = c.B, T = c.T, GH = G * H, BH = B * H;
+  auto dbl = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+  const auto w = dbl(d.w_hh), m = dbl(d.mask), rm = dbl(d.rec_mask), saved = dbl(in.saved), hs = dbl(in.hs),
+             cs = dbl(in.cs), dys = dbl(in.dys);
+  BackOut r;
+  r.dgx.assign(std::size_t(T * B * GH), 0.0);
+  r.dgh.assign(std::size_t(T * B * GH), 0.0);
+  r.dh = dbl(in.dh);
+  r.dc = dbl(in.dc);
+  std::vector<double> dh_prev(static_cast<std::size_t>(BH));
+  for (std::int64_t t = T - 1; t >= 0; --t) {
+    const double* mt = c.masked ? m.data() + t * B : nullptr;
+    const double* dyt = c.training ? dys.data() + t * BH : nullptr;
+    double* dgx = r.dgx.data() + t * B * GH;
+    double* dgh = lstm ? dgx : r.dgh.data() + t * B * GH;
+    if (lstm) {
+      kernels::LstmBackArgs<double> a;
+      a.B = B;
+      a.H = H;
+      a.saved = saved.data() + t * B * 4 * H;
+      a.c_prev = cs.data() + t * BH;
+      a.c = cs.data() + (t + 1) * BH;
+      a.dy = dyt;
+      a.dh_next = r.dh.data();
+      a.dc_next = r.dc.data();
+      a.mask = mt;
+      a.dgates = dgx;
+      a.dh_prev = dh_prev.data();
+      a.dc_prev = r.dc.data();
+      for (std::int64_t b = 0; b < B; ++b)
+        for (std::int64_t j = 0; j < H; ++j) kernels::lstm_back_element(a, b, j);
+    } else {
+      kernels::GruBackArgs<double> a;
+      a.B = B;
+      a.H = H;
+      a.saved = saved.data() + t * B * 4 * H;
+      a.h_prev = hs.data() + t * BH;
+      a.dy = dyt;
+      a.dh_next = r.dh.data();
+      a.mask = mt;
+      a.dgates_x = dgx;
+      a.dgates_h = dgh;
+      a.dh_prev = dh_prev.data();
+      for (std::int64_t b = 0; b < B; ++b)
+        for (std::int64_t j = 0; j < H; ++j) kernels::gru_back_element(a, b, j);
+    }
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t k = 0; k < H; ++k) {
+        double acc = 0;
+        for (std::int64_t n = 0; n < GH; ++n) acc += dgh[b * GH + n] * w[std::size_t(n * H + k)];
+        const std::size_t e = std::size_t(b * H + k);
+        r.dh[e] = dh_prev[e] + acc * (c.dropout ? rm[e] : 1.0);
+      }
+  }
+  if (lstm) r.dgh = r.dgx;
+  r.db_x.assign(std::size_t(GH), 0.0);
+  r.db_h.assign(std::size_t(GH), 0.0);
+  for (std::int64_t row = 0; row < T * B; ++row)
+    for (std::int64_t n = 0; n < GH; ++n) {
+      r.db_x[std::size_t(n)] += r.dgx[std::size_t(row * GH + n)];
+      r.db_h[std::size_t(n)] += r.dgh[std::size_t(row * GH + n)];
+    }
+  return r;
+}
+
+// ops::gru_sequence_backward / lstm_sequence_backward on `dev` (float32),
+// every output poisoned with NaN first.
+BackOut run_backward(const SeqCase& c, const SeqData& d, const BackIn& in, Device dev) {
+  const bool lstm = c.cell == RnnCellKind::LSTM;
+  const int G = kernels::rnn_cell_gates(c.cell);
+  const std::int64_t H = c.H, B = c.B, T = c.T, GH = G * H;
+  auto put = [&](const std::vector<float>& v, const Shape& s) {
+    return v.empty() ? Tensor() : Tensor::from_vector(v, s, dev);
+  };
+  const Tensor saved = put(in.saved, {T, B, 4 * H}), hs = put(in.hs, {T + 1, B, H}),
+               cs = put(in.cs, {T + 1, B, H}), dys = put(in.dys, {T, B, H}), mask = put(d.mask, {T, B}),
+               w = put(d.w_hh, {GH, H}), rmask = put(d.rec_mask, {B, H});
+  const Tensor dh = put(in.dh, {B, H}), dc = put(in.dc, {B, H});
+  const Tensor dgx = empty_poisoned({T, B, GH}, dev), dgh = empty_poisoned({T, B, GH}, dev);
+  const Tensor db_x = empty_poisoned({GH}, dev), db_h = empty_poisoned({GH}, dev);
+  if (lstm)
+    ops::lstm_sequence_backward({saved, cs, dys, mask, w, dh, dc, dgx, db_x, rmask});
+  else
+    ops::gru_sequence_backward({saved, hs, dys, mask, w, dh, dgx, dgh, db_x, db_h, rmask});
+  auto values = [](const Tensor& t) { return widen(t.to_vector<float>()); };
+  BackOut o;
+  o.dgx = values(dgx);
+  o.dgh = lstm ? o.dgx : values(dgh);
+  o.dh = values(dh);
+  o.dc = lstm ? values(dc) : std::vector<double>();
+  o.db_x = values(db_x);
+  o.db_h = lstm ? o.db_x : values(db_h);
+  return o;
+}
+
+void expect_backward_matches(const SeqCase& c, const BackOut& got, const BackOut& want, double rtol) {
+  auto f32 = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  EXPECT_TRUE(close_to(f32(got.dgx), want.dgx, {0.1}, rtol)) << "dgates_x";
+  EXPECT_TRUE(close_to(f32(got.dgh), want.dgh, {0.1}, rtol)) << "dgates_h";
+  EXPECT_TRUE(close_to(f32(got.dh), want.dh, {0.1}, rtol)) << "dh_0";
+  if (c.cell == RnnCellKind::LSTM) {
+    EXPECT_TRUE(close_to(f32(got.dc), want.dc, {0.1}, rtol)) << "dc_0";
+  }
+  // Sums over T B rows: the scale is the sum of magnitudes.
+  const int G = kernels::rnn_cell_gates(c.cell);
+  std::vector<double> scale(std::size_t(G * c.H), 0.0);
+  for (std::size_t i = 0; i < want.dgx.size(); ++i)
+    scale[i % scale.size()] += std::abs(want.dgx[i]) + std::abs(want.dgh[i]);
+  EXPECT_TRUE(close_to(f32(got.db_x), want.db_x, scale, rtol)) << "db_ih";
+  EXPECT_TRUE(close_to(f32(got.db_h), want.db_h, scale, rtol)) << "db_hh";
+}
+
+TEST(PersistentCpuTwin, BackwardPassesWithMasksAndRecurrentDropoutMatchTheReference) {
+  // The CPU twin of the persistent backward kernel: whole backward passes
+  // (masks with a fully padded row, recurrent dropout, with and without dy)
+  // against the float64 step-by-step reference.
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  for (RnnCellKind cell : {RnnCellKind::GRU, RnnCellKind::LSTM})
+    for (auto [H, B, T] : {std::array<std::int64_t, 3>{7, 3, 20}, {32, 40, 12}, {1, 1, 2}})
+      for (int variant = 0; variant < 8; ++variant) {
+        const SeqCase c{cell, H, B, T, (variant & 1) != 0, (variant & 2) != 0, (variant & 4) != 0};
+        SCOPED_TRACE(case_name(c) + (c.training ? " with dy" : " without dy"));
+        const SeqData d = make_data(rng, c);
+        const BackIn in = make_back_input(rng, c, reference(c, d));
+        expect_backward_matches(c, run_backward(c, d, in, Device::cpu()), reference_backward(c, d, in), 1e-5);
+      }
+}
+
+TEST(PersistentCpuTwin, BackwardWithRecurrentDropoutIsAWholePassToo) {
   Backend& cpu = backend(Device::cpu());
   EXPECT_TRUE(cpu.supports({OpKind::GruSequence, DType::f32, 4, 4, true}).ok);
   EXPECT_TRUE(cpu.supports({OpKind::GruSequenceBackward, DType::f32, 4, 4, false}).ok);
-  const Support s = cpu.supports({OpKind::LstmSequenceBackward, DType::f32, 4, 4, true});
-  EXPECT_FALSE(s.ok);
-  EXPECT_TRUE(contains(s.reason, "recurrent-dropout")) << s.reason;
+  EXPECT_TRUE(cpu.supports({OpKind::LstmSequenceBackward, DType::f32, 4, 4, true}).ok);
+  EXPECT_TRUE(cpu.supports({OpKind::GruSequenceBackward, DType::f64, 4, 4, true}).ok);
 }
 
 // ---- CUDA: the persistent kernels (label gpu; they skip without a GPU) --------------------
-// RECUR_PERSISTENT=1 for the scope (the backend reads it at every decision).
+// RECUR_PERSISTENT set to `value` for the scope (the backend reads it at every
+// decision); nullptr: unset.
 class PersistentOn {
  public:
-  PersistentOn() {
+  explicit PersistentOn(const char* value = "1") {
     if (const char* v = std::getenv("RECUR_PERSISTENT")) previous_ = v, had_ = true;
-    ::setenv("RECUR_PERSISTENT", "1", 1);
+    if (value)
+      ::setenv("RECUR_PERSISTENT", value, 1);
+    else
+      ::unsetenv("RECUR_PERSISTENT");
   }
   ~PersistentOn() {
     if (had_)
@@ -487,13 +690,24 @@ class PersistentOn {
   bool had_ = false;
 };
 
-TEST(PersistentCUDA, OffByDefaultAndOnWithTheEnvironmentVariable) {
+TEST(PersistentCUDA, BlockLocalForwardByDefaultTheRestWithTheEnvironmentVariable) {
   RECUR_SKIP_IF_UNAVAILABLE(Device::cuda(0));
   Backend& gpu = backend(Device::cuda(0));
-  if (!std::getenv("RECUR_PERSISTENT")) {
-    const Support off = gpu.supports({OpKind::GruSequence, DType::f32, 128, 32});
-    EXPECT_FALSE(off.ok);
-    EXPECT_TRUE(contains(off.reason, "RECUR_PERSISTENT=1")) << off.reason;
+  {
+    PersistentOn unset(nullptr);
+    EXPECT_TRUE(gpu.supports({OpKind::GruSequence, DType::f32, 128, 32}).ok);  // block-local
+    const Support grid = gpu.supports({OpKind::LstmSequence, DType::f32, 16, 1024});
+    EXPECT_FALSE(grid.ok);
+    EXPECT_TRUE(contains(grid.reason, "RECUR_PERSISTENT=1")) << grid.reason;
+    const Support back = gpu.supports({OpKind::GruSequenceBackward, DType::f32, 128, 32});
+    EXPECT_FALSE(back.ok);
+    EXPECT_TRUE(contains(back.reason, "RECUR_PERSISTENT=1")) << back.reason;
+  }
+  {
+    PersistentOn off("0");
+    const Support no = gpu.supports({OpKind::GruSequence, DType::f32, 128, 32});
+    EXPECT_FALSE(no.ok);
+    EXPECT_TRUE(contains(no.reason, "RECUR_PERSISTENT=0")) << no.reason;
   }
   PersistentOn on;
   const LogLevel before = log_level();
@@ -504,11 +718,13 @@ TEST(PersistentCUDA, OffByDefaultAndOnWithTheEnvironmentVariable) {
   set_log_level(before);
   EXPECT_TRUE(yes.ok) << yes.reason;
   EXPECT_TRUE(contains(log, "persistent/block-local")) << log;
-  // H 1024: the grid kernel. No persistent backward yet; float64 stays on
-  // the CPU; a huge H is standard.
+  // H 1024: the grid kernel. The backward: block-local only; float64 stays
+  // on the CPU; a huge H is standard.
   const Support grid = gpu.supports({OpKind::LstmSequence, DType::f32, 16, 1024});
   EXPECT_TRUE(grid.ok) << grid.reason;
-  EXPECT_FALSE(gpu.supports({OpKind::GruSequenceBackward, DType::f32, 128, 32}).ok);
+  const Support back = gpu.supports({OpKind::GruSequenceBackward, DType::f32, 128, 32, true});
+  EXPECT_TRUE(back.ok) << back.reason;
+  EXPECT_FALSE(gpu.supports({OpKind::LstmSequenceBackward, DType::f32, 16, 1024}).ok);
   EXPECT_FALSE(gpu.supports({OpKind::LstmSequence, DType::f64, 128, 32}).ok);
   EXPECT_FALSE(gpu.supports({OpKind::LstmSequence, DType::f32, 16, 4096}).ok);
 }
@@ -540,18 +756,50 @@ TEST(PersistentCUDA, ForwardMatchesTheReferenceOverTheIssueGrid) {
       }
 }
 
-TEST(PersistentCUDA, LayersTrainThroughThePersistentForwardAndTheStepBackward) {
-  // The engine: the forward pass in one persistent launch, the backward pass
-  // through the step kernels on what it saved; against the CPU layer.
+TEST(PersistentCUDA, BackwardMatchesTheReference) {
+  // The block-local backward kernel: every row tile (1, 2, 4, 8 rows per
+  // block: B 257 and 263 leave partial last blocks), masks with a fully
+  // padded row, recurrent dropout, with and without dy, long sequences.
   RECUR_SKIP_IF_UNAVAILABLE(Device::cuda(0));
   PersistentOn on;
   Random rng;
   SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  const std::int64_t shapes[][3] = {{1, 1, 1},    {7, 3, 2},      {32, 128, 240}, {32, 257, 2},
+                                    {64, 32, 240}, {100, 3, 1000}, {100, 255, 2},  {64, 1, 1000},
+                                    {128, 263, 2}, {96, 200, 30}};
+  for (RnnCellKind cell : {RnnCellKind::GRU, RnnCellKind::LSTM})
+    for (auto [H, B, T] : shapes)
+      for (int variant = 0; variant < 8; ++variant) {
+        const SeqCase c{cell, H, B, T, (variant & 1) != 0, (variant & 2) != 0, (variant & 4) != 0};
+        SCOPED_TRACE(case_name(c) + (c.training ? " with dy" : " without dy"));
+        const OpKind op = cell == RnnCellKind::LSTM ? OpKind::LstmSequenceBackward : OpKind::GruSequenceBackward;
+        const Support s = backend(Device::cuda(0)).supports({op, DType::f32, B, H, c.dropout});
+        if (!s.ok) {  // LSTM H 128 does not fit one block: the step kernels run it
+          EXPECT_TRUE(cell == RnnCellKind::LSTM && H >= 128) << s.reason;
+          continue;
+        }
+        const SeqData d = make_data(rng, c);
+        const BackIn in = make_back_input(rng, c, reference(c, d));
+        expect_backward_matches(c, run_backward(c, d, in, Device::cuda(0)), reference_backward(c, d, in), 1e-5);
+      }
+}
+
+TEST(PersistentCUDA, LayersTrainInEveryPersistentMode) {
+  // The engine against the CPU layer, in each RECUR_PERSISTENT mode: "1"
+  // (H 32: persistent forward and backward; H 256: grid forward, step
+  // backward), unset (H 32: block-local forward, step backward; H 256: steps)
+  // and "0" (steps only).
+  RECUR_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
   const Device cpu = Device::cpu(), gpu = Device::cuda(0);
+  for (const char* mode : {"1", static_cast<const char*>(nullptr), "0"})
   for (CellType cell : {CellType::GRU, CellType::LSTM})
     for (std::int64_t H : {32, 256})  // block-local, grid
     for (bool dropout : {false, true}) {
-      SCOPED_TRACE(std::string(cell_name(cell)) + " H " + std::to_string(H) + (dropout ? " recurrent dropout" : ""));
+      SCOPED_TRACE(std::string("RECUR_PERSISTENT=") + (mode ? mode : "(unset)") + " " + cell_name(cell) + " H " +
+                   std::to_string(H) + (dropout ? " recurrent dropout" : ""));
+      PersistentOn env(mode);
       const std::int64_t B = 9, T = 37, I = 5;
       RecurrentOptions o;
       o.cell = cell;

@@ -319,10 +319,10 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
   const Tensor db_h = bias_sums && o.cell == CellType::GRU ? Tensor::empty({G}, dt, device_) : db_x;
   if (whole && o.cell == CellType::GRU)
     ops::gru_sequence_backward({saved_.gates, saved_.h, dys, saved_.mask, w_.w_hh, dh,
-                                dgx.reshape({T, B, G}), dgh.reshape({T, B, G}), db_x, db_h});
+                                dgx.reshape({T, B, G}), dgh.reshape({T, B, G}), db_x, db_h, rec_mask});
   else if (whole)
     ops::lstm_sequence_backward({saved_.gates, saved_.c, dys, saved_.mask, w_.w_hh, dh, dc,
-                                 dgx.reshape({T, B, G}), db_x});
+                                 dgx.reshape({T, B, G}), db_x, rec_mask});
   for (std::int64_t t = whole ? -1 : T - 1; t >= 0; --t) {
     const Tensor m = saved_.mask.defined() ? at(saved_.mask, t) : Tensor();
     const Tensor dyt = dys.defined() ? at(dys, t) : Tensor();

@@ -49,10 +49,6 @@ class CpuBackend final : public Backend {
   }
 
   Support supports(const OpQuery& q) const override {
-    if ((q.op == OpKind::GruSequenceBackward || q.op == OpKind::LstmSequenceBackward) &&
-        q.recurrent_dropout)
-      return Support::no("the whole backward pass does not apply a recurrent-dropout mask; "
-                         "the step ops do");
     if (q.dtype == DType::f32 || q.dtype == DType::f64) return Support::yes();
     if ((q.op == OpKind::Fill || q.op == OpKind::Copy || q.op == OpKind::LengthBuckets) &&
         q.dtype == DType::i32)
@@ -178,11 +174,13 @@ class CpuBackend final : public Backend {
   void gru_sequence_backward(const GruSequenceBackward& s) override {
     const std::int64_t B = s.saved.dim(1), H = s.w_hh.dim(1);
     const Tensor work = Tensor::empty({B, H}, s.dh.dtype(), Device::cpu());
+    const Tensor rec_work = s.rec_mask.defined() ? Tensor::empty({B, H}, s.dh.dtype(), Device::cpu()) : Tensor();
     const Tensor sums = s.db_ih.defined() ? Tensor::empty({B, 4 * H}, DType::f64, Device::cpu()) : Tensor();
     dispatch_float(s.dh.dtype(), [&](auto* tag) {
       using T_ = std::remove_pointer_t<decltype(tag)>;
       kernels::GruSequenceBackArgs<T_> a = detail::gru_sequence_back_args<T_>(s);
       a.dh_work = work.data<T_>();
+      a.rec_work = detail::opt_out<T_>(rec_work);
       a.sum_work = sums.defined() ? sums.data<double>() : nullptr;
       kc::gru_sequence_backward(a);
     });
@@ -204,11 +202,13 @@ class CpuBackend final : public Backend {
   void lstm_sequence_backward(const LstmSequenceBackward& s) override {
     const std::int64_t B = s.saved.dim(1), H = s.w_hh.dim(1);
     const Tensor work = Tensor::empty({B, H}, s.dh.dtype(), Device::cpu());
+    const Tensor rec_work = s.rec_mask.defined() ? Tensor::empty({B, H}, s.dh.dtype(), Device::cpu()) : Tensor();
     const Tensor sums = s.db.defined() ? Tensor::empty({B, 4 * H}, DType::f64, Device::cpu()) : Tensor();
     dispatch_float(s.dh.dtype(), [&](auto* tag) {
       using T_ = std::remove_pointer_t<decltype(tag)>;
       kernels::LstmSequenceBackArgs<T_> a = detail::lstm_sequence_back_args<T_>(s);
       a.dh_work = work.data<T_>();
+      a.rec_work = detail::opt_out<T_>(rec_work);
       a.sum_work = sums.defined() ? sums.data<double>() : nullptr;
       kc::lstm_sequence_backward(a);
     });

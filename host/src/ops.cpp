@@ -502,8 +502,9 @@ void gru_sequence_backward(const GruSequenceBackward& s) {
                        {"dgates_x", s.dgates_x}, {"dgates_h", s.dgates_h}});
   require_same_place(op, {{"saved", s.saved}, {"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask},
                           {"w_hh", s.w_hh}, {"dh", s.dh}, {"dgates_x", s.dgates_x},
-                          {"dgates_h", s.dgates_h}});
+                          {"dgates_h", s.dgates_h}, {"rec_mask", s.rec_mask}});
   const auto [T, B, H] = seq_dims(op, "saved", s.saved, s.w_hh, 3);
+  require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
   require_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   require_shape(op, {"hs", s.hs}, {T + 1, B, H});
   require_optional_shape(op, {"dys", s.dys}, {T, B, H});
@@ -517,9 +518,11 @@ void gru_sequence_backward(const GruSequenceBackward& s) {
   require_same_place(op, {{"dh", s.dh}, {"db_ih", s.db_ih}, {"db_hh", s.db_hh}});
   check_outputs(op, {{"dh", s.dh}, {"dgates_x", s.dgates_x}, {"dgates_h", s.dgates_h}, {"db_ih", s.db_ih},
                      {"db_hh", s.db_hh}},
-                {{"saved", s.saved}, {"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh}});
+                {{"saved", s.saved}, {"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh},
+                 {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.dh, {OpKind::GruSequenceBackward, s.dh.dtype(), B, H}).gru_sequence_backward(s);
+  dispatch_backend(op, s.dh, {OpKind::GruSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined()})
+      .gru_sequence_backward(s);
 }
 
 void lstm_sequence(const LstmSequence& s) {
@@ -552,8 +555,10 @@ void lstm_sequence_backward(const LstmSequenceBackward& s) {
   require_defined(op, {{"saved", s.saved}, {"cs", s.cs}, {"w_hh", s.w_hh}, {"dh", s.dh},
                        {"dc", s.dc}, {"dgates", s.dgates}});
   require_same_place(op, {{"saved", s.saved}, {"cs", s.cs}, {"dys", s.dys}, {"mask", s.mask},
-                          {"w_hh", s.w_hh}, {"dh", s.dh}, {"dc", s.dc}, {"dgates", s.dgates}});
+                          {"w_hh", s.w_hh}, {"dh", s.dh}, {"dc", s.dc}, {"dgates", s.dgates},
+                          {"rec_mask", s.rec_mask}});
   const auto [T, B, H] = seq_dims(op, "saved", s.saved, s.w_hh, 4);
+  require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
   require_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   require_shape(op, {"cs", s.cs}, {T + 1, B, H});
   require_optional_shape(op, {"dys", s.dys}, {T, B, H});
@@ -564,9 +569,11 @@ void lstm_sequence_backward(const LstmSequenceBackward& s) {
   require_optional_shape(op, {"db", s.db}, {4 * H});
   require_same_place(op, {{"dh", s.dh}, {"db", s.db}});
   check_outputs(op, {{"dh", s.dh}, {"dc", s.dc}, {"dgates", s.dgates}, {"db", s.db}},
-                {{"saved", s.saved}, {"cs", s.cs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh}});
+                {{"saved", s.saved}, {"cs", s.cs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh},
+                 {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.dh, {OpKind::LstmSequenceBackward, s.dh.dtype(), B, H}).lstm_sequence_backward(s);
+  dispatch_backend(op, s.dh, {OpKind::LstmSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined()})
+      .lstm_sequence_backward(s);
 }
 
 void rnn_step_backward(const RnnStepBackward& s) {

@@ -283,6 +283,7 @@ kernels::GruSequenceBackArgs<T> gru_sequence_back_args(const GruSequenceBackward
   a.dgates_h = s.dgates_h.data<T>();
   a.db_x = opt_out<T>(s.db_ih);
   a.db_h = opt_out<T>(s.db_hh);
+  a.rec_mask = opt_ptr<T>(s.rec_mask);
   return a;
 }
 
@@ -301,6 +302,7 @@ kernels::LstmSequenceBackArgs<T> lstm_sequence_back_args(const LstmSequenceBackw
   a.dc = s.dc.data<T>();
   a.dgates = s.dgates.data<T>();
   a.db = opt_out<T>(s.db);
+  a.rec_mask = opt_ptr<T>(s.rec_mask);
   return a;
 }
 

@@ -76,6 +76,16 @@ const T* matmul_input(const T* h_prev, const T* rec_mask, T* work, std::int64_t 
   return work;
 }
 
+// Rows [b0, b1) of dh_prev += (g [B, GH] w [GH, H]) * rec_mask, or without a
+// mask straight into dh_prev (beta 1).
+template <class T>
+void add_recurrent_grad(std::int64_t b0, std::int64_t b1, std::int64_t H, std::int64_t GH, const T* g,
+                        const T* w, const T* rec_mask, T* work, T* dh_prev) {
+  if (!rec_mask) return gemm_rows(b0, b1, H, GH, g, w, false, T(1), dh_prev);
+  gemm_rows(b0, b1, H, GH, g, w, false, T(0), work);
+  for (std::int64_t e = b0 * H; e < b1 * H; ++e) dh_prev[e] += work[e] * rec_mask[e];
+}
+
 template <class T>
 const T* step_of(const T* p, std::int64_t t, std::int64_t n) {
   return p ? p + t * n : nullptr;
@@ -143,8 +153,8 @@ void gru_sequence_backward(const GruSequenceBackArgs<T>& a) {
         add_rows(acc_x, s.dgates_x, 3 * H, 0, 3 * H, b0, b1);
         add_rows(acc_n, s.dgates_h, 3 * H, 2 * H, H, b0, b1);
       }
-      // dh_prev += dgates_h W_hh: [rows, 3H] x [3H, H].
-      gemm_rows(b0, b1, H, 3 * H, s.dgates_h, a.w_hh, false, T(1), dh_other);
+      // dh_prev += (dgates_h W_hh) [* rec_mask]: [rows, 3H] x [3H, H].
+      add_recurrent_grad(b0, b1, H, 3 * H, s.dgates_h, a.w_hh, a.rec_mask, a.rec_work, dh_other);
       std::swap(dh, dh_other);
     }
     if (dh != a.dh) copy_row(a.dh + b0 * H, dh + b0 * H, (b1 - b0) * H);
@@ -209,7 +219,7 @@ void lstm_sequence_backward(const LstmSequenceBackArgs<T>& a) {
       s.dc_prev = a.dc;  // in place
       lstm_back_rows(s, b0, b1);
       if (sums) add_rows(a.sum_work, s.dgates, 4 * H, 0, 4 * H, b0, b1);
-      gemm_rows(b0, b1, H, 4 * H, s.dgates, a.w_hh, false, T(1), dh_other);
+      add_recurrent_grad(b0, b1, H, 4 * H, s.dgates, a.w_hh, a.rec_mask, a.rec_work, dh_other);
       std::swap(dh, dh_other);
     }
     if (dh != a.dh) copy_row(a.dh + b0 * H, dh + b0 * H, (b1 - b0) * H);

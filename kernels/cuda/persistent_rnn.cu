@@ -269,6 +269,170 @@ __global__ void __launch_bounds__(kPersistentMaxThreads) block_local_forward(Pas
   }
 }
 
+// ---- BlockLocal backward --------------------------------------------------------------
+// Backpropagation through the whole sequence in one launch. Each block owns
+// RT rows and all H units, keeps W_hh^T in shared memory (row k: column k of
+// W_hh, GH long) and dL/dh (and dL/dc) of its rows on chip for the whole
+// pass. Per step t, from T - 1 down to 0 (threads = H * ksplit, lane group j
+// owns unit j, lane r mod ksplit of it row r, for both phases):
+//   1. start copying step t - 1's saved activations, states and dy into
+//      shared memory (cp.async);
+//   2. element phase: rnn_cells.h's backward element function for (r, j)
+//      (the one copy of the gate math, as the CPU twin's step loop): dgates
+//      to global memory (the weight gradients' GEMMs read them after the
+//      pass) and dgates_h to shared memory; the part of dh_prev that does not
+//      go through W_hh in place of dh;
+//   3. wait for step t - 1's copies, __syncthreads(): the one barrier;
+//   4. dot phase: dh[r, j] += (dgates_h[r, :] . W_hh[:, j]) * rec_mask[r, j],
+//      by the thread that runs (r, j)'s element next step, so dh needs no
+//      other barrier. dgates_h is double-buffered: a thread may start step
+//      t - 1's element phase while others still read step t's.
+struct BackParams {
+  int T = 0, B = 0, H = 0, ksplit = 1, w_ld = 0;
+  const float* saved = nullptr;     // [T, B, 4H]
+  const float* hs = nullptr;        // GRU: [T + 1, B, H]
+  const float* cs = nullptr;        // LSTM: [T + 1, B, H]
+  const float* dys = nullptr;       // [T, B, H] or nullptr
+  const float* mask = nullptr;      // [T, B] or nullptr
+  const float* w_hh = nullptr;      // [G H, H]
+  const float* rec_mask = nullptr;  // [B, H] or nullptr
+  float* dh = nullptr;              // [B, H] in/out
+  float* dc = nullptr;              // LSTM: [B, H] in/out
+  float* dgates_x = nullptr;        // [T, B, G H] (LSTM: the one dgates)
+  float* dgates_h = nullptr;        // GRU: [T, B, 3H]
+};
+
+template <bool kLstm, int RT>
+__global__ void __launch_bounds__(kPersistentMaxThreads) block_local_backward(BackParams p) {
+  constexpr int G = kLstm ? 4 : 3;
+  extern __shared__ float4 smem_raw[];
+  float* sm = reinterpret_cast<float*>(smem_raw);
+  const int H = p.H, GH = G * H, B = p.B, T = p.T;
+  const BlockLocalBackLayout L = block_local_back_layout(G, H, RT, p.w_ld);
+  float* wt = sm + L.w;
+  float* dg = sm + L.dg;        // [2][RT][GH]
+  float* dh = sm + L.dh;        // [RT][H]
+  float* dc = sm + L.dc;        // [RT][H]
+  float* s_saved = sm + L.saved;  // [2][RT][4H]
+  float* s_st = sm + L.st;      // [2][RT][H]
+  float* s_st2 = sm + L.st2;    // [2][RT][H]
+  float* s_dy = sm + L.dy;      // [2][RT][H]
+
+  const int row0 = blockIdx.x * RT;
+  const int rows = min(RT, B - row0);
+  const int tid = threadIdx.x, nthreads = blockDim.x;
+  const std::int64_t BH = std::int64_t(B) * H;
+
+  // Step t's inputs into buffer `buf` (the caller commits through copy_async's commit).
+  auto fetch = [&](int t, int buf) {
+    const std::int64_t off = std::int64_t(t) * BH + std::int64_t(row0) * H;
+    for (int i = tid; i < rows * H; i += nthreads) {
+      if (kLstm) {
+        __pipeline_memcpy_async(s_st + buf * RT * H + i, p.cs + off + i, sizeof(float));
+        __pipeline_memcpy_async(s_st2 + buf * RT * H + i, p.cs + off + BH + i, sizeof(float));
+      } else {
+        __pipeline_memcpy_async(s_st + buf * RT * H + i, p.hs + off + i, sizeof(float));
+      }
+      if (p.dys) __pipeline_memcpy_async(s_dy + buf * RT * H + i, p.dys + off + i, sizeof(float));
+    }
+    copy_async(s_saved + buf * RT * 4 * H, p.saved + (std::int64_t(t) * B + row0) * 4 * H, rows * 4 * H);
+  };
+
+  // ---- once: W_hh^T, dL/dh and dL/dc of the last step, step T - 1's inputs ----
+  fetch(T - 1, 0);
+  for (int i = tid; i < GH * H; i += nthreads) {
+    const int n = i / H, k = i % H;  // W_hh[n, k]: coalesced reads
+    wt[k * p.w_ld + n] = p.w_hh[i];
+  }
+  for (int i = tid; i < rows * H; i += nthreads) {
+    dh[i] = p.dh[std::int64_t(row0) * H + i];
+    if (kLstm) dc[i] = p.dc[std::int64_t(row0) * H + i];
+  }
+  __pipeline_wait_prior(0);
+  __syncthreads();
+
+  const int ks = p.ksplit;
+  const int j = tid / ks, lane = tid % ks;
+  const bool active = j < H;
+  const int warp_lane = tid & 31;
+  const unsigned group_mask =
+      ks >= 32 ? 0xffffffffu : (((1u << ks) - 1u) << (warp_lane & ~(ks - 1)));
+  float drop[RT];
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+    drop[r] = p.rec_mask && active && r < rows ? p.rec_mask[std::int64_t(row0 + r) * H + j] : 1.f;
+
+  for (int t = T - 1; t >= 0; --t) {
+    const int cur = (T - 1 - t) & 1, nxt = cur ^ 1;
+    // 1. step t - 1's inputs, while this step computes
+    if (t > 0) fetch(t - 1, nxt);
+
+    // 2. the element phase for (r, j), rows spread over the group's lanes
+    if (active) {
+      const std::int64_t gate_row0 = std::int64_t(t) * B + row0;  // row of [T B, ...]
+      const float* mask_t = p.mask ? p.mask + std::int64_t(t) * B + row0 : nullptr;
+      float* dg_cur = dg + cur * RT * GH;
+#pragma unroll
+      for (int r = 0; r < RT; ++r) {
+        if (r >= rows || r % ks != lane) continue;
+        if constexpr (kLstm) {
+          LstmBackArgs<float> a;
+          a.B = rows;
+          a.H = H;
+          a.saved = s_saved + cur * RT * 4 * H;
+          a.c_prev = s_st + cur * RT * H;
+          a.c = s_st2 + cur * RT * H;
+          a.dy = p.dys ? s_dy + cur * RT * H : nullptr;
+          a.dh_next = dh;
+          a.dc_next = dc;
+          a.mask = mask_t;
+          a.dgates = dg_cur;
+          a.dh_prev = dh;  // in place: (r, j) reads dh[e] before writing it
+          a.dc_prev = dc;
+          lstm_back_element(a, r, j);
+        } else {
+          GruBackArgs<float> a;
+          a.B = rows;
+          a.H = H;
+          a.saved = s_saved + cur * RT * 4 * H;
+          a.h_prev = s_st + cur * RT * H;
+          a.dy = p.dys ? s_dy + cur * RT * H : nullptr;
+          a.dh_next = dh;
+          a.mask = mask_t;
+          a.dgates_x = p.dgates_x + gate_row0 * GH;
+          a.dgates_h = dg_cur;
+          a.dh_prev = dh;
+          gru_back_element(a, r, j);
+        }
+        // dgates_h (LSTM: the one dgates) to global memory for the weight GEMMs
+        float* out = (kLstm ? p.dgates_x : p.dgates_h) + (gate_row0 + r) * GH;
+#pragma unroll
+        for (int g = 0; g < G; ++g) out[g * H + j] = dg_cur[r * GH + g * H + j];
+      }
+    }
+    // 3. step t's dgates_h complete; step t - 1's inputs landed
+    __pipeline_wait_prior(0);
+    __syncthreads();
+
+    // 4. dh_prev[r, j] += (dgates_h[r, :] . W_hh[:, j]) * rec_mask[r, j]
+    if (active) {
+      float acc[1][RT];
+      unit_dot<1, RT>(acc, dg + cur * RT * GH, rows, GH, lane, ks, group_mask,
+                      [&](int, int n) { return wt[j * p.w_ld + n]; });
+#pragma unroll
+      for (int r = 0; r < RT; ++r)
+        if (r < rows && r % ks == lane) dh[r * H + j] += acc[0][r] * drop[r];
+    }
+  }
+
+  // ---- dL/d(initial state) ----
+  __syncthreads();
+  for (int i = tid; i < rows * H; i += nthreads) {
+    p.dh[std::int64_t(row0) * H + i] = dh[i];
+    if (kLstm) p.dc[std::int64_t(row0) * H + i] = dc[i];
+  }
+}
+
 // The Grid kernel's extra arguments.
 struct GridParams {
   int units = 0;           // hidden units per block (the last block may have fewer)
@@ -480,6 +644,56 @@ PassParams params_of(const Args& a, const PersistentPlan& plan) {
   return p;
 }
 
+
+template <bool kLstm, int RT>
+void launch_back_tile(const BackParams& p, const PersistentPlan& plan, cudaStream_t stream) {
+  auto* kernel = block_local_backward<kLstm, RT>;
+  const std::size_t smem = std::size_t(plan.smem_bytes);
+  RECUR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  kernel<<<plan.blocks, plan.threads, smem, stream>>>(p);
+  RECUR_CHECK_LAUNCH();
+}
+
+template <bool kLstm>
+void launch_back(const BackParams& p, const PersistentPlan& plan, cudaStream_t stream) {
+  constexpr int G = kLstm ? 4 : 3;
+  RECUR_CHECK(plan.regime == PersistentRegime::BlockLocal, Unsupported, "persistent ", kLstm ? "LSTM" : "GRU",
+              " backward pass: only the block-local regime has a kernel; the plan is ", plan.describe());
+  const std::int64_t smem = block_local_back_layout(G, p.H, plan.rows_per_block, plan.w_ld).total * 4;
+  RECUR_CHECK(plan.units_per_block == p.H && plan.threads == p.H * plan.ksplit &&
+                  std::int64_t(plan.blocks) * plan.rows_per_block >= p.B &&
+                  std::int64_t(plan.blocks - 1) * plan.rows_per_block < p.B && plan.smem_bytes == smem &&
+                  plan.w_ld == p.w_ld && plan.ksplit == p.ksplit && plan.w_ld >= G * p.H,
+              Internal, "persistent backward pass: the plan (", plan.describe(), ") does not fit H = ", p.H,
+              ", B = ", p.B);
+  switch (plan.rows_per_block) {
+    case 1: return launch_back_tile<kLstm, 1>(p, plan, stream);
+    case 2: return launch_back_tile<kLstm, 2>(p, plan, stream);
+    case 4: return launch_back_tile<kLstm, 4>(p, plan, stream);
+    case 8: return launch_back_tile<kLstm, 8>(p, plan, stream);
+    default: break;
+  }
+  RECUR_THROW(Internal, "persistent backward pass: no kernel for ", plan.rows_per_block, " rows per block");
+}
+
+template <class Args>
+BackParams back_params_of(const Args& a, const PersistentPlan& plan) {
+  RECUR_CHECK(a.T <= INT_MAX && a.B <= INT_MAX && a.H <= INT_MAX && a.T * a.B * a.H < (std::int64_t(1) << 40),
+              Value, "persistent backward pass: T = ", a.T, ", B = ", a.B, ", H = ", a.H, " out of range");
+  BackParams p;
+  p.T = int(a.T);
+  p.B = int(a.B);
+  p.H = int(a.H);
+  p.ksplit = plan.ksplit;
+  p.w_ld = plan.w_ld;
+  p.saved = a.saved;
+  p.dys = a.dys;
+  p.mask = a.mask;
+  p.w_hh = a.w_hh;
+  p.rec_mask = a.rec_mask;
+  p.dh = a.dh;
+  return p;
+}
 }  // namespace
 
 std::string persistent_plan_check(RnnCellKind cell, const PersistentPlan& plan) {
@@ -502,6 +716,26 @@ void lstm_sequence_persistent(const LstmSequenceArgs<float>& a, const Persistent
   PassParams p = params_of(a, plan);
   p.cs = a.cs;
   launch<true>(p, a.hproj, plan, stream);
+}
+
+void gru_sequence_backward_persistent(const GruSequenceBackArgs<float>& a, const PersistentPlan& plan,
+                                      cudaStream_t stream) {
+  if (a.T == 0 || a.B == 0 || a.H == 0) return;  // dh passes through unchanged
+  BackParams p = back_params_of(a, plan);
+  p.hs = a.hs;
+  p.dgates_x = a.dgates_x;
+  p.dgates_h = a.dgates_h;
+  launch_back<false>(p, plan, stream);
+}
+
+void lstm_sequence_backward_persistent(const LstmSequenceBackArgs<float>& a, const PersistentPlan& plan,
+                                       cudaStream_t stream) {
+  if (a.T == 0 || a.B == 0 || a.H == 0) return;
+  BackParams p = back_params_of(a, plan);
+  p.cs = a.cs;
+  p.dc = a.dc;
+  p.dgates_x = a.dgates;
+  launch_back<true>(p, plan, stream);
 }
 
 }  // namespace recur::kernels::cuda

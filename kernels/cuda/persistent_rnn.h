@@ -33,4 +33,15 @@ void gru_sequence_persistent(const GruSequenceArgs<float>& args, const Persisten
 void lstm_sequence_persistent(const LstmSequenceArgs<float>& args, const PersistentPlan& plan,
                               cudaStream_t stream);
 
+// The backward pass (backpropagation through the whole sequence) in one
+// launch, BlockLocal plans only (plan_persistent() with query.backward):
+// dh (and dc) in/out, the gate gradients of every step out, rec_mask applied
+// to the recurrent product. The bias sums (db_x, db_h, db) and the workspaces
+// of the CPU twin's arguments are not used: the caller reduces the gate
+// gradients over T B rows, and runs the weight gradients as GEMMs.
+void gru_sequence_backward_persistent(const GruSequenceBackArgs<float>& args, const PersistentPlan& plan,
+                                      cudaStream_t stream);
+void lstm_sequence_backward_persistent(const LstmSequenceBackArgs<float>& args, const PersistentPlan& plan,
+                                       cudaStream_t stream);
+
 }  // namespace recur::kernels::cuda

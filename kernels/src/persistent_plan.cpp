@@ -110,8 +110,9 @@ PersistentPlan plan_persistent(const PersistentQuery& q, const DeviceLimits& d) 
   const std::int64_t H = q.hidden, B = q.batch;
   PersistentPlan p;
   p.w_hh_bytes = G * H * H * kFloat;
-  const std::string shape = std::string(rnn_cell_kind_name(q.cell)) + " H " + std::to_string(H) +
-                            " B " + std::to_string(B) + ": W_hh is " + kib(p.w_hh_bytes);
+  const std::string shape = std::string(rnn_cell_kind_name(q.cell)) + (q.backward ? " backward" : "") +
+                            " H " + std::to_string(H) + " B " + std::to_string(B) + ": W_hh is " +
+                            kib(p.w_hh_bytes);
   if (q.dtype != DType::f32)
     return standard(p, shape + "; the persistent kernels are float32 only, not " +
                            std::string(dtype_name(q.dtype)));
@@ -120,12 +121,19 @@ PersistentPlan plan_persistent(const PersistentQuery& q, const DeviceLimits& d) 
   // into slices of R rows, one block per slice. The smallest R whose blocks
   // all fit on the GPU at once: fewer rows per block is less work per step,
   // and the step time is the layer's latency.
+  // Backward: unit k's lanes share the dot product of dgates_h [GH] with
+  // column k of W_hh (a row of W_hh^T, GH long).
   const int max_threads = std::min(d.max_threads_per_block, kPersistentMaxThreads);
-  const int ksplit = persistent_ksplit(H, max_threads);
+  const std::int64_t dot_len = q.backward ? G * H : H;
+  const int ksplit = persistent_ksplit(dot_len, H, max_threads);
   const std::int64_t threads = H * ksplit;
-  const int w_ld = persistent_w_ld(H, ksplit);
+  const int w_ld = persistent_w_ld(dot_len, ksplit);
+  auto layout_bytes = [&](int R) {
+    return (q.backward ? block_local_back_layout(G, H, R, w_ld).total : block_local_layout(G, H, R, w_ld).total) *
+           kFloat;
+  };
   std::string why_not_local;
-  const std::int64_t smem1 = block_local_layout(G, H, 1, w_ld).total * kFloat;
+  const std::int64_t smem1 = layout_bytes(1);
   if (threads > max_threads) {
     why_not_local = std::to_string(H) + " units need more than the " + std::to_string(max_threads) +
                     " threads of a block";
@@ -134,7 +142,7 @@ PersistentPlan plan_persistent(const PersistentQuery& q, const DeviceLimits& d) 
                     "state, input), more than the " + kib(d.smem_per_block_optin) + " a block can have";
   } else {
     for (int R : kPersistentRowTiles) {
-      const std::int64_t smem = block_local_layout(G, H, R, w_ld).total * kFloat;
+      const std::int64_t smem = layout_bytes(R);
       if (smem > d.smem_per_block_optin) break;
       const int per_sm = resident_blocks(d, int(threads), smem, block_local_regs(G, R));
       const std::int64_t blocks = ceil_div(B, R);
@@ -167,6 +175,9 @@ PersistentPlan plan_persistent(const PersistentQuery& q, const DeviceLimits& d) 
     if (why_not_local.empty()) why_not_local = "no block of this size can be resident on an SM";
     return standard(p, shape + ", which fits one block, but " + why_not_local);
   }
+  if (q.backward)
+    return standard(p, shape + "; not one block-local plan (" + why_not_local +
+                           "), and the backward pass has no multi-block persistent kernel");
 
   // (b), (c): W_hh cut by hidden units over several blocks, each holding the
   // G gate rows of its units (grid_layout()); every block needs the whole

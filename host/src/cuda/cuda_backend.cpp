@@ -27,12 +27,23 @@ namespace {
 
 namespace kc = kernels::cuda;
 
-// The persistent-RNN kernels (docs/persistent.md) have never run on a GPU, so
-// they are opt-in: RECUR_PERSISTENT=1. Read at every decision, so a process
-// (or a test) can switch them on and off.
-bool persistent_enabled() {
+// Which persistent-RNN kernels run (docs/persistent.md), from RECUR_PERSISTENT,
+// read at every decision so that a process (or a test) can switch them:
+//  - unset (or anything else): the block-local forward, the regime measured on
+//    an H100 (2026-12-05: 1.47 us/step at the Jena shape against the standard
+//    path's 22.1; its tests pass there); the grid regime, measured 4-34x
+//    slower than the standard path, is not used; the backward pass runs step
+//    by step, because the block-local backward kernel has not yet run on a
+//    GPU (it becomes the default once its GPU tests pass);
+//  - "1": every persistent kernel the plan allows, forward (block-local and
+//    grid) and backward (block-local);
+//  - "0": none: the step kernels only.
+enum class PersistentMode { Off, Default, All };
+PersistentMode persistent_mode() {
   const char* v = std::getenv("RECUR_PERSISTENT");
-  return v && std::strcmp(v, "1") == 0;
+  if (v && std::strcmp(v, "1") == 0) return PersistentMode::All;
+  if (v && std::strcmp(v, "0") == 0) return PersistentMode::Off;
+  return PersistentMode::Default;
 }
 
 // Makes `index` current for the scope, restoring the caller's device after.
@@ -138,10 +149,9 @@ class CudaBackend final : public Backend {
   }
 
   Support supports(const OpQuery& q) const override {
-    if (q.op == OpKind::GruSequenceBackward || q.op == OpKind::LstmSequenceBackward)
-      return Support::no("the CUDA backend runs the backward pass step by step (step kernels); "
-                         "no persistent backward kernel yet");
-    if (q.op == OpKind::GruSequence || q.op == OpKind::LstmSequence) return persistent_support(q);
+    if (q.op == OpKind::GruSequence || q.op == OpKind::LstmSequence ||
+        q.op == OpKind::GruSequenceBackward || q.op == OpKind::LstmSequenceBackward)
+      return persistent_support(q);
     if (q.dtype == DType::f32) return Support::yes();
     if ((q.op == OpKind::Fill || q.op == OpKind::Copy || q.op == OpKind::LengthBuckets) &&
         q.dtype == DType::i32)
@@ -372,35 +382,84 @@ class CudaBackend final : public Backend {
     kc::lstm_sequence_persistent(a, p, stream_);
   }
 
+  // Backward passes: the persistent kernel for dh, dc and the gate gradients
+  // of every step; the bias gradients as column sums of those over the T B
+  // rows (a parallel reduction), as the CPU twin's sums. The weight
+  // gradients are the caller's GEMMs.
+  void gru_sequence_backward(const GruSequenceBackward& s) override {
+    DeviceScope scope(index_);
+    const std::int64_t T = s.saved.dim(0), B = s.saved.dim(1), H = s.w_hh.dim(1);
+    const kernels::PersistentPlan p = plan({OpKind::GruSequenceBackward, DType::f32, B, H});
+    kc::gru_sequence_backward_persistent(detail::gru_sequence_back_args<float>(s), p, stream_);
+    if (s.db_ih.defined()) {
+      column_sums(s.dgates_x, T * B, 3 * H, s.db_ih);
+      column_sums(s.dgates_h, T * B, 3 * H, s.db_hh);
+    }
+  }
+
+  void lstm_sequence_backward(const LstmSequenceBackward& s) override {
+    DeviceScope scope(index_);
+    const std::int64_t T = s.saved.dim(0), B = s.saved.dim(1), H = s.w_hh.dim(1);
+    const kernels::PersistentPlan p = plan({OpKind::LstmSequenceBackward, DType::f32, B, H});
+    kc::lstm_sequence_backward_persistent(detail::lstm_sequence_back_args<float>(s), p, stream_);
+    if (s.db.defined()) column_sums(s.dgates, T * B, 4 * H, s.db);
+  }
+
  private:
+  static bool is_lstm(OpKind op) { return op == OpKind::LstmSequence || op == OpKind::LstmSequenceBackward; }
+  static bool is_backward(OpKind op) {
+    return op == OpKind::GruSequenceBackward || op == OpKind::LstmSequenceBackward;
+  }
+
+  // y[cols] = the sums of x's [rows, cols] columns (a parallel reduction).
+  void column_sums(const Tensor& x, std::int64_t rows, std::int64_t cols, const Tensor& y) {
+    const std::int64_t ws = kc::reduce_workspace_size(1, rows, cols);
+    const Tensor workspace = ws ? Tensor::empty({ws}, DType::f64, device()) : Tensor();
+    kc::reduce(ReduceOp::Sum, x.data<float>(), 1, rows, cols, y.data<float>(),
+               ws ? static_cast<double*>(workspace.raw_data()) : nullptr, stream_);
+  }
+
   // The planner's answer for a whole pass on this GPU; with RECUR_LOG=debug
-  // it is printed, once per distinct layer shape.
+  // it is printed, once per distinct layer shape and direction.
   kernels::PersistentPlan plan(const OpQuery& q) const {
-    const kernels::RnnCellKind cell =
-        q.op == OpKind::LstmSequence ? kernels::RnnCellKind::LSTM : kernels::RnnCellKind::GRU;
+    const kernels::RnnCellKind cell = is_lstm(q.op) ? kernels::RnnCellKind::LSTM : kernels::RnnCellKind::GRU;
     // No cluster kernel yet: plan as for a GPU without clusters, so that what
     // would be a cluster becomes a grid (a grid barrier over a few blocks).
     kernels::DeviceLimits d = limits_;
     d.max_cluster_size = 1;
-    kernels::PersistentPlan p = kernels::plan_persistent({cell, q.hidden, q.batch, q.dtype}, d);
+    kernels::PersistentPlan p =
+        kernels::plan_persistent({cell, q.hidden, q.batch, q.dtype, is_backward(q.op)}, d);
     if (log_enabled(LogLevel::Debug)) {
       std::lock_guard<std::mutex> lock(log_mutex_);
-      if (logged_.insert({int(cell), q.hidden, q.batch, int(q.dtype)}).second)
+      if (logged_.insert({int(q.op), q.hidden, q.batch, int(q.dtype)}).second)
         log_message(LogLevel::Debug, device().str() + " " + op_kind_name(q.op) + ": " + p.describe());
     }
     return p;
   }
 
   Support persistent_support(const OpQuery& q) const {
-    if (!persistent_enabled())
-      return Support::no("the CUDA backend runs recurrent layers step by step (step kernels); "
-                         "RECUR_PERSISTENT=1 enables the persistent kernels, not yet run on a GPU");
+    const PersistentMode mode = persistent_mode();
+    const bool backward = is_backward(q.op);
+    if (mode == PersistentMode::Off)
+      return Support::no("RECUR_PERSISTENT=0: the CUDA backend runs recurrent layers step by step "
+                         "(step kernels)");
+    if (backward && mode == PersistentMode::Default)
+      return Support::no("the CUDA backend runs the backward pass step by step (step kernels); the "
+                         "persistent backward kernel is opt-in (RECUR_PERSISTENT=1) until it has "
+                         "passed its tests on a GPU");
+    if (q.dtype != DType::f32)
+      return Support::no(std::string(dtype_name(q.dtype)) + " runs on the CPU backend only; the "
+                         "persistent kernels are float32");
     if (q.batch <= 0 || q.hidden <= 0) return Support::yes();  // empty: nothing runs
     const kernels::PersistentPlan p = plan(q);
     if (!p.persistent()) return Support::no("persistent kernels: " + p.describe());
+    if (mode == PersistentMode::Default && p.regime != kernels::PersistentRegime::BlockLocal)
+      return Support::no("the persistent " + std::string(kernels::persistent_regime_name(p.regime)) +
+                         " regime is opt-in (RECUR_PERSISTENT=1): measured slower than the step "
+                         "kernels on an H100; the plan was " + p.describe());
+    if (backward) return Support::yes();  // block-local: the planner's layout is the kernel's
     DeviceScope scope(index_);
-    const kernels::RnnCellKind cell =
-        q.op == OpKind::LstmSequence ? kernels::RnnCellKind::LSTM : kernels::RnnCellKind::GRU;
+    const kernels::RnnCellKind cell = is_lstm(q.op) ? kernels::RnnCellKind::LSTM : kernels::RnnCellKind::GRU;
     const std::string why = kc::persistent_plan_check(cell, p);
     if (why.empty()) return Support::yes();
     return Support::no(why + "; the plan was " + p.describe());

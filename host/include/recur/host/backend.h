@@ -187,6 +187,7 @@ struct GruSequenceBackward {
   Tensor dgates_x, dgates_h;  // [T, B, 3H] outputs
   Tensor db_ih, db_hh;        // [3H] outputs, optional (both or neither): the sums of
                               // dgates_x and dgates_h over every step and row
+  Tensor rec_mask;            // [B, H], optional: the forward pass's recurrent-dropout mask
 };
 struct LstmSequence {
   Tensor xproj;       // [T, B, 4H]
@@ -208,6 +209,7 @@ struct LstmSequenceBackward {
   Tensor dh, dc;  // [B, H] in: dL/dh_T, dL/dc_T; out: dL/dh_0, dL/dc_0
   Tensor dgates;  // [T, B, 4H] output
   Tensor db;      // [4H] output, optional: the sum of dgates over every step and row
+  Tensor rec_mask;  // [B, H], optional: the forward pass's recurrent-dropout mask
 };
 
 // A loss or metric (see recur/kernels/loss.h for formulas and the reduction).

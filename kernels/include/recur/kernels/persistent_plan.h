@@ -62,6 +62,10 @@ struct PersistentQuery {
   std::int64_t hidden = 0;  // H
   std::int64_t batch = 0;   // B
   DType dtype = DType::f32;
+  // The backward pass (backpropagation through the whole sequence): only the
+  // block-local regime has a kernel, with its own layout
+  // (block_local_back_layout()); everything else is Standard.
+  bool backward = false;
 };
 
 struct PersistentPlan {
@@ -141,6 +145,34 @@ RECUR_HD BlockLocalLayout block_local_layout(int G, std::int64_t H, int R, int w
   l.hproj = l.c + persistent_align4(G == 4 ? R * H : 0);
   l.xs = l.hproj + persistent_align4(R * GH);
   l.total = l.xs + persistent_align4(2 * R * GH);
+  return l;
+}
+
+// The BlockLocal backward kernel's shared memory, offsets in floats. R rows,
+// H units, G gates, GH = G H:
+//   w      [H, w_ld]     W_hh transposed (row k: W_hh[0..GH, k]), w_ld >= GH
+//   dg     [2, R, GH]    the step's dgates_h, what dh_prev's product reads
+//   dh     [R, H]        dL/dh flowing back, in place
+//   dc     [R, H]        LSTM: dL/dc flowing back, in place
+//   saved  [2, R, 4H]    the step's saved activations, copied in a step ahead
+//   st     [2, R, H]     GRU: h_prev; LSTM: c_prev (both cs[t])
+//   st2    [2, R, H]     LSTM: c (cs[t + 1])
+//   dy     [2, R, H]     dL/dy of the step
+struct BlockLocalBackLayout {
+  std::int64_t w, dg, dh, dc, saved, st, st2, dy, total;
+};
+RECUR_HD BlockLocalBackLayout block_local_back_layout(int G, std::int64_t H, int R, int w_ld) {
+  const std::int64_t GH = std::int64_t(G) * H;
+  BlockLocalBackLayout l{};
+  l.w = 0;
+  l.dg = l.w + persistent_align4(H * w_ld);
+  l.dh = l.dg + persistent_align4(2 * R * GH);
+  l.dc = l.dh + persistent_align4(R * H);
+  l.saved = l.dc + persistent_align4(G == 4 ? R * H : 0);
+  l.st = l.saved + persistent_align4(2 * R * 4 * H);
+  l.st2 = l.st + persistent_align4(2 * R * H);
+  l.dy = l.st2 + persistent_align4(G == 4 ? 2 * R * H : 0);
+  l.total = l.dy + persistent_align4(2 * R * H);
   return l;
 }
 

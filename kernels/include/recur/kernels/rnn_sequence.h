@@ -55,6 +55,10 @@ struct GruSequenceBackArgs {
   Real* db_x = nullptr;         // [3H] out, or nullptr
   Real* db_h = nullptr;         // [3H] out, or nullptr (both or neither)
   double* sum_work = nullptr;
+  // Recurrent dropout of the forward pass: its matmul read h_prev * rec_mask,
+  // so dh_prev gets (dgates_h W_hh) * rec_mask. rec_work: [B, H], needed with it.
+  const Real* rec_mask = nullptr;  // [B, H] or nullptr
+  Real* rec_work = nullptr;
 };
 
 // LSTM (G = 4).
@@ -93,6 +97,8 @@ struct LstmSequenceBackArgs {
   // Optional: the sum of dgates over every step and row, as GruSequenceBackArgs.
   Real* db = nullptr;           // [4H] out, or nullptr
   double* sum_work = nullptr;   // [B, 4H] doubles, needed with db
+  const Real* rec_mask = nullptr;  // [B, H] or nullptr, as GruSequenceBackArgs
+  Real* rec_work = nullptr;        // [B, H] workspace, needed with rec_mask
 };
 
 }  // namespace recur::kernels
