@@ -8,9 +8,12 @@
 #
 # `run` unpacks the .debs into /tmp/recur-deps and builds for the local GPU
 # (RECUR_GPU_ARCH, default 90). Then:
-#   all (default): every test, the `gpu` label alone, compute-sanitizer memcheck
-#     and racecheck on the CUDA tests, `recur devices` and `recur lstm --check`,
-#     then the benchmark suite in the time left;
+#   all (default): every test, the `gpu` label alone (also with
+#     RECUR_PERSISTENT=1: the persistent backward and grid kernels, opt-in until
+#     they pass here), compute-sanitizer memcheck on the CUDA tests, memcheck,
+#     racecheck and synccheck on the persistent kernels (forward and backward,
+#     both cells, small shapes so that they finish), `recur devices` and
+#     `recur lstm --check`, then the benchmark suite in the time left;
 #   bench: the benchmark suite alone (the issue's "one script builds and runs the
 #     whole suite within 10 minutes").
 # The suite: bench_ops; the end-to-end epoch (bench/train_vs_pytorch.py --device
@@ -75,6 +78,16 @@ run)
   else
     say "no $debs: run 'bash scripts/gpu.sh prepare' here and carry .device"; exit 1
   fi
+  # zlib: the carried zlib1g-dev has libz.a and a libz.so link to zlib1g's
+  # libz.so.1, which is not carried; CMake skips the dangling link and picks
+  # the static, non-PIC libz.a, which cannot go into librecur.so (2026-12-05).
+  # Link the image's own shared zlib instead, with the carried header.
+  rm -f "$deps"/usr/lib/x86_64-linux-gnu/libz.a "$deps"/usr/lib/x86_64-linux-gnu/libz.so
+  zlib_flag=""
+  for z in /usr/lib/x86_64-linux-gnu/libz.so /lib/x86_64-linux-gnu/libz.so /usr/lib/x86_64-linux-gnu/libz.so.1 \
+           /lib/x86_64-linux-gnu/libz.so.1; do
+    if [ -e "$z" ]; then zlib_flag="-DZLIB_LIBRARY=$z -DZLIB_INCLUDE_DIR=$deps/usr/include"; break; fi
+  done
   blasdir=$deps/usr/lib/x86_64-linux-gnu/openblas-openmp
   export LD_LIBRARY_PATH=$blasdir:$deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
   export PATH=/usr/local/cuda/bin:$PATH
@@ -112,7 +125,7 @@ run)
     echo "$stamp"
     cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DRECUR_CUDA=ON \
       -DCMAKE_CUDA_ARCHITECTURES="${RECUR_GPU_ARCH:-90}" -DCMAKE_PREFIX_PATH="$deps/usr" \
-      -DCMAKE_LIBRARY_PATH="$blasdir" $cudnn_flag \
+      -DCMAKE_LIBRARY_PATH="$blasdir" $cudnn_flag $zlib_flag \
       -DRECUR_OPENBLAS_OPENMP="$blasdir/libopenblas.so" \
       -DRECUR_CBLAS_INCLUDE_DIR="$deps/usr/include/x86_64-linux-gnu/openblas-openmp" &&
     limit "$(left)" cmake --build build-gpu -j "$(nproc)"
@@ -125,9 +138,25 @@ run)
       echo "$stamp"
       echo "\$ ctest --test-dir build-gpu"; limit 240 ctest --test-dir build-gpu -j 8 --output-on-failure
       echo "\$ ctest --test-dir build-gpu -L gpu"; limit 60 ctest --test-dir build-gpu -L gpu --output-on-failure
-      for tool in memcheck racecheck; do
-        echo "\$ compute-sanitizer --tool $tool --error-exitcode 9 build-gpu/bin/recur_tests --gtest_filter='CUDA*:*CUDA*'"
-        limit 120 compute-sanitizer --tool "$tool" --error-exitcode 9 build-gpu/bin/recur_tests --gtest_filter='CUDA*:*CUDA*' 2>&1 | tail -40
+      echo "\$ RECUR_PERSISTENT=1 ctest --test-dir build-gpu -L gpu"
+      limit 60 env RECUR_PERSISTENT=1 ctest --test-dir build-gpu -L gpu --output-on-failure
+      echo "\$ compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/bin/recur_tests --gtest_filter='CUDA*:*CUDA*:-*Persistent*'"
+      limit 90 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/bin/recur_tests \
+        --gtest_filter='CUDA*:*CUDA*:-*Persistent*' 2>&1 | tail -20
+      echo "exit ${PIPESTATUS[0]}"
+      # The persistent kernels under every tool, at small shapes: a few
+      # training steps of the GRU and LSTM forecasters (block-local forward and
+      # backward) and an LSTM forward of H 256 (the grid kernel).
+      for tool in memcheck racecheck synccheck; do
+        for m in gru lstm; do
+          echo "\$ RECUR_PERSISTENT=1 compute-sanitizer --tool $tool bench_train --model $m --batch 5 --time 7 --steps 2 --warmup 0 --device cuda:0"
+          limit 45 env RECUR_PERSISTENT=1 compute-sanitizer --tool "$tool" --error-exitcode 9 build-gpu/bin/bench_train \
+            --model "$m" --batch 5 --time 7 --features 14 --steps 2 --warmup 0 --device cuda:0 2>&1 | tail -6
+          echo "exit ${PIPESTATUS[0]}"
+        done
+        echo "\$ RECUR_PERSISTENT=1 compute-sanitizer --tool $tool recur --device cuda lstm -T 4 -B 3 -H 256"
+        limit 45 env RECUR_PERSISTENT=1 compute-sanitizer --tool "$tool" --error-exitcode 9 build-gpu/bin/recur --device cuda \
+          lstm -T 4 -B 3 -H 256 --repeats 1 2>&1 | tail -6
         echo "exit ${PIPESTATUS[0]}"
       done
     } > "$out/tests.txt" 2>&1
