@@ -229,6 +229,43 @@ TEST_P(BackendOps, ReduceAllAndNaN) {
   EXPECT_FALSE(std::isnan(cm[(4321 + 1) % 33])) << "NaN leaked into another column";
 }
 
+// ---- host <-> device: staged uploads, asynchronous reads --------------------
+// On CUDA, uploads return once the bytes are in a pinned staging slot (four
+// slots of 4 MiB, reused in turn, big uploads in pieces) and reads are queued
+// behind the work before them. Values must survive the host buffer being
+// overwritten at once, slot reuse, and work queued after a read.
+TEST_P(BackendOps, StagedUploadsAndAsyncReadsKeepTheirValues) {
+  SCOPED_TRACE(seed());
+  std::vector<Tensor> uploaded;
+  std::vector<std::vector<float>> want;
+  for (std::int64_t n : {std::int64_t(1), std::int64_t(1000), std::int64_t(3) << 20, std::int64_t(5),
+                         std::int64_t(1) << 20, std::int64_t(7), std::int64_t(2) << 20, std::int64_t(33),
+                         std::int64_t(9), std::int64_t(1) << 22}) {
+    std::vector<float> v = rng.floats(n);
+    want.push_back(v);
+    uploaded.push_back(put(v, {n}));
+    std::fill(v.begin(), v.end(), NAN);  // the host buffer is reused at once
+  }
+  for (std::size_t i = 0; i < uploaded.size(); ++i)
+    EXPECT_EQ(uploaded[i].to_vector<float>(), want[i]) << "upload " << i << " of " << want[i].size();
+
+  const auto fv = rng.floats(3);
+  const Tensor a = put(fv, {3});
+  const Tensor b = Tensor::from_vector(std::vector<double>{0.125, -3.5}, {2}, dev());
+  const Tensor c = Tensor::from_vector(std::vector<std::int32_t>{7, -9}, {2}, dev());
+  std::unique_ptr<HostRead> r = ops::read_async({a, b, c});
+  ops::fill(a, 42.0);  // queued after the read: must not show in it
+  std::unique_ptr<HostRead> dropped = ops::read_async({a});
+  dropped.reset();  // never waited for; its pinned block goes back to the pool
+  const std::vector<double> got = r->wait();
+  EXPECT_EQ(got, (std::vector<double>{fv[0], fv[1], fv[2], 0.125, -3.5, 7, -9}));
+  EXPECT_EQ(r->wait(), got) << "waiting twice";
+  const std::vector<double> again = ops::read_async({a})->wait();
+  EXPECT_EQ(again, (std::vector<double>{42, 42, 42}));
+  EXPECT_THROW(ops::read_async({}), ValueError);
+  EXPECT_THROW(ops::read_async({a, Tensor()}), ValueError);
+}
+
 // ---- recurrent cell steps ---------------------------------------------------
 double sigm(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 

@@ -319,11 +319,18 @@ Logs evaluate(TrainableModel& model, const BatchSource& data, std::int64_t steps
   const std::int64_t n = steps > 0 ? steps : data.size();
   RECUR_CHECK(n > 0, Value, "evaluate: the data have no batches");
   Means m;
+  // Each batch's logs are read once the next batch is queued (see fit).
+  PendingBatchLogs queued;
+  double queued_weight = 0;
   for (std::int64_t i = 0; i < n; ++i) {
     const Batch b = data.get(0, i % data.size());
-    const BatchLogs l = model.test_step(inputs_of(b), b.y, masks_of(b), b.sample_weight);
-    m.add(model, l, model.last_batch_weight());
+    PendingBatchLogs l = model.test_step_async(inputs_of(b), b.y, masks_of(b), b.sample_weight);
+    const double w = model.last_batch_weight();
+    if (queued.valid()) m.add(model, queued.read(), queued_weight);
+    queued = std::move(l);
+    queued_weight = w;
   }
+  m.add(model, queued.read(), queued_weight);
   return m.mean();
 }
 
@@ -356,15 +363,32 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
     Progress progress(o, epoch, steps);
     Means m;
     double samples = 0;
+    // A step's logs are read after the next step has been queued: the host
+    // prepares the next batch while the device runs this step, and never
+    // waits for more than the step it reads (the progress line lags a step).
+    struct Queued {
+      PendingBatchLogs logs;
+      double weight = 0;
+      std::int64_t step = 0;
+    } queued;
+    auto settle = [&] {
+      if (!queued.logs.valid()) return;
+      const BatchLogs& l = queued.logs.read();
+      RECUR_CHECK(std::isfinite(l.loss), Value, "fit: the loss became ", l.loss, " at epoch ",
+                  epoch + 1, ", step ", queued.step + 1, "; lower the learning rate or check the data for NaN");
+      m.add(model, l, queued.weight);
+      samples += queued.weight;
+      progress.step(queued.step + 1, samples, m.mean().at("loss"));
+      queued = Queued{};
+    };
     for (std::int64_t step = first; step < steps; ++step) {
       const Batch b = train.get(epoch, step % train.size());
-      const BatchLogs l = model.train_step(inputs_of(b), b.y, masks_of(b), b.sample_weight);
-      RECUR_CHECK(std::isfinite(l.loss), Value, "fit: the loss became ", l.loss, " at epoch ",
-                  epoch + 1, ", step ", step + 1, "; lower the learning rate or check the data for NaN");
-      m.add(model, l, model.last_batch_weight());
-      samples += model.last_batch_weight();
-      progress.step(step + 1, samples, m.mean().at("loss"));
+      PendingBatchLogs l = model.train_step_async(inputs_of(b), b.y, masks_of(b), b.sample_weight);
+      const double w = model.last_batch_weight();
+      settle();  // the previous step's logs, while this one runs
+      queued = Queued{std::move(l), w, step};
       if (g_stop.load()) {
+        settle();
         interrupted = step + 1 < steps || epoch + 1 < o.epochs;
         for (const auto& cb : callbacks) {
           cb->current_epoch = epoch;
@@ -373,6 +397,7 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
         break;
       }
     }
+    settle();
     if (interrupted) break;
     Logs logs = m.mean();
     logs["lr"] = lr;

@@ -712,7 +712,7 @@ const Optimizer& Model::optimizer() const {
   return *optimizer_;
 }
 
-Model::Logs Model::run_batch(const std::vector<Tensor>& x, const Tensor& y,
+PendingBatchLogs Model::run_batch(const std::vector<Tensor>& x, const Tensor& y,
                              const std::vector<Tensor>& masks, const Tensor& sample_weight, bool train) {
   RECUR_CHECK(compiled(), Value, who(), ": compile() before training or evaluating");
   RECUR_CHECK(outputs_.size() == 1, Value, who(), ": training and evaluation need a model with one "
@@ -730,17 +730,17 @@ Model::Logs Model::run_batch(const std::vector<Tensor>& x, const Tensor& y,
     optimizer_->step();
   }
   last_weight_ = double(x.front().dim(0));
-  return detail::read_logs(l);
+  return detail::read_logs_async(l);
 }
 
 Model::Logs Model::train_on_batch(const std::vector<Tensor>& x, const Tensor& y,
                                   const std::vector<Tensor>& masks, const Tensor& sample_weight) {
-  return run_batch(x, y, masks, sample_weight, true);
+  return run_batch(x, y, masks, sample_weight, true).read();
 }
 
 Model::Logs Model::test_on_batch(const std::vector<Tensor>& x, const Tensor& y,
                                  const std::vector<Tensor>& masks, const Tensor& sample_weight) {
-  return run_batch(x, y, masks, sample_weight, false);
+  return run_batch(x, y, masks, sample_weight, false).read();
 }
 
 }  // namespace recur

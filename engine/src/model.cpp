@@ -128,9 +128,6 @@ std::unique_ptr<ParameterStore> make_parameters(const std::vector<LayerPtr>& lay
 }
 
 namespace {
-double host_scalar(const Tensor& t) {
-  return t.dtype() == DType::f64 ? t.to_vector<double>().at(0) : double(t.to_vector<float>().at(0));
-}
 std::string bytes_str(double b) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(2);
@@ -354,16 +351,15 @@ BatchLoss batch_loss(const std::string& who, const CompileOptions& c, DType dtyp
   return out;
 }
 
-BatchLogs read_logs(const BatchLoss& loss) {
-  BatchLogs logs;
-  logs.loss = host_scalar(loss.loss);
-  for (const Tensor& m : loss.metrics) logs.metrics.push_back(host_scalar(m));
-  return logs;
+PendingBatchLogs read_logs_async(const BatchLoss& loss) {
+  std::vector<Tensor> values{loss.loss.reshape({1})};
+  for (const Tensor& m : loss.metrics) values.push_back(m.reshape({1}));
+  return PendingBatchLogs(std::shared_ptr<HostRead>(ops::read_async(values)));
 }
 
 }  // namespace detail
 
-Sequential::Logs Sequential::run_batch(const Tensor& x, const Tensor& y, const Tensor& mask,
+PendingBatchLogs Sequential::run_batch(const Tensor& x, const Tensor& y, const Tensor& mask,
                                        const Tensor& sample_weight, bool train) {
   RECUR_CHECK(compiled(), Value, "Sequential '", name_, "': compile() before training or evaluating");
   const detail::StepScope scope(store_->device(), region_owner(), train, {&x, &y, &mask, &sample_weight}, {},
@@ -377,17 +373,17 @@ Sequential::Logs Sequential::run_batch(const Tensor& x, const Tensor& y, const T
     optimizer_->step();
   }
   last_weight_ = double(x.dim(0));
-  return detail::read_logs(l);
+  return detail::read_logs_async(l);
 }
 
 Sequential::Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y, const Tensor& mask,
                                             const Tensor& sample_weight) {
-  return run_batch(x, y, mask, sample_weight, true);
+  return run_batch(x, y, mask, sample_weight, true).read();
 }
 
 Sequential::Logs Sequential::test_on_batch(const Tensor& x, const Tensor& y, const Tensor& mask,
                                            const Tensor& sample_weight) {
-  return run_batch(x, y, mask, sample_weight, false);
+  return run_batch(x, y, mask, sample_weight, false).read();
 }
 
 namespace {
@@ -398,16 +394,29 @@ const Tensor& single_input(const std::string& who, const std::vector<Tensor>& x,
 }
 }  // namespace
 
-BatchLogs Sequential::train_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
-                                 const Tensor& sample_weight) {
+PendingBatchLogs Sequential::train_step_async(const std::vector<Tensor>& x, const Tensor& y,
+                                              const std::vector<Tensor>& masks, const Tensor& sample_weight) {
   const Tensor& in = single_input(who(), x, masks);
-  return train_on_batch(in, y, masks.empty() ? Tensor() : masks[0], sample_weight);
+  return run_batch(in, y, masks.empty() ? Tensor() : masks[0], sample_weight, true);
 }
 
-BatchLogs Sequential::test_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
-                                const Tensor& sample_weight) {
+PendingBatchLogs Sequential::test_step_async(const std::vector<Tensor>& x, const Tensor& y,
+                                             const std::vector<Tensor>& masks, const Tensor& sample_weight) {
   const Tensor& in = single_input(who(), x, masks);
-  return test_on_batch(in, y, masks.empty() ? Tensor() : masks[0], sample_weight);
+  return run_batch(in, y, masks.empty() ? Tensor() : masks[0], sample_weight, false);
+}
+
+const BatchLogs& PendingBatchLogs::read() {
+  RECUR_CHECK(valid(), Value, "PendingBatchLogs: nothing to read (a default-constructed value)");
+  if (!ready_) {
+    const std::vector<double>& v = values_->wait();
+    RECUR_CHECK(!v.empty(), Internal, "PendingBatchLogs: the read returned no values");
+    logs_.loss = v[0];
+    logs_.metrics.assign(v.begin() + 1, v.end());
+    ready_ = true;
+    values_.reset();
+  }
+  return logs_;
 }
 
 }  // namespace recur

@@ -39,8 +39,9 @@ struct BatchLoss {
 BatchLoss batch_loss(const std::string& who, const CompileOptions& options, DType dtype,
                      const Tensor& pred, const Tensor& pred_mask, const Tensor& y,
                      const Tensor& sample_weight);
-// Reads the loss and the metrics back to the host (the one sync of a batch).
-BatchLogs read_logs(const BatchLoss& loss);
+// Starts reading the loss and the metrics back to the host (the one sync of
+// a batch, when the logs are read).
+PendingBatchLogs read_logs_async(const BatchLoss& loss);
 
 // One batch as a step-arena region of the device's allocator (allocator.h),
 // keyed by the model, train/test and the shapes and dtypes of `tensors`; the

@@ -45,6 +45,31 @@ const char* op_kind_name(OpKind op) {
   return "?";
 }
 
+namespace {
+// Values already on the host.
+class ReadyRead final : public HostRead {
+ public:
+  explicit ReadyRead(std::vector<double> v) : values_(std::move(v)) {}
+  const std::vector<double>& wait() override { return values_; }
+
+ private:
+  std::vector<double> values_;
+};
+}  // namespace
+
+std::unique_ptr<HostRead> Backend::read_async(const std::vector<Tensor>& tensors) {
+  std::vector<double> values;
+  for (const Tensor& t : tensors) {
+    switch (t.dtype()) {
+      case DType::f32: for (float v : t.to_vector<float>()) values.push_back(double(v)); break;
+      case DType::f64: for (double v : t.to_vector<double>()) values.push_back(v); break;
+      case DType::i32: for (std::int32_t v : t.to_vector<std::int32_t>()) values.push_back(double(v)); break;
+      default: RECUR_THROW(DType, "read_async: ", dtype_name(t.dtype()), " tensors cannot be read");
+    }
+  }
+  return std::make_unique<ReadyRead>(std::move(values));
+}
+
 void Backend::gru_sequence(const GruSequence&) {
   RECUR_THROW(Unsupported, "gru_sequence on ", device().str(), ": not implemented by this backend");
 }

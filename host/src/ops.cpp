@@ -756,6 +756,20 @@ Tensor metric(LossKind kind, const Tensor& pred, const Tensor& target, const Ten
   return run_loss("metric", kind, pred, target, Tensor(), weight, 1.0);
 }
 
+std::unique_ptr<HostRead> read_async(const std::vector<Tensor>& tensors) {
+  const char* op = "read_async";
+  RECUR_CHECK(!tensors.empty(), Value, op, ": no tensors");
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& t = tensors[i];
+    RECUR_CHECK(t.defined(), Value, op, ": tensor ", i, " is undefined");
+    RECUR_CHECK(t.device() == tensors[0].device(), Device, op, ": tensor ", i, " is on ", t.device().str(),
+                ", tensor 0 on ", tensors[0].device().str());
+    RECUR_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::f64 || t.dtype() == DType::i32, DType, op,
+                ": tensor ", i, " is ", dtype_name(t.dtype()), "; float32, float64 or int32 expected");
+  }
+  return backend(tensors[0].device()).read_async(tensors);
+}
+
 Tensor sum_squares(const Tensor& x) {
   const char* op = "sum_squares";
   require_defined(op, {{"x", x}});

@@ -4,12 +4,16 @@
 // cudaMalloc. Every CUDA and cuBLAS call is checked.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "../cuda_api.h"
 #include "../seq_args.h"
@@ -173,13 +177,33 @@ class CudaBackend final : public Backend {
   void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
                   std::size_t n) override {
     DeviceScope scope(index_);
+    // Uploads go through pinned staging buffers: the host returns as soon as
+    // the bytes are staged, and the copy runs behind the queued work (a
+    // training loop's next batch while the current step runs).
+    if (src_device.is_cpu() && !dst_device.is_cpu() && upload_staged(dst, src, n)) return;
     // Unified addressing lets the runtime tell host from device pointers.
     RECUR_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, stream_));
     // Host memory on either side must be done with when we return: a host
     // destination is read next, and the CUDA docs do not promise that a
     // pageable host source has been consumed when cudaMemcpyAsync returns.
-    // (A pinned staging buffer would let uploads overlap; not needed yet.)
     if (dst_device.is_cpu() || src_device.is_cpu()) RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  std::unique_ptr<HostRead> read_async(const std::vector<Tensor>& tensors) override {
+    DeviceScope scope(index_);
+    std::size_t bytes = 0;
+    for (const Tensor& t : tensors) bytes += t.nbytes();
+    std::unique_ptr<PinnedRead> r = acquire_read(bytes);
+    if (!r) return Backend::read_async(tensors);  // no pinned memory: read synchronously
+    std::size_t off = 0;
+    for (const Tensor& t : tensors) {
+      r->parts.push_back({t.dtype(), std::size_t(t.numel())});
+      RECUR_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(r->host()) + off, t.raw_data(), t.nbytes(),
+                                       cudaMemcpyDeviceToHost, stream_));
+      off += t.nbytes();
+    }
+    RECUR_CUDA_CHECK(cudaEventRecord(r->done(), stream_));
+    return r;
   }
 
   void copy2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
@@ -406,6 +430,112 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // ---- pinned host memory: upload staging and asynchronous reads ----
+  // Staging: kStagingSlots buffers of kStagingBytes, used in turn; a slot is
+  // reused once the event after its last copy has passed. Bigger uploads go
+  // through the slots in pieces.
+  static constexpr int kStagingSlots = 4;
+  static constexpr std::size_t kStagingBytes = std::size_t(4) << 20;
+  struct Staging {
+    void* host = nullptr;
+    cudaEvent_t done = nullptr;
+    bool pending = false;
+  };
+
+  // False when pinned memory cannot be had (the caller copies synchronously).
+  bool upload_staged(void* dst, const void* src, std::size_t n) {
+    std::lock_guard<std::mutex> lock(staging_mutex_);
+    for (std::size_t off = 0; off < n; off += kStagingBytes) {
+      Staging& s = staging_[next_staging_];
+      if (!s.host) {
+        if (cudaHostAlloc(&s.host, kStagingBytes, cudaHostAllocDefault) != cudaSuccess) {
+          s.host = nullptr;
+          (void)cudaGetLastError();
+          if (off == 0) return false;
+          return upload_rest(dst, src, n, off);
+        }
+        RECUR_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+      }
+      if (s.pending) RECUR_CUDA_CHECK(cudaEventSynchronize(s.done));
+      const std::size_t piece = std::min(kStagingBytes, n - off);
+      std::memcpy(s.host, static_cast<const char*>(src) + off, piece);
+      RECUR_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + off, s.host, piece, cudaMemcpyHostToDevice, stream_));
+      RECUR_CUDA_CHECK(cudaEventRecord(s.done, stream_));
+      s.pending = true;
+      next_staging_ = (next_staging_ + 1) % kStagingSlots;
+    }
+    return true;
+  }
+  // The rest of an upload whose staging failed part way: synchronously.
+  bool upload_rest(void* dst, const void* src, std::size_t n, std::size_t off) {
+    RECUR_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + off, static_cast<const char*>(src) + off, n - off,
+                                     cudaMemcpyHostToDevice, stream_));
+    RECUR_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return true;
+  }
+
+  // A read into pinned memory, returned to the backend's pool when dropped.
+  struct PinnedBlock {
+    void* host = nullptr;
+    std::size_t bytes = 0;
+    cudaEvent_t done = nullptr;
+  };
+  class PinnedRead final : public HostRead {
+   public:
+    PinnedRead(CudaBackend& owner, PinnedBlock b) : owner_(owner), block_(b) {}
+    ~PinnedRead() override { owner_.release_read(block_); }
+    void* host() const { return block_.host; }
+    cudaEvent_t done() const { return block_.done; }
+    const std::vector<double>& wait() override {
+      if (!ready_) {
+        RECUR_CUDA_CHECK(cudaEventSynchronize(block_.done));
+        std::size_t off = 0;
+        for (const auto& [dt, n] : parts) {
+          const char* p = static_cast<const char*>(block_.host) + off;
+          for (std::size_t i = 0; i < n; ++i) {
+            if (dt == DType::f32) values_.push_back(double(reinterpret_cast<const float*>(p)[i]));
+            else if (dt == DType::f64) values_.push_back(reinterpret_cast<const double*>(p)[i]);
+            else values_.push_back(double(reinterpret_cast<const std::int32_t*>(p)[i]));
+          }
+          off += n * dtype_size(dt);
+        }
+        ready_ = true;
+      }
+      return values_;
+    }
+    std::vector<std::pair<DType, std::size_t>> parts;  // dtype and element count per tensor
+
+   private:
+    CudaBackend& owner_;
+    PinnedBlock block_;
+    std::vector<double> values_;
+    bool ready_ = false;
+  };
+
+  std::unique_ptr<PinnedRead> acquire_read(std::size_t bytes) {
+    std::lock_guard<std::mutex> lock(read_mutex_);
+    for (std::size_t i = 0; i < free_reads_.size(); ++i)
+      if (free_reads_[i].bytes >= bytes) {
+        const PinnedBlock b = free_reads_[i];
+        free_reads_.erase(free_reads_.begin() + std::ptrdiff_t(i));
+        return std::make_unique<PinnedRead>(*this, b);
+      }
+    PinnedBlock b;
+    b.bytes = std::max<std::size_t>(bytes, 256);
+    if (cudaHostAlloc(&b.host, b.bytes, cudaHostAllocDefault) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    RECUR_CUDA_CHECK(cudaEventCreateWithFlags(&b.done, cudaEventDisableTiming));
+    return std::make_unique<PinnedRead>(*this, b);
+  }
+  // Called by a PinnedRead's destructor: its copy may still be in flight, so
+  // a later read that takes the block records a new event after it (one stream).
+  void release_read(const PinnedBlock& b) noexcept {
+    std::lock_guard<std::mutex> lock(read_mutex_);
+    free_reads_.push_back(b);
+  }
+
   static bool is_lstm(OpKind op) { return op == OpKind::LstmSequence || op == OpKind::LstmSequenceBackward; }
   static bool is_backward(OpKind op) {
     return op == OpKind::GruSequenceBackward || op == OpKind::LstmSequenceBackward;
@@ -474,6 +604,10 @@ class CudaBackend final : public Backend {
   mutable std::set<std::tuple<int, std::int64_t, std::int64_t, int>> logged_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  std::mutex staging_mutex_, read_mutex_;
+  Staging staging_[kStagingSlots];
+  int next_staging_ = 0;
+  std::vector<PinnedBlock> free_reads_;
 };
 
 }  // namespace

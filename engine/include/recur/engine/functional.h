@@ -274,13 +274,13 @@ class Model final : public TrainableModel {
   Logs test_on_batch(const std::vector<Tensor>& x, const Tensor& y,
                      const std::vector<Tensor>& masks = {}, const Tensor& sample_weight = {});
   double last_batch_weight() const override { return last_weight_; }
-  BatchLogs train_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
-                       const Tensor& sample_weight) override {
-    return train_on_batch(x, y, masks, sample_weight);
+  PendingBatchLogs train_step_async(const std::vector<Tensor>& x, const Tensor& y,
+                                    const std::vector<Tensor>& masks, const Tensor& sample_weight) override {
+    return run_batch(x, y, masks, sample_weight, true);
   }
-  BatchLogs test_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
-                      const Tensor& sample_weight) override {
-    return test_on_batch(x, y, masks, sample_weight);
+  PendingBatchLogs test_step_async(const std::vector<Tensor>& x, const Tensor& y,
+                                   const std::vector<Tensor>& masks, const Tensor& sample_weight) override {
+    return run_batch(x, y, masks, sample_weight, false);
   }
 
  private:
@@ -296,7 +296,7 @@ class Model final : public TrainableModel {
   std::string who() const;  // "Model '<name>'" for errors
   std::size_t output_index(std::size_t i) const;
   void check_inputs(const std::vector<Tensor>& inputs, const std::vector<Tensor>& masks) const;
-  Logs run_batch(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
+  PendingBatchLogs run_batch(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
                  const Tensor& sample_weight, bool train);
 
   std::string name_;

@@ -26,6 +26,7 @@
 #include "recur/engine/layer.h"
 #include "recur/engine/optimizer.h"
 #include "recur/host/allocator.h"
+#include "recur/host/backend.h"
 #include "recur/engine/parameters.h"
 #include "recur/kernels/loss.h"
 
@@ -46,6 +47,24 @@ struct CompileOptions {
 struct BatchLogs {
   double loss = 0;
   std::vector<double> metrics;  // in compile order
+};
+
+// A batch's loss and metrics on their way to the host (train_step_async):
+// read() waits for them alone, not for work queued after them, so a training
+// loop can queue the next step first and read this one while it runs.
+class PendingBatchLogs {
+ public:
+  PendingBatchLogs() = default;
+  explicit PendingBatchLogs(BatchLogs ready) : logs_(std::move(ready)), ready_(true) {}
+  explicit PendingBatchLogs(std::shared_ptr<HostRead> values) : values_(std::move(values)) {}
+  bool valid() const { return ready_ || values_ != nullptr; }
+  // The loss, then the metrics in compile order.
+  const BatchLogs& read();
+
+ private:
+  std::shared_ptr<HostRead> values_;
+  BatchLogs logs_;
+  bool ready_ = false;
 };
 
 // What training loops, callbacks and checkpoints need from a model: Sequential
@@ -69,11 +88,21 @@ class TrainableModel {
   virtual Optimizer& optimizer() = 0;
   virtual const Optimizer& optimizer() const = 0;
   virtual double last_batch_weight() const = 0;
-  // One training step / one evaluation batch (masks: empty or one per input).
-  virtual BatchLogs train_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
-                               const Tensor& sample_weight) = 0;
-  virtual BatchLogs test_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
-                              const Tensor& sample_weight) = 0;
+  // One training step / one evaluation batch (masks: empty or one per input),
+  // queued on the device; the logs arrive when read.
+  virtual PendingBatchLogs train_step_async(const std::vector<Tensor>& x, const Tensor& y,
+                                            const std::vector<Tensor>& masks, const Tensor& sample_weight) = 0;
+  virtual PendingBatchLogs test_step_async(const std::vector<Tensor>& x, const Tensor& y,
+                                           const std::vector<Tensor>& masks, const Tensor& sample_weight) = 0;
+  // The same, waiting for the logs.
+  BatchLogs train_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
+                       const Tensor& sample_weight) {
+    return train_step_async(x, y, masks, sample_weight).read();
+  }
+  BatchLogs test_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
+                      const Tensor& sample_weight) {
+    return test_step_async(x, y, masks, sample_weight).read();
+  }
 
   // Memory of the last batch (train_on_batch or test_on_batch), from the
   // device's allocator. Peak: bytes in use at the batch's high point
@@ -167,14 +196,14 @@ class Sequential final : public TrainableModel {
   // The count the last batch's loss averaged over (Keras's denominator), to
   // weight means over batches of unequal size.
   double last_batch_weight() const override { return last_weight_; }
-  BatchLogs train_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
-                       const Tensor& sample_weight) override;
-  BatchLogs test_step(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,
-                      const Tensor& sample_weight) override;
+  PendingBatchLogs train_step_async(const std::vector<Tensor>& x, const Tensor& y,
+                                    const std::vector<Tensor>& masks, const Tensor& sample_weight) override;
+  PendingBatchLogs test_step_async(const std::vector<Tensor>& x, const Tensor& y,
+                                   const std::vector<Tensor>& masks, const Tensor& sample_weight) override;
  private:
   std::string who() const;  // "Sequential '<name>'" for errors
-  Logs run_batch(const Tensor& x, const Tensor& y, const Tensor& mask, const Tensor& sample_weight,
-                 bool train);
+  PendingBatchLogs run_batch(const Tensor& x, const Tensor& y, const Tensor& mask, const Tensor& sample_weight,
+                             bool train);
 
   std::string name_;
   std::vector<LayerPtr> layers_;

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "recur/host/allocator.h"
 #include "recur/host/tensor.h"
@@ -259,6 +261,16 @@ struct LengthBucketsCall {
   Tensor info;              // [2] output: number of batches, smallest key (< 0: bad input)
 };
 
+// Values of device tensors on their way to the host (Backend::read_async):
+// the copies are enqueued when it is made; wait() blocks until they have
+// arrived, not for work enqueued after them, and returns every element of
+// every tensor, in order, as doubles. Waiting twice returns the same values.
+class HostRead {
+ public:
+  virtual ~HostRead() = default;
+  virtual const std::vector<double>& wait() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -278,6 +290,10 @@ class Backend {
   // Returns once host memory on either side may be reused or read.
   virtual void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
                           std::size_t n) = 0;
+  // Starts copying `tensors` (float32, float64 or int32, on this device) to
+  // the host behind the work already queued; the tensors may be released at
+  // once. The default reads them synchronously.
+  virtual std::unique_ptr<HostRead> read_async(const std::vector<Tensor>& tensors);
 
   virtual void fill(const Tensor& y, double value) = 0;
   virtual void gemm(const GemmCall& call) = 0;

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "recur/host/backend.h"
 #include "recur/host/tensor.h"
@@ -101,6 +103,11 @@ Tensor metric(LossKind kind, const Tensor& pred, const Tensor& target, const Ten
 // The sum of x^2 over all of x, accumulated in double: a [1] float64 tensor on
 // x's device (also on CUDA, where it feeds clipping without a host round trip).
 Tensor sum_squares(const Tensor& x);
+// Starts copying `tensors` (all on one device; float32, float64 or int32) to
+// the host without waiting for the device: HostRead::wait() waits for them
+// alone, not for the work queued after them (a training loop reads a step's
+// loss while the next step runs). They may be released at once.
+std::unique_ptr<HostRead> read_async(const std::vector<Tensor>& tensors);
 // g in place, as Keras clips: with sq_sum ([1] float64, from sum_squares) and
 // clipnorm > 0, g *= clipnorm / max(sqrt(sq_sum), clipnorm); with clipvalue > 0,
 // g = clamp(g, -clipvalue, clipvalue).
