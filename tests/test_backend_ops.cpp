@@ -722,6 +722,165 @@ TEST(SequenceOps, MatchTheStepOpsLoop) {
   kernels::cpu::set_num_threads(threads);
 }
 
+// SimpleRNN (tanh and relu) and the reset-before GRU as whole passes, the same
+// way: against the step ops the engine loops over, in float64; float64 to
+// 1e-12, float32 to 1e-5; masks with a fully padded row; recurrent dropout.
+TEST(SequenceOps, SimpleRnnAndResetBeforeGruMatchTheStepOpsLoop) {
+  const int threads = kernels::cpu::num_threads();
+  kernels::cpu::set_num_threads(std::max(threads, 2));
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()) + " (RECUR_TEST_SEED)");
+  const std::int64_t T = 6, B = 70, H = 9;
+  const Device cpu = Device::cpu();
+  std::vector<float> mask(std::size_t(T * B), 1.f);
+  for (std::int64_t b = 0; b < B; ++b) {
+    const std::int64_t len = b == 5 ? 0 : b % 3 == 0 ? T - b % 5 : T;
+    for (std::int64_t t = len; t < T; ++t) mask[std::size_t(t * B + b)] = 0.f;
+  }
+  auto step = [](const Tensor& t, std::int64_t i) {
+    Shape sh(t.shape().begin() + 1, t.shape().end());
+    return t.slice(i, i + 1).reshape(sh);
+  };
+  for (int cell = 0; cell < 3; ++cell)  // 0: SimpleRNN tanh, 1: SimpleRNN relu, 2: reset-before GRU
+    for (bool drop : {false, true}) {
+      const bool rb = cell == 2;
+      const RnnActivation act = cell == 1 ? RnnActivation::Relu : RnnActivation::Tanh;
+      const std::int64_t G = (rb ? 3 : 1) * H;
+      SCOPED_TRACE(std::string(rb ? "gru reset_before" : cell == 1 ? "rnn relu" : "rnn tanh") +
+                   (drop ? " recurrent dropout" : ""));
+      const auto x = rng.floats(T * B * G, -2, 2), w = rng.floats(G * H, -0.5f, 0.5f);
+      const auto bi = rng.floats(G), bh = rng.floats(G), h0 = rng.floats(B * H);
+      const auto dys = rng.floats(T * B * H), dhT = rng.floats(B * H);
+      std::vector<float> rmask;
+      if (drop) {
+        rmask = rng.floats(B * H, 0.f, 1.f);
+        for (float& v : rmask) v = v < 0.3f ? 0.f : float(1.0 / 0.7);
+      }
+      // Reference: the step ops in float64, as Recurrent's step loop runs them.
+      const Tensor rx = f64_of(x, {T, B, G}), rw = f64_of(w, {G, H}), rbi = f64_of(bi, {G}), rbh = f64_of(bh, {G});
+      const Tensor rm = f64_of(mask, {T, B}), rrm = drop ? f64_of(rmask, {B, H}) : Tensor();
+      const Tensor rhs = Tensor::empty({T + 1, B, H}, DType::f64, cpu), rys = Tensor::empty({T, B, H}, DType::f64, cpu);
+      const Tensor rsaved = Tensor::zeros({T, B, 4 * H}, DType::f64, cpu);
+      step(rhs, 0).copy_from(f64_of(h0, {B, H}));
+      const Tensor hin = Tensor::empty({B, H}, DType::f64, cpu), hproj = Tensor::empty({B, 2 * H}, DType::f64, cpu);
+      const Tensor rh = Tensor::empty({B, H}, DType::f64, cpu), hn = Tensor::empty({B, H}, DType::f64, cpu);
+      const Tensor hp1 = Tensor::empty({B, H}, DType::f64, cpu);
+      for (std::int64_t t = 0; t < T; ++t) {
+        const Tensor h_prev = step(rhs, t), h_in = drop ? hin : h_prev;
+        if (drop) ops::binary(BinaryOp::Mul, h_prev, rrm, hin);
+        if (rb) {
+          ops::gemm(h_in, rw.slice(0, 2 * H), hproj, false, true);
+          ops::gru_rb_gates({step(rx, t), hproj, rbi, rbh, h_in, rh, step(rsaved, t)});
+          ops::gemm(rh, rw.slice(2 * H, 3 * H), hn, false, true);
+          ops::gru_rb_output({step(rx, t), hn, rbi, rbh, h_prev, step(rm, t), step(rsaved, t), step(rhs, t + 1),
+                              step(rys, t)});
+        } else {
+          ops::gemm(h_in, rw, hp1, false, true);
+          ops::rnn_step({step(rx, t), hp1, rbi, rbh, h_prev, step(rm, t), step(rhs, t + 1), step(rys, t), act});
+        }
+      }
+      Tensor rdh = f64_of(dhT, {B, H});
+      Tensor rdh2 = Tensor::empty({B, H}, DType::f64, cpu);
+      const Tensor rdgx = Tensor::empty({T, B, G}, DType::f64, cpu), rdrz = Tensor::empty({T, B, 2 * H}, DType::f64, cpu),
+                   rdgn = Tensor::empty({T, B, H}, DType::f64, cpu), rdys = f64_of(dys, {T, B, H});
+      const Tensor drh = Tensor::empty({B, H}, DType::f64, cpu), dh_in = Tensor::empty({B, H}, DType::f64, cpu);
+      for (std::int64_t t = T - 1; t >= 0; --t) {
+        const Tensor h_prev = step(rhs, t);
+        if (rb) {
+          ops::gru_rb_back_n({step(rsaved, t), h_prev, step(rdys, t), rdh, step(rm, t), step(rdgx, t), step(rdrz, t),
+                              step(rdgn, t), rdh2});
+          ops::gemm(step(rdgn, t), rw.slice(2 * H, 3 * H), drh);
+          if (drop) ops::binary(BinaryOp::Mul, h_prev, rrm, hin);
+          ops::gru_rb_back_r({step(rsaved, t), drop ? hin : h_prev, drh, step(rm, t), step(rdgx, t), step(rdrz, t),
+                              dh_in});
+          ops::gemm(step(rdrz, t), rw.slice(0, 2 * H), dh_in, false, false, 1.0, 1.0);
+        } else {
+          ops::rnn_step_backward({step(rhs, t + 1), step(rdys, t), rdh, step(rm, t), step(rdgx, t), rdh2, act});
+          ops::gemm(step(rdgx, t), rw, dh_in);
+        }
+        if (drop) ops::binary(BinaryOp::Mul, dh_in, rrm, dh_in);
+        ops::binary(BinaryOp::Add, rdh2, dh_in, rdh2);
+        std::swap(rdh, rdh2);
+      }
+      auto flat = [](const Tensor& t) { return t.to_vector<double>(); };
+      std::vector<std::vector<double>> want = {flat(rhs), flat(rys), flat(rdh), flat(rdgx)};
+      if (rb) {
+        want.push_back(flat(rsaved));
+        want.push_back(flat(rdrz));
+        want.push_back(flat(rdgn));
+      }
+      std::vector<double> want_bx(std::size_t(G), 0.0), want_bh(std::size_t(G), 0.0);
+      const auto& dgx = want[3];
+      for (std::int64_t r = 0; r < T * B; ++r)
+        for (std::int64_t j = 0; j < G; ++j) want_bx[std::size_t(j)] += dgx[std::size_t(r * G + j)];
+      if (rb) {
+        for (std::int64_t r = 0; r < T * B; ++r) {
+          for (std::int64_t j = 0; j < 2 * H; ++j) want_bh[std::size_t(j)] += want[5][std::size_t(r * 2 * H + j)];
+          for (std::int64_t j = 0; j < H; ++j) want_bh[std::size_t(2 * H + j)] += want[6][std::size_t(r * H + j)];
+        }
+      }
+
+      for (DType dt : {DType::f64, DType::f32}) {
+        SCOPED_TRACE(dtype_name(dt));
+        auto in = [&](const std::vector<float>& v, const Shape& sh) {
+          return v.empty() ? Tensor() : dt == DType::f64 ? f64_of(v, sh) : Tensor::from_vector(v, sh, cpu);
+        };
+        auto out = [&](const Shape& sh) {
+          Tensor t = Tensor::empty(sh, dt, cpu);
+          poison(t);
+          return t;
+        };
+        auto values = [&](const Tensor& t) { return dt == DType::f64 ? t.to_vector<double>() : widen(t.to_vector<float>()); };
+        const OpKind fwd = rb ? OpKind::GruRbSequence : OpKind::RnnSequence;
+        const OpKind bwd = rb ? OpKind::GruRbSequenceBackward : OpKind::RnnSequenceBackward;
+        ASSERT_TRUE(backend(cpu).supports({fwd, dt, B, H, drop}).ok);
+        ASSERT_TRUE(backend(cpu).supports({bwd, dt, B, H, drop}).ok);
+        const Tensor sx = in(x, {T, B, G}), sw = in(w, {G, H}), sbi = in(bi, {G}), sbh = in(bh, {G}),
+                     sm = in(mask, {T, B}), srm = in(rmask, {B, H});
+        const Tensor hs = out({T + 1, B, H}), ys = out({T, B, H}), saved = out({T, B, 4 * H});
+        step(hs, 0).copy_from(in(h0, {B, H}));
+        if (rb) ops::gru_rb_sequence({sx, sw, sbi, sbh, sm, hs, ys, saved, srm});
+        else ops::rnn_sequence({sx, sw, sbi, sbh, sm, hs, ys, srm, act, true});
+        const Tensor dh = in(dhT, {B, H}), dgx_o = out({T, B, G}), drz_o = out({T, B, 2 * H}), dgn_o = out({T, B, H});
+        const Tensor db_x = out({G}), db_h = out({G});
+        if (rb)
+          ops::gru_rb_sequence_backward({saved, hs, in(dys, {T, B, H}), sm, sw, dh, dgx_o, drz_o, dgn_o, db_x, db_h, srm});
+        else
+          ops::rnn_sequence_backward({hs, in(dys, {T, B, H}), sm, sw, dh, dgx_o, db_x, srm, act});
+        // Inference: two alternating state buffers, the last state in hs2[T % 2].
+        const Tensor hs2 = out({2, B, H});
+        step(hs2, 0).copy_from(in(h0, {B, H}));
+        if (rb) ops::gru_rb_sequence({sx, sw, sbi, sbh, sm, hs2, {}, {}, srm});
+        else ops::rnn_sequence({sx, sw, sbi, sbh, sm, hs2, {}, srm, act, false});
+
+        std::vector<std::vector<double>> got = {values(hs), values(ys), values(dh), values(dgx_o)};
+        if (rb) {
+          got.push_back(values(saved));
+          got.push_back(values(drz_o));
+          got.push_back(values(dgn_o));
+        }
+        got.push_back(values(db_x));
+        want.push_back(want_bx);
+        if (rb) {
+          got.push_back(values(db_h));
+          want.push_back(want_bh);
+        }
+        const double rtol = dt == DType::f64 ? 1e-12 : kRtol;
+        for (std::size_t k = 0; k < want.size(); ++k) {
+          ASSERT_EQ(got[k].size(), want[k].size()) << "output " << k;
+          const bool sum = k + (rb ? 2 : 1) >= want.size();  // the bias sums: scale by the row count
+          for (std::size_t i = 0; i < got[k].size(); ++i)
+            ASSERT_NEAR(got[k][i], want[k][i], rtol * (std::abs(want[k][i]) + (sum ? double(T * B) : 1.0)))
+                << "output " << k << " at " << i;
+        }
+        want.resize(rb ? 7 : 4);
+        const auto last = values(step(hs2, T % 2)), want_last = values(step(hs, T));
+        for (std::size_t i = 0; i < last.size(); ++i) ASSERT_EQ(last[i], want_last[i]) << "inference h_T " << i;
+      }
+    }
+  kernels::cpu::set_num_threads(threads);
+}
+
 // Whole passes: the CPU's always; on CUDA (docs/persistent.md) the block-local
 // forward unless RECUR_PERSISTENT=0, the backward only with RECUR_PERSISTENT=1.
 TEST_P(BackendOps, SequenceOpsSayWhereTheyRun) {

@@ -48,14 +48,20 @@ Tensor scale_rows(const Tensor& x, const Tensor& v) {
 // does: no synchronisation between steps; the CUDA backend's persistent
 // kernels, when enabled, the forward). Forward and backward are asked apart:
 // a forward pass in one call saves what the step ops' backward reads, so
-// either may loop over the step ops while the other does not. Not for the
-// reset-before GRU or SimpleRNN, which always loop over the step ops.
+// either may loop over the step ops while the other does not.
 bool whole_pass(const RecurrentOptions& o, bool recurrent_dropout, Device dev, std::int64_t B,
                 bool backward) {
-  if (o.cell == CellType::SimpleRNN || (o.cell == CellType::GRU && !o.reset_after)) return false;
-  const bool lstm = o.cell == CellType::LSTM;
-  const OpKind op = backward ? (lstm ? OpKind::LstmSequenceBackward : OpKind::GruSequenceBackward)
-                             : (lstm ? OpKind::LstmSequence : OpKind::GruSequence);
+  OpKind op = OpKind::GruSequence;
+  switch (o.cell) {
+    case CellType::LSTM: op = backward ? OpKind::LstmSequenceBackward : OpKind::LstmSequence; break;
+    case CellType::SimpleRNN: op = backward ? OpKind::RnnSequenceBackward : OpKind::RnnSequence; break;
+    case CellType::GRU:
+      if (o.reset_after)
+        op = backward ? OpKind::GruSequenceBackward : OpKind::GruSequence;
+      else
+        op = backward ? OpKind::GruRbSequenceBackward : OpKind::GruRbSequence;
+      break;
+  }
   return backend(dev).supports({op, o.dtype, B, o.units, recurrent_dropout}).ok;
 }
 
@@ -187,10 +193,11 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
   const bool gru_rb = o.cell == CellType::GRU && !o.reset_after;
   // Gate activations: all steps when training; one step's worth for the
   // reset-before GRU, whose two stages pass r and z through them.
+  const bool whole = whole_pass(o, rec_mask.defined(), device_, B, false);
   const Tensor gates = o.cell == CellType::SimpleRNN ? Tensor()
                        : training ? Tensor::empty({T, B, 4 * H}, o.dtype, device_)
-                       : gru_rb   ? Tensor::empty({1, B, 4 * H}, o.dtype, device_)
-                                  : Tensor();
+                       : gru_rb && !whole ? Tensor::empty({1, B, 4 * H}, o.dtype, device_)
+                                          : Tensor();
   Tensor rh, hn;  // reset-before GRU scratch: r * h and its product with W_hn
   if (gru_rb) {
     rh = Tensor::empty({B, H}, o.dtype, device_);
@@ -198,12 +205,23 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
   }
 
   const Tensor h_dropped = rec_mask.defined() ? Tensor::empty({B, H}, o.dtype, device_) : Tensor();
-  const bool whole = whole_pass(o, rec_mask.defined(), device_, B, false);
-  if (whole && o.cell == CellType::GRU)
-    ops::gru_sequence({xproj.reshape({T, B, G}), w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates, rec_mask});
-  else if (whole)
-    ops::lstm_sequence({xproj.reshape({T, B, G}), w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, cs, ys, gates,
-                        rec_mask});
+  if (whole) {
+    const Tensor xp = xproj.reshape({T, B, G});
+    switch (o.cell) {
+      case CellType::GRU:
+        if (gru_rb)
+          ops::gru_rb_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates, rec_mask});
+        else
+          ops::gru_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates, rec_mask});
+        break;
+      case CellType::LSTM:
+        ops::lstm_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, cs, ys, gates, rec_mask});
+        break;
+      case CellType::SimpleRNN:
+        ops::rnn_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, rec_mask, o.activation, training});
+        break;
+    }
+  }
   for (std::int64_t t = 0; t < (whole ? 0 : T); ++t) {
     const Tensor h_prev = at(hs, training ? t : t % 2);
     const Tensor h_next = at(hs, training ? t + 1 : (t + 1) % 2);
@@ -317,12 +335,27 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
   const bool bias_sums = whole && o.use_bias && T * B > 0;
   const Tensor db_x = bias_sums ? Tensor::empty({G}, dt, device_) : Tensor();
   const Tensor db_h = bias_sums && o.cell == CellType::GRU ? Tensor::empty({G}, dt, device_) : db_x;
-  if (whole && o.cell == CellType::GRU)
-    ops::gru_sequence_backward({saved_.gates, saved_.h, dys, saved_.mask, w_.w_hh, dh,
-                                dgx.reshape({T, B, G}), dgh.reshape({T, B, G}), db_x, db_h, rec_mask});
-  else if (whole)
-    ops::lstm_sequence_backward({saved_.gates, saved_.c, dys, saved_.mask, w_.w_hh, dh, dc,
-                                 dgx.reshape({T, B, G}), db_x, rec_mask});
+  if (whole) {
+    switch (o.cell) {
+      case CellType::GRU:
+        if (gru_rb)
+          ops::gru_rb_sequence_backward({saved_.gates, saved_.h, dys, saved_.mask, w_.w_hh, dh,
+                                         dgx.reshape({T, B, G}), dg_rz.reshape({T, B, 2 * H}),
+                                         dg_n.reshape({T, B, H}), db_x, db_h, rec_mask});
+        else
+          ops::gru_sequence_backward({saved_.gates, saved_.h, dys, saved_.mask, w_.w_hh, dh,
+                                      dgx.reshape({T, B, G}), dgh.reshape({T, B, G}), db_x, db_h, rec_mask});
+        break;
+      case CellType::LSTM:
+        ops::lstm_sequence_backward({saved_.gates, saved_.c, dys, saved_.mask, w_.w_hh, dh, dc,
+                                     dgx.reshape({T, B, G}), db_x, rec_mask});
+        break;
+      case CellType::SimpleRNN:
+        ops::rnn_sequence_backward({saved_.h, dys, saved_.mask, w_.w_hh, dh, dgx.reshape({T, B, G}), db_x,
+                                    rec_mask, o.activation});
+        break;
+    }
+  }
   for (std::int64_t t = whole ? -1 : T - 1; t >= 0; --t) {
     const Tensor m = saved_.mask.defined() ? at(saved_.mask, t) : Tensor();
     const Tensor dyt = dys.defined() ? at(dys, t) : Tensor();

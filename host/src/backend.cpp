@@ -41,6 +41,10 @@ const char* op_kind_name(OpKind op) {
     case OpKind::LstmSequence: return "lstm_sequence";
     case OpKind::GruSequenceBackward: return "gru_sequence_backward";
     case OpKind::LstmSequenceBackward: return "lstm_sequence_backward";
+    case OpKind::RnnSequence: return "rnn_sequence";
+    case OpKind::RnnSequenceBackward: return "rnn_sequence_backward";
+    case OpKind::GruRbSequence: return "gru_rb_sequence";
+    case OpKind::GruRbSequenceBackward: return "gru_rb_sequence_backward";
   }
   return "?";
 }
@@ -81,6 +85,18 @@ void Backend::lstm_sequence(const LstmSequence&) {
 }
 void Backend::lstm_sequence_backward(const LstmSequenceBackward&) {
   RECUR_THROW(Unsupported, "lstm_sequence_backward on ", device().str(), ": not implemented by this backend");
+}
+void Backend::rnn_sequence(const RnnSequence&) {
+  RECUR_THROW(Unsupported, "rnn_sequence on ", device().str(), ": not implemented by this backend");
+}
+void Backend::rnn_sequence_backward(const RnnSequenceBackward&) {
+  RECUR_THROW(Unsupported, "rnn_sequence_backward on ", device().str(), ": not implemented by this backend");
+}
+void Backend::gru_rb_sequence(const GruRbSequence&) {
+  RECUR_THROW(Unsupported, "gru_rb_sequence on ", device().str(), ": not implemented by this backend");
+}
+void Backend::gru_rb_sequence_backward(const GruRbSequenceBackward&) {
+  RECUR_THROW(Unsupported, "gru_rb_sequence_backward on ", device().str(), ": not implemented by this backend");
 }
 
 Backend& backend(Device device) {

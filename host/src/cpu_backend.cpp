@@ -214,6 +214,72 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void rnn_sequence(const RnnSequence& s) override {
+    const std::int64_t B = s.xproj.dim(1), H = s.w_hh.dim(1);
+    const Tensor hproj = Tensor::empty({B, H}, s.hs.dtype(), Device::cpu());
+    const Tensor h_work = s.rec_mask.defined() ? Tensor::empty({B, H}, s.hs.dtype(), Device::cpu()) : Tensor();
+    dispatch_float(s.hs.dtype(), [&](auto* tag) {
+      using T_ = std::remove_pointer_t<decltype(tag)>;
+      kernels::RnnSequenceArgs<T_> a = detail::rnn_sequence_args<T_>(s);
+      a.hproj = hproj.data<T_>();
+      a.h_work = detail::opt_out<T_>(h_work);
+      kc::rnn_sequence(a);
+    });
+  }
+
+  void rnn_sequence_backward(const RnnSequenceBackward& s) override {
+    const std::int64_t B = s.dgates.dim(1), H = s.w_hh.dim(1);
+    const Tensor work = Tensor::empty({B, H}, s.dh.dtype(), Device::cpu());
+    const Tensor rec_work = s.rec_mask.defined() ? Tensor::empty({B, H}, s.dh.dtype(), Device::cpu()) : Tensor();
+    const Tensor sums = s.db.defined() ? Tensor::empty({B, H}, DType::f64, Device::cpu()) : Tensor();
+    dispatch_float(s.dh.dtype(), [&](auto* tag) {
+      using T_ = std::remove_pointer_t<decltype(tag)>;
+      kernels::RnnSequenceBackArgs<T_> a = detail::rnn_sequence_back_args<T_>(s);
+      a.dh_work = work.data<T_>();
+      a.rec_work = detail::opt_out<T_>(rec_work);
+      a.sum_work = sums.defined() ? sums.data<double>() : nullptr;
+      kc::rnn_sequence_backward(a);
+    });
+  }
+
+  void gru_rb_sequence(const GruRbSequence& s) override {
+    const std::int64_t B = s.xproj.dim(1), H = s.w_hh.dim(1);
+    const DType dt = s.hs.dtype();
+    const Tensor hproj = Tensor::empty({B, 2 * H}, dt, Device::cpu()), hn = Tensor::empty({B, H}, dt, Device::cpu()),
+                 rh = Tensor::empty({B, H}, dt, Device::cpu());
+    const Tensor h_work = s.rec_mask.defined() ? Tensor::empty({B, H}, dt, Device::cpu()) : Tensor();
+    const Tensor saved_work = s.saved.defined() ? Tensor() : Tensor::empty({B, 4 * H}, dt, Device::cpu());
+    dispatch_float(dt, [&](auto* tag) {
+      using T_ = std::remove_pointer_t<decltype(tag)>;
+      kernels::GruRbSequenceArgs<T_> a = detail::gru_rb_sequence_args<T_>(s);
+      a.hproj = hproj.data<T_>();
+      a.hn = hn.data<T_>();
+      a.rh = rh.data<T_>();
+      a.h_work = detail::opt_out<T_>(h_work);
+      a.saved_work = detail::opt_out<T_>(saved_work);
+      kc::gru_rb_sequence(a);
+    });
+  }
+
+  void gru_rb_sequence_backward(const GruRbSequenceBackward& s) override {
+    const std::int64_t B = s.saved.dim(1), H = s.w_hh.dim(1);
+    const DType dt = s.dh.dtype();
+    const Tensor work = Tensor::empty({B, H}, dt, Device::cpu()), drh = Tensor::empty({B, H}, dt, Device::cpu()),
+                 dh_in = Tensor::empty({B, H}, dt, Device::cpu());
+    const Tensor h_in = s.rec_mask.defined() ? Tensor::empty({B, H}, dt, Device::cpu()) : Tensor();
+    const Tensor sums = s.db_ih.defined() ? Tensor::empty({B, 6 * H}, DType::f64, Device::cpu()) : Tensor();
+    dispatch_float(dt, [&](auto* tag) {
+      using T_ = std::remove_pointer_t<decltype(tag)>;
+      kernels::GruRbSequenceBackArgs<T_> a = detail::gru_rb_sequence_back_args<T_>(s);
+      a.dh_work = work.data<T_>();
+      a.drh = drh.data<T_>();
+      a.dh_in = dh_in.data<T_>();
+      a.h_in = detail::opt_out<T_>(h_in);
+      a.sum_work = sums.defined() ? sums.data<double>() : nullptr;
+      kc::gru_rb_sequence_backward(a);
+    });
+  }
+
   void transpose01(const Tensor& x, bool rev_a, bool rev_b, const Tensor& y) override {
     dispatch_float(x.dtype(), [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;

@@ -576,6 +576,99 @@ void lstm_sequence_backward(const LstmSequenceBackward& s) {
       .lstm_sequence_backward(s);
 }
 
+void rnn_sequence(const RnnSequence& s) {
+  const char* op = "rnn_sequence";
+  require_defined(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"hs", s.hs}});
+  require_same_place(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                          {"mask", s.mask}, {"hs", s.hs}, {"ys", s.ys}, {"rec_mask", s.rec_mask}});
+  const auto [T, B, H] = seq_dims(op, "xproj", s.xproj, s.w_hh, 1);
+  require_shape(op, {"xproj", s.xproj}, {T, B, H});
+  require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
+  require_optional_shape(op, {"b_ih", s.b_ih}, {H});
+  require_optional_shape(op, {"b_hh", s.b_hh}, {H});
+  require_optional_shape(op, {"mask", s.mask}, {T, B});
+  require_shape(op, {"hs", s.hs}, {s.all_states ? T + 1 : 2, B, H});
+  require_optional_shape(op, {"ys", s.ys}, {T, B, H});
+  check_outputs(op, {{"hs", s.hs}, {"ys", s.ys}},
+                {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                 {"mask", s.mask}, {"rec_mask", s.rec_mask}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.hs, {OpKind::RnnSequence, s.hs.dtype(), B, H, s.rec_mask.defined()}).rnn_sequence(s);
+}
+
+void rnn_sequence_backward(const RnnSequenceBackward& s) {
+  const char* op = "rnn_sequence_backward";
+  require_defined(op, {{"hs", s.hs}, {"w_hh", s.w_hh}, {"dh", s.dh}, {"dgates", s.dgates}});
+  require_same_place(op, {{"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh}, {"dh", s.dh},
+                          {"dgates", s.dgates}, {"db", s.db}, {"rec_mask", s.rec_mask}});
+  const auto [T, B, H] = seq_dims(op, "dgates", s.dgates, s.w_hh, 1);
+  require_shape(op, {"dgates", s.dgates}, {T, B, H});
+  require_shape(op, {"hs", s.hs}, {T + 1, B, H});
+  require_optional_shape(op, {"dys", s.dys}, {T, B, H});
+  require_optional_shape(op, {"mask", s.mask}, {T, B});
+  require_shape(op, {"dh", s.dh}, {B, H});
+  require_optional_shape(op, {"db", s.db}, {H});
+  require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
+  check_outputs(op, {{"dh", s.dh}, {"dgates", s.dgates}, {"db", s.db}},
+                {{"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh}, {"rec_mask", s.rec_mask}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.dh, {OpKind::RnnSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined()})
+      .rnn_sequence_backward(s);
+}
+
+void gru_rb_sequence(const GruRbSequence& s) {
+  const char* op = "gru_rb_sequence";
+  require_defined(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"hs", s.hs}});
+  require_same_place(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                          {"mask", s.mask}, {"hs", s.hs}, {"ys", s.ys}, {"saved", s.saved},
+                          {"rec_mask", s.rec_mask}});
+  const auto [T, B, H] = seq_dims(op, "xproj", s.xproj, s.w_hh, 3);
+  require_shape(op, {"xproj", s.xproj}, {T, B, 3 * H});
+  require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
+  require_optional_shape(op, {"b_ih", s.b_ih}, {3 * H});
+  require_optional_shape(op, {"b_hh", s.b_hh}, {3 * H});
+  require_optional_shape(op, {"mask", s.mask}, {T, B});
+  require_shape(op, {"hs", s.hs}, {s.saved.defined() ? T + 1 : 2, B, H});
+  require_optional_shape(op, {"ys", s.ys}, {T, B, H});
+  require_optional_shape(op, {"saved", s.saved}, {T, B, 4 * H});
+  check_outputs(op, {{"hs", s.hs}, {"ys", s.ys}, {"saved", s.saved}},
+                {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                 {"mask", s.mask}, {"rec_mask", s.rec_mask}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.hs, {OpKind::GruRbSequence, s.hs.dtype(), B, H, s.rec_mask.defined()})
+      .gru_rb_sequence(s);
+}
+
+void gru_rb_sequence_backward(const GruRbSequenceBackward& s) {
+  const char* op = "gru_rb_sequence_backward";
+  require_defined(op, {{"saved", s.saved}, {"hs", s.hs}, {"w_hh", s.w_hh}, {"dh", s.dh}, {"dgates_x", s.dgates_x},
+                       {"dgates_rz", s.dgates_rz}, {"dgates_n", s.dgates_n}});
+  require_same_place(op, {{"saved", s.saved}, {"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh},
+                          {"dh", s.dh}, {"dgates_x", s.dgates_x}, {"dgates_rz", s.dgates_rz},
+                          {"dgates_n", s.dgates_n}, {"db_ih", s.db_ih}, {"db_hh", s.db_hh},
+                          {"rec_mask", s.rec_mask}});
+  const auto [T, B, H] = seq_dims(op, "saved", s.saved, s.w_hh, 3);
+  require_shape(op, {"saved", s.saved}, {T, B, 4 * H});
+  require_shape(op, {"hs", s.hs}, {T + 1, B, H});
+  require_optional_shape(op, {"dys", s.dys}, {T, B, H});
+  require_optional_shape(op, {"mask", s.mask}, {T, B});
+  require_shape(op, {"dh", s.dh}, {B, H});
+  require_shape(op, {"dgates_x", s.dgates_x}, {T, B, 3 * H});
+  require_shape(op, {"dgates_rz", s.dgates_rz}, {T, B, 2 * H});
+  require_shape(op, {"dgates_n", s.dgates_n}, {T, B, H});
+  RECUR_CHECK(s.db_ih.defined() == s.db_hh.defined(), Value, op, ": give both 'db_ih' and 'db_hh' or neither");
+  require_optional_shape(op, {"db_ih", s.db_ih}, {3 * H});
+  require_optional_shape(op, {"db_hh", s.db_hh}, {3 * H});
+  require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
+  check_outputs(op, {{"dh", s.dh}, {"dgates_x", s.dgates_x}, {"dgates_rz", s.dgates_rz}, {"dgates_n", s.dgates_n},
+                     {"db_ih", s.db_ih}, {"db_hh", s.db_hh}},
+                {{"saved", s.saved}, {"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh},
+                 {"rec_mask", s.rec_mask}});
+  if (B * H == 0) return;
+  dispatch_backend(op, s.dh, {OpKind::GruRbSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined()})
+      .gru_rb_sequence_backward(s);
+}
+
 void rnn_step_backward(const RnnStepBackward& s) {
   const char* op = "rnn_step_backward";
   require_defined(op, {{"h", s.h}, {"dgates", s.dgates}, {"dh_prev", s.dh_prev}});

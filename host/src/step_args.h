@@ -306,4 +306,81 @@ kernels::LstmSequenceBackArgs<T> lstm_sequence_back_args(const LstmSequenceBackw
   return a;
 }
 
+template <class T>
+kernels::RnnSequenceArgs<T> rnn_sequence_args(const RnnSequence& s) {
+  kernels::RnnSequenceArgs<T> a;
+  a.T = s.xproj.dim(0);
+  a.B = s.xproj.dim(1);
+  a.H = s.w_hh.dim(1);
+  a.activation = s.activation;
+  a.xproj = s.xproj.data<T>();
+  a.w_hh = s.w_hh.data<T>();
+  a.b_ih = opt_ptr<T>(s.b_ih);
+  a.b_hh = opt_ptr<T>(s.b_hh);
+  a.mask = opt_ptr<T>(s.mask);
+  a.hs = s.hs.data<T>();
+  a.all_states = s.all_states;
+  a.ys = opt_out<T>(s.ys);
+  a.rec_mask = opt_ptr<T>(s.rec_mask);
+  return a;
+}
+
+template <class T>
+kernels::RnnSequenceBackArgs<T> rnn_sequence_back_args(const RnnSequenceBackward& s) {
+  kernels::RnnSequenceBackArgs<T> a;
+  a.T = s.dgates.dim(0);
+  a.B = s.dgates.dim(1);
+  a.H = s.w_hh.dim(1);
+  a.activation = s.activation;
+  a.hs = s.hs.data<T>();
+  a.dys = opt_ptr<T>(s.dys);
+  a.mask = opt_ptr<T>(s.mask);
+  a.w_hh = s.w_hh.data<T>();
+  a.dh = s.dh.data<T>();
+  a.dgates = s.dgates.data<T>();
+  a.db = opt_out<T>(s.db);
+  a.rec_mask = opt_ptr<T>(s.rec_mask);
+  return a;
+}
+
+template <class T>
+kernels::GruRbSequenceArgs<T> gru_rb_sequence_args(const GruRbSequence& s) {
+  kernels::GruRbSequenceArgs<T> a;
+  a.T = s.xproj.dim(0);
+  a.B = s.xproj.dim(1);
+  a.H = s.w_hh.dim(1);
+  a.xproj = s.xproj.data<T>();
+  a.w_hh = s.w_hh.data<T>();
+  a.b_ih = opt_ptr<T>(s.b_ih);
+  a.b_hh = opt_ptr<T>(s.b_hh);
+  a.mask = opt_ptr<T>(s.mask);
+  a.hs = s.hs.data<T>();
+  a.all_states = s.saved.defined();
+  a.ys = opt_out<T>(s.ys);
+  a.saved = opt_out<T>(s.saved);
+  a.rec_mask = opt_ptr<T>(s.rec_mask);
+  return a;
+}
+
+template <class T>
+kernels::GruRbSequenceBackArgs<T> gru_rb_sequence_back_args(const GruRbSequenceBackward& s) {
+  kernels::GruRbSequenceBackArgs<T> a;
+  a.T = s.saved.dim(0);
+  a.B = s.saved.dim(1);
+  a.H = s.w_hh.dim(1);
+  a.saved = s.saved.data<T>();
+  a.hs = s.hs.data<T>();
+  a.dys = opt_ptr<T>(s.dys);
+  a.mask = opt_ptr<T>(s.mask);
+  a.w_hh = s.w_hh.data<T>();
+  a.dh = s.dh.data<T>();
+  a.dgates_x = s.dgates_x.data<T>();
+  a.dgates_rz = s.dgates_rz.data<T>();
+  a.dgates_n = s.dgates_n.data<T>();
+  a.db_x = opt_out<T>(s.db_ih);
+  a.db_h = opt_out<T>(s.db_hh);
+  a.rec_mask = opt_ptr<T>(s.rec_mask);
+  return a;
+}
+
 }  // namespace recur::detail

@@ -227,11 +227,185 @@ void lstm_sequence_backward(const LstmSequenceBackArgs<T>& a) {
   if (sums) sum_rows(a.sum_work, B, 4 * H, a.db);
 }
 
+template <class T>
+void rnn_sequence(const RnnSequenceArgs<T>& a) {
+  const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t t = 0; t < T_; ++t) {
+      T* h_prev = a.hs + (a.all_states ? t : t % 2) * BH;
+      T* h_next = a.hs + (a.all_states ? t + 1 : (t + 1) % 2) * BH;
+      gemm_rows(b0, b1, H, H, matmul_input<T>(h_prev, a.rec_mask, a.h_work, H, b0, b1), a.w_hh, true, T(0),
+                a.hproj);
+      RnnStepArgs<T> s;
+      s.B = B;
+      s.H = H;
+      s.xproj = a.xproj + t * BH;
+      s.hproj = a.hproj;
+      s.ld_x = s.ld_h = H;
+      s.b_ih = a.b_ih;
+      s.b_hh = a.b_hh;
+      s.h_prev = h_prev;
+      s.mask = step_of(a.mask, t, B);
+      s.h = h_next;
+      s.y = step_of(a.ys, t, BH);
+      if (a.activation == RnnActivation::Tanh)
+        rnn_rows<RnnActivation::Tanh>(s, b0, b1);
+      else
+        rnn_rows<RnnActivation::Relu>(s, b0, b1);
+    }
+  });
+}
+
+template <class T>
+void rnn_sequence_backward(const RnnSequenceBackArgs<T>& a) {
+  const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  const bool sums = a.db != nullptr;
+  if (sums) std::fill(a.sum_work, a.sum_work + BH, 0.0);
+  for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
+    T* dh = a.dh;
+    T* dh_other = a.dh_work;
+    for (std::int64_t t = T_ - 1; t >= 0; --t) {
+      RnnBackArgs<T> s;
+      s.B = B;
+      s.H = H;
+      s.h = a.hs + (t + 1) * BH;
+      s.dy = step_of(a.dys, t, BH);
+      s.dh_next = dh;
+      s.mask = step_of(a.mask, t, B);
+      s.dgates = a.dgates + t * BH;
+      s.dh_prev = dh_other;
+      if (a.activation == RnnActivation::Tanh)
+        rnn_back_rows<RnnActivation::Tanh>(s, b0, b1);
+      else
+        rnn_back_rows<RnnActivation::Relu>(s, b0, b1);
+      if (sums) add_rows(a.sum_work, s.dgates, H, 0, H, b0, b1);
+      add_recurrent_grad(b0, b1, H, H, s.dgates, a.w_hh, a.rec_mask, a.rec_work, dh_other);
+      std::swap(dh, dh_other);
+    }
+    if (dh != a.dh) copy_row(a.dh + b0 * H, dh + b0 * H, (b1 - b0) * H);
+  });
+  if (sums) sum_rows(a.sum_work, B, H, a.db);
+}
+
+template <class T>
+void gru_rb_sequence(const GruRbSequenceArgs<T>& a) {
+  const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t t = 0; t < T_; ++t) {
+      T* h_prev = a.hs + (a.all_states ? t : t % 2) * BH;
+      T* h_next = a.hs + (a.all_states ? t + 1 : (t + 1) % 2) * BH;
+      T* saved = a.saved ? a.saved + t * 4 * BH : a.saved_work;
+      const T* h_in = matmul_input<T>(h_prev, a.rec_mask, a.h_work, H, b0, b1);
+      // hproj_rz = h_in W_h[r,z]^T: [rows, H] x [H, 2H] (the first 2H rows of W_hh)
+      gemm_rows(b0, b1, 2 * H, H, h_in, a.w_hh, true, T(0), a.hproj);
+      GruRbGatesArgs<T> g;
+      g.B = B;
+      g.H = H;
+      g.xproj = a.xproj + t * 3 * BH;
+      g.hproj_rz = a.hproj;
+      g.b_ih = a.b_ih;
+      g.b_hh = a.b_hh;
+      g.h_in = h_in;
+      g.rh = a.rh;
+      g.saved = saved;
+      for (std::int64_t b = b0; b < b1; ++b)
+        for (std::int64_t j = 0; j < H; ++j) gru_rb_gates_element(g, b, j);
+      // hn = rh W_hn^T
+      gemm_rows(b0, b1, H, H, static_cast<const T*>(a.rh), a.w_hh + 2 * H * H, true, T(0), a.hn);
+      GruRbOutArgs<T> o;
+      o.B = B;
+      o.H = H;
+      o.xproj = g.xproj;
+      o.hn = a.hn;
+      o.b_ih = a.b_ih;
+      o.b_hh = a.b_hh;
+      o.h_prev = h_prev;
+      o.mask = step_of(a.mask, t, B);
+      o.saved = saved;
+      o.h = h_next;
+      o.y = step_of(a.ys, t, BH);
+      for (std::int64_t b = b0; b < b1; ++b)
+        for (std::int64_t j = 0; j < H; ++j) gru_rb_out_element(o, b, j);
+    }
+  });
+}
+
+template <class T>
+void gru_rb_sequence_backward(const GruRbSequenceBackArgs<T>& a) {
+  const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  // Per row: 3H sums of dgates_x, 2H of dgates_rz, H of dgates_n.
+  const bool sums = a.db_x != nullptr;
+  double* acc_x = a.sum_work;
+  double* acc_rz = sums ? a.sum_work + B * 3 * H : nullptr;
+  double* acc_n = sums ? a.sum_work + B * 5 * H : nullptr;
+  if (sums) std::fill(a.sum_work, a.sum_work + B * 6 * H, 0.0);
+  for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
+    T* dh = a.dh;
+    T* dh_other = a.dh_work;
+    for (std::int64_t t = T_ - 1; t >= 0; --t) {
+      const T* saved = a.saved + t * 4 * BH;
+      const T* h_prev = a.hs + t * BH;
+      const T* mask = step_of(a.mask, t, B);
+      T* dgx = a.dgates_x + t * 3 * BH;
+      T* drz = a.dgates_rz + t * 2 * BH;
+      T* dgn = a.dgates_n + t * BH;
+      GruRbBackNArgs<T> n;
+      n.B = B;
+      n.H = H;
+      n.saved = saved;
+      n.h_prev = h_prev;
+      n.dy = step_of(a.dys, t, BH);
+      n.dh_next = dh;
+      n.mask = mask;
+      n.dgates_x = dgx;
+      n.dgates_rz = drz;
+      n.dgates_n = dgn;
+      n.dh_prev = dh_other;
+      for (std::int64_t b = b0; b < b1; ++b)
+        for (std::int64_t j = 0; j < H; ++j) gru_rb_back_n_element(n, b, j);
+      // drh = dgates_n W_hn: [rows, H] x [H, H]
+      gemm_rows(b0, b1, H, H, static_cast<const T*>(dgn), a.w_hh + 2 * H * H, false, T(0), a.drh);
+      GruRbBackRArgs<T> r;
+      r.B = B;
+      r.H = H;
+      r.saved = saved;
+      r.h_in = matmul_input<T>(h_prev, a.rec_mask, a.h_in, H, b0, b1);
+      r.drh = a.drh;
+      r.mask = mask;
+      r.dgates_x = dgx;
+      r.dgates_rz = drz;
+      r.dh_in = a.dh_in;
+      for (std::int64_t b = b0; b < b1; ++b)
+        for (std::int64_t j = 0; j < H; ++j) gru_rb_back_r_element(r, b, j);
+      // dh_in += dgates_rz W_h[r,z]: [rows, 2H] x [2H, H]; then through the dropout mask
+      gemm_rows(b0, b1, H, 2 * H, static_cast<const T*>(drz), a.w_hh, false, T(1), a.dh_in);
+      for (std::int64_t e = b0 * H; e < b1 * H; ++e)
+        dh_other[e] += a.rec_mask ? a.dh_in[e] * a.rec_mask[e] : a.dh_in[e];
+      if (sums) {
+        add_rows(acc_x, dgx, 3 * H, 0, 3 * H, b0, b1);
+        add_rows(acc_rz, drz, 2 * H, 0, 2 * H, b0, b1);
+        add_rows(acc_n, dgn, H, 0, H, b0, b1);
+      }
+      std::swap(dh, dh_other);
+    }
+    if (dh != a.dh) copy_row(a.dh + b0 * H, dh + b0 * H, (b1 - b0) * H);
+  });
+  if (sums) {
+    sum_rows(acc_x, B, 3 * H, a.db_x);
+    sum_rows(acc_rz, B, 2 * H, a.db_h);
+    sum_rows(acc_n, B, H, a.db_h + 2 * H);
+  }
+}
+
 #define RECUR_INSTANTIATE(T)                                                          \
   template void gru_sequence<T>(const GruSequenceArgs<T>&);                           \
   template void gru_sequence_backward<T>(const GruSequenceBackArgs<T>&);              \
   template void lstm_sequence<T>(const LstmSequenceArgs<T>&);                         \
-  template void lstm_sequence_backward<T>(const LstmSequenceBackArgs<T>&);
+  template void lstm_sequence_backward<T>(const LstmSequenceBackArgs<T>&);            \
+  template void rnn_sequence<T>(const RnnSequenceArgs<T>&);                           \
+  template void rnn_sequence_backward<T>(const RnnSequenceBackArgs<T>&);              \
+  template void gru_rb_sequence<T>(const GruRbSequenceArgs<T>&);                      \
+  template void gru_rb_sequence_backward<T>(const GruRbSequenceBackArgs<T>&);
 RECUR_INSTANTIATE(float)
 RECUR_INSTANTIATE(double)
 #undef RECUR_INSTANTIATE

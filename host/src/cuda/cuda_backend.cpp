@@ -156,6 +156,10 @@ class CudaBackend final : public Backend {
     if (q.op == OpKind::GruSequence || q.op == OpKind::LstmSequence ||
         q.op == OpKind::GruSequenceBackward || q.op == OpKind::LstmSequenceBackward)
       return persistent_support(q);
+    if (q.op == OpKind::RnnSequence || q.op == OpKind::RnnSequenceBackward || q.op == OpKind::GruRbSequence ||
+        q.op == OpKind::GruRbSequenceBackward)
+      return Support::no(std::string("the CUDA backend runs ") + op_kind_name(q.op) +
+                         " step by step (no persistent kernel for SimpleRNN or the reset-before GRU yet)");
     if (q.dtype == DType::f32) return Support::yes();
     if ((q.op == OpKind::Fill || q.op == OpKind::Copy || q.op == OpKind::LengthBuckets) &&
         q.dtype == DType::i32)

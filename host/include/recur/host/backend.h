@@ -26,7 +26,8 @@ enum class OpKind : unsigned char {
   LstmStep, GruStep, RnnStep, LstmStepBackward, GruStepBackward, RnnStepBackward,
   GruResetBefore, Loss, SumSquares, Clip, OptimizerStep, Conv1d,
   Pool1d, Embedding, Activation, Dropout, LengthBuckets, GruSequence, LstmSequence,
-  GruSequenceBackward, LstmSequenceBackward
+  GruSequenceBackward, LstmSequenceBackward, RnnSequence, RnnSequenceBackward, GruRbSequence,
+  GruRbSequenceBackward
 };
 const char* op_kind_name(OpKind op);
 
@@ -166,8 +167,8 @@ struct GruResetBeforeBackR {
 // rec_mask [B, H] is recurrent dropout (one inverted mask per sequence, the
 // same at every step): the recurrent matmul reads h_prev * rec_mask; the GRU's
 // blend z * h_prev and a masked step's carried state use the undropped h_prev
-// (as the engine's step loop). Backward passes take none: where it is used,
-// backward runs the step ops (supports() says no to recurrent_dropout there).
+// (as the engine's step loop). Backward passes take the forward's mask: dh_prev
+// gets (dgates_h W_hh) * rec_mask.
 struct GruSequence {
   Tensor xproj;       // [T, B, 3H]
   Tensor w_hh;        // [3H, H]
@@ -212,6 +213,54 @@ struct LstmSequenceBackward {
   Tensor dgates;  // [T, B, 4H] output
   Tensor db;      // [4H] output, optional: the sum of dgates over every step and row
   Tensor rec_mask;  // [B, H], optional: the forward pass's recurrent-dropout mask
+};
+
+// SimpleRNN (G = 1). Nothing is saved; the backward pass reads hs.
+struct RnnSequence {
+  Tensor xproj;       // [T, B, H]
+  Tensor w_hh;        // [H, H]
+  Tensor b_ih, b_hh;  // [H]
+  Tensor mask;        // [T, B]
+  Tensor hs;          // [T + 1, B, H] (training) or [2, B, H] alternating (inference)
+  Tensor ys;          // [T, B, H] output
+  Tensor rec_mask;    // [B, H], optional
+  RnnActivation activation = RnnActivation::Tanh;
+  bool all_states = true;  // hs holds all T + 1 states
+};
+struct RnnSequenceBackward {
+  Tensor hs;          // [T + 1, B, H] from the forward pass
+  Tensor dys;         // [T, B, H]
+  Tensor mask;        // [T, B]
+  Tensor w_hh;        // [H, H]
+  Tensor dh;          // [B, H] in: dL/dh_T; out: dL/dh_0
+  Tensor dgates;      // [T, B, H] output
+  Tensor db;          // [H] output, optional: the sum of dgates over every step and row
+  Tensor rec_mask;    // [B, H], optional
+  RnnActivation activation = RnnActivation::Tanh;
+};
+// GRU with the reset gate before the recurrent matmul (Keras reset_after=False).
+struct GruRbSequence {
+  Tensor xproj;       // [T, B, 3H]
+  Tensor w_hh;        // [3H, H]
+  Tensor b_ih, b_hh;  // [3H]
+  Tensor mask;        // [T, B]
+  Tensor hs;          // as GruSequence::hs
+  Tensor ys;          // [T, B, H] output
+  Tensor saved;       // [T, B, 4H] output (r, z, n, r * h_in per step); undefined: inference
+  Tensor rec_mask;    // [B, H], optional
+};
+struct GruRbSequenceBackward {
+  Tensor saved;       // [T, B, 4H]
+  Tensor hs;          // [T + 1, B, H]
+  Tensor dys;         // [T, B, H]
+  Tensor mask;        // [T, B]
+  Tensor w_hh;        // [3H, H]
+  Tensor dh;          // [B, H] in: dL/dh_T; out: dL/dh_0
+  Tensor dgates_x;    // [T, B, 3H] output (xproj, b_ih)
+  Tensor dgates_rz;   // [T, B, 2H] output (hproj_rz: W_h[r,z], b_h[r,z])
+  Tensor dgates_n;    // [T, B, H] output (hn: W_hn, b_hn)
+  Tensor db_ih, db_hh;  // [3H] outputs, optional (both or neither)
+  Tensor rec_mask;    // [B, H], optional
 };
 
 // A loss or metric (see recur/kernels/loss.h for formulas and the reduction).
@@ -325,6 +374,10 @@ class Backend {
   virtual void gru_sequence_backward(const GruSequenceBackward& s);
   virtual void lstm_sequence(const LstmSequence& s);
   virtual void lstm_sequence_backward(const LstmSequenceBackward& s);
+  virtual void rnn_sequence(const RnnSequence& s);
+  virtual void rnn_sequence_backward(const RnnSequenceBackward& s);
+  virtual void gru_rb_sequence(const GruRbSequence& s);
+  virtual void gru_rb_sequence_backward(const GruRbSequenceBackward& s);
 
   // Writes call.loss[0] and, for losses, call.grad, in one fused pass.
   virtual void loss(const LossCall& call) = 0;

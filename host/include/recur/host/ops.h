@@ -79,6 +79,10 @@ void gru_sequence(const GruSequence& s);
 void gru_sequence_backward(const GruSequenceBackward& s);
 void lstm_sequence(const LstmSequence& s);
 void lstm_sequence_backward(const LstmSequenceBackward& s);
+void rnn_sequence(const RnnSequence& s);
+void rnn_sequence_backward(const RnnSequenceBackward& s);
+void gru_rb_sequence(const GruRbSequence& s);
+void gru_rb_sequence_backward(const GruRbSequenceBackward& s);
 
 // ---- training: losses, metrics, clipping, optimizer steps ---------------------
 // Formulas, the Keras mean and the masking rule: recur/kernels/loss.h.

@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "recur/kernels/rnn_cells.h"
+
 namespace recur::kernels {
 
 // GRU with reset_after (G = 3).
@@ -99,6 +101,93 @@ struct LstmSequenceBackArgs {
   double* sum_work = nullptr;   // [B, 4H] doubles, needed with db
   const Real* rec_mask = nullptr;  // [B, H] or nullptr, as GruSequenceBackArgs
   Real* rec_work = nullptr;        // [B, H] workspace, needed with rec_mask
+};
+
+// SimpleRNN (G = 1): h' = act(xproj + b_ih + (h * rec_mask) W_hh^T + b_hh).
+// Nothing is saved: the backward pass reads the states.
+template <class Real>
+struct RnnSequenceArgs {
+  std::int64_t T = 0, B = 0, H = 0;
+  RnnActivation activation = RnnActivation::Tanh;
+  const Real* xproj = nullptr;  // [T, B, H]
+  const Real* w_hh = nullptr;   // [H, H]
+  const Real* b_ih = nullptr;   // [H] or nullptr
+  const Real* b_hh = nullptr;   // [H] or nullptr
+  const Real* mask = nullptr;   // [T, B] or nullptr
+  Real* hs = nullptr;           // as GruSequenceArgs::hs
+  bool all_states = true;
+  Real* ys = nullptr;           // [T, B, H] out, or nullptr
+  Real* hproj = nullptr;        // [B, H] workspace
+  const Real* rec_mask = nullptr;  // [B, H] or nullptr
+  Real* h_work = nullptr;          // [B, H] workspace, needed with rec_mask
+};
+
+template <class Real>
+struct RnnSequenceBackArgs {
+  std::int64_t T = 0, B = 0, H = 0;
+  RnnActivation activation = RnnActivation::Tanh;
+  const Real* hs = nullptr;     // [T + 1, B, H] from the forward pass
+  const Real* dys = nullptr;    // [T, B, H] or nullptr
+  const Real* mask = nullptr;   // [T, B] or nullptr
+  const Real* w_hh = nullptr;   // [H, H]
+  Real* dh = nullptr;           // [B, H] in/out, as GruSequenceBackArgs
+  Real* dh_work = nullptr;      // [B, H] workspace
+  Real* dgates = nullptr;       // [T, B, H] out
+  Real* db = nullptr;           // [H] out, or nullptr (the sum of dgates)
+  double* sum_work = nullptr;   // [B, H] doubles, needed with db
+  const Real* rec_mask = nullptr;  // [B, H] or nullptr
+  Real* rec_work = nullptr;        // [B, H] workspace, needed with rec_mask
+};
+
+// GRU with the reset gate before the recurrent matmul (Keras
+// reset_after=False; rnn_cells.h's two stages): per step h_in = h * rec_mask,
+// hproj_rz = h_in W_h[r,z]^T, r, z and rh = r * h_in, hn = rh W_hn^T, then n
+// and h'. saved [T, B, 4H]: r, z, n, rh (what the step ops save).
+template <class Real>
+struct GruRbSequenceArgs {
+  std::int64_t T = 0, B = 0, H = 0;
+  const Real* xproj = nullptr;  // [T, B, 3H]
+  const Real* w_hh = nullptr;   // [3H, H]
+  const Real* b_ih = nullptr;   // [3H] or nullptr
+  const Real* b_hh = nullptr;   // [3H] or nullptr
+  const Real* mask = nullptr;   // [T, B] or nullptr
+  Real* hs = nullptr;           // as GruSequenceArgs::hs
+  bool all_states = true;
+  Real* ys = nullptr;           // [T, B, H] out, or nullptr
+  Real* saved = nullptr;        // [T, B, 4H] out, or nullptr (inference)
+  const Real* rec_mask = nullptr;  // [B, H] or nullptr
+  // Workspaces: hproj_rz [B, 2H], hn [B, H], rh [B, H], h_work [B, H] (with
+  // rec_mask), saved_work [B, 4H] (without saved).
+  Real* hproj = nullptr;
+  Real* hn = nullptr;
+  Real* rh = nullptr;
+  Real* h_work = nullptr;
+  Real* saved_work = nullptr;
+};
+
+template <class Real>
+struct GruRbSequenceBackArgs {
+  std::int64_t T = 0, B = 0, H = 0;
+  const Real* saved = nullptr;  // [T, B, 4H] from the forward pass
+  const Real* hs = nullptr;     // [T + 1, B, H] from the forward pass
+  const Real* dys = nullptr;    // [T, B, H] or nullptr
+  const Real* mask = nullptr;   // [T, B] or nullptr
+  const Real* w_hh = nullptr;   // [3H, H]
+  Real* dh = nullptr;           // [B, H] in/out
+  Real* dgates_x = nullptr;     // [T, B, 3H] out: for xproj and b_ih
+  Real* dgates_rz = nullptr;    // [T, B, 2H] out: for hproj_rz (W_h[r,z], b_h[r,z])
+  Real* dgates_n = nullptr;     // [T, B, H] out: for hn (W_hn, b_hn)
+  // Optional sums over every step and row: db_x [3H] of dgates_x; db_h [3H]
+  // of dgates_rz then dgates_n (both or neither); sum_work [B, 6H] doubles.
+  Real* db_x = nullptr;
+  Real* db_h = nullptr;
+  double* sum_work = nullptr;
+  const Real* rec_mask = nullptr;  // [B, H] or nullptr
+  // Workspaces [B, H]: dh_work, drh, dh_in, h_in (with rec_mask).
+  Real* dh_work = nullptr;
+  Real* drh = nullptr;
+  Real* dh_in = nullptr;
+  Real* h_in = nullptr;
 };
 
 }  // namespace recur::kernels
