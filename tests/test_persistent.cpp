@@ -150,6 +150,49 @@ TEST(PersistentPlan, BackwardIsBlockLocalWithItsOwnLayoutOrStandard) {
   EXPECT_EQ(g.dy, g.st2) << "no second state for the GRU";
 }
 
+TEST(PersistentPlan, SimpleRnnAndResetBeforeGruHaveBlockLocalPlansBothWays) {
+  const DeviceLimits d = DeviceLimits::h100_sxm();
+  for (bool backward : {false, true})
+    for (std::int64_t H : {1, 7, 32, 64, 100, 128})
+      for (std::int64_t B : {1, 3, 32, 128, 256}) {
+        SCOPED_TRACE(::testing::Message() << "H " << H << " B " << B << (backward ? " backward" : ""));
+        const PersistentPlan rnn =
+            kernels::plan_persistent(PersistentQuery{RnnCellKind::SimpleRNN, H, B, DType::f32, backward}, d);
+        expect_consistent(rnn, d, H, B);
+        EXPECT_EQ(rnn.regime, PersistentRegime::BlockLocal) << rnn.describe();
+        if (backward) {
+          EXPECT_EQ(rnn.smem_bytes, kernels::block_local_back_layout(1, H, rnn.rows_per_block, rnn.w_ld).total * 4);
+        }
+        const PersistentPlan rb =
+            kernels::plan_persistent(PersistentQuery{RnnCellKind::GRU, H, B, DType::f32, backward, true}, d);
+        expect_consistent(rb, d, H, B);
+        ASSERT_EQ(rb.regime, PersistentRegime::BlockLocal) << rb.describe();
+        EXPECT_TRUE(contains(rb.reason, "reset before")) << rb.reason;
+        const std::int64_t floats = backward ? kernels::block_local_rb_back_layout(H, rb.rows_per_block, rb.w_ld).total
+                                             : kernels::block_local_rb_layout(H, rb.rows_per_block, rb.w_ld).total;
+        EXPECT_EQ(rb.smem_bytes, floats * 4);
+        EXPECT_GE(rb.w_ld, backward ? 3 * H : H);
+        EXPECT_EQ(rb.ksplit, kernels::persistent_ksplit(backward ? 2 * H : H, H, kernels::kPersistentMaxThreads));
+      }
+  // Beyond one block: standard for the reset-before GRU (no multi-block
+  // kernel), and for every backward pass.
+  const PersistentPlan big =
+      kernels::plan_persistent(PersistentQuery{RnnCellKind::GRU, 256, 16, DType::f32, false, true}, d);
+  EXPECT_EQ(big.regime, PersistentRegime::Standard) << big.describe();
+  EXPECT_TRUE(contains(big.reason, "reset-before GRU has no multi-block persistent kernel")) << big.reason;
+  // The layouts: a SimpleRNN backward copies no saved activations; the
+  // reset-before layouts hold their two products' buffers.
+  const auto r1 = kernels::block_local_back_layout(1, 8, 2, 9);
+  EXPECT_EQ(r1.st, r1.saved) << "SimpleRNN: no saved activations";
+  const auto f = kernels::block_local_rb_layout(8, 2, 9);
+  EXPECT_EQ(f.hn - f.hproj, 2 * 2 * 8);
+  EXPECT_EQ(f.xs - f.sv, 2 * 4 * 8);
+  EXPECT_EQ(f.total - f.xs, 2 * 2 * 3 * 8);
+  const auto b = kernels::block_local_rb_back_layout(8, 2, 25);
+  EXPECT_EQ(b.dgn - b.dgrz, 2 * 2 * 2 * 8);
+  EXPECT_EQ(b.st - b.saved, 2 * 2 * 4 * 8);
+}
+
 TEST(PersistentPlan, BatchOfOneUsesOneBlockWhenWeightsFit) {
   const PersistentPlan p = plan(RnnCellKind::LSTM, 64, 1);
   EXPECT_EQ(p.regime, PersistentRegime::BlockLocal);
@@ -784,25 +827,121 @@ TEST(PersistentCUDA, BackwardMatchesTheReference) {
       }
 }
 
+TEST(PersistentCUDA, SimpleRnnAndResetBeforeGruMatchTheCpuTwinInFloat64) {
+  // Their persistent kernels, forward (training and inference) and backward,
+  // against the CPU twin in float64 (itself checked against the step ops in
+  // SequenceOps.SimpleRnnAndResetBeforeGruMatchTheStepOpsLoop): every row
+  // tile, masks with a fully padded row, recurrent dropout, with and without
+  // dy; outputs poisoned.
+  RECUR_SKIP_IF_UNAVAILABLE(Device::cuda(0));
+  PersistentOn on;
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  const Device cpu = Device::cpu(), gpu = Device::cuda(0);
+  const std::int64_t shapes[][3] = {{1, 1, 1}, {7, 3, 2}, {32, 128, 240}, {32, 257, 3}, {64, 1, 1000},
+                                    {100, 255, 2}, {128, 263, 2}, {128, 3, 50}};
+  auto dbl = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+  for (int cell = 0; cell < 3; ++cell)  // SimpleRNN tanh, relu; reset-before GRU
+    for (auto [H, B, T] : shapes)
+      for (int variant = 0; variant < 8; ++variant) {
+        const bool masked = variant & 1, drop = variant & 2, with_dy = variant & 4, rb = cell == 2;
+        const RnnActivation act = cell == 1 ? RnnActivation::Relu : RnnActivation::Tanh;
+        SCOPED_TRACE(::testing::Message() << (rb ? "GRU reset-before" : cell == 1 ? "SimpleRNN relu" : "SimpleRNN tanh")
+                                          << " H " << H << " B " << B << " T " << T << (masked ? " masked" : "")
+                                          << (drop ? " dropout" : "") << (with_dy ? " dy" : ""));
+        const OpKind fwd = rb ? OpKind::GruRbSequence : OpKind::RnnSequence;
+        const OpKind bwd = rb ? OpKind::GruRbSequenceBackward : OpKind::RnnSequenceBackward;
+        ASSERT_TRUE(backend(gpu).supports({fwd, DType::f32, B, H, drop}).ok);
+        ASSERT_TRUE(backend(gpu).supports({bwd, DType::f32, B, H, drop}).ok);
+        const SeqCase sc{RnnCellKind::GRU, H, B, T, masked, drop, true};
+        SeqData d = make_data(rng, sc);
+        const std::int64_t G = (rb ? 3 : 1) * H;
+        d.xproj.resize(std::size_t(T * B * G));
+        d.w_hh.resize(std::size_t(G * H));
+        d.b_ih.resize(std::size_t(G));
+        d.b_hh.resize(std::size_t(G));
+        const auto dys = with_dy ? rng.floats(T * B * H) : std::vector<float>();
+        const auto dhT = rng.floats(B * H);
+        // Runs forward (training and inference) and backward on `dev` in `dt`.
+        auto run = [&](Device dev, DType dt) {
+          auto put = [&](const std::vector<float>& v, const Shape& s) {
+            if (v.empty()) return Tensor();
+            return dt == DType::f64 ? Tensor::from_vector(dbl(v), s, dev) : Tensor::from_vector(v, s, dev);
+          };
+          auto out = [&](const Shape& s) {
+            Tensor t = dt == DType::f32 ? empty_poisoned(s, dev) : Tensor::empty(s, dt, dev);
+            return t;
+          };
+          auto vals = [&](const Tensor& t) {
+            return dt == DType::f64 ? t.to_vector<double>() : widen(t.to_vector<float>());
+          };
+          auto at0 = [](const Tensor& t, std::int64_t i) {
+            Shape s(t.shape().begin() + 1, t.shape().end());
+            return t.slice(i, i + 1).reshape(s);
+          };
+          const Tensor x = put(d.xproj, {T, B, G}), w = put(d.w_hh, {G, H}), bi = put(d.b_ih, {G}),
+                       bh = put(d.b_hh, {G}), m = put(d.mask, {T, B}), rm = put(d.rec_mask, {B, H});
+          const Tensor hs = out({T + 1, B, H}), ys = out({T, B, H}), saved = out({T, B, 4 * H});
+          at0(hs, 0).copy_from(put(d.h0, {B, H}));
+          const Tensor hs2 = out({2, B, H});
+          at0(hs2, 0).copy_from(put(d.h0, {B, H}));
+          if (rb) {
+            ops::gru_rb_sequence({x, w, bi, bh, m, hs, ys, saved, rm});
+            ops::gru_rb_sequence({x, w, bi, bh, m, hs2, {}, {}, rm});
+          } else {
+            ops::rnn_sequence({x, w, bi, bh, m, hs, ys, rm, act, true});
+            ops::rnn_sequence({x, w, bi, bh, m, hs2, {}, rm, act, false});
+          }
+          const Tensor dh = put(dhT, {B, H}), dgx = out({T, B, G}), drz = out({T, B, 2 * H}), dgn = out({T, B, H}),
+                       dbx = out({G}), dbh = out({G});
+          if (rb)
+            ops::gru_rb_sequence_backward({saved, hs, put(dys, {T, B, H}), m, w, dh, dgx, drz, dgn, dbx, dbh, rm});
+          else
+            ops::rnn_sequence_backward({hs, put(dys, {T, B, H}), m, w, dh, dgx, dbx, rm, act});
+          std::vector<std::vector<double>> o = {vals(hs), vals(ys), vals(at0(hs2, T % 2)), vals(dh), vals(dgx),
+                                                vals(dbx)};
+          if (rb) {
+            o.push_back(vals(saved));
+            o.push_back(vals(drz));
+            o.push_back(vals(dgn));
+            o.push_back(vals(dbh));
+          }
+          return o;
+        };
+        const auto want = run(cpu, DType::f64);
+        const auto got = run(gpu, DType::f32);
+        const char* names[] = {"hs", "ys", "inference h_T", "dh_0", "dgates", "db_ih", "saved", "dgates_rz",
+                               "dgates_n", "db_hh"};
+        for (std::size_t k = 0; k < want.size(); ++k) {
+          const bool sum = k == 5 || k == 9;  // bias sums over T B rows
+          std::vector<double> scale(want[k].size(), sum ? double(T * B) * 0.1 : 0.1);
+          EXPECT_TRUE(close_to(std::vector<float>(got[k].begin(), got[k].end()), want[k], scale, 1e-5))
+              << names[k];
+        }
+      }
+}
+
 TEST(PersistentCUDA, LayersTrainInEveryPersistentMode) {
   // The engine against the CPU layer, in each RECUR_PERSISTENT mode: "1"
-  // (H 32: persistent forward and backward; H 256: grid forward, step
-  // backward), unset (H 32: block-local forward, step backward; H 256: steps)
-  // and "0" (steps only).
+  // (H 32: persistent forward and backward; H 256: grid forward for GRU and
+  // LSTM, step backward), unset (H 32: block-local forward for GRU and LSTM,
+  // step backward; H 256: steps) and "0" (steps only); every cell.
   RECUR_SKIP_IF_UNAVAILABLE(Device::cuda(0));
   Random rng;
   SCOPED_TRACE("seed " + std::to_string(rng.seed()));
   const Device cpu = Device::cpu(), gpu = Device::cuda(0);
   for (const char* mode : {"1", static_cast<const char*>(nullptr), "0"})
-  for (CellType cell : {CellType::GRU, CellType::LSTM})
+  for (int c = 0; c < 4; ++c)  // GRU, LSTM, SimpleRNN, reset-before GRU
     for (std::int64_t H : {32, 256})  // block-local, grid
     for (bool dropout : {false, true}) {
-      SCOPED_TRACE(std::string("RECUR_PERSISTENT=") + (mode ? mode : "(unset)") + " " + cell_name(cell) + " H " +
-                   std::to_string(H) + (dropout ? " recurrent dropout" : ""));
+      const CellType cell = c == 1 ? CellType::LSTM : c == 2 ? CellType::SimpleRNN : CellType::GRU;
+      SCOPED_TRACE(std::string("RECUR_PERSISTENT=") + (mode ? mode : "(unset)") + " " + cell_name(cell) +
+                   (c == 3 ? " reset-before" : "") + " H " + std::to_string(H) + (dropout ? " recurrent dropout" : ""));
       PersistentOn env(mode);
       const std::int64_t B = 9, T = 37, I = 5;
       RecurrentOptions o;
       o.cell = cell;
+      o.reset_after = c != 3;
       o.input_size = I;
       o.units = H;
       o.return_sequences = true;

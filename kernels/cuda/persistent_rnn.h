@@ -44,4 +44,16 @@ void gru_sequence_backward_persistent(const GruSequenceBackArgs<float>& args, co
 void lstm_sequence_backward_persistent(const LstmSequenceBackArgs<float>& args, const PersistentPlan& plan,
                                        cudaStream_t stream);
 
+// SimpleRNN and the reset-before GRU (Keras reset_after=False): block-local
+// plans only (plan_persistent() with query.cell SimpleRNN, or GRU and
+// query.reset_before), forward and backward, arguments as the CPU twin's
+// (workspaces unused; the bias sums are the caller's).
+void rnn_sequence_persistent(const RnnSequenceArgs<float>& args, const PersistentPlan& plan, cudaStream_t stream);
+void rnn_sequence_backward_persistent(const RnnSequenceBackArgs<float>& args, const PersistentPlan& plan,
+                                      cudaStream_t stream);
+void gru_rb_sequence_persistent(const GruRbSequenceArgs<float>& args, const PersistentPlan& plan,
+                                cudaStream_t stream);
+void gru_rb_sequence_backward_persistent(const GruRbSequenceBackArgs<float>& args, const PersistentPlan& plan,
+                                         cudaStream_t stream);
+
 }  // namespace recur::kernels::cuda

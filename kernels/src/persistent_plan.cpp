@@ -110,7 +110,9 @@ PersistentPlan plan_persistent(const PersistentQuery& q, const DeviceLimits& d) 
   const std::int64_t H = q.hidden, B = q.batch;
   PersistentPlan p;
   p.w_hh_bytes = G * H * H * kFloat;
-  const std::string shape = std::string(rnn_cell_kind_name(q.cell)) + (q.backward ? " backward" : "") +
+  const bool rb = q.reset_before && q.cell == RnnCellKind::GRU;
+  const std::string shape = std::string(rnn_cell_kind_name(q.cell)) + (rb ? " (reset before)" : "") +
+                            (q.backward ? " backward" : "") +
                             " H " + std::to_string(H) + " B " + std::to_string(B) + ": W_hh is " +
                             kib(p.w_hh_bytes);
   if (q.dtype != DType::f32)
@@ -122,15 +124,19 @@ PersistentPlan plan_persistent(const PersistentQuery& q, const DeviceLimits& d) 
   // all fit on the GPU at once: fewer rows per block is less work per step,
   // and the step time is the layer's latency.
   // Backward: unit k's lanes share the dot product of dgates_h [GH] with
-  // column k of W_hh (a row of W_hh^T, GH long).
+  // column k of W_hh (a row of W_hh^T, GH long); the reset-before GRU's
+  // longest backward product is over its r and z gradients (2H).
   const int max_threads = std::min(d.max_threads_per_block, kPersistentMaxThreads);
-  const std::int64_t dot_len = q.backward ? G * H : H;
+  const std::int64_t dot_len = !q.backward ? H : rb ? 2 * H : G * H;
   const int ksplit = persistent_ksplit(dot_len, H, max_threads);
   const std::int64_t threads = H * ksplit;
-  const int w_ld = persistent_w_ld(dot_len, ksplit);
+  const int w_ld = persistent_w_ld(q.backward ? G * H : H, ksplit);
   auto layout_bytes = [&](int R) {
-    return (q.backward ? block_local_back_layout(G, H, R, w_ld).total : block_local_layout(G, H, R, w_ld).total) *
-           kFloat;
+    const std::int64_t floats = rb ? (q.backward ? block_local_rb_back_layout(H, R, w_ld).total
+                                                 : block_local_rb_layout(H, R, w_ld).total)
+                                   : (q.backward ? block_local_back_layout(G, H, R, w_ld).total
+                                                 : block_local_layout(G, H, R, w_ld).total);
+    return floats * kFloat;
   };
   std::string why_not_local;
   const std::int64_t smem1 = layout_bytes(1);
@@ -175,9 +181,10 @@ PersistentPlan plan_persistent(const PersistentQuery& q, const DeviceLimits& d) 
     if (why_not_local.empty()) why_not_local = "no block of this size can be resident on an SM";
     return standard(p, shape + ", which fits one block, but " + why_not_local);
   }
-  if (q.backward)
-    return standard(p, shape + "; not one block-local plan (" + why_not_local +
-                           "), and the backward pass has no multi-block persistent kernel");
+  if (q.backward || rb)
+    return standard(p, shape + "; not one block-local plan (" + why_not_local + "), and " +
+                           (q.backward ? "the backward pass" : "the reset-before GRU") +
+                           " has no multi-block persistent kernel");
 
   // (b), (c): W_hh cut by hidden units over several blocks, each holding the
   // G gate rows of its units (grid_layout()); every block needs the whole

@@ -33,14 +33,15 @@ namespace kc = kernels::cuda;
 
 // Which persistent-RNN kernels run (docs/persistent.md), from RECUR_PERSISTENT,
 // read at every decision so that a process (or a test) can switch them:
-//  - unset (or anything else): the block-local forward, the regime measured on
-//    an H100 (2026-12-05: 1.47 us/step at the Jena shape against the standard
-//    path's 22.1; its tests pass there); the grid regime, measured 4-34x
-//    slower than the standard path, is not used; the backward pass runs step
-//    by step, because the block-local backward kernel has not yet run on a
-//    GPU (it becomes the default once its GPU tests pass);
-//  - "1": every persistent kernel the plan allows, forward (block-local and
-//    grid) and backward (block-local);
+//  - unset (or anything else): the block-local GRU (reset_after) and LSTM
+//    forward, the regime measured on an H100 (2026-12-05: 1.47 us/step at the
+//    Jena shape against the standard path's 22.1; its tests pass there); the
+//    grid regime, measured 4-34x slower than the standard path, is not used;
+//    backward passes, SimpleRNN and the reset-before GRU run step by step,
+//    because their kernels have not yet run on a GPU (they become the default
+//    once their GPU tests pass);
+//  - "1": every persistent kernel the plan allows, forward (block-local, and
+//    grid for GRU/LSTM) and backward (block-local);
 //  - "0": none: the step kernels only.
 enum class PersistentMode { Off, Default, All };
 PersistentMode persistent_mode() {
@@ -153,13 +154,7 @@ class CudaBackend final : public Backend {
   }
 
   Support supports(const OpQuery& q) const override {
-    if (q.op == OpKind::GruSequence || q.op == OpKind::LstmSequence ||
-        q.op == OpKind::GruSequenceBackward || q.op == OpKind::LstmSequenceBackward)
-      return persistent_support(q);
-    if (q.op == OpKind::RnnSequence || q.op == OpKind::RnnSequenceBackward || q.op == OpKind::GruRbSequence ||
-        q.op == OpKind::GruRbSequenceBackward)
-      return Support::no(std::string("the CUDA backend runs ") + op_kind_name(q.op) +
-                         " step by step (no persistent kernel for SimpleRNN or the reset-before GRU yet)");
+    if (is_sequence(q.op)) return persistent_support(q);
     if (q.dtype == DType::f32) return Support::yes();
     if ((q.op == OpKind::Fill || q.op == OpKind::Copy || q.op == OpKind::LengthBuckets) &&
         q.dtype == DType::i32)
@@ -410,6 +405,40 @@ class CudaBackend final : public Backend {
     kc::lstm_sequence_persistent(a, p, stream_);
   }
 
+  void rnn_sequence(const RnnSequence& s) override {
+    DeviceScope scope(index_);
+    const std::int64_t B = s.xproj.dim(1), H = s.w_hh.dim(1);
+    kc::rnn_sequence_persistent(detail::rnn_sequence_args<float>(s), plan({OpKind::RnnSequence, DType::f32, B, H}),
+                                stream_);
+  }
+
+  void gru_rb_sequence(const GruRbSequence& s) override {
+    DeviceScope scope(index_);
+    const std::int64_t B = s.xproj.dim(1), H = s.w_hh.dim(1);
+    kc::gru_rb_sequence_persistent(detail::gru_rb_sequence_args<float>(s),
+                                   plan({OpKind::GruRbSequence, DType::f32, B, H}), stream_);
+  }
+
+  void rnn_sequence_backward(const RnnSequenceBackward& s) override {
+    DeviceScope scope(index_);
+    const std::int64_t T = s.dgates.dim(0), B = s.dgates.dim(1), H = s.w_hh.dim(1);
+    kc::rnn_sequence_backward_persistent(detail::rnn_sequence_back_args<float>(s),
+                                         plan({OpKind::RnnSequenceBackward, DType::f32, B, H}), stream_);
+    if (s.db.defined()) column_sums(s.dgates, T * B, H, s.db);
+  }
+
+  void gru_rb_sequence_backward(const GruRbSequenceBackward& s) override {
+    DeviceScope scope(index_);
+    const std::int64_t T = s.saved.dim(0), B = s.saved.dim(1), H = s.w_hh.dim(1);
+    kc::gru_rb_sequence_backward_persistent(detail::gru_rb_sequence_back_args<float>(s),
+                                            plan({OpKind::GruRbSequenceBackward, DType::f32, B, H}), stream_);
+    if (s.db_ih.defined()) {
+      column_sums(s.dgates_x, T * B, 3 * H, s.db_ih);
+      column_sums(s.dgates_rz, T * B, 2 * H, s.db_hh.slice(0, 2 * H));
+      column_sums(s.dgates_n, T * B, H, s.db_hh.slice(2 * H, 3 * H));
+    }
+  }
+
   // Backward passes: the persistent kernel for dh, dc and the gate gradients
   // of every step; the bias gradients as column sums of those over the T B
   // rows (a parallel reduction), as the CPU twin's sums. The weight
@@ -540,9 +569,23 @@ class CudaBackend final : public Backend {
     free_reads_.push_back(b);
   }
 
-  static bool is_lstm(OpKind op) { return op == OpKind::LstmSequence || op == OpKind::LstmSequenceBackward; }
+  static bool is_sequence(OpKind op) {
+    switch (op) {
+      case OpKind::GruSequence: case OpKind::LstmSequence: case OpKind::RnnSequence: case OpKind::GruRbSequence:
+      case OpKind::GruSequenceBackward: case OpKind::LstmSequenceBackward: case OpKind::RnnSequenceBackward:
+      case OpKind::GruRbSequenceBackward: return true;
+      default: return false;
+    }
+  }
   static bool is_backward(OpKind op) {
-    return op == OpKind::GruSequenceBackward || op == OpKind::LstmSequenceBackward;
+    return op == OpKind::GruSequenceBackward || op == OpKind::LstmSequenceBackward ||
+           op == OpKind::RnnSequenceBackward || op == OpKind::GruRbSequenceBackward;
+  }
+  static bool is_reset_before(OpKind op) { return op == OpKind::GruRbSequence || op == OpKind::GruRbSequenceBackward; }
+  static kernels::RnnCellKind cell_of(OpKind op) {
+    if (op == OpKind::LstmSequence || op == OpKind::LstmSequenceBackward) return kernels::RnnCellKind::LSTM;
+    if (op == OpKind::RnnSequence || op == OpKind::RnnSequenceBackward) return kernels::RnnCellKind::SimpleRNN;
+    return kernels::RnnCellKind::GRU;
   }
 
   // y[cols] = the sums of x's [rows, cols] columns (a parallel reduction).
@@ -556,13 +599,13 @@ class CudaBackend final : public Backend {
   // The planner's answer for a whole pass on this GPU; with RECUR_LOG=debug
   // it is printed, once per distinct layer shape and direction.
   kernels::PersistentPlan plan(const OpQuery& q) const {
-    const kernels::RnnCellKind cell = is_lstm(q.op) ? kernels::RnnCellKind::LSTM : kernels::RnnCellKind::GRU;
+    const kernels::RnnCellKind cell = cell_of(q.op);
     // No cluster kernel yet: plan as for a GPU without clusters, so that what
     // would be a cluster becomes a grid (a grid barrier over a few blocks).
     kernels::DeviceLimits d = limits_;
     d.max_cluster_size = 1;
     kernels::PersistentPlan p =
-        kernels::plan_persistent({cell, q.hidden, q.batch, q.dtype, is_backward(q.op)}, d);
+        kernels::plan_persistent({cell, q.hidden, q.batch, q.dtype, is_backward(q.op), is_reset_before(q.op)}, d);
     if (log_enabled(LogLevel::Debug)) {
       std::lock_guard<std::mutex> lock(log_mutex_);
       if (logged_.insert({int(q.op), q.hidden, q.batch, int(q.dtype)}).second)
@@ -581,6 +624,10 @@ class CudaBackend final : public Backend {
       return Support::no("the CUDA backend runs the backward pass step by step (step kernels); the "
                          "persistent backward kernel is opt-in (RECUR_PERSISTENT=1) until it has "
                          "passed its tests on a GPU");
+    if ((q.op == OpKind::RnnSequence || q.op == OpKind::GruRbSequence) && mode == PersistentMode::Default)
+      return Support::no(std::string("the CUDA backend runs ") + op_kind_name(q.op) + " step by step (step "
+                         "kernels); its persistent kernel is opt-in (RECUR_PERSISTENT=1) until it has passed "
+                         "its tests on a GPU");
     if (q.dtype != DType::f32)
       return Support::no(std::string(dtype_name(q.dtype)) + " runs on the CPU backend only; the "
                          "persistent kernels are float32");
@@ -591,10 +638,9 @@ class CudaBackend final : public Backend {
       return Support::no("the persistent " + std::string(kernels::persistent_regime_name(p.regime)) +
                          " regime is opt-in (RECUR_PERSISTENT=1): measured slower than the step "
                          "kernels on an H100; the plan was " + p.describe());
-    if (backward) return Support::yes();  // block-local: the planner's layout is the kernel's
+    if (backward || is_reset_before(q.op)) return Support::yes();  // block-local: the planner's layout is the kernel's
     DeviceScope scope(index_);
-    const kernels::RnnCellKind cell = is_lstm(q.op) ? kernels::RnnCellKind::LSTM : kernels::RnnCellKind::GRU;
-    const std::string why = kc::persistent_plan_check(cell, p);
+    const std::string why = kc::persistent_plan_check(cell_of(q.op), p);
     if (why.empty()) return Support::yes();
     return Support::no(why + "; the plan was " + p.describe());
   }

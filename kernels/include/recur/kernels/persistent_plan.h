@@ -66,6 +66,10 @@ struct PersistentQuery {
   // block-local regime has a kernel, with its own layout
   // (block_local_back_layout()); everything else is Standard.
   bool backward = false;
+  // GRU with the reset gate before the recurrent matmul (Keras
+  // reset_after=False): block-local only, block_local_rb_layout() and
+  // block_local_rb_back_layout(). SimpleRNN (cell) is block-local only too.
+  bool reset_before = false;
 };
 
 struct PersistentPlan {
@@ -155,7 +159,8 @@ RECUR_HD BlockLocalLayout block_local_layout(int G, std::int64_t H, int R, int w
 //   dh     [R, H]        dL/dh flowing back, in place
 //   dc     [R, H]        LSTM: dL/dc flowing back, in place
 //   saved  [2, R, 4H]    the step's saved activations, copied in a step ahead
-//   st     [2, R, H]     GRU: h_prev; LSTM: c_prev (both cs[t])
+//                        (none for SimpleRNN, G = 1)
+//   st     [2, R, H]     GRU: h_prev; LSTM: c_prev (cs[t]); SimpleRNN: h (hs[t + 1])
 //   st2    [2, R, H]     LSTM: c (cs[t + 1])
 //   dy     [2, R, H]     dL/dy of the step
 struct BlockLocalBackLayout {
@@ -169,9 +174,56 @@ RECUR_HD BlockLocalBackLayout block_local_back_layout(int G, std::int64_t H, int
   l.dh = l.dg + persistent_align4(2 * R * GH);
   l.dc = l.dh + persistent_align4(R * H);
   l.saved = l.dc + persistent_align4(G == 4 ? R * H : 0);
-  l.st = l.saved + persistent_align4(2 * R * 4 * H);
+  l.st = l.saved + persistent_align4(G == 1 ? 0 : 2 * R * 4 * H);
   l.st2 = l.st + persistent_align4(2 * R * H);
   l.dy = l.st2 + persistent_align4(G == 4 ? 2 * R * H : 0);
+  l.total = l.dy + persistent_align4(2 * R * H);
+  return l;
+}
+
+// The reset-before GRU's BlockLocal kernels (two recurrent products per step:
+// h_in W_h[r,z]^T, then (r * h_in) W_hn^T), offsets in floats.
+// Forward: w [3H, w_ld] (W_hh), b_ih, b_hh [3H], h and hin [2, R, H] as
+// block_local_layout(), hproj [R, 2H], hn [R, H], rh [R, H] (what the second
+// product reads), sv [R, 4H] (the saved activations of inference, which keeps
+// none), xs [2, R, 3H].
+struct BlockLocalRbLayout {
+  std::int64_t w, b_ih, b_hh, h, hin, hproj, hn, rh, sv, xs, total;
+};
+RECUR_HD BlockLocalRbLayout block_local_rb_layout(std::int64_t H, int R, int w_ld) {
+  BlockLocalRbLayout l{};
+  l.w = 0;
+  l.b_ih = l.w + persistent_align4(3 * H * w_ld);
+  l.b_hh = l.b_ih + persistent_align4(3 * H);
+  l.h = l.b_hh + persistent_align4(3 * H);
+  l.hin = l.h + persistent_align4(2 * R * H);
+  l.hproj = l.hin + persistent_align4(2 * R * H);
+  l.hn = l.hproj + persistent_align4(R * 2 * H);
+  l.rh = l.hn + persistent_align4(R * H);
+  l.sv = l.rh + persistent_align4(R * H);
+  l.xs = l.sv + persistent_align4(R * 4 * H);
+  l.total = l.xs + persistent_align4(2 * R * 3 * H);
+  return l;
+}
+// Backward: w [H, w_ld] (W_hh^T, rows 3H long), dgrz [2, R, 2H] (the
+// r and z gate gradients, double-buffered), dgn [R, H], dh [R, H], drh, dhin,
+// hin [R, H] (dL/d(r h_in), dL/dh_in through r h_in, h_in), saved [2, R, 4H],
+// st [2, R, H] (h_prev), dy [2, R, H].
+struct BlockLocalRbBackLayout {
+  std::int64_t w, dgrz, dgn, dh, drh, dhin, hin, saved, st, dy, total;
+};
+RECUR_HD BlockLocalRbBackLayout block_local_rb_back_layout(std::int64_t H, int R, int w_ld) {
+  BlockLocalRbBackLayout l{};
+  l.w = 0;
+  l.dgrz = l.w + persistent_align4(H * w_ld);
+  l.dgn = l.dgrz + persistent_align4(2 * R * 2 * H);
+  l.dh = l.dgn + persistent_align4(R * H);
+  l.drh = l.dh + persistent_align4(R * H);
+  l.dhin = l.drh + persistent_align4(R * H);
+  l.hin = l.dhin + persistent_align4(R * H);
+  l.saved = l.hin + persistent_align4(R * H);
+  l.st = l.saved + persistent_align4(2 * R * 4 * H);
+  l.dy = l.st + persistent_align4(2 * R * H);
   l.total = l.dy + persistent_align4(2 * R * H);
   return l;
 }
