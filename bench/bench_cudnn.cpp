@@ -255,7 +255,17 @@ struct CudnnRnn {
     CKDNN(cudnnDropoutGetStatesSize(handle, &ds));
     dropout_states = Tensor::empty({std::int64_t(ds / 4) + 1}, DType::f32, dev);
     CKDNN(cudnnSetDropoutDescriptor(dropout, handle, 0.f, dropout_states.raw_data(), ds, 0));
+    // cuDNN's rules for an RNN data descriptor (cudnnSetRNNDataDescriptor,
+    // cudnn_adv library reference): in the packed layout the lengths must be
+    // sorted longest first and maxSeqLength must be the longest of them (the
+    // H100 run of 2026-12-05 passed T where the longest random length was
+    // shorter, 239 of 240 and 988 of 1000: CUDNN_STATUS_BAD_PARAM); the
+    // padding fill applies to unpacked outputs only.
     const bool packed = layout == Layout::SeqMajorPacked;
+    if (packed)
+      RECUR_CHECK(std::is_sorted(lengths.begin(), lengths.end(), std::greater<int>()), Value,
+                  "packed layout: lengths not sorted longest first");
+    const int max_len = packed ? *std::max_element(lengths.begin(), lengths.end()) : int(c.T);
     CKDNN(cudnnSetRNNDescriptor_v8(rnn, algo, c.cell == CellType::LSTM ? CUDNN_LSTM : CUDNN_GRU,
                                    CUDNN_RNN_DOUBLE_BIAS, CUDNN_UNIDIRECTIONAL, CUDNN_LINEAR_INPUT,
                                    CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT, CUDNN_FMA_MATH, int(c.I), int(c.H),
@@ -265,8 +275,9 @@ struct CudnnRnn {
     const cudnnRNNDataLayout_t dl =
         packed ? CUDNN_RNN_DATA_LAYOUT_SEQ_MAJOR_PACKED : CUDNN_RNN_DATA_LAYOUT_BATCH_MAJOR_UNPACKED;
     float fill = 0.f;
-    CKDNN(cudnnSetRNNDataDescriptor(xd, CUDNN_DATA_FLOAT, dl, int(c.T), int(c.B), int(c.I), lengths.data(), &fill));
-    CKDNN(cudnnSetRNNDataDescriptor(yd, CUDNN_DATA_FLOAT, dl, int(c.T), int(c.B), int(c.H), lengths.data(), &fill));
+    void* fillp = packed ? nullptr : &fill;
+    CKDNN(cudnnSetRNNDataDescriptor(xd, CUDNN_DATA_FLOAT, dl, max_len, int(c.B), int(c.I), lengths.data(), fillp));
+    CKDNN(cudnnSetRNNDataDescriptor(yd, CUDNN_DATA_FLOAT, dl, max_len, int(c.B), int(c.H), lengths.data(), fillp));
     const int dims[3] = {1, int(c.B), int(c.H)}, strides[3] = {int(c.B * c.H), int(c.H), 1};
     CKDNN(cudnnSetTensorNdDescriptor(hd, CUDNN_DATA_FLOAT, 3, dims, strides));
     CKDNN(cudnnSetTensorNdDescriptor(cd, CUDNN_DATA_FLOAT, 3, dims, strides));
