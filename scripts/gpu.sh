@@ -154,26 +154,47 @@ run)
             --model "$m" --batch 5 --time 7 --features 14 --steps 2 --warmup 0 --device cuda:0 2>&1 | tail -6
           echo "exit ${PIPESTATUS[0]}"
         done
-        echo "\$ RECUR_PERSISTENT=1 compute-sanitizer --tool $tool recur --device cuda lstm -T 4 -B 3 -H 256"
-        limit 45 env RECUR_PERSISTENT=1 compute-sanitizer --tool "$tool" --error-exitcode 9 build-gpu/bin/recur --device cuda \
-          lstm -T 4 -B 3 -H 256 --repeats 1 2>&1 | tail -6
+        # every persistent kernel's test at its two smallest shapes
+        echo "\$ RECUR_TEST_SMALL=1 compute-sanitizer --tool $tool recur_tests --gtest_filter=PersistentCUDA.*Backward*:PersistentCUDA.SimpleRnn*"
+        limit 45 env RECUR_TEST_SMALL=1 compute-sanitizer --tool "$tool" --error-exitcode 9 build-gpu/bin/recur_tests \
+          --gtest_filter='PersistentCUDA.*Backward*:PersistentCUDA.SimpleRnn*' 2>&1 | tail -6
         echo "exit ${PIPESTATUS[0]}"
       done
+      echo "\$ RECUR_PERSISTENT=1 compute-sanitizer --tool racecheck recur --device cuda lstm -T 4 -B 3 -H 256"
+      limit 40 env RECUR_PERSISTENT=1 compute-sanitizer --tool racecheck --error-exitcode 9 build-gpu/bin/recur \
+        --device cuda lstm -T 4 -B 3 -H 256 --repeats 1 2>&1 | tail -6
+      echo "exit ${PIPESTATUS[0]}"
     } > "$out/tests.txt" 2>&1
     grep -E "tests passed|tests failed|ERROR SUMMARY|^exit" "$out/tests.txt" | tee -a "$log"
   fi
 
   # The suite. Each result file starts with the stamp and its command.
-  say "bench_ops"
-  { echo "$stamp"; echo "# build-gpu/bin/bench_ops"; limit 60 build-gpu/bin/bench_ops; } > "$res/bench_ops.csv" 2>&1
   say "end-to-end epoch (train_vs_pytorch --device cuda)"
   if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     limit 150 python3 bench/train_vs_pytorch.py --device cuda --bench build-gpu/bin/bench_train --out "$res" \
       > "$res/train_vs_pytorch.log" 2>&1
     tail -4 "$res/train_vs_pytorch.log" | tee -a "$log"
+    # The same with every persistent kernel (the backward too: opt-in until
+    # its tests pass on a GPU), GRU and LSTM.
+    say "end-to-end epoch, RECUR_PERSISTENT=1 (gru, lstm)"
+    mkdir -p "$res/persistent-all"
+    limit 150 env RECUR_PERSISTENT=1 python3 bench/train_vs_pytorch.py --device cuda --models gru,lstm \
+      --bench build-gpu/bin/bench_train --out "$res/persistent-all" > "$res/persistent-all/train_vs_pytorch.log" 2>&1
+    tail -6 "$res/persistent-all/train_vs_pytorch.log" | tee -a "$log"
   else
     say "skipped: python3 has no torch that sees the GPU"
   fi
+  # Issue 13's protocol: the book's GRU forecaster, 20 epochs x 500 steps of
+  # 128, with every persistent kernel (the default's rate is the epoch above;
+  # at 2026-12-05's 5.5k samples/s it would take 4 minutes).
+  say "forecast train --model gru, RECUR_PERSISTENT=1 (the full protocol)"
+  fdir=$(mktemp -d /tmp/recur-forecast.XXXXXX)
+  limit 90 env RECUR_PERSISTENT=1 build-gpu/bin/recur --device cuda forecast train --model gru --out "$fdir" \
+    > "$res/forecast-gru-persistent.txt" 2>&1
+  tail -4 "$res/forecast-gru-persistent.txt" | tee -a "$log"
+  cp "$fdir/results.json" "$res/forecast-gru-persistent.json" 2>/dev/null
+  say "bench_ops"
+  { echo "$stamp"; echo "# build-gpu/bin/bench_ops"; limit 60 build-gpu/bin/bench_ops; } > "$res/bench_ops.csv" 2>&1
   say "bench_conv_cudnn"
   { echo "$stamp"; echo "# build-gpu/bin/bench_conv_cudnn"; limit 90 build-gpu/bin/bench_conv_cudnn; } \
     > "$res/bench_conv_cudnn.csv" 2>&1

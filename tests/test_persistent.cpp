@@ -708,6 +708,14 @@ TEST(PersistentCpuTwin, BackwardWithRecurrentDropoutIsAWholePassToo) {
 }
 
 // ---- CUDA: the persistent kernels (label gpu; they skip without a GPU) --------------------
+// RECUR_TEST_SMALL=1: only the smallest shapes, for compute-sanitizer runs
+// (scripts/gpu.sh), which would not finish the whole sweep.
+std::vector<std::array<std::int64_t, 3>> cut_for_sanitizers(std::vector<std::array<std::int64_t, 3>> shapes) {
+  const char* v = std::getenv("RECUR_TEST_SMALL");
+  if (v && std::string(v) == "1" && shapes.size() > 2) shapes.resize(2);
+  return shapes;
+}
+
 // RECUR_PERSISTENT set to `value` for the scope (the backend reads it at every
 // decision); nullptr: unset.
 class PersistentOn {
@@ -807,11 +815,11 @@ TEST(PersistentCUDA, BackwardMatchesTheReference) {
   PersistentOn on;
   Random rng;
   SCOPED_TRACE("seed " + std::to_string(rng.seed()));
-  const std::int64_t shapes[][3] = {{1, 1, 1},    {7, 3, 2},      {32, 128, 240}, {32, 257, 2},
-                                    {64, 32, 240}, {100, 3, 1000}, {100, 255, 2},  {64, 1, 1000},
-                                    {128, 263, 2}, {96, 200, 30}};
+  const std::vector<std::array<std::int64_t, 3>> shapes = cut_for_sanitizers(
+      {{1, 1, 1}, {7, 3, 2}, {32, 128, 240}, {32, 257, 2}, {64, 32, 240}, {100, 3, 1000}, {100, 255, 2},
+       {64, 1, 1000}, {128, 263, 2}, {96, 200, 30}});
   for (RnnCellKind cell : {RnnCellKind::GRU, RnnCellKind::LSTM})
-    for (auto [H, B, T] : shapes)
+    for (const auto& [H, B, T] : shapes)
       for (int variant = 0; variant < 8; ++variant) {
         const SeqCase c{cell, H, B, T, (variant & 1) != 0, (variant & 2) != 0, (variant & 4) != 0};
         SCOPED_TRACE(case_name(c) + (c.training ? " with dy" : " without dy"));
@@ -838,11 +846,12 @@ TEST(PersistentCUDA, SimpleRnnAndResetBeforeGruMatchTheCpuTwinInFloat64) {
   Random rng;
   SCOPED_TRACE("seed " + std::to_string(rng.seed()));
   const Device cpu = Device::cpu(), gpu = Device::cuda(0);
-  const std::int64_t shapes[][3] = {{1, 1, 1}, {7, 3, 2}, {32, 128, 240}, {32, 257, 3}, {64, 1, 1000},
-                                    {100, 255, 2}, {128, 263, 2}, {128, 3, 50}};
+  const std::vector<std::array<std::int64_t, 3>> shapes = cut_for_sanitizers(
+      {{1, 1, 1}, {7, 3, 2}, {32, 128, 240}, {32, 257, 3}, {64, 1, 1000}, {100, 255, 2}, {128, 263, 2},
+       {128, 3, 50}});
   auto dbl = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
   for (int cell = 0; cell < 3; ++cell)  // SimpleRNN tanh, relu; reset-before GRU
-    for (auto [H, B, T] : shapes)
+    for (const auto& [H, B, T] : shapes)
       for (int variant = 0; variant < 8; ++variant) {
         const bool masked = variant & 1, drop = variant & 2, with_dy = variant & 4, rb = cell == 2;
         const RnnActivation act = cell == 1 ? RnnActivation::Relu : RnnActivation::Tanh;
