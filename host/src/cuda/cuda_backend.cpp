@@ -23,6 +23,7 @@
 #include "recur/common/log.h"
 #include "recur/kernels/persistent_plan.h"
 #include "library_check.h"
+#include "lt_gemm.h"
 #include "recur/host/system_info.h"
 
 namespace recur {
@@ -143,6 +144,7 @@ class CudaBackend final : public Backend {
     RECUR_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
     RECUR_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
     RECUR_CUBLAS_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST));
+    lt_gemm_ = std::make_unique<LtGemm>("cuda:" + std::to_string(index_));
   }
   // Never destroyed (see backend.cpp), so no teardown of stream and handle.
 
@@ -222,6 +224,11 @@ class CudaBackend final : public Backend {
 
   void gemm(const GemmCall& g) override {
     DeviceScope scope(index_);
+    // Small float32 GEMMs (the per-step recurrent products) run through
+    // cuBLASLt with an algorithm that does not split K: one launch, no
+    // split-K reduce (lt_gemm.h has the rule; RECUR_CUBLASLT=0 turns it off).
+    if (lt_gemm_->run(g, stream_)) return;
+    // Everything else, and those without such an algorithm: cuBLAS.
     // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, so
     // cuBLAS gets B first and the dimensions swapped; no data moves.
     const float alpha = float(g.alpha), beta = float(g.beta);
@@ -650,6 +657,7 @@ class CudaBackend final : public Backend {
   std::string name_;
   int sm_count_ = 0, cc_ = 0;
   kernels::DeviceLimits limits_;
+  std::unique_ptr<LtGemm> lt_gemm_;  // small GEMMs without split-K (gemm())
   mutable std::mutex log_mutex_;
   mutable std::set<std::tuple<int, std::int64_t, std::int64_t, int>> logged_;
   cudaStream_t stream_ = nullptr;
