@@ -54,8 +54,10 @@ std::string describe_algo(const cublasLtMatmulAlgo_t& algo) {
 }  // namespace
 
 bool lt_gemm_eligible(const GemmCall& g) {
-  return g.batch == 1 && g.c.dtype() == DType::f32 && g.k >= 1 && g.k <= kLtMaxK && g.m >= 1 &&
-         g.n >= 1 && g.m * g.n <= kLtMaxOutputs;
+  // alpha 0 stays with cuBLAS, whose BLAS semantics (C = beta C, A and B not
+  // read) recur has relied on; no recur caller passes it today.
+  return g.batch == 1 && g.c.dtype() == DType::f32 && g.alpha != 0.0 && g.k >= 1 &&
+         g.k <= kLtMaxK && g.m >= 1 && g.n >= 1 && g.m * g.n <= kLtMaxOutputs;
 }
 
 bool lt_gemm_enabled() {

@@ -11,14 +11,19 @@
 // all of K in one kernel.
 //
 // Which GEMMs ("small", lt_gemm_eligible): float32, not batched (batch 1),
-// K <= 1024 and M * N <= 2^20 outputs. That covers every per-step recurrent
-// product of the shapes recur is measured on (H <= 256: K = H forward,
-// K = G H <= 4 * 256 backward; B * G H <= 2^20, e.g. B 256 x 4H 4096), and it
-// leaves out the two kinds where splitting K is what makes cuBLAS fast: the
+// alpha != 0, K <= 1024 and M * N <= 2^20 outputs. For the per-step
+// recurrent products that is: forward (K = H) every H <= 1024 with
+// B * G H <= 2^20 (e.g. B 256 with an LSTM of H 1024); backward (K = G H)
+// LSTM H <= 256, GRU H <= 341, SimpleRNN H <= 1024: every shape of issue 13's
+// targets (H <= 128, B <= 256) and the Jena models. It leaves out the two
+// kinds where splitting K is what makes cuBLAS fast or costs nothing: the
 // weight-gradient GEMMs over all steps (K = T * B, tens of thousands, onto a
-// small [G H, H] output: without split-K a handful of blocks would walk all of
-// K), and large outputs, which have tiles enough for every SM so cuBLAS does
-// not split them anyway. Everything else keeps cublasSgemmStridedBatched.
+// small [G H, H] output: without split-K a handful of blocks would walk all
+// of K), and large outputs, which have tiles enough for every SM so cuBLAS
+// does not split them anyway. Everything else keeps cublasSgemmStridedBatched.
+// The bounds are a judgement, not a measurement: between K 1024 and 4096 with
+// few output tiles, one launch walking K may or may not beat two launches;
+// only a GPU can say (issue 13).
 //
 // Numerics: CUBLAS_COMPUTE_32F (pure FP32, never TF32), scale type float,
 // alpha/beta on the host: results match the CPU to float rounding, as the
@@ -49,7 +54,7 @@
 
 namespace recur::cuda_host {
 
-// The rule above: float32, batch 1, K <= kLtMaxK, M * N <= kLtMaxOutputs.
+// The rule above: float32, batch 1, alpha != 0, K <= kLtMaxK, M * N <= kLtMaxOutputs.
 inline constexpr std::int64_t kLtMaxK = 1024;
 inline constexpr std::int64_t kLtMaxOutputs = std::int64_t(1) << 20;
 bool lt_gemm_eligible(const GemmCall& g);
