@@ -9,8 +9,13 @@
 #include <cstdlib>
 #include <cstdint>
 #include <cstring>
+#include <iostream>
 #include <limits>
+#include <string>
+#include <utility>
+#include <vector>
 
+#include "recur/common/log.h"
 #include "recur/kernels/cpu.h"
 #include "recur/kernels/vec_math.h"
 #include "test_util.h"
@@ -105,6 +110,179 @@ TEST_P(BackendOps, GemmWithEmptyInnerDimensionScalesC) {
   poison(C);
   ops::gemm(A, B, C);
   EXPECT_TRUE(close_to(C, std::vector<double>(21, 0.0), {0.0}, 1e-7));
+}
+
+// One 2-D GEMM: inputs drawn once, the float64 reference, and a run on any
+// device. With `offset` > 0 each operand is a view `offset` rows into a larger
+// tensor whose other rows are NaN (as the recurrent layers pass a slice of
+// W_hh or one step of a sequence), so its address is less aligned than a
+// fresh allocation and a read outside it shows up as NaN.
+struct Gemm2d {
+  GemmCase g;
+  std::int64_t offset;
+  std::vector<float> a, b, c0;
+  std::vector<double> ref, scale;
+
+  Gemm2d(Random& rng, const GemmCase& gc, std::int64_t off) : g(gc), offset(off) {
+    a = rng.floats(g.m * g.k);
+    b = rng.floats(g.k * g.n);
+    c0 = rng.floats(g.m * g.n);
+    ref.resize(std::size_t(g.m * g.n));
+    scale.resize(ref.size());
+    for (std::int64_t i = 0; i < g.m; ++i)
+      for (std::int64_t j = 0; j < g.n; ++j) {
+        double acc = 0, mag = 0;
+        for (std::int64_t q = 0; q < g.k; ++q) {
+          const double av = a[std::size_t(g.ta ? q * g.m + i : i * g.k + q)];
+          const double bv = b[std::size_t(g.tb ? j * g.k + q : q * g.n + j)];
+          acc += av * bv;
+          mag += std::abs(av * bv);
+        }
+        const std::size_t o = std::size_t(i * g.n + j);
+        const double c = g.beta != 0.0 ? double(c0[o]) : 0.0;
+        ref[o] = g.alpha * acc + g.beta * c;
+        scale[o] = std::abs(g.alpha) * mag + std::abs(g.beta * c);
+      }
+  }
+
+  // `rows` x `cols` holding v, as a view `offset` rows into a NaN-padded tensor.
+  Tensor view(const std::vector<float>& v, std::int64_t rows, std::int64_t cols, Device dev) const {
+    std::vector<float> big(std::size_t((rows + offset) * cols), std::numeric_limits<float>::quiet_NaN());
+    std::copy(v.begin(), v.end(), big.begin() + std::ptrdiff_t(offset * cols));
+    return Tensor::from_vector(big, {rows + offset, cols}, dev).slice(offset, offset + rows);
+  }
+
+  std::vector<float> run(Device dev) const {
+    const Tensor A = g.ta ? view(a, g.k, g.m, dev) : view(a, g.m, g.k, dev);
+    const Tensor B = g.tb ? view(b, g.n, g.k, dev) : view(b, g.k, g.n, dev);
+    // beta 0: C starts as NaN, which must not leak into the result.
+    const Tensor C = view(g.beta != 0.0 ? c0 : std::vector<float>(c0.size(), std::numeric_limits<float>::quiet_NaN()),
+                          g.m, g.n, dev);
+    ops::gemm(A, B, C, g.ta, g.tb, g.alpha, g.beta);
+    return C.to_vector<float>();
+  }
+};
+
+std::string gemm_case_str(const GemmCase& g, std::int64_t offset) {
+  return ::testing::PrintToString(g.m) + "x" + ::testing::PrintToString(g.n) + "x" +
+         ::testing::PrintToString(g.k) + " ta " + (g.ta ? "1" : "0") + " tb " + (g.tb ? "1" : "0") +
+         " alpha " + ::testing::PrintToString(g.alpha) + " beta " + ::testing::PrintToString(g.beta) +
+         " offset " + ::testing::PrintToString(offset) + " rows";
+}
+
+// The per-step products of the recurrent layers' standard path, which the CUDA
+// backend runs through cuBLASLt without split-K (host/src/cuda/lt_gemm.h):
+// forward h [B, H] x W_hh^T (W_hh [G H, H]) -> [B, G H], backward
+// dgates [B, G H] x W_hh -> [B, H] added onto C (beta 1); alpha/beta variants,
+// every transpose combination, and views at less aligned addresses.
+std::vector<std::pair<GemmCase, std::int64_t>> recurrent_gemm_cases() {
+  std::vector<std::pair<GemmCase, std::int64_t>> cases;
+  for (std::int64_t m : {1, 8, 128})
+    for (std::int64_t gh : {96, 128, 512})
+      for (std::int64_t h : {32, 128}) {
+        cases.push_back({{m, gh, h, false, true, 0, false, false, 1.0, 0.0}, 0});  // forward
+        cases.push_back({{m, h, gh, false, false, 0, false, false, 1.0, 1.0}, 0});  // backward
+      }
+  for (int t = 0; t < 4; ++t) {
+    cases.push_back({{8, 96, 32, bool(t & 1), bool(t & 2), 0, false, false, 1.0, 0.0}, 0});
+    cases.push_back({{128, 32, 512, bool(t & 1), bool(t & 2), 0, false, false, -2.0, 0.75}, 0});
+  }
+  cases.push_back({{8, 512, 128, false, true, 0, false, false, 0.5, 0.0}, 0});
+  cases.push_back({{1, 128, 96, false, false, 0, false, false, -1.0, 1.0}, 0});
+  // Views: offsets of one row of 33 or 97 floats leave 4-byte alignment only.
+  cases.push_back({{8, 96, 32, false, true, 0, false, false, 1.0, 0.0}, 1});
+  cases.push_back({{8, 97, 33, false, true, 0, false, false, 1.0, 0.0}, 1});
+  cases.push_back({{8, 33, 97, false, false, 0, false, false, 1.0, 1.0}, 1});
+  cases.push_back({{7, 97, 33, true, true, 0, false, false, -2.0, 0.75}, 3});
+  // Just outside the rule (K above 1024; M*N above 2^20): cuBLAS as before.
+  cases.push_back({{8, 32, 1025, false, false, 0, false, false, 1.0, 1.0}, 0});
+  cases.push_back({{1025, 1024, 4, false, true, 0, false, false, 1.0, 0.0}, 0});
+  return cases;
+}
+
+TEST_P(BackendOps, GemmRecurrentShapes) {
+  SCOPED_TRACE(seed());
+  for (const auto& [g, offset] : recurrent_gemm_cases()) {
+    SCOPED_TRACE(gemm_case_str(g, offset));
+    const Gemm2d x(rng, g, offset);
+    EXPECT_TRUE(close_to(x.run(dev()), x.ref, x.scale, kRtol));
+  }
+}
+
+// An environment variable set (or, with nullptr, unset) for the scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* v = std::getenv(name)) previous_ = v, had_ = true;
+    if (value)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (had_)
+      ::setenv(name_.c_str(), previous_.c_str(), 1);
+    else
+      ::unsetenv(name_.c_str());
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_, previous_;
+  bool had_ = false;
+};
+
+// RECUR_CUBLASLT=0 (cublasSgemmStridedBatched for every GEMM) and =1 (the
+// small ones through cuBLASLt) both match the reference and agree with each
+// other to float rounding. On the CPU backend the variable changes nothing.
+TEST_P(BackendOps, GemmCublasLtSwitchAgrees) {
+  SCOPED_TRACE(seed());
+  for (const auto& [g, offset] : recurrent_gemm_cases()) {
+    SCOPED_TRACE(gemm_case_str(g, offset));
+    const Gemm2d x(rng, g, offset);
+    std::vector<float> off, on;
+    {
+      ScopedEnv env("RECUR_CUBLASLT", "0");
+      off = x.run(dev());
+    }
+    {
+      ScopedEnv env("RECUR_CUBLASLT", "1");
+      on = x.run(dev());
+    }
+    EXPECT_TRUE(close_to(off, x.ref, x.scale, kRtol));
+    EXPECT_TRUE(close_to(on, x.ref, x.scale, kRtol));
+    EXPECT_TRUE(close_to(on, widen(off), x.scale, 2 * kRtol));  // each is within kRtol of ref
+  }
+}
+
+// With RECUR_LOG=debug the CUDA backend names what runs a small GEMM the first
+// time it sees its shape: a cuBLASLt algorithm (or that it found none without
+// split-K); nothing with RECUR_CUBLASLT=0, for a large K, or on the CPU.
+TEST_P(BackendOps, GemmCublasLtPathSaysWhatRuns) {
+  static int calls = 0;  // a shape this process has not run yet, also under --gtest_repeat
+  const std::int64_t n = 1001 + 2 * calls++;
+  const LogLevel before = log_level();
+  set_log_level(LogLevel::Debug);
+  auto logged = [&](const char* cublaslt, std::int64_t m, std::int64_t k) {
+    ScopedEnv env("RECUR_CUBLASLT", cublaslt);
+    Tensor A = put(rng.floats(m * k), {m, k}), B = put(rng.floats(k * n), {k, n});
+    Tensor C = Tensor::empty({m, n}, DType::f32, dev());
+    ::testing::internal::CaptureStderr();
+    ops::gemm(A, B, C);
+    (void)C.to_vector<float>();  // waits for the GPU
+    return ::testing::internal::GetCapturedStderr();
+  };
+  const std::string on = logged(nullptr, 3, 5), off = logged("0", 5, 5), big_k = logged(nullptr, 3, 2000);
+  set_log_level(before);
+  if (dev().is_cpu()) {
+    EXPECT_EQ(on.find("cuBLASLt"), std::string::npos) << on;
+  } else {
+    EXPECT_NE(on.find("cuBLASLt"), std::string::npos) << on;
+    std::cout << "[ info     ] " << on;  // which algorithm, for the GPU run's record
+  }
+  EXPECT_EQ(off.find("cuBLASLt"), std::string::npos) << off;
+  EXPECT_EQ(big_k.find("cuBLASLt"), std::string::npos) << big_k;
 }
 
 // ---- elementwise ------------------------------------------------------------
