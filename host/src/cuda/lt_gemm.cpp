@@ -171,17 +171,24 @@ std::unique_ptr<LtGemm::Plan> LtGemm::make_plan(const Key& key) const {
   for (int i = 0; i < count && !p.usable; ++i) {
     if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
     cublasLtMatmulAlgo_t algo = results[i].algo;
+    // True: done; false: this candidate refuses; any other failure throws.
+    auto accepted = [](cublasStatus_t s, const char* call) {
+      if (candidate_refused(s)) return false;
+      cuda_detail::check_cublas(s, call, __FILE__, __LINE__);
+      return true;
+    };
     const std::int32_t one = 1;
     const std::uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
-    if (candidate_refused(cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM,
-                                                                &one, sizeof one)) ||
-        candidate_refused(cublasLtMatmulAlgoConfigSetAttribute(
-            &algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &none, sizeof none)))
-      continue;
     cublasLtMatmulHeuristicResult_t check{};
-    const cublasStatus_t s = cublasLtMatmulAlgoCheck(handle_, p.op, p.a, p.b, p.c, p.c, &algo, &check);
-    if (candidate_refused(s)) continue;
-    cuda_detail::check_cublas(s, "cublasLtMatmulAlgoCheck", __FILE__, __LINE__);
+    if (!accepted(cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one,
+                                                       sizeof one),
+                  "cublasLtMatmulAlgoConfigSetAttribute(CUBLASLT_ALGO_CONFIG_SPLITK_NUM)") ||
+        !accepted(cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                                                       &none, sizeof none),
+                  "cublasLtMatmulAlgoConfigSetAttribute(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME)") ||
+        !accepted(cublasLtMatmulAlgoCheck(handle_, p.op, p.a, p.b, p.c, p.c, &algo, &check),
+                  "cublasLtMatmulAlgoCheck"))
+      continue;
     if (check.workspaceSize > kWorkspaceBytes) continue;
     p.algo = algo;
     p.usable = true;
