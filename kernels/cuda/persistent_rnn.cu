@@ -1,15 +1,18 @@
-// Persistent-RNN forward kernels, regimes BlockLocal and Grid (docs/persistent.md).
+// Persistent-RNN kernels (docs/persistent.md): forward in the BlockLocal and
+// Grid regimes; below them the BlockLocal backward kernels and the
+// reset-before GRU's pair of BlockLocal kernels.
 //
-// BlockLocal:
-// one launch runs all T steps of a GRU (reset_after) or LSTM layer. Each
+// BlockLocal forward:
+// one launch runs all T steps of a GRU (reset_after), LSTM or SimpleRNN layer. Each
 // block owns `RT` rows of the batch and all H units, keeps W_hh in shared
 // memory for the whole pass, and synchronises only with itself, once per
 // step. The gate math is rnn_cells.h's element functions, the same the CPU
 // twin (kernels/cpu/rnn_sequence.cpp) and the step kernels call.
 //
-// NOT YET RUN ON A GPU: this file was written and compiled on a machine
-// without one. Its tests (tests/test_persistent.cpp, suites *CUDA*) have never
-// passed; the CUDA backend uses it only when RECUR_PERSISTENT=1.
+// The GRU/LSTM BlockLocal and Grid forward kernels passed their tests on an
+// H100 (2026-12-05); the backward kernels, the SimpleRNN path and the
+// reset-before kernels were written afterwards and have NOT YET RUN ON A GPU
+// (the CUDA backend uses them only with RECUR_PERSISTENT=1).
 //
 // Per step t, in one block (threads = H * ksplit; `ksplit` lanes share the
 // dot products of one unit j, over k = lane, lane + ksplit, ...):

@@ -150,7 +150,8 @@ PersistentPlan plan_persistent(const PersistentQuery& q, const DeviceLimits& d) 
     for (int R : kPersistentRowTiles) {
       const std::int64_t smem = layout_bytes(R);
       if (smem > d.smem_per_block_optin) break;
-      const int per_sm = resident_blocks(d, int(threads), smem, block_local_regs(G, R));
+      // The reset-before kernels use up to 128 registers (ptxas, sm_90).
+      const int per_sm = resident_blocks(d, int(threads), smem, rb ? 128 : block_local_regs(G, R));
       const std::int64_t blocks = ceil_div(B, R);
       if (per_sm == 0) break;
       if (blocks > std::int64_t(per_sm) * d.sm_count) {

@@ -471,38 +471,65 @@ class CudaBackend final : public Backend {
 
  private:
   // ---- pinned host memory: upload staging and asynchronous reads ----
-  // Staging: kStagingSlots buffers of kStagingBytes, used in turn; a slot is
-  // reused once the event after its last copy has passed. Bigger uploads go
-  // through the slots in pieces.
+  // Staging: kStagingSlots buffers of kStagingBytes, filled in turn. Uploads
+  // are packed into the current slot (256-byte aligned) until it is full,
+  // then the next slot is taken once the event after its last copy has
+  // passed; an upload bigger than the room left goes through the slots in
+  // pieces. So the host waits only when four slots' worth of uploads are
+  // still queued behind the device's work. If pinned memory cannot be had,
+  // staging is off for good and uploads are synchronous.
   static constexpr int kStagingSlots = 4;
   static constexpr std::size_t kStagingBytes = std::size_t(4) << 20;
+  static constexpr std::size_t kStagingAlign = 256;
   struct Staging {
     void* host = nullptr;
     cudaEvent_t done = nullptr;
-    bool pending = false;
+    std::size_t used = 0;  // bytes handed out since the slot was last taken
+    bool pending = false;  // `done` was recorded after a copy from it
   };
 
-  // False when pinned memory cannot be had (the caller copies synchronously).
+  // Makes staging_[i] usable (allocated, its previous copies finished, empty).
+  // False when its pinned memory cannot be had.
+  bool take_slot(int i) {
+    Staging& s = staging_[i];
+    if (!s.host) {
+      if (!s.done) RECUR_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+      if (cudaHostAlloc(&s.host, kStagingBytes, cudaHostAllocDefault) != cudaSuccess) {
+        s.host = nullptr;
+        (void)cudaGetLastError();
+        return false;
+      }
+    }
+    if (s.pending) RECUR_CUDA_CHECK(cudaEventSynchronize(s.done));
+    s.pending = false;
+    s.used = 0;
+    return true;
+  }
+
+  // False when staging is off (the caller copies synchronously).
   bool upload_staged(void* dst, const void* src, std::size_t n) {
     std::lock_guard<std::mutex> lock(staging_mutex_);
-    for (std::size_t off = 0; off < n; off += kStagingBytes) {
-      Staging& s = staging_[next_staging_];
-      if (!s.host) {
-        if (cudaHostAlloc(&s.host, kStagingBytes, cudaHostAllocDefault) != cudaSuccess) {
-          s.host = nullptr;
-          (void)cudaGetLastError();
+    if (staging_off_) return false;
+    for (std::size_t off = 0; off < n;) {
+      Staging* s = &staging_[next_staging_];
+      if (!s->host || s->used >= kStagingBytes || (s->used > 0 && n - off > kStagingBytes - s->used)) {
+        // The current slot is full, or the rest does not fit: the next one.
+        if (s->host && s->used > 0) next_staging_ = (next_staging_ + 1) % kStagingSlots;
+        if (!take_slot(next_staging_)) {
+          staging_off_ = true;
           if (off == 0) return false;
           return upload_rest(dst, src, n, off);
         }
-        RECUR_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+        s = &staging_[next_staging_];
       }
-      if (s.pending) RECUR_CUDA_CHECK(cudaEventSynchronize(s.done));
-      const std::size_t piece = std::min(kStagingBytes, n - off);
-      std::memcpy(s.host, static_cast<const char*>(src) + off, piece);
-      RECUR_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + off, s.host, piece, cudaMemcpyHostToDevice, stream_));
-      RECUR_CUDA_CHECK(cudaEventRecord(s.done, stream_));
-      s.pending = true;
-      next_staging_ = (next_staging_ + 1) % kStagingSlots;
+      const std::size_t piece = std::min(kStagingBytes - s->used, n - off);
+      char* host = static_cast<char*>(s->host) + s->used;
+      std::memcpy(host, static_cast<const char*>(src) + off, piece);
+      RECUR_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + off, host, piece, cudaMemcpyHostToDevice, stream_));
+      RECUR_CUDA_CHECK(cudaEventRecord(s->done, stream_));
+      s->pending = true;
+      s->used += (piece + kStagingAlign - 1) / kStagingAlign * kStagingAlign;
+      off += piece;
     }
     return true;
   }
@@ -552,28 +579,45 @@ class CudaBackend final : public Backend {
     bool ready_ = false;
   };
 
+  // The smallest free block that holds `bytes`, else a new one (sizes in
+  // powers of two from 256 bytes, so blocks are reused across similar reads).
   std::unique_ptr<PinnedRead> acquire_read(std::size_t bytes) {
     std::lock_guard<std::mutex> lock(read_mutex_);
+    std::size_t best = free_reads_.size();
     for (std::size_t i = 0; i < free_reads_.size(); ++i)
-      if (free_reads_[i].bytes >= bytes) {
-        const PinnedBlock b = free_reads_[i];
-        free_reads_.erase(free_reads_.begin() + std::ptrdiff_t(i));
-        return std::make_unique<PinnedRead>(*this, b);
-      }
+      if (free_reads_[i].bytes >= bytes && (best == free_reads_.size() || free_reads_[i].bytes < free_reads_[best].bytes))
+        best = i;
+    if (best < free_reads_.size()) {
+      const PinnedBlock b = free_reads_[best];
+      free_reads_.erase(free_reads_.begin() + std::ptrdiff_t(best));
+      return std::make_unique<PinnedRead>(*this, b);
+    }
     PinnedBlock b;
-    b.bytes = std::max<std::size_t>(bytes, 256);
+    b.bytes = 256;
+    while (b.bytes < bytes) b.bytes *= 2;
+    RECUR_CUDA_CHECK(cudaEventCreateWithFlags(&b.done, cudaEventDisableTiming));
     if (cudaHostAlloc(&b.host, b.bytes, cudaHostAllocDefault) != cudaSuccess) {
       (void)cudaGetLastError();
+      (void)cudaEventDestroy(b.done);
       return nullptr;
     }
-    RECUR_CUDA_CHECK(cudaEventCreateWithFlags(&b.done, cudaEventDisableTiming));
     return std::make_unique<PinnedRead>(*this, b);
   }
   // Called by a PinnedRead's destructor: its copy may still be in flight, so
-  // a later read that takes the block records a new event after it (one stream).
+  // a later read that takes the block records a new event after it (one
+  // stream). Beyond kMaxFreeReads free blocks the block is freed once its copy
+  // has finished.
+  static constexpr std::size_t kMaxFreeReads = 64;
   void release_read(const PinnedBlock& b) noexcept {
     std::lock_guard<std::mutex> lock(read_mutex_);
-    free_reads_.push_back(b);
+    if (free_reads_.size() < kMaxFreeReads) {
+      free_reads_.push_back(b);
+      return;
+    }
+    (void)cudaEventSynchronize(b.done);
+    (void)cudaFreeHost(b.host);
+    (void)cudaEventDestroy(b.done);
+    (void)cudaGetLastError();
   }
 
   static bool is_sequence(OpKind op) {
@@ -665,6 +709,7 @@ class CudaBackend final : public Backend {
   std::mutex staging_mutex_, read_mutex_;
   Staging staging_[kStagingSlots];
   int next_staging_ = 0;
+  bool staging_off_ = false;
   std::vector<PinnedBlock> free_reads_;
 };
 
