@@ -47,6 +47,7 @@ import sys
 DEFAULT_REPEATS = 11
 DEFAULT_MAX_SPREAD = 0.10
 HERE = os.path.dirname(os.path.abspath(__file__))
+CODE_EXCLUDES = ("*.py", "*.md", "bench/results", "docs")
 
 
 def add_args(ap, threads_default=2):
@@ -133,9 +134,11 @@ def binary_line(path):
         return f"{path} (missing)"
     built = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     line = f"{path} built {built}"
-    ct = git("log", "-1", "--format=%ct", "HEAD")
+    # The last commit that changed what the binary is built from (not the
+    # Python scripts, the docs or the results).
+    ct = git("log", "-1", "--format=%ct", "HEAD", "--", ":/", *(f":(exclude,top){p}" for p in CODE_EXCLUDES))
     if ct.returncode == 0 and ct.stdout.strip() and mtime < int(ct.stdout.strip()):
-        line += " (WARNING: older than the HEAD commit; rebuild it)"
+        line += " (WARNING: older than the last commit that changed the C++/CUDA code or build; rebuild it)"
     return line
 
 
