@@ -8,8 +8,9 @@ Used by bench/rnn_cpu_vs_pytorch.py and bench/train_vs_pytorch.py:
     os.sched_setaffinity, BEFORE torch is imported: libgomp reads its
     environment once, when it is loaded (by torch here, by recur's bench
     binary in its own process). recur's bench binaries are started as
-    subprocesses of this process and inherit both the affinity and the
-    environment; PyTorch gets torch.set_num_threads(threads) as well. recur
+    subprocesses of this process through child(), under taskset -c with the
+    same CPU set, and inherit the environment; PyTorch gets
+    torch.set_num_threads(threads) as well. recur
     links an OpenMP OpenBLAS, so the one OpenMP setting covers its GEMMs too.
   * stats(): median, min, max, quartiles and the relative spread of a row's
     repeats; spread = IQR / median (inter-quartile range of the repeats,
@@ -101,15 +102,25 @@ def pin(a, enabled=True):
         cpus = parse_cpus(a.cpus) if a.cpus else allowed[:a.threads]
         os.sched_setaffinity(0, cpus)
         cpus = sorted(os.sched_getaffinity(0))
-        where = (f"both sides pinned to CPUs {','.join(map(str, cpus))} (sched_setaffinity, inherited by "
-                 f"recur's bench binary)")
+        where = (f"both sides pinned to CPUs {','.join(map(str, cpus))} (this process: sched_setaffinity; "
+                 f"recur's bench binary: taskset -c {','.join(map(str, cpus))})")
         if len(cpus) < a.threads:
             where += f"; WARNING: {a.threads} threads on {len(cpus)} CPUs"
     else:
         where = f"not pinned (CPUs {','.join(map(str, allowed))})"
     a.pin_env = env
+    a.pin_cpus = cpus if enabled else None
     return where + "; " + " ".join(f"{k}={v}" for k, v in env.items()) + \
         ("" if bind != "unset" else " OMP_PROC_BIND/OMP_PLACES unset")
+
+
+def child(a, cmd):
+    """cmd started on the pinned CPU set. Not left to inheritance: with
+    OMP_PROC_BIND set, PyTorch's libgomp binds this process's main thread to
+    the first core of the set once it has run a parallel region, and a child
+    would inherit that one core."""
+    cpus = getattr(a, "pin_cpus", None)
+    return (["taskset", "-c", ",".join(map(str, cpus))] if cpus else []) + list(cmd)
 
 
 def git(*args):

@@ -91,7 +91,7 @@ def recur_cmd(a, cfg):
 
 
 def recur_trial(a, cfg):
-    rows = csv.DictReader(io.StringIO(subprocess.check_output(recur_cmd(a, cfg), text=True)))
+    rows = csv.DictReader(io.StringIO(subprocess.check_output(harness.child(a, recur_cmd(a, cfg)), text=True)))
     return {r["mode"]: float(r["ms"]) for r in rows}
 
 

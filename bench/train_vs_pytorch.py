@@ -136,7 +136,7 @@ def recur_cmd(name, a):
 
 
 def recur_trial(name, a):
-    out = subprocess.check_output(recur_cmd(name, a), text=True)  # inherits harness.pin()'s settings
+    out = subprocess.check_output(harness.child(a, recur_cmd(name, a)), text=True)
     row = next(csv.DictReader(io.StringIO(out)))
     median = float(row["median_step_ms"])
     return float(row["samples_per_s"]), median, float(row.get("min_step_ms", median))
