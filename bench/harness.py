@@ -228,3 +228,21 @@ def cpu_name():
 
 def load():
     return "/".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _self_test():
+    """python3 bench/harness.py: checks the statistics and the flag (no torch needed)."""
+    s = stats([10, 11, 12, 13, 100])  # one outlier: the IQR ignores it, max shows it
+    assert s["median"] == 12 and s["min"] == 10 and s["max"] == 100
+    assert abs(s["spread"] - (13 - 11) / 12) < 1e-12, s
+    steady, noisy = stats([100, 101, 99, 100, 102]), stats([50, 100, 150, 80, 120])
+    assert flag(steady, steady, 0.10) == "" and flag(steady, noisy, 0.10) == "unstable"
+    assert flag(stats([1.0]), steady, 0.10) == "single" and fmt_spread(stats([1.0])) == "-"
+    rows = [dict(ratio=2.0, flag=""), dict(ratio=8.0, flag=""), dict(ratio=0.5, flag="unstable")]
+    assert "geometric mean 4.00, minimum 2.00; 1 row(s) flagged" in summary(rows), summary(rows)
+    assert parse_cpus("0-2,5") == [0, 1, 2, 5]
+    print("harness self-test: PASS")
+
+
+if __name__ == "__main__":
+    _self_test()
