@@ -48,7 +48,7 @@ import sys
 DEFAULT_REPEATS = 11
 DEFAULT_MAX_SPREAD = 0.10
 HERE = os.path.dirname(os.path.abspath(__file__))
-CODE_EXCLUDES = ("*.py", "*.md", "bench/results", "docs")
+CODE_EXCLUDES = ("*.py", "*.md", "bench/results", "docs", "tests")  # none of them builds a bench binary
 
 
 def add_args(ap, threads_default=2):
@@ -146,10 +146,10 @@ def binary_line(path):
     built = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     line = f"{path} built {built}"
     # The last commit that changed what the binary is built from (not the
-    # Python scripts, the docs or the results).
+    # Python scripts, the docs, the tests or the results).
     ct = git("log", "-1", "--format=%ct", "HEAD", "--", ":/", *(f":(exclude,top){p}" for p in CODE_EXCLUDES))
     if ct.returncode == 0 and ct.stdout.strip() and mtime < int(ct.stdout.strip()):
-        line += " (WARNING: older than the last commit that changed the C++/CUDA code or build; rebuild it)"
+        line += " (WARNING: older than the last commit that changed the code or build of the library or the benches; rebuild it)"
     return line
 
 
