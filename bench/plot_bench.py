@@ -11,6 +11,9 @@ recognises it by its header:
   rnn_cpu_vs_pytorch   (bench/rnn_cpu_vs_pytorch.py): recur's layers against PyTorch;
   train_vs_pytorch     (bench/train_vs_pytorch.py, --device cpu or cuda): training
                        samples/s against PyTorch.
+                       For these two, each side's spread (IQR / median of the
+                       repeats) and the row's flag ("unstable": left out of the
+                       script's summary) are shown when the CSV has them.
 For each it writes a table <name>.md and a chart <name>.png or <name>.svg
 into --out (default: the CSV's own folder), <name> being the CSV's file name
 without .csv (for bench_cudnn with several devices in one file, followed by
@@ -435,10 +438,22 @@ def conv_outputs(comments, rows, device):
     return lines, Figure(f"recur Conv1D against cuDNN, {device}", [p])
 
 
+def spread_columns(head, body, rows):
+    """The spread and flag columns of the Python comparisons' CSVs, when they have
+    them (written since issue 18; older files have neither)."""
+    if not rows or "flag" not in rows[0]:
+        return head, body
+    pct = lambda v: "-" if num(v) is None else "%.1f%%" % (100 * num(v))
+    return (head + ["recur spread", "PyTorch spread", "flag"],
+            [b + [pct(r.get("recur_spread")), pct(r.get("pytorch_spread")), r.get("flag", "")]
+             for b, r in zip(body, rows)])
+
+
 def cpu_rnn_outputs(comments, rows, device):
     head = ["cell", "H", "B", "T", "I", "mode", "recur ms", "PyTorch ms", "recur/PyTorch (samples/s)"]
     body = [[r["cell"], r["H"], r["B"], r["T"], r["I"], r["mode"], fmt(r["recur_ms"]), fmt(r["pytorch_ms"]),
              fmt(r["ratio"])] for r in rows]
+    head, body = spread_columns(head, body, rows)
     lines = [f"# recur's recurrent layers against PyTorch, {device}", ""] + [f"    {c}" for c in comments] + [""]
     lines += md_table(head, body)
     p = Panel("recur / PyTorch samples/s (above 1: recur faster)", "", "recur / PyTorch samples/s", "bars")
@@ -455,6 +470,7 @@ def train_outputs(comments, rows, device):
     body = [[r["model"], r["batch"], r["time"], r["features"], fmt(r["recur_samples_per_s"], ".1f"),
              fmt(r["pytorch_samples_per_s"], ".1f"), fmt(r["ratio"])] +
             ([fmt(r.get("epoch_s_recur")), fmt(r.get("epoch_s_pytorch"))] if gpu else []) for r in rows]
+    head, body = spread_columns(head, body, rows)
     lines = [f"# Training samples/s, recur against PyTorch, {device}", ""] + [f"    {c}" for c in comments] + [""]
     lines += md_table(head, body)
     p = Panel("recur / PyTorch training samples/s (above 1: recur faster)", "", "recur / PyTorch samples/s", "bars")

@@ -1,25 +1,39 @@
 #!/usr/bin/env python3
 """recur's CPU backend against PyTorch on the CPU, same machine, same run.
 
-Runs build/bin/bench_rnn on the CPU and the same layers in PyTorch (nn.LSTM /
-nn.GRU, batch_first, float32, all cores), forward (inference, no_grad) and
-forward + backward, median of repeats after a warm-up, random inputs. Prints a
-markdown table with the ratio recur/PyTorch in samples per second (above 1:
-recur is faster) and writes the CSV and the table to the output folder.
+Runs recur's bench_rnn on the CPU and the same layers in PyTorch (nn.LSTM /
+nn.GRU, batch_first, float32), forward (inference, no_grad) and forward +
+backward, random inputs. Both sides run with the same threads, pinned to the
+same CPUs, with the same OpenMP wait policy (bench/harness.py says how).
 
-    /usr/bin/python3 bench/rnn_cpu_vs_pytorch.py [--bench build/bin/bench_rnn] [--out DIR]
+Method: --repeats rounds (default 11); in each round, for each configuration,
+one recur process (bench_rnn --repeats --inner: one warm-up call, then --inner
+timed calls of each mode, their median) and the same in PyTorch, the order
+alternating between rounds so that neither side always runs first. Each
+round gives one figure per side and mode; a row reports the median of the
+rounds, their min, max and spread (IQR / median), the ratio recur/PyTorch in
+samples/s (the PyTorch median over recur's: above 1 recur is faster) and a
+flag when either side's spread exceeds --max-spread. The table is headed by
+the date, the commit, the pinning and OpenMP settings and the command, and
+ends with a summary over the rows not flagged. Writes
+rnn_cpu_vs_pytorch.{md,csv} to --out.
+
+    /usr/bin/python3 bench/rnn_cpu_vs_pytorch.py [--bench build-cpu/bin/bench_rnn] [--out DIR]
+        [--repeats 11] [--inner 5] [--threads 2] [--cpus 0,1] [--omp-wait-policy passive]
+        [--proc-bind close] [--max-spread 0.10] [--config cell,H,B,T,I ...] [--quick] [--no-write]
 Needs PyTorch (Debian: apt-get install python3-torch)."""
 import argparse
 import csv
-import datetime
 import io
 import os
-import platform
 import statistics
 import subprocess
+import sys
 import time
 
-import torch
+import harness
+
+torch = None  # imported in main(), after harness.pin() has set the OpenMP environment
 
 CONFIGS = [  # cell, H, B, T, I: the Jena shape first, then a subset of the suite
     ("gru", 32, 128, 240, 14),
@@ -29,68 +43,138 @@ CONFIGS = [  # cell, H, B, T, I: the Jena shape first, then a subset of the suit
     ("gru", 256, 1, 240, 256),
     ("lstm", 256, 64, 240, 256),
 ]
+MODES = ("forward", "train")
 
 
-def torch_time(cell, H, B, T, I, repeats):
-    torch.manual_seed(0)
-    net = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(I, H, batch_first=True)
-    x = torch.rand(B, T, I) * 2 - 1
-    dy = torch.ones(B, T, H)
+def parse_config(s):
+    cell, *dims = s.split(",")
+    if cell not in ("gru", "lstm") or len(dims) != 4:
+        raise argparse.ArgumentTypeError(f"--config {s}: want gru|lstm,H,B,T,I")
+    return (cell, *map(int, dims))
 
-    def fwd():
+
+class TorchLayer:
+    """One configuration's PyTorch layer and inputs, built once and timed each round."""
+
+    def __init__(self, cell, H, B, T, I):
+        torch.manual_seed(0)
+        self.net = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(I, H, batch_first=True)
+        self.x = torch.rand(B, T, I) * 2 - 1
+        self.dy = torch.ones(B, T, H)
+
+    def forward(self):
         with torch.no_grad():
-            net(x)
+            self.net(self.x)
 
-    def train():
-        net.zero_grad()
-        y, _ = net(x)
-        y.backward(dy)
+    def train(self):
+        self.net.zero_grad()
+        y, _ = self.net(self.x)
+        y.backward(self.dy)
 
-    out = {}
-    for mode, f in (("forward", fwd), ("train", train)):
-        f()
-        t = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
+    def trial(self, inner):
+        """As bench_rnn: per mode one warm-up call, then the median of inner timed calls (ms)."""
+        out = {}
+        for mode in MODES:
+            f = getattr(self, mode)
             f()
-            t.append((time.perf_counter() - t0) * 1000)
-        out[mode] = statistics.median(t)
-    return out
+            t = []
+            for _ in range(inner):
+                t0 = time.perf_counter()
+                f()
+                t.append((time.perf_counter() - t0) * 1000)
+            out[mode] = statistics.median(t)
+        return out
+
+
+def recur_cmd(a, cfg):
+    return [a.bench, "--device", "cpu", "--repeats", str(a.inner), "--config", ",".join(map(str, cfg))]
+
+
+def recur_trial(a, cfg):
+    rows = csv.DictReader(io.StringIO(subprocess.check_output(harness.child(a, recur_cmd(a, cfg)), text=True)))
+    return {r["mode"]: float(r["ms"]) for r in rows}
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bench", default="build/bin/bench_rnn")
-    ap.add_argument("--out", default="bench/results/cpu-2core")
-    ap.add_argument("--repeats", type=int, default=5)
+    global torch
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", default="build-cpu/bin/bench_rnn")
+    ap.add_argument("--out", help="default: bench/results/cpu-2core")
+    ap.add_argument("--repeats", type=int, help=f"rounds (default {harness.DEFAULT_REPEATS}; 3 with --quick)")
+    ap.add_argument("--inner", type=int, help="timed calls per round and mode, their median (default 5; 1 with --quick)")
+    ap.add_argument("--config", type=parse_config, action="append",
+                    help="cell,H,B,T,I (repeatable; default: the six of the committed table)")
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    harness.add_args(ap)
     a = ap.parse_args()
-    torch.set_num_threads(os.cpu_count())
-    cmd = [a.bench, "--device", "cpu", "--repeats", str(a.repeats)]
-    for c in CONFIGS:
-        cmd += ["--config", ",".join(map(str, c))]
-    rows = list(csv.DictReader(io.StringIO(subprocess.check_output(cmd, text=True))))
-    peer = {c: torch_time(*c, a.repeats) for c in CONFIGS}
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    head = (f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-            f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads); {stamp}\n"
-            f"command: /usr/bin/python3 bench/rnn_cpu_vs_pytorch.py (bench: {' '.join(cmd[:5])} ...)\n")
-    lines = [head, "| cell | H | B | T | I | mode | recur ms | PyTorch ms | recur/PyTorch (samples/s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    csv_lines = ["cell,H,B,T,I,mode,recur_ms,pytorch_ms,ratio"]
-    for r in rows:
-        cfg = (r["cell"], int(r["H"]), int(r["B"]), int(r["T"]), int(r["I"]))
-        p = peer[cfg][r["mode"]]
-        ratio = p / float(r["ms"])
-        lines.append(f"| {cfg[0]} | {cfg[1]} | {cfg[2]} | {cfg[3]} | {cfg[4]} | {r['mode']} | "
-                     f"{float(r['ms']):.2f} | {p:.2f} | {ratio:.2f} |")
-        csv_lines.append(f"{','.join(map(str, cfg))},{r['mode']},{r['ms']},{p:.3f},{ratio:.3f}")
+    if a.repeats is None:
+        a.repeats = 3 if a.quick else harness.DEFAULT_REPEATS
+    if a.inner is None:
+        a.inner = 1 if a.quick else 5
+    if a.quick and a.out is None:
+        a.no_write = True
+    a.out = a.out or "bench/results/cpu-2core"
+    configs = a.config or CONFIGS
+    pin_line = harness.pin(a)
+    import torch as _torch
+    torch = _torch
+    torch.set_num_threads(a.threads)
+    head = harness.header(a, "bench/rnn_cpu_vs_pytorch.py", pin_line, torch, extra=[
+        f"recur: {' '.join(recur_cmd(a, ('CELL,H,B,T,I',)))}; {harness.binary_line(a.bench)}",
+        f"method: {a.repeats} rounds, recur and PyTorch alternating which goes first; per round, side and "
+        f"mode one warm-up call and the median of {a.inner} timed calls; a row: the median of the rounds, "
+        f"their min, max and spread; ratio: PyTorch median ms / recur median ms (samples/s; above 1: "
+        f"recur faster)"])
+    layers = {c: TorchLayer(*c) for c in configs}
+    res = {(c, m): ([], []) for c in configs for m in MODES}  # (recur ms, PyTorch ms) per round
+    for r in range(a.repeats):
+        for i, c in enumerate(configs):
+            sides = [("recur", lambda: recur_trial(a, c)), ("torch", lambda: layers[c].trial(a.inner))]
+            if (r + i) % 2:
+                sides.reverse()
+            got = {name: f() for name, f in sides}
+            for m in MODES:
+                res[(c, m)][0].append(got["recur"][m])
+                res[(c, m)][1].append(got["torch"][m])
+        print(f"# round {r + 1}/{a.repeats} done (load {harness.load()})", file=sys.stderr, flush=True)
+    rows = []
+    for c in configs:
+        for m in MODES:
+            rs, ts = (harness.stats(v) for v in res[(c, m)])
+            rows.append(dict(cell=c[0], H=c[1], B=c[2], T=c[3], I=c[4], mode=m,
+                             recur_ms=rs["median"], pytorch_ms=ts["median"], ratio=ts["median"] / rs["median"],
+                             recur_min_ms=rs["min"], recur_max_ms=rs["max"], recur_spread=rs["spread"],
+                             pytorch_min_ms=ts["min"], pytorch_max_ms=ts["max"], pytorch_spread=ts["spread"],
+                             repeats=a.repeats, flag=harness.flag(rs, ts, a.max_spread),
+                             _r=rs, _t=ts))
+    head.append(f"load average after {harness.load()}")
+    summ = harness.summary(rows, label="recur/PyTorch (samples/s)")
+    lines = [*(f"- {h}" for h in head), "",
+             "| cell | H | B | T | I | mode | recur ms | recur min-max | recur spread | PyTorch ms | "
+             "PyTorch min-max | PyTorch spread | recur/PyTorch (samples/s) | flag |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for w in rows:
+        lines.append(f"| {w['cell']} | {w['H']} | {w['B']} | {w['T']} | {w['I']} | {w['mode']} | "
+                     f"{w['recur_ms']:.2f} | {w['recur_min_ms']:.2f}-{w['recur_max_ms']:.2f} | "
+                     f"{harness.fmt_spread(w['_r'])} | {w['pytorch_ms']:.2f} | "
+                     f"{w['pytorch_min_ms']:.2f}-{w['pytorch_max_ms']:.2f} | {harness.fmt_spread(w['_t'])} | "
+                     f"{w['ratio']:.2f} | {w['flag']} |")
+    lines += ["", summ]
     table = "\n".join(lines)
     print(table)
+    if a.no_write:
+        return
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "rnn_cpu_vs_pytorch.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(a.out, "rnn_cpu_vs_pytorch.csv"), "w") as f:
-        f.write("# " + head.replace("\n", "\n# ").rstrip("# ") + "\n".join(csv_lines) + "\n")
+        f.write("".join(f"# {h}\n" for h in head + [summ]))
+        fields = [k for k in rows[0] if not k.startswith("_")]
+        wr = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        wr.writeheader()
+        for w in rows:
+            wr.writerow({k: ("" if v is None else f"{v:.4f}" if isinstance(v, float) else v)
+                         for k, v in w.items() if not k.startswith("_")})
 
 
 if __name__ == "__main__":

@@ -6,18 +6,25 @@ For each model (gru, lstm, dense, conv: bench/bench_train.cpp describes them)
 and each repeat, runs recur's bench_train binary and the same model in PyTorch
 (float32, the same shapes, fixed random data, RMSprop(lr=1e-3, alpha=0.9,
 eps=1e-7) as Keras's RMSprop defaults, L1 loss), each for --warmup untimed and
---steps timed steps, alternating which goes first. Both use --threads threads
-(torch.set_num_threads; recur's OpenMP/OpenBLAS via --threads and
-OMP_NUM_THREADS). Reports the median samples/s of each over the repeats and
-the ratio recur/PyTorch (above 1: recur is faster), the fastest single step
-of each, and the load average before and after each model, and writes a
-markdown table and a CSV to --out. Both sides use libgomp: on a loaded
-machine its spin-waiting makes every OpenMP region expensive, so the header
-records OMP_WAIT_POLICY.
+--steps timed steps, alternating which goes first. Both sides run with
+--threads threads, pinned to the same CPUs, with the same OpenMP wait policy
+(passive by default) and binding (bench/harness.py sets the environment and
+the affinity before torch loads libgomp; recur's bench_train inherits them
+and gets --threads; PyTorch gets torch.set_num_threads). Each row reports the
+median samples/s of each side over the repeats (default 11), their min, max
+and spread (IQR / median), the ratio recur/PyTorch (above 1: recur is
+faster), the median and the fastest single step of each, and the load average
+before and after each model; a row whose spread exceeds --max-spread on
+either side is flagged unstable and left out of the summary line under the
+table. The table, headed by the date, the commit (marked when the tree has
+uncommitted changes outside bench/results/), the pinning, the OpenMP settings
+and the command, goes to --out as markdown and CSV.
 
     /usr/bin/python3 bench/train_vs_pytorch.py [--bench build-cpu/bin/bench_train]
-        [--models gru,lstm,dense,conv] [--repeats 5] [--steps 10] [--warmup 2]
-        [--threads 2] [--batch 128] [--time 240] [--features 6] [--out DIR]
+        [--models gru,lstm,dense,conv] [--repeats 11] [--steps 10] [--warmup 2]
+        [--threads 2] [--cpus 0,1] [--omp-wait-policy passive] [--proc-bind close]
+        [--max-spread 0.10] [--batch 128] [--time 240] [--features 6] [--out DIR]
+        [--quick] [--no-write]
 
 --device cuda: the end-to-end GPU comparison of the benchmark suite: one epoch
 of the Jena forecaster's training (by default GRU 32, B 128, T 240, 14
@@ -29,54 +36,51 @@ False; recur's cuBLAS and kernels do no TF32). Each PyTorch step ends with
 torch.cuda.synchronize(), as recur's train_on_batch ends by reading the loss;
 steps are timed on the host clock. The output goes to --out (default
 bench/results/<the GPU's name>/). Without a GPU (PyTorch sees no CUDA device,
-or recur cannot open one) it says so and exits 0, measuring nothing.
+or recur cannot open one) it says so and exits 0, measuring nothing. The
+CPU side is not pinned on the GPU unless --cpus is given (OMP_NUM_THREADS
+and OMP_WAIT_POLICY are set as on the CPU).
     python3 bench/train_vs_pytorch.py --device cuda --bench build-gpu/bin/bench_train
 Needs PyTorch (Debian: apt-get install python3-torch). Written for PyTorch
 1.13 (here) and 2.x (GPU machines)."""
 import argparse
 import csv
-import datetime
 import io
 import os
-import platform
 import re
-import shlex
 import statistics
 import subprocess
 import sys
 import time
 
-import torch
-from torch import nn
+import harness
 
-
-class LastStep(nn.Module):
-    """nn.GRU / nn.LSTM returning the last step's output (Keras's return_sequences=False)."""
-
-    def __init__(self, rnn):
-        super().__init__()
-        self.rnn = rnn
-
-    def forward(self, x):
-        y, _ = self.rnn(x)
-        return y[:, -1]
-
-
-class ChannelsFirst(nn.Module):
-    """[B, T, C] -> [B, C, T] for nn.Conv1d."""
-
-    def forward(self, x):
-        return x.transpose(1, 2)
-
-
-class GlobalMax(nn.Module):
-    """Keras's GlobalMaxPooling1D on [B, C, T]."""
-
-    def forward(self, x):
-        return x.amax(dim=2)
+torch = nn = None  # imported in main(), after harness.pin() has set the OpenMP environment
 
 
 def torch_model(name, T, F):
+    class LastStep(nn.Module):
+        """nn.GRU / nn.LSTM returning the last step's output (Keras's return_sequences=False)."""
+
+        def __init__(self, rnn):
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, x):
+            y, _ = self.rnn(x)
+            return y[:, -1]
+
+    class ChannelsFirst(nn.Module):
+        """[B, T, C] -> [B, C, T] for nn.Conv1d."""
+
+        def forward(self, x):
+            return x.transpose(1, 2)
+
+    class GlobalMax(nn.Module):
+        """Keras's GlobalMaxPooling1D on [B, C, T]."""
+
+        def forward(self, x):
+            return x.amax(dim=2)
+
     if name == "gru":  # Keras's GRU(reset_after=True) is nn.GRU's cell
         return nn.Sequential(LastStep(nn.GRU(F, 32, batch_first=True)), nn.Linear(32, 1))
     if name == "lstm":
@@ -132,15 +136,10 @@ def recur_cmd(name, a):
 
 
 def recur_trial(name, a):
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
-    out = subprocess.check_output(recur_cmd(name, a), text=True, env=env)
+    out = subprocess.check_output(harness.child(a, recur_cmd(name, a)), text=True)
     row = next(csv.DictReader(io.StringIO(out)))
     median = float(row["median_step_ms"])
     return float(row["samples_per_s"]), median, float(row.get("min_step_ms", median))
-
-
-def load():
-    return "/".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def slug(name):
@@ -180,27 +179,37 @@ def cuda_setup(a):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    global torch, nn
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="cpu (default) or cuda: PyTorch with cuDNN and recur on GPU 0")
     ap.add_argument("--bench", default="build-cpu/bin/bench_train")
-    # Defaults: the CPU comparison's (unchanged), or the GPU epoch's with --device cuda.
+    # Defaults: the CPU comparison's, or the GPU epoch's with --device cuda.
     ap.add_argument("--models", help="default: gru,lstm,dense,conv (cpu), gru (cuda)")
-    ap.add_argument("--repeats", type=int, help="default: 5 (cpu), 3 (cuda)")
-    ap.add_argument("--steps", type=int, help="default: 10 (cpu), 500: one epoch (cuda)")
-    ap.add_argument("--warmup", type=int, help="default: 2 (cpu), 20 (cuda)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int,
+                    help=f"default: {harness.DEFAULT_REPEATS} (cpu), 3 (cuda), 3 with --quick")
+    ap.add_argument("--steps", type=int, help="default: 10 (cpu), 500: one epoch (cuda); 2 with --quick")
+    ap.add_argument("--warmup", type=int, help="default: 2 (cpu), 20 (cuda); 1 with --quick")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--time", type=int, default=240)
     ap.add_argument("--features", type=int, help="default: 6 (cpu), 14: the Jena data's (cuda)")
     ap.add_argument("--out", help="default: bench/results/cpu-2core (cpu), bench/results/<GPU name> (cuda)")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    harness.add_args(ap)
     a = ap.parse_args()
     gpu = a.device == "cuda"
-    for k, cpu_v, cuda_v in (("models", "gru,lstm,dense,conv", "gru"), ("repeats", 5, 3),
-                             ("steps", 10, 500), ("warmup", 2, 20), ("features", 6, 14)):
+    for k, cpu_v, cuda_v, quick_v in (("models", "gru,lstm,dense,conv", "gru", None),
+                                      ("repeats", harness.DEFAULT_REPEATS, 3, 3), ("steps", 10, 500, 2),
+                                      ("warmup", 2, 20, 1), ("features", 6, 14, None)):
         if getattr(a, k) is None:
-            setattr(a, k, cuda_v if gpu else cpu_v)
+            setattr(a, k, quick_v if a.quick and quick_v is not None else cuda_v if gpu else cpu_v)
+    if a.quick and a.out is None:
+        a.no_write = True
+    # On the GPU the CPU threads matter little: pinned only when --cpus says so.
+    pin_line = harness.pin(a, enabled=not gpu or bool(a.cpus))
+    import torch as _torch
+    from torch import nn as _nn
+    torch, nn = _torch, _nn
     device_line = None
     if gpu:
         gpu_name, device_line = cuda_setup(a)
@@ -209,10 +218,17 @@ def main():
     elif a.out is None:
         a.out = "bench/results/cpu-2core"
     torch.set_num_threads(a.threads)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    head = harness.header(a, "bench/train_vs_pytorch.py", pin_line, torch, extra=[
+        *([f"{device_line}; each PyTorch step ends with torch.cuda.synchronize()"] if gpu else []),
+        f"recur: {' '.join(recur_cmd('MODEL', a))}; {harness.binary_line(a.bench)}",
+        f"method: {a.repeats} repeats, recur and PyTorch alternating which goes first; each a fresh model "
+        f"(recur: a fresh process), {a.warmup} warm-up + {a.steps} timed steps, samples/s over the timed "
+        f"steps; a row: the median of the repeats' samples/s, their min, max and spread; ms/step: the "
+        f"median of the repeats' median steps; best: the fastest single step of all repeats; load average "
+        f"(1/5/15 min) before and after each model; ratio: recur/PyTorch samples/s (above 1: recur faster)"])
     rows = []
     for name in a.models.split(","):
-        load_before = load()
+        load_before = harness.load()
         rs, ts = [], []
         for r in range(a.repeats):
             # Alternate the order so that neither side always runs first.
@@ -220,47 +236,41 @@ def main():
             res = {f: f(name, a) for f in order}
             rs.append(res[recur_trial])
             ts.append(res[torch_trial])
-            print(f"# {name} repeat {r}: recur {rs[-1][0]:.1f} samples/s, "
-                  f"PyTorch {ts[-1][0]:.1f} samples/s (load {load()})", file=sys.stderr, flush=True)
-        rec = statistics.median(v[0] for v in rs)
-        tor = statistics.median(v[0] for v in ts)
+            print(f"# {name} repeat {r + 1}/{a.repeats}: recur {rs[-1][0]:.1f} samples/s, "
+                  f"PyTorch {ts[-1][0]:.1f} samples/s (load {harness.load()})", file=sys.stderr, flush=True)
+        rst, tst = harness.stats([v[0] for v in rs]), harness.stats([v[0] for v in ts])
         row = dict(device="cuda") if gpu else {}
         rows.append(dict(row, model=name, batch=a.batch, time=a.time, features=a.features,
-                         threads=a.threads, recur_samples_per_s=rec, pytorch_samples_per_s=tor,
-                         ratio=rec / tor,
+                         threads=a.threads, recur_samples_per_s=rst["median"],
+                         pytorch_samples_per_s=tst["median"], ratio=rst["median"] / tst["median"],
                          recur_step_ms=statistics.median(v[1] for v in rs),
                          pytorch_step_ms=statistics.median(v[1] for v in ts),
                          recur_best_ms=min(v[2] for v in rs),
                          pytorch_best_ms=min(v[2] for v in ts),
-                         recur_min_max=f"{min(v[0] for v in rs):.1f}-{max(v[0] for v in rs):.1f}",
-                         pytorch_min_max=f"{min(v[0] for v in ts):.1f}-{max(v[0] for v in ts):.1f}",
-                         load_before=load_before, load_after=load()))
+                         recur_min=rst["min"], recur_max=rst["max"], recur_spread=rst["spread"],
+                         pytorch_min=tst["min"], pytorch_max=tst["max"], pytorch_spread=tst["spread"],
+                         repeats=a.repeats, flag=harness.flag(rst, tst, a.max_spread),
+                         load_before=load_before, load_after=harness.load(), _r=rst, _t=tst))
         if gpu:  # the epoch: --steps steps of --batch samples at the median rate
-            rows[-1]["epoch_s_recur"] = a.steps * a.batch / rec
-            rows[-1]["epoch_s_pytorch"] = a.steps * a.batch / tor
-    cmd = f"{sys.executable} bench/train_vs_pytorch.py " + " ".join(shlex.quote(s) for s in sys.argv[1:])
-    head = (f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-            f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads), recur "
-            f"{a.threads} threads; {stamp}\n"
-            + (f"{device_line}; each PyTorch step ends with torch.cuda.synchronize()\n" if gpu else "") +
-            f"command: {cmd.strip()}\n"
-            f"recur: {' '.join(recur_cmd('MODEL', a))}\n"
-            f"median of {a.repeats} interleaved repeats of {a.warmup} warm-up + {a.steps} timed "
-            f"steps; best: the fastest single step of all repeats; load average (1/5/15 min) "
-            f"before and after each model; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}\n")
+            rows[-1]["epoch_s_recur"] = a.steps * a.batch / rst["median"]
+            rows[-1]["epoch_s_pytorch"] = a.steps * a.batch / tst["median"]
+    summ = harness.summary(rows, label="recur/PyTorch (samples/s)")
     epoch = " epoch s recur | epoch s PyTorch |" if gpu else ""
-    lines = [head,
-             "| model | B | T | F | recur samples/s | PyTorch samples/s | recur/PyTorch | "
-             "recur ms/step | PyTorch ms/step | recur best ms | PyTorch best ms | "
-             "recur range | PyTorch range | load before | load after |" + epoch,
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if gpu else "")]
+    lines = [*(f"- {h}" for h in head), "",
+             "| model | B | T | F | recur samples/s | recur min-max | recur spread | PyTorch samples/s | "
+             "PyTorch min-max | PyTorch spread | recur/PyTorch | flag | recur ms/step | PyTorch ms/step | "
+             "recur best ms | PyTorch best ms | load before | load after |" + epoch,
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if gpu else "")]
     for w in rows:
         lines.append(f"| {w['model']} | {w['batch']} | {w['time']} | {w['features']} | "
-                     f"{w['recur_samples_per_s']:.1f} | {w['pytorch_samples_per_s']:.1f} | "
-                     f"{w['ratio']:.2f} | {w['recur_step_ms']:.2f} | {w['pytorch_step_ms']:.2f} | "
-                     f"{w['recur_best_ms']:.2f} | {w['pytorch_best_ms']:.2f} | {w['recur_min_max']} | {w['pytorch_min_max']} | {w['load_before']} | "
+                     f"{w['recur_samples_per_s']:.1f} | {w['recur_min']:.1f}-{w['recur_max']:.1f} | "
+                     f"{harness.fmt_spread(w['_r'])} | {w['pytorch_samples_per_s']:.1f} | "
+                     f"{w['pytorch_min']:.1f}-{w['pytorch_max']:.1f} | {harness.fmt_spread(w['_t'])} | "
+                     f"{w['ratio']:.2f} | {w['flag']} | {w['recur_step_ms']:.2f} | {w['pytorch_step_ms']:.2f} | "
+                     f"{w['recur_best_ms']:.2f} | {w['pytorch_best_ms']:.2f} | {w['load_before']} | "
                      f"{w['load_after']} |"
                      + (f" {w['epoch_s_recur']:.2f} | {w['epoch_s_pytorch']:.2f} |" if gpu else ""))
+    lines += ["", summ]
     table = "\n".join(lines)
     print(table)
     if a.no_write:
@@ -269,11 +279,13 @@ def main():
     with open(os.path.join(a.out, "train_vs_pytorch.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(a.out, "train_vs_pytorch.csv"), "w") as f:
-        f.write("# " + head.rstrip("\n").replace("\n", "\n# ") + "\n")
-        wr = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        f.write("".join(f"# {h}\n" for h in head + [summ]))
+        fields = [k for k in rows[0] if not k.startswith("_")]
+        wr = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         wr.writeheader()
         for w in rows:
-            wr.writerow({k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in w.items()})
+            wr.writerow({k: ("" if v is None else f"{v:.3f}" if isinstance(v, float) else v)
+                         for k, v in w.items() if not k.startswith("_")})
 
 
 if __name__ == "__main__":
