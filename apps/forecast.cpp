@@ -7,8 +7,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <unistd.h>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -149,21 +152,12 @@ std::string fixed(double v, int digits = 3) {
   return s.str();
 }
 
-void write_file(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    RECUR_CHECK(f.good(), IO, "cannot write '", tmp.string(), "'");
-    f << text;
-    f.flush();
-    RECUR_CHECK(f.good(), IO, "writing '", tmp.string(), "' failed");
-  }
-  fs::rename(tmp, path);
-}
+// Atomically: a temporary name, fsync, rename (safetensors.h).
+void write_file(const fs::path& path, const std::string& text) { write_file_atomically(path.string(), text); }
 
 std::string read_file(const fs::path& path) {
   std::ifstream f(path, std::ios::binary);
-  RECUR_CHECK(f.good(), IO, "cannot open '", path.string(), "'");
+  RECUR_CHECK(f.good(), IO, "cannot open '", path.string(), "': ", std::strerror(errno));
   std::ostringstream s;
   s << f.rdbuf();
   return s.str();
@@ -216,34 +210,149 @@ Device checked_device() {
   return dev;
 }
 
+// ---- the run directory ----------------------------------------------------------------------
+// What a training run writes into --out. A directory holding any of them holds a run.
+const char* const kRunFiles[] = {"forecast.json", "model.json", "best.safetensors", "interrupted.safetensors",
+                                 "results.json", "history.csv", "curves.svg", "curves.png", "curves.dat",
+                                 "curves.gp", "forecast.svg", "forecast.png", "forecast.dat", "forecast.gp"};
+
+std::vector<std::string> run_files_in(const fs::path& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return found;
+  for (const char* f : kRunFiles)
+    if (fs::exists(dir / f, ec)) found.push_back(f);
+  return found;
+}
+
+// --out must be a directory we can create files in (or one we can create): checked before training,
+// with the operating system's reason.
+void check_out_writable(const fs::path& dir) {
+  std::error_code ec;
+  fs::path p = fs::absolute(dir, ec);
+  RECUR_CHECK(!ec, IO, "--out '", dir.string(), "': ", ec.message());
+  if (fs::exists(p, ec))
+    RECUR_CHECK(fs::is_directory(p, ec), IO, "--out '", dir.string(), "' exists and is not a directory");
+  while (!fs::exists(p, ec) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
+  RECUR_CHECK(fs::is_directory(p, ec), IO, "--out '", dir.string(), "': '", p.string(), "' is not a directory");
+  RECUR_CHECK(::access(p.c_str(), W_OK | X_OK) == 0, IO, "cannot write to --out '", dir.string(), "': '",
+              p.string(), "': ", std::strerror(errno), " (choose another --out)");
+}
+
+// The fields of forecast.json that a resumed run must share with the run it continues.
+const char* const kResumeFields[] = {"model", "columns", "target", "interval_seconds", "lookback", "step",
+                                     "delay", "batch_size", "seed", "steps_per_epoch", "normalizer"};
+
+void check_same_run(const json& mine, const fs::path& file, const std::string& what) {
+  json theirs;
+  try {
+    theirs = json::parse(read_file(file));
+  } catch (const json::exception& e) {
+    RECUR_THROW(IO, file.string(), ": malformed (", e.what(), "); ", what, " cannot be checked");
+  }
+  for (const char* k : kResumeFields) {
+    if (!theirs.contains(k)) continue;  // written by an older recur
+    if (theirs[k] == mine[k]) continue;
+    if (std::string(k) == "normalizer")
+      RECUR_THROW(Value, what, ": the run in ", file.parent_path().string(),
+                  " was trained on other data (its normalisation statistics differ); resume with the same --data");
+    std::string flag = std::string("--") + k;
+    for (char& c : flag)
+      if (c == '_') c = '-';
+    RECUR_THROW(Value, what, ": the run in ", file.parent_path().string(), " has ", k, " ", theirs[k].dump(),
+                ", this command ", mine[k].dump(), "; give the run's ", flag, " (see ", file.string(), ")");
+  }
+}
+
+// The first thing a run writes into --out (its first epoch's end, or an interruption): the directory is
+// made, another run's files are removed (--overwrite), and forecast.json and model.json written.
+// Until then nothing in --out is touched.
+class ClaimRunDir final : public Callback {
+ public:
+  explicit ClaimRunDir(std::function<void()> claim) : claim_(std::move(claim)) {}
+  void on_epoch_end(int, const Logs&, TrainableModel&) override { claim(); }
+  void on_train_end(TrainableModel&, bool interrupted) override {
+    if (interrupted) claim();
+  }
+
+ private:
+  void claim() {
+    if (done_) return;
+    claim_();
+    done_ = true;
+  }
+  std::function<void()> claim_;
+  bool done_ = false;
+};
+
+// The smallest file (in rows) whose three splits each hold one window of `need` rows.
+std::int64_t rows_needed(std::int64_t need) {
+  for (std::int64_t n = need;; ++n) {
+    const std::int64_t a = n * 200000 / 420551, v = n * 100000 / 420551;
+    if (a >= need && v >= need && n - a - v >= need) return n;
+  }
+}
+
+// Every split holds at least one window, and a batch is no larger than any split: said in the file's terms.
+void check_splits(const Data& d, const ForecastOptions& o) {
+  const std::int64_t need = d.spec.lookback + d.spec.delay;
+  const std::pair<const char*, ts::RowRange> splits[] = {
+      {"training", d.splits.train}, {"validation", d.splits.val}, {"test", d.splits.test}};
+  for (const auto& [what, r] : splits) {
+    RECUR_CHECK(r.size() >= need, Value, d.path, " has ", d.raw.rows(), " rows at ", ts::format_duration(d.interval),
+                " steps; its ", what, " split (", r.size(), " rows, ", ts::format_timestamp(d.raw.timestamps[std::size_t(r.begin)]),
+                " to ", ts::format_timestamp(d.raw.timestamps[std::size_t(r.end - 1)]), ") is too short for one window: --lookback ",
+                o.lookback, " + --delay ", o.delay, " need ", need, " rows in each split, so the file needs at least ",
+                rows_needed(need), " rows (or give a shorter --lookback or --delay)");
+  }
+  for (const auto& [what, r] : splits) {
+    const std::int64_t windows = r.size() - need + 1;
+    RECUR_CHECK(o.batch_size <= windows, Value, "--batch-size ", o.batch_size, " is larger than the ", what,
+                " split, which has ", windows, " windows; give at most --batch-size ", windows);
+  }
+}
+
 // ---- train ----------------------------------------------------------------------------------
 int train(const ForecastOptions& o) {
   std::ostream& out = out_stream(o);
   const auto t_start = std::chrono::steady_clock::now();
   const Device dev = checked_device();
+  const fs::path dir(o.out);
+  // 1. Everything is checked before anything in --out is touched: the options, the data, the model,
+  //    the run directory and the checkpoint to resume from.
+  RECUR_CHECK(o.resume.empty() || !o.overwrite, Value,
+              "give --resume (continue the run in --out) or --overwrite (replace it), not both");
+  check_out_writable(dir);
+  const std::vector<std::string> existing = run_files_in(dir);
+  if (!existing.empty() && o.resume.empty() && !o.overwrite) {
+    std::string files;
+    for (const std::string& f : existing) files += (files.empty() ? "" : ", ") + f;
+    std::string hint;
+    if (fs::exists(dir / "interrupted.safetensors"))
+      hint = "--resume " + (dir / "interrupted.safetensors").string() + " to continue it, ";
+    RECUR_THROW(Value, "--out '", o.out, "' holds another run (", files, "); pass ", hint,
+                "--overwrite to replace it, or another --out");
+  }
+  if (!o.resume.empty()) {
+    std::error_code ec;
+    RECUR_CHECK(fs::exists(o.resume, ec), IO, "--resume '", o.resume, "' does not exist",
+                fs::exists(dir / "interrupted.safetensors") ? " (this run's is " + (dir / "interrupted.safetensors").string() + ")" : "");
+    RECUR_CHECK(fs::equivalent(fs::absolute(o.resume).parent_path(), fs::absolute(dir), ec) && !ec, Value,
+                "--resume continues the run in --out, and '", o.resume, "' is not in --out '", o.out,
+                "'; give the --out of the run it belongs to");
+  }
   Data d;
   d.path = o.data.empty() ? bundled_data() : o.data;
   d.raw = ts::read_jena_csv(d.path);
   d.interval = d.raw.report.interval;
+  RECUR_CHECK(d.raw.rows() >= 2, Value, d.path, " has ", d.raw.rows(), " data row(s); a forecaster needs many");
   d.target = d.raw.column_index(o.target);
   d.spec = window_spec(o, d.interval);
   d.splits = ts::book_splits(d.raw.rows());
+  check_splits(d, o);
   d.normalizer = ts::Normalizer::fit(d.raw, d.splits.train);
   d.norm = d.normalizer.apply(d.raw);
   const double scale = d.normalizer.stddev(d.target);
-  out << "data: " << d.path << ": " << d.raw.rows() << " rows of " << d.raw.cols() << " variables every "
-      << ts::format_duration(d.interval) << "; train " << d.splits.train.size() << ", validation "
-      << d.splits.val.size() << ", test " << d.splits.test.size() << " rows\n";
-  if (d.raw.report.gap_count || d.raw.report.duplicates || d.raw.report.sentinels || d.raw.report.out_of_order)
-    out << "      " << d.raw.report.gap_count << " gaps (largest " << ts::format_duration(d.raw.report.largest_gap)
-        << "), " << d.raw.report.duplicates << " duplicate and " << d.raw.report.out_of_order
-        << " out-of-order timestamps, " << d.raw.report.sentinels << " -9999 wind speeds set to 0\n";
-  out << "windows: lookback " << o.lookback << " (" << d.spec.samples() << " steps of " << o.step << "), target '"
-      << o.target << "' " << o.delay << " later\n";
-  const ts::BaselineResult naive_val = ts::naive_baseline(d.norm, d.normalizer, d.target, d.spec, d.splits.val);
-  const ts::BaselineResult naive_test = ts::naive_baseline(d.norm, d.normalizer, d.target, d.spec, d.splits.test);
-  out << "naive baseline (the temperature in " << o.delay << " = now): validation " << fixed(naive_val.mae_units)
-      << " degC (" << fixed(naive_val.mae, 4) << " normalised), test " << fixed(naive_test.mae_units) << " degC\n";
 
   // The model.
   std::string name = o.model;
@@ -270,16 +379,7 @@ int train(const ForecastOptions& o) {
   model.build(input, dev, cfg.dtype, o.seed);
   CompileOptions co = cfg.compile.value_or(CompileOptions{OptimizerConfig::rmsprop(1e-3), LossKind::MeanAbsoluteError, {}});
   model.compile(co);
-  if (!o.quiet) out << model.summary();
 
-  const ts::WindowGenerator train_g(d.norm, d.target, d.spec, d.splits.train, o.batch_size, true, o.seed);
-  const ts::WindowGenerator val_g(d.norm, d.target, d.spec, d.splits.val, o.batch_size, false);
-  const ts::WindowGenerator test_g(d.norm, d.target, d.spec, d.splits.test, o.batch_size, false);
-  const Windows train_src(train_g, dev), val_src(val_g, dev, o.validation_steps), test_src(test_g, dev);
-
-  const fs::path dir(o.out);
-  fs::create_directories(dir);
-  const fs::path best = dir / "best.safetensors", interrupted = dir / "interrupted.safetensors";
   json fj;
   fj["format"] = "recur.forecast/1";
   fj["model"] = name;
@@ -292,34 +392,80 @@ int train(const ForecastOptions& o) {
   fj["delay"] = o.delay;
   fj["batch_size"] = o.batch_size;
   fj["seed"] = o.seed;
+  fj["steps_per_epoch"] = o.steps_per_epoch;
   fj["normalizer"] = json::parse(d.normalizer.to_json());
-  write_file(dir / "forecast.json", fj.dump(2) + "\n");
-  write_file(dir / "model.json", model_config_to_json(model));
+  const std::string model_text = model_config_to_json(model);
 
   FitOptions fo;
   fo.epochs = epochs;
   fo.steps_per_epoch = o.steps_per_epoch;
   fo.verbose = o.quiet ? 0 : 1;
+  fo.stop_after_steps = o.stop_after_steps;
   if (!o.resume.empty()) {
-    const CheckpointInfo info = load_checkpoint(model, o.resume, true);
+    if (fs::exists(dir / "forecast.json")) check_same_run(fj, dir / "forecast.json", "--resume");
+    if (fs::exists(dir / "model.json") && read_file(dir / "model.json") != model_text)
+      RECUR_THROW(Value, "--resume: the run in ", o.out, " trained another model (its model.json differs from ",
+                  o.config.empty() ? "--model " + o.model : "--config " + o.config, "); give the run's model");
+    const CheckpointInfo info = load_checkpoint(model, o.resume, true);  // checks every tensor first
     fo.initial_epoch = info.position.epoch;
     fo.initial_step = info.position.step;
+    fo.resume_state = info.fit_state;
+    RECUR_CHECK(fo.initial_step <= o.steps_per_epoch, Value, o.resume, ": it stopped at step ", fo.initial_step,
+                " of an epoch, but --steps-per-epoch is ", o.steps_per_epoch, "; give the run's --steps-per-epoch");
+    RECUR_CHECK(fo.initial_epoch < epochs, Value, o.resume, ": the run has finished its ", fo.initial_epoch,
+                " epochs; to train on, give --epochs larger than ", fo.initial_epoch);
+  }
+
+  // 2. Say what will happen, then train.
+  out << "data: " << d.path << ": " << d.raw.rows() << " rows of " << d.raw.cols() << " variables every "
+      << ts::format_duration(d.interval) << "; train " << d.splits.train.size() << ", validation "
+      << d.splits.val.size() << ", test " << d.splits.test.size() << " rows\n";
+  if (d.raw.report.gap_count || d.raw.report.duplicates || d.raw.report.sentinels || d.raw.report.out_of_order)
+    out << "      " << d.raw.report.gap_count << " gaps (largest " << ts::format_duration(d.raw.report.largest_gap)
+        << "), " << d.raw.report.duplicates << " duplicate and " << d.raw.report.out_of_order
+        << " out-of-order timestamps, " << d.raw.report.sentinels << " -9999 wind speeds set to 0\n";
+  out << "windows: lookback " << o.lookback << " (" << d.spec.samples() << " steps of " << o.step << "), target '"
+      << o.target << "' " << o.delay << " later\n";
+  const ts::BaselineResult naive_val = ts::naive_baseline(d.norm, d.normalizer, d.target, d.spec, d.splits.val);
+  const ts::BaselineResult naive_test = ts::naive_baseline(d.norm, d.normalizer, d.target, d.spec, d.splits.test);
+  out << "naive baseline (the temperature in " << o.delay << " = now): validation " << fixed(naive_val.mae_units)
+      << " degC (" << fixed(naive_val.mae, 4) << " normalised), test " << fixed(naive_test.mae_units) << " degC\n";
+  if (!o.quiet) out << model.summary();
+
+  const ts::WindowGenerator train_g(d.norm, d.target, d.spec, d.splits.train, o.batch_size, true, o.seed);
+  const ts::WindowGenerator val_g(d.norm, d.target, d.spec, d.splits.val, o.batch_size, false);
+  const ts::WindowGenerator test_g(d.norm, d.target, d.spec, d.splits.test, o.batch_size, false);
+  const Windows train_src(train_g, dev), val_src(val_g, dev, o.validation_steps), test_src(test_g, dev);
+
+  const fs::path best = dir / "best.safetensors", interrupted = dir / "interrupted.safetensors";
+  if (!o.resume.empty())
     out << "resuming from " << o.resume << " at epoch " << fo.initial_epoch + 1 << ", step " << fo.initial_step + 1
         << "\n";
-  }
   out << "training " << name << " on " << dev.str() << ": " << epochs << " epochs of " << o.steps_per_epoch
-      << " steps of " << o.batch_size << " (Ctrl-C stops at the end of a step and keeps the best checkpoint)"
-      << std::endl;
+      << " steps of " << o.batch_size
+      << " (Ctrl-C or SIGTERM stops at the end of a step and saves a checkpoint to resume from)" << std::endl;
+  const bool replace = o.overwrite && !existing.empty();  // (--resume and --overwrite exclude each other)
+  auto claim = std::make_shared<ClaimRunDir>([&] {
+    fs::create_directories(dir);
+    if (replace) {  // another run's files: none may be taken for this run's
+      std::error_code ec;
+      for (const std::string& f : existing) fs::remove(dir / f, ec);
+    }
+    write_file(dir / "forecast.json", fj.dump(2) + "\n");
+    write_file(dir / "model.json", model_text);
+  });
   auto ckpt = std::make_shared<ModelCheckpoint>(best.string(), "val_loss", true, interrupted.string());
-  std::vector<std::shared_ptr<Callback>> callbacks{ckpt, std::make_shared<HistoryLogger>((dir / "history.csv").string()),
+  auto history = std::make_shared<HistoryLogger>((dir / "history.csv").string());
+  std::vector<std::shared_ptr<Callback>> callbacks{claim, ckpt, history,
                                                    std::make_shared<DegreesReport>(out, scale, naive_val.mae_units)};
-  const History h = fit(model, train_src, fo, &val_src, callbacks);
+  fit(model, train_src, fo, &val_src, callbacks);
+  const History& h = history->history();  // every epoch of the run, resumed parts included
   const bool was_interrupted = last_fit_interrupted();
   if (was_interrupted)
     out << "interrupted: the state is in " << interrupted.string() << " (resume with --resume "
         << interrupted.string() << ")\n";
-  if (!fs::exists(best)) {
-    out << "no epoch finished, so there is no best checkpoint to evaluate\n";
+  if (ckpt->best_epoch() < 0) {  // never a previous run's file: only this run's best counts
+    std::cout << "no epoch finished, so there is no best checkpoint to evaluate\n";
     return was_interrupted ? 130 : 1;
   }
 
@@ -331,10 +477,13 @@ int train(const ForecastOptions& o) {
   double samples_per_s = 0;
   for (const Logs& l : h.epochs) samples_per_s += l.at("samples_per_second") / double(h.epochs.size());
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  out << "best epoch " << best_epoch << ": validation MAE " << fixed(val_mae * scale) << " degC, test MAE "
-      << fixed(test_mae * scale) << " degC (naive " << fixed(naive_val.mae_units) << " / "
-      << fixed(naive_test.mae_units) << " degC: " << fixed(100 * (1 - test_mae * scale / naive_test.mae_units), 1)
-      << "% under it on test)\n";
+  const double gain = 100 * (1 - test_mae * scale / naive_test.mae_units);
+  // The results line: printed with --quiet too.
+  std::cout << "best epoch " << best_epoch << ": validation MAE " << fixed(val_mae * scale) << " degC, test MAE "
+            << fixed(test_mae * scale) << " degC (naive " << fixed(naive_val.mae_units) << " / "
+            << fixed(naive_test.mae_units) << " degC: "
+            << (gain >= 0 ? fixed(gain, 1) + "% better than naive" : fixed(-gain, 1) + "% worse than naive")
+            << " on test)\n";
 
   json r;
   r["model"] = name;
@@ -500,6 +649,26 @@ int list_models() {
 
 }  // namespace
 
+// An integer option's range, said in plain numbers (CLI::Range prints the type's limits in full).
+CLI::Validator Range(std::int64_t lo, std::int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        std::int64_t v = 0;
+        const char* b = text.c_str();
+        char* end = nullptr;
+        errno = 0;
+        const long long parsed = std::strtoll(b, &end, 10);
+        const bool whole = end != b && *end == '\0' && errno == 0;
+        v = parsed;
+        if (!whole || v < lo || v > hi) {
+          std::string shown = text.size() > 24 ? text.substr(0, 24) + "..." : text;
+          return "'" + shown + "' is not a whole number from " + std::to_string(lo) + " to " + std::to_string(hi);
+        }
+        return std::string();
+      },
+      "INT in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", "Range");
+}
+
 CLI::App* add_forecast_command(CLI::App& app, ForecastOptions& o) {
   CLI::App* f = app.add_subcommand("forecast", "the Jena temperature forecaster: train, evaluate, predict");
   f->require_subcommand(1);
@@ -509,24 +678,32 @@ CLI::App* add_forecast_command(CLI::App& app, ForecastOptions& o) {
   t->add_option("--config", o.config, "a model config file (JSON) instead of --model");
   t->add_option("--data", o.data, "a Jena climate CSV, plain or gzip (default: the bundled hourly file)");
   t->add_option("--out", o.out, "output directory")->capture_default_str();
-  t->add_option("--epochs", o.epochs, "epochs (default: the model's, 20 or 40)")->check(CLI::NonNegativeNumber);
-  t->add_option("--steps-per-epoch", o.steps_per_epoch, "steps per epoch")->check(CLI::PositiveNumber)->capture_default_str();
-  t->add_option("--batch-size", o.batch_size, "windows per batch")->check(CLI::PositiveNumber)->capture_default_str();
+  t->add_option("--epochs", o.epochs, "epochs, at least 1 (default: the model's, 20 or 40)")
+      ->check(Range(1, 1000000));
+  t->add_option("--steps-per-epoch", o.steps_per_epoch, "steps per epoch")->check(Range(1, 1000000000))
+      ->capture_default_str();
+  t->add_option("--batch-size", o.batch_size, "windows per batch (at most a split's windows)")
+      ->check(Range(1, 1000000000))->capture_default_str();
   t->add_option("--validation-steps", o.validation_steps, "validation batches per epoch (0: all)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(Range(0, 1000000000))->capture_default_str();
   t->add_option("--lookback", o.lookback, "input span (10d, 240h, ...)")->capture_default_str();
   t->add_option("--step", o.step, "sampling step inside the lookback")->capture_default_str();
   t->add_option("--delay", o.delay, "how far ahead to forecast")->capture_default_str();
   t->add_option("--target", o.target, "the column to forecast")->capture_default_str();
   t->add_option("--seed", o.seed, "seed for the weights, shuffling and dropout")->capture_default_str();
-  t->add_option("--resume", o.resume, "continue from a checkpoint (e.g. OUT/interrupted.safetensors)");
+  t->add_option("--resume", o.resume, "continue the run in --out from its checkpoint (OUT/interrupted.safetensors)");
+  t->add_flag("--overwrite", o.overwrite, "replace the run in --out (its files go once this run has its first to write)");
   t->add_flag("--quiet", o.quiet, "print only errors and the results line");
+  t->add_option("--stop-after-steps", o.stop_after_steps, "stop as Ctrl-C does after N steps (for tests)")
+      ->check(Range(0, 1000000000))->group("");
   CLI::App* e = f->add_subcommand("evaluate", "validation and test MAE of a trained model");
   e->add_option("--model-dir", o.model_dir, "the --out directory of a training run")->required();
   e->add_option("--data", o.data, "another Jena climate CSV (default: the one trained on)");
   CLI::App* p = f->add_subcommand("predict", "forecast the temperature after the last row of a CSV");
   p->add_option("--model-dir", o.model_dir, "the --out directory of a training run")->required();
   p->add_option("--input", o.input, "recent rows in the Jena CSV format (at least the lookback)")->required();
+  p->add_flag("--fill-gaps", o.fill_gaps, "fill missing rows inside the lookback by linear interpolation "
+                                          "(default: a gap is an error)");
   f->add_subcommand("models", "list the model zoo with each model's summary");
   return f;
 }

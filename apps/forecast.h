@@ -22,7 +22,7 @@ struct ForecastOptions {
   std::string config;  // a model config file instead of a zoo name
   std::string data;    // empty: the bundled hourly file
   std::string out = "forecast-out";
-  int epochs = 0;  // 0: the model's default (20, or 40 with dropout)
+  int epochs = 0;  // 0 (not given): the model's default (20, or 40 with dropout); --epochs must be >= 1
   std::int64_t steps_per_epoch = 500;
   std::int64_t batch_size = 128;
   std::int64_t validation_steps = 0;  // 0: every validation window
@@ -30,7 +30,10 @@ struct ForecastOptions {
   std::string target = "T (degC)";
   std::uint64_t seed = 1;
   std::string resume;  // a checkpoint to continue from (e.g. DIR/interrupted.safetensors)
+  bool overwrite = false;  // replace the run in `out`
+  std::int64_t stop_after_steps = 0;  // tests: stop as Ctrl-C does after N steps
   bool quiet = false;
+  bool fill_gaps = false;  // predict: interpolate missing rows inside the lookback
   // evaluate / predict
   std::string model_dir;
   std::string input;
