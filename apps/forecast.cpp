@@ -15,6 +15,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <algorithm>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -615,16 +616,61 @@ int predict(const ForecastOptions& o) {
   Loaded l = load_model_dir(o.model_dir, dev);
   const ts::TimeseriesTable t = ts::read_jena_csv(o.input, l.columns);
   const std::int64_t L = l.spec.lookback;
+  const std::string lookback_text = l.forecast.at("lookback").get<std::string>();
   RECUR_CHECK(t.rows() >= L, Value, o.input, ": ", t.rows(), " rows, too few for the lookback of ", L,
-              " rows (", l.forecast.at("lookback").get<std::string>(), "); give at least ", L, " rows");
+              " rows (", lookback_text, "); give at least ", L, " rows");
   RECUR_CHECK(t.rows() < 2 || t.report.interval == l.interval, Value, o.input, ": rows every ",
               ts::format_duration(t.report.interval), ", the model expects rows every ", ts::format_duration(l.interval));
+  // What the reader fixed is said, not hidden: the forecast is for the latest time in the file.
+  if (t.report.out_of_order || t.report.duplicates)
+    std::cerr << o.input << ": warning: " << t.report.out_of_order << " line(s) out of time order (sorted), "
+              << t.report.duplicates << " repeated timestamp(s) (the first kept)\n";
   const ts::TimeseriesTable n = l.normalizer.apply(t);
   const std::int64_t now = t.rows() - 1, F = n.cols();
+  const std::int64_t t_now = t.timestamps[std::size_t(now)];
+  // The lookback is the L times t_now - (L-1) * interval .. t_now: each must have its row.
+  const std::int64_t t_first = t_now - (L - 1) * l.interval;
+  std::map<std::int64_t, std::int64_t> row_at;  // timestamp -> row, inside the lookback
+  for (std::int64_t r = now; r >= 0 && t.timestamps[std::size_t(r)] >= t_first; --r)
+    row_at[t.timestamps[std::size_t(r)]] = r;
+  std::vector<std::pair<std::int64_t, std::int64_t>> missing;  // spans [from, to] of missing times
+  std::int64_t missing_rows = 0;
+  for (std::int64_t k = 0; k < L; ++k) {
+    const std::int64_t when = t_first + k * l.interval;
+    if (row_at.count(when)) continue;
+    ++missing_rows;
+    if (!missing.empty() && missing.back().second == when - l.interval) missing.back().second = when;
+    else missing.emplace_back(when, when);
+  }
+  if (missing_rows > 0) {
+    std::string spans;
+    for (std::size_t i = 0; i < missing.size() && i < 3; ++i)
+      spans += (i ? ", " : "") + ts::format_timestamp(missing[i].first) +
+               (missing[i].second != missing[i].first ? " to " + ts::format_timestamp(missing[i].second) : "");
+    if (missing.size() > 3) spans += ", ...";
+    RECUR_CHECK(o.fill_gaps, Value, o.input, ": the lookback (", lookback_text, " up to ", ts::format_timestamp(t_now),
+                ") misses ", missing_rows, " of its ", L, " rows (", spans,
+                "); give the missing rows, or pass --fill-gaps to interpolate them");
+    RECUR_CHECK(t.timestamps[0] <= t_first, Value, o.input, ": the lookback (", lookback_text, " up to ",
+                ts::format_timestamp(t_now), ") starts at ", ts::format_timestamp(t_first),
+                ", before the file's first row (", ts::format_timestamp(t.timestamps[0]),
+                "); --fill-gaps interpolates only between rows");
+    std::cerr << o.input << ": warning: " << missing_rows << " missing row(s) inside the lookback interpolated ("
+              << spans << ")\n";
+  }
+  // The value of column c at time `when`: its row, or (--fill-gaps) linear between the rows around it.
+  auto value_at = [&](std::int64_t when, std::int64_t c) -> float {
+    const auto it = std::lower_bound(t.timestamps.begin(), t.timestamps.end(), when);
+    const std::int64_t r = it - t.timestamps.begin();
+    if (*it == when) return n.at(r, c);
+    const std::int64_t t0 = t.timestamps[std::size_t(r - 1)], t1 = t.timestamps[std::size_t(r)];
+    const double w = double(when - t0) / double(t1 - t0);
+    return float((1 - w) * n.at(r - 1, c) + w * n.at(r, c));
+  };
   std::vector<float> x;
   for (std::int64_t k = 0; k < l.spec.samples(); ++k) {
-    const std::int64_t row = now - L + l.spec.step * (k + 1);
-    for (std::int64_t c = 0; c < F; ++c) x.push_back(n.at(row, c));
+    const std::int64_t when = t_now - L * l.interval + l.spec.step * (k + 1) * l.interval;
+    for (std::int64_t c = 0; c < F; ++c) x.push_back(value_at(when, c));
   }
   const Tensor xt = Tensor::from_vector(x, {1, l.spec.samples(), F}, dev);
   const double y = l.cfg.model->predict(xt).to_vector<float>().at(0);
