@@ -295,7 +295,7 @@ std::int64_t rows_needed(std::int64_t need) {
 }
 
 // Every split holds at least one window, and a batch is no larger than any split: said in the file's terms.
-void check_splits(const Data& d, const ForecastOptions& o) {
+void check_splits(const Data& d, const ForecastOptions& o, bool training = true) {
   const std::int64_t need = d.spec.lookback + d.spec.delay;
   const std::pair<const char*, ts::RowRange> splits[] = {
       {"training", d.splits.train}, {"validation", d.splits.val}, {"test", d.splits.test}};
@@ -306,11 +306,13 @@ void check_splits(const Data& d, const ForecastOptions& o) {
                 o.lookback, " + --delay ", o.delay, " need ", need, " rows in each split, so the file needs at least ",
                 rows_needed(need), " rows (or give a shorter --lookback or --delay)");
   }
-  for (const auto& [what, r] : splits) {
-    const std::int64_t windows = r.size() - need + 1;
-    RECUR_CHECK(o.batch_size <= windows, Value, "--batch-size ", o.batch_size, " is larger than the ", what,
-                " split, which has ", windows, " windows; give at most --batch-size ", windows);
-  }
+  if (!training) return;
+  // A training batch holds at most every training window (validation and test batches are cut to their
+  // splits' windows, which bounds them already).
+  const std::int64_t windows = d.splits.train.size() - need + 1;
+  RECUR_CHECK(o.batch_size <= windows, Value, "--batch-size ", o.batch_size,
+              " is larger than the training split, which has ", windows, " windows (", d.splits.train.size(),
+              " rows, less --lookback ", o.lookback, " and --delay ", o.delay, "); give at most --batch-size ", windows);
 }
 
 // ---- train ----------------------------------------------------------------------------------
@@ -596,6 +598,11 @@ int evaluate_dir(const ForecastOptions& o) {
   d.target = d.raw.column_index(l.target);
   d.spec = l.spec;
   d.splits = ts::book_splits(d.raw.rows());
+  d.interval = l.interval;
+  ForecastOptions shown;
+  shown.lookback = l.forecast.at("lookback").get<std::string>();
+  shown.delay = l.forecast.at("delay").get<std::string>();
+  check_splits(d, shown, false);
   d.normalizer = l.normalizer;
   d.norm = d.normalizer.apply(d.raw);
   const double scale = d.normalizer.stddev(d.target);
@@ -695,8 +702,7 @@ int list_models() {
 
 }  // namespace
 
-// An integer option's range, said in plain numbers (CLI::Range prints the type's limits in full).
-CLI::Validator Range(std::int64_t lo, std::int64_t hi) {
+CLI::Validator int_range(std::int64_t lo, std::int64_t hi) {
   return CLI::Validator(
       [lo, hi](std::string& text) -> std::string {
         std::int64_t v = 0;
@@ -725,13 +731,13 @@ CLI::App* add_forecast_command(CLI::App& app, ForecastOptions& o) {
   t->add_option("--data", o.data, "a Jena climate CSV, plain or gzip (default: the bundled hourly file)");
   t->add_option("--out", o.out, "output directory")->capture_default_str();
   t->add_option("--epochs", o.epochs, "epochs, at least 1 (default: the model's, 20 or 40)")
-      ->check(Range(1, 1000000));
-  t->add_option("--steps-per-epoch", o.steps_per_epoch, "steps per epoch")->check(Range(1, 1000000000))
+      ->check(int_range(1, 1000000));
+  t->add_option("--steps-per-epoch", o.steps_per_epoch, "steps per epoch")->check(int_range(1, 1000000000))
       ->capture_default_str();
   t->add_option("--batch-size", o.batch_size, "windows per batch (at most a split's windows)")
-      ->check(Range(1, 1000000000))->capture_default_str();
+      ->check(int_range(1, 1000000000))->capture_default_str();
   t->add_option("--validation-steps", o.validation_steps, "validation batches per epoch (0: all)")
-      ->check(Range(0, 1000000000))->capture_default_str();
+      ->check(int_range(0, 1000000000))->capture_default_str();
   t->add_option("--lookback", o.lookback, "input span (10d, 240h, ...)")->capture_default_str();
   t->add_option("--step", o.step, "sampling step inside the lookback")->capture_default_str();
   t->add_option("--delay", o.delay, "how far ahead to forecast")->capture_default_str();
@@ -741,7 +747,7 @@ CLI::App* add_forecast_command(CLI::App& app, ForecastOptions& o) {
   t->add_flag("--overwrite", o.overwrite, "replace the run in --out (its files go once this run has its first to write)");
   t->add_flag("--quiet", o.quiet, "print only errors and the results line");
   t->add_option("--stop-after-steps", o.stop_after_steps, "stop as Ctrl-C does after N steps (for tests)")
-      ->check(Range(0, 1000000000))->group("");
+      ->check(int_range(0, 1000000000))->group("");
   CLI::App* e = f->add_subcommand("evaluate", "validation and test MAE of a trained model");
   e->add_option("--model-dir", o.model_dir, "the --out directory of a training run")->required();
   e->add_option("--data", o.data, "another Jena climate CSV (default: the one trained on)");

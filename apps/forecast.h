@@ -12,6 +12,7 @@
 
 namespace CLI {
 class App;
+class Validator;
 }
 
 namespace recur::app {
@@ -38,6 +39,11 @@ struct ForecastOptions {
   std::string model_dir;
   std::string input;
 };
+
+// A whole number from lo to hi, and a readable refusal otherwise ("'0' is not a
+// whole number from 1 to 1000000"; CLI11's own range checks print the type's
+// limits in full, 300 digits for a double).
+CLI::Validator int_range(std::int64_t lo, std::int64_t hi);
 
 // Adds the `forecast` subcommand and its own subcommands to `app`; returns it.
 CLI::App* add_forecast_command(CLI::App& app, ForecastOptions& options);
