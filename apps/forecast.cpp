@@ -427,6 +427,10 @@ int train(const ForecastOptions& o) {
     out << "      " << d.raw.report.gap_count << " gaps (largest " << ts::format_duration(d.raw.report.largest_gap)
         << "), " << d.raw.report.duplicates << " duplicate and " << d.raw.report.out_of_order
         << " out-of-order timestamps, " << d.raw.report.sentinels << " -9999 wind speeds set to 0\n";
+  if (d.raw.report.other_sentinels)
+    std::cerr << "warning: " << d.raw.report.other_sentinels << " value(s) of -9999 outside the wind speeds, kept "
+              << "as values (the first at " << d.raw.report.first_other_sentinel
+              << "); -9999 is the Jena file's mark of a missing value: check the data\n";
   out << "windows: lookback " << o.lookback << " (" << d.spec.samples() << " steps of " << o.step << "), target '"
       << o.target << "' " << o.delay << " later\n";
   const ts::BaselineResult naive_val = ts::naive_baseline(d.norm, d.normalizer, d.target, d.spec, d.splits.val);

@@ -75,6 +75,9 @@ grep -qE "% (better|worse) than naive on test" quiet.log && ! grep -q -- "-[0-9.
   ok "the comparison with naive says better or worse" || bad "the naive comparison's wording"
 run evaluate_short --device cpu forecast evaluate --model-dir q --data "$DATA/jena_10_rows.csv"
 expect evaluate_short 1 "jena_10_rows.csv has 10 rows at 1h steps; its training split (4 rows, 01.01.2009 00:10:00 to 01.01.2009 03:10:00) is too short for one window: --lookback 1d + --delay 24h need 48 rows in each split"
+sed '3s/,-7.62,/,-9999,/' "$DATA/jena_600_rows.csv" >sentinel.csv
+run sentinel "${TRAIN[@]}" "${SMALL[@]}" --epochs 1 --data sentinel.csv --out sentinel --quiet
+expect sentinel 0 "warning: 1 value(s) of -9999 outside the wind speeds, kept as values (the first at sentinel.csv:3 column 'T (degC)')"
 
 # SIGTERM: stops at the end of a step and saves a checkpoint to resume from, as Ctrl-C.
 "$RECUR" "${TRAIN[@]}" --batch-size 16 --lookback 1d --epochs 1 --steps-per-epoch 1000000000 --data "$DATA/jena_600_rows.csv" --out term >term.log 2>&1 &

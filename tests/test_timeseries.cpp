@@ -146,6 +146,10 @@ TEST(JenaReader, SetsWindSpeedSentinelsToZeroAndCountsThem) {
   EXPECT_EQ(t.values, (std::vector<float>{-9999.f, 0.f, 1.5f, 2.f, 0.5f, 0.f, 3.f, 0.f, -1.5f}));
   // Not chosen, not counted.
   EXPECT_EQ(ts::read_jena_csv(path, {"T (degC)"}).report.sentinels, 0);
+  // -9999 elsewhere is kept, but counted and located for a warning.
+  EXPECT_EQ(t.report.other_sentinels, 1);
+  EXPECT_EQ(t.report.first_other_sentinel, path + ":2 column 'T (degC)'");
+  EXPECT_NE(t.report.summary().find("-9999 in columns other than wind speeds, kept as values: 1"), std::string::npos);
 }
 
 TEST(JenaReader, SortsOutOfOrderRowsAndDropsDuplicateTimestamps) {

@@ -242,6 +242,9 @@ std::string ReadReport::summary() const {
      << format_duration(interval) << "\n";
   os << "  -9999 wind speeds set to 0: " << sentinels << "; out-of-order lines sorted: "
      << out_of_order << "; duplicate timestamps dropped: " << duplicates << "\n";
+  if (other_sentinels > 0)
+    os << "  -9999 in columns other than wind speeds, kept as values: " << other_sentinels << " (the first at "
+       << first_other_sentinel << ")\n";
   os << "  gaps (steps longer than " << format_duration(interval) << "): " << gap_count;
   if (gap_count > 0) os << ", the longest " << format_duration(largest_gap);
   os << "\n";
@@ -335,9 +338,15 @@ TimeseriesTable read_jena_csv(const std::string& path, const std::vector<std::st
       const std::string_view field = fields[std::size_t(source[c])];
       RECUR_CHECK(parse_number(field, &v), IO, path, ":", line_no, ": column '", names[c],
                   "': cannot parse '", unquote(field), "' as a number");
-      if (wind[c] && v == -9999.0) {
-        v = 0;
-        ++report.sentinels;
+      if (v == -9999.0) {
+        if (wind[c]) {
+          v = 0;
+          ++report.sentinels;
+        } else {  // kept: only the wind speeds' sentinel has a known meaning
+          if (report.other_sentinels == 0) report.first_other_sentinel = path + ":" + std::to_string(line_no) +
+                                                                     " column '" + names[c] + "'";
+          ++report.other_sentinels;
+        }
       }
       vals.push_back(static_cast<float>(v));
     }
