@@ -458,6 +458,13 @@ int train(const ForecastOptions& o) {
       std::error_code ec;
       for (const std::string& f : existing) fs::remove(dir / f, ec);
     }
+    // Temporary files of a process killed while writing (write_file_atomically's "<name>.tmp.<pid>.<n>").
+    std::error_code ec;
+    for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+      const std::string f = e.path().filename().string();
+      for (const char* run_file : kRunFiles)
+        if (f.rfind(std::string(run_file) + ".tmp.", 0) == 0) fs::remove(e.path(), ec);
+    }
     write_file(dir / "forecast.json", fj.dump(2) + "\n");
     write_file(dir / "model.json", model_text);
   });

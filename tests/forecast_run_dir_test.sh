@@ -109,4 +109,29 @@ run finished "${COMMON[@]}" --model gru --out parts --resume parts/best.safetens
 if [ $rc -ne 0 ] && grep -q "has finished its 4 epochs" finished.log; then
   ok "resuming a finished run asks for a larger --epochs"
 else bad "resuming a finished run: rc $rc"; cat finished.log; fi
+
+# 7. SIGKILL at any moment (checkpoints are written every epoch here, so some kills land mid-write):
+#    the run directory stays usable: its best checkpoint loads and the run resumes from it.
+KILL=(--device cpu forecast train --model gru --epochs 100000 --steps-per-epoch 1 --batch-size 16
+      --validation-steps 1 --lookback 1d --data "$DATA" --out killed)
+"$RECUR" "${KILL[@]}" >killed.log 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do grep -q "^Epoch 3/" killed.log && break; sleep 0.05; done
+for delay in 0.05 0.13 0.21; do
+  sleep $delay
+  kill -KILL $pid 2>/dev/null
+  wait $pid 2>/dev/null
+  "$RECUR" --device cpu forecast evaluate --model-dir killed >killed_eval.log 2>&1 ||
+    { bad "after SIGKILL the best checkpoint does not load"; cat killed_eval.log; }
+  "$RECUR" "${KILL[@]}" --resume killed/best.safetensors >killed.log 2>&1 &
+  pid=$!
+  for _ in $(seq 1 200); do grep -q "^Epoch" killed.log && break; sleep 0.05; done
+done
+kill -TERM $pid 2>/dev/null
+wait $pid
+rc=$?
+[ $rc -eq 130 ] && [ -s killed/interrupted.safetensors ] && grep -q "resuming from killed/best.safetensors" killed.log &&
+  ok "SIGKILLed three times: the best checkpoint loads, the run resumes, SIGTERM saves it" ||
+  { bad "SIGKILL: rc $rc"; ls killed; tail -5 killed.log; }
+ls killed | grep -q '\.tmp\.' && { bad "a killed write's temporary file outlived the resumed run"; ls killed; }
 exit $fail
