@@ -53,6 +53,14 @@ run missing "${COMMON[@]}" --model gru --out fresh --resume fresh/interrupted.sa
 if [ $rc -ne 0 ] && grep -q "does not exist" missing.log && [ ! -e fresh ]; then
   ok "--resume of a missing checkpoint is refused, no directory made"
 else bad "--resume of a missing checkpoint: rc $rc"; ls fresh; cat missing.log; fi
+run elsewhere "${COMMON[@]}" --model gru --out other --resume whole/best.safetensors
+if [ $rc -ne 0 ] && grep -q "is not in --out 'other'" elsewhere.log && [ ! -e other ]; then
+  ok "--resume of another directory's checkpoint is refused"
+else bad "--resume elsewhere: rc $rc"; cat elsewhere.log; fi
+run both "${COMMON[@]}" --model gru --out whole --resume whole/best.safetensors --overwrite
+if [ $rc -ne 0 ] && grep -q "not both" both.log && [ "$(snapshot whole)" = "$before" ]; then
+  ok "--resume with --overwrite is refused"
+else bad "--resume with --overwrite: rc $rc"; cat both.log; fi
 run bad_lookback "${COMMON[@]}" --model lstm --out whole --overwrite --lookback 7m
 if [ $rc -ne 0 ] && [ "$(snapshot whole)" = "$before" ]; then
   ok "a failing --overwrite run leaves the old run as it was"
