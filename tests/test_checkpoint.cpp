@@ -184,7 +184,7 @@ TEST(Checkpoint, ResumeContinuesCallbacksHistoryAndBest) {
   const Tensor y = Tensor::from_vector(r.floats(24), {24, 1}, Device::cpu());
   const Tensor vx = Tensor::from_vector(r.floats(8 * 5 * 2), {8, 5, 2}, Device::cpu());
   const Tensor vy = Tensor::from_vector(r.floats(8), {8, 1}, Device::cpu());
-  ArrayBatches data(x, y, 6, true, 3), val(vx, vy, 4);  // 4 steps per epoch
+  ArrayBatches data(x, y, 6, true, 3, Device::cpu()), val(vx, vy, 4, false, 0, Device::cpu());  // 4 steps per epoch
   FitOptions o;
   o.epochs = 6;
   o.verbose = 0;
