@@ -230,6 +230,19 @@ TEST(JenaReader, MalformedValuesNameTheLineAndTheColumn) {
   EXPECT_CONTAINS(error_of<IOError>([&] { ts::read_jena_csv(extra); }), ":3: 4 fields, the header has 3");
 }
 
+// Found by fuzz_jena_csv: a header name that is not UTF-8 reached the normaliser's
+// JSON (forecast.json) and threw nlohmann's type_error, which no caller expects.
+TEST(JenaReader, RefusesAHeaderThatIsNotUtf8) {
+  TempDir dir;
+  const std::string path = dir.write("bad.csv", "Date Time,p (mb\x9f\x88),T (degC)\n01.01.2009 00:10:00,1,2\n");
+  expect_error([&] { ts::read_jena_csv(path); }, "bad.csv:1: header field 2 is not valid UTF-8 text");
+  // UTF-8 names are fine, and the normaliser refuses a bad one with a recur error.
+  const std::string ok = dir.write("ok.csv", "Date Time,\xc3\xa9t\xc3\xa9 (degC)\n01.01.2009 00:10:00,1\n");
+  EXPECT_EQ(ts::read_jena_csv(ok).columns[0], "\xc3\xa9t\xc3\xa9 (degC)");
+  const ts::Normalizer n({"\xff"}, {0.0}, {1.0});
+  EXPECT_THROW(n.to_json(), ValueError);
+}
+
 TEST(JenaReader, BadFilesAndColumnsGiveClearErrors) {
   TempDir dir;
   const std::string good = dir.write("ok.csv", "Date Time,p (mbar),T (degC)\n01.01.2009 00:10:00,996.5,-8.0\n");
