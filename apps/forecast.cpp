@@ -475,9 +475,9 @@ int train(const ForecastOptions& o) {
   fit(model, train_src, fo, &val_src, callbacks);
   const History& h = history->history();  // every epoch of the run, resumed parts included
   const bool was_interrupted = last_fit_interrupted();
-  if (was_interrupted)
-    out << "interrupted: the state is in " << interrupted.string() << " (resume with --resume "
-        << interrupted.string() << ")\n";
+  if (was_interrupted)  // said with --quiet too: the run is not finished
+    std::cout << "interrupted: the state is in " << interrupted.string() << " (resume with --resume "
+              << interrupted.string() << ")\n";
   if (ckpt->best_epoch() < 0) {  // never a previous run's file: only this run's best counts
     std::cout << "no epoch finished, so there is no best checkpoint to evaluate\n";
     return was_interrupted ? 130 : 1;

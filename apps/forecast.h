@@ -1,9 +1,10 @@
 // `recur forecast`: the Jena temperature forecaster of Deep Learning with
 // Python, trained, evaluated and used from the command line (docs/forecast.md).
 //
-//   recur forecast train [--model NAME | --config FILE] [--data FILE] [--epochs N] [--out DIR] ...
+//   recur forecast train [--model NAME | --config FILE] [--data FILE] [--epochs N] [--out DIR]
+//                        [--resume DIR/interrupted.safetensors | --overwrite] ...
 //   recur forecast evaluate --model-dir DIR [--data FILE]
-//   recur forecast predict --model-dir DIR --input RECENT.csv
+//   recur forecast predict --model-dir DIR --input RECENT.csv [--fill-gaps]
 //   recur forecast models            the zoo, with each model's summary
 #pragma once
 

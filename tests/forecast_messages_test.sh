@@ -58,7 +58,7 @@ RECUR_LOG=debug "$RECUR" "${TRAIN[@]}" "${SMALL[@]}" --data /nonexistent/jena.cs
 rc=$?
 expect debug 1 "timeseries.cpp:"
 run binary "${TRAIN[@]}" "${SMALL[@]}" --data "$DATA/not_a_csv.bin" --out bin
-expect binary 1 'found '"'"'Date\x01Time\x1b[31m'"'"', '"'"'T (degC)\xff\xfe'"'"
+expect binary 1 "not_a_csv.bin:2: column 'T (degC)': cannot parse '\\x1b[31m\\xff\\x01' as a number"
 grep -q $'\x1b' binary.log && bad "binary: a raw escape byte reached the terminal"
 touch a_file
 run out_file "${TRAIN[@]}" "${SMALL[@]}" --data "$DATA/jena_600_rows.csv" --out a_file/run

@@ -95,7 +95,8 @@ for stop in 4 2 0; do
   [ $rc -eq $want ] && ok "resumed part $i (rc $rc)" || { bad "part $i: rc $rc, expected $want"; cat part$i.log; }
   i=$((i + 1))
 done
-grep -q "resuming from parts/interrupted.safetensors at epoch 3, step 3" part4.log &&
+grep -q "resuming from parts/interrupted.safetensors at epoch 3, step 3" part4.log && grep -q "^Epoch 3/4 " part4.log &&
+  grep -q "^Epoch 4/4 " part4.log && ! grep -q "^Epoch 1/" part4.log &&
   ok "the progress says where the run goes on" || { bad "resume position"; cat part4.log; }
 if [ -s whole/history.csv ] && [ "$(figures whole/history.csv)" = "$(figures parts/history.csv)" ]; then
   ok "history.csv: every epoch, numbered on, the same figures"
