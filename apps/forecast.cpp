@@ -372,6 +372,13 @@ int train(const ForecastOptions& o) {
     if (epochs <= 0) epochs = z.epochs;
   }
   if (epochs <= 0) epochs = 20;
+  if (!o.resume.empty() && o.epochs <= 0 && fs::exists(dir / "forecast.json")) {
+    try {  // --resume without --epochs: the run's own (checked properly below)
+      const json run = json::parse(read_file(dir / "forecast.json"));
+      if (run.contains("epochs") && run["epochs"].is_number_integer()) epochs = run["epochs"].get<int>();
+    } catch (const json::exception&) {
+    }
+  }
   const Shape input{d.spec.samples(), d.raw.cols()};
   RECUR_CHECK(cfg.input_shape.size() == 2 &&
                   (cfg.input_shape[0] == kAnyDim || cfg.input_shape[0] == input[0]) &&
@@ -396,6 +403,7 @@ int train(const ForecastOptions& o) {
   fj["batch_size"] = o.batch_size;
   fj["seed"] = o.seed;
   fj["steps_per_epoch"] = o.steps_per_epoch;
+  fj["epochs"] = epochs;  // planned; a --resume without --epochs takes it
   fj["normalizer"] = json::parse(d.normalizer.to_json());
   const std::string model_text = model_config_to_json(model);
 

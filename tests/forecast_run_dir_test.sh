@@ -19,7 +19,8 @@ cd "$WORK" || exit 1
 fail=0
 ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*"; fail=1; }
-COMMON=(--device cpu forecast train --epochs 4 --steps-per-epoch 3 --batch-size 16 --validation-steps 2 --lookback 1d --data "$DATA")
+BASE=(--device cpu forecast train --steps-per-epoch 3 --batch-size 16 --validation-steps 2 --lookback 1d --data "$DATA")
+COMMON=("${BASE[@]}" --epochs 4)
 run() {  # run NAME ARGS...: output in NAME.log, exit code in $rc
   local name=$1
   shift
@@ -74,7 +75,7 @@ if [ $rc -eq 130 ] && grep -q "no epoch finished" over.log && ! grep -q "best ep
    [ -e kept/interrupted.safetensors ] && grep -q '"model": "lstm"' kept/forecast.json; then
   ok "--overwrite stopped before an epoch ends: no old weights or results left, resumable"
 else bad "--overwrite stopped early: rc $rc"; ls kept; cat over.log; fi
-run over_resume "${COMMON[@]}" --model lstm --out kept --resume kept/interrupted.safetensors
+run over_resume "${BASE[@]}" --model lstm --out kept --resume kept/interrupted.safetensors  # its 4 epochs
 if [ $rc -eq 0 ] && grep -q "best epoch" over_resume.log && [ ! -e kept/interrupted.safetensors ] &&
    grep -q '"epochs_run": 4' kept/results.json; then
   ok "the overwriting run resumed to the end"
