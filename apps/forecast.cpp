@@ -598,6 +598,13 @@ Loaded load_model_dir(const std::string& dir_text, Device dev) {
   l.cfg = read_model_config((dir / "model.json").string());
   RECUR_CHECK(l.cfg.model != nullptr, Value, (dir / "model.json").string(), ": not a Sequential model's config");
   l.cfg.model->build({l.spec.samples(), std::int64_t(l.columns.size())}, dev, l.cfg.dtype, 0);
+  if (!fs::exists(dir / "best.safetensors")) {
+    const bool resumable = fs::exists(dir / "interrupted.safetensors");
+    RECUR_THROW(IO, "the run in '", dir_text, "' has no best.safetensors: no epoch of it has finished",
+                resumable ? "; continue it with: recur forecast train --out " + dir_text + " --resume " +
+                                (dir / "interrupted.safetensors").string()
+                          : "");
+  }
   load_checkpoint(*l.cfg.model, (dir / "best.safetensors").string(), false);
   return l;
 }

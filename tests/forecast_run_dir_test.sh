@@ -86,6 +86,10 @@ else bad "resuming the overwriting run: rc $rc"; cat over_resume.log; fi
 run part1 "${COMMON[@]}" --model gru --out parts --stop-after-steps 2
 [ $rc -eq 130 ] && [ -e parts/interrupted.safetensors ] && [ ! -e parts/best.safetensors ] &&
   ok "interrupted before the first epoch ends" || { bad "part 1: rc $rc"; cat part1.log; }
+run early_eval --device cpu forecast evaluate --model-dir parts
+if [ $rc -ne 0 ] && grep -q "the run in 'parts' has no best.safetensors: no epoch of it has finished; continue it with: recur forecast train --out parts --resume parts/interrupted.safetensors" early_eval.log; then
+  ok "evaluate before an epoch ends says how to continue"
+else bad "evaluate before an epoch ends: rc $rc"; cat early_eval.log; fi
 i=2
 for stop in 4 2 0; do
   extra=()
