@@ -7,11 +7,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <unistd.h>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <algorithm>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -149,21 +153,12 @@ std::string fixed(double v, int digits = 3) {
   return s.str();
 }
 
-void write_file(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    RECUR_CHECK(f.good(), IO, "cannot write '", tmp.string(), "'");
-    f << text;
-    f.flush();
-    RECUR_CHECK(f.good(), IO, "writing '", tmp.string(), "' failed");
-  }
-  fs::rename(tmp, path);
-}
+// Atomically: a temporary name, fsync, rename (safetensors.h).
+void write_file(const fs::path& path, const std::string& text) { write_file_atomically(path.string(), text); }
 
 std::string read_file(const fs::path& path) {
   std::ifstream f(path, std::ios::binary);
-  RECUR_CHECK(f.good(), IO, "cannot open '", path.string(), "'");
+  RECUR_CHECK(f.good(), IO, "cannot open '", path.string(), "': ", std::strerror(errno));
   std::ostringstream s;
   s << f.rdbuf();
   return s.str();
@@ -216,34 +211,151 @@ Device checked_device() {
   return dev;
 }
 
+// ---- the run directory ----------------------------------------------------------------------
+// What a training run writes into --out. A directory holding any of them holds a run.
+const char* const kRunFiles[] = {"forecast.json", "model.json", "best.safetensors", "interrupted.safetensors",
+                                 "results.json", "history.csv", "curves.svg", "curves.png", "curves.dat",
+                                 "curves.gp", "forecast.svg", "forecast.png", "forecast.dat", "forecast.gp"};
+
+std::vector<std::string> run_files_in(const fs::path& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return found;
+  for (const char* f : kRunFiles)
+    if (fs::exists(dir / f, ec)) found.push_back(f);
+  return found;
+}
+
+// --out must be a directory we can create files in (or one we can create): checked before training,
+// with the operating system's reason.
+void check_out_writable(const fs::path& dir) {
+  std::error_code ec;
+  fs::path p = fs::absolute(dir, ec);
+  RECUR_CHECK(!ec, IO, "--out '", dir.string(), "': ", ec.message());
+  if (fs::exists(p, ec))
+    RECUR_CHECK(fs::is_directory(p, ec), IO, "--out '", dir.string(), "' exists and is not a directory");
+  while (!fs::exists(p, ec) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
+  RECUR_CHECK(fs::is_directory(p, ec), IO, "--out '", dir.string(), "': '", p.string(), "' is not a directory");
+  RECUR_CHECK(::access(p.c_str(), W_OK | X_OK) == 0, IO, "cannot write to --out '", dir.string(), "': '",
+              p.string(), "': ", std::strerror(errno), " (choose another --out)");
+}
+
+// The fields of forecast.json that a resumed run must share with the run it continues.
+const char* const kResumeFields[] = {"model", "columns", "target", "interval_seconds", "lookback", "step",
+                                     "delay", "batch_size", "seed", "steps_per_epoch", "normalizer"};
+
+void check_same_run(const json& mine, const fs::path& file, const std::string& what) {
+  json theirs;
+  try {
+    theirs = json::parse(read_file(file));
+  } catch (const json::exception& e) {
+    RECUR_THROW(IO, file.string(), ": malformed (", e.what(), "); ", what, " cannot be checked");
+  }
+  for (const char* k : kResumeFields) {
+    if (!theirs.contains(k)) continue;  // written by an older recur
+    if (theirs[k] == mine[k]) continue;
+    if (std::string(k) == "normalizer")
+      RECUR_THROW(Value, what, ": the run in ", file.parent_path().string(),
+                  " was trained on other data (its normalisation statistics differ); resume with the same --data");
+    std::string flag = std::string("--") + k;
+    for (char& c : flag)
+      if (c == '_') c = '-';
+    RECUR_THROW(Value, what, ": the run in ", file.parent_path().string(), " has ", k, " ", theirs[k].dump(),
+                ", this command ", mine[k].dump(), "; give the run's ", flag, " (see ", file.string(), ")");
+  }
+}
+
+// The first thing a run writes into --out (its first epoch's end, or an interruption): the directory is
+// made, another run's files are removed (--overwrite), and forecast.json and model.json written.
+// Until then nothing in --out is touched.
+class ClaimRunDir final : public Callback {
+ public:
+  explicit ClaimRunDir(std::function<void()> claim) : claim_(std::move(claim)) {}
+  void on_epoch_end(int, const Logs&, TrainableModel&) override { claim(); }
+  void on_train_end(TrainableModel&, bool interrupted) override {
+    if (interrupted) claim();
+  }
+
+ private:
+  void claim() {
+    if (done_) return;
+    claim_();
+    done_ = true;
+  }
+  std::function<void()> claim_;
+  bool done_ = false;
+};
+
+// The smallest file (in rows) whose three splits each hold one window of `need` rows.
+std::int64_t rows_needed(std::int64_t need) {
+  for (std::int64_t n = need;; ++n) {
+    const std::int64_t a = n * 200000 / 420551, v = n * 100000 / 420551;
+    if (a >= need && v >= need && n - a - v >= need) return n;
+  }
+}
+
+// Every split holds at least one window, and a batch is no larger than any split: said in the file's terms.
+void check_splits(const Data& d, const ForecastOptions& o, bool training = true) {
+  const std::int64_t need = d.spec.lookback + d.spec.delay;
+  const std::pair<const char*, ts::RowRange> splits[] = {
+      {"training", d.splits.train}, {"validation", d.splits.val}, {"test", d.splits.test}};
+  for (const auto& [what, r] : splits) {
+    RECUR_CHECK(r.size() >= need, Value, d.path, " has ", d.raw.rows(), " rows at ", ts::format_duration(d.interval),
+                " steps; its ", what, " split (", r.size(), " rows, ", ts::format_timestamp(d.raw.timestamps[std::size_t(r.begin)]),
+                " to ", ts::format_timestamp(d.raw.timestamps[std::size_t(r.end - 1)]), ") is too short for one window: --lookback ",
+                o.lookback, " + --delay ", o.delay, " need ", need, " rows in each split, so the file needs at least ",
+                rows_needed(need), " rows (or give a shorter --lookback or --delay)");
+  }
+  if (!training) return;
+  // A training batch holds at most every training window (validation and test batches are cut to their
+  // splits' windows, which bounds them already).
+  const std::int64_t windows = d.splits.train.size() - need + 1;
+  RECUR_CHECK(o.batch_size <= windows, Value, "--batch-size ", o.batch_size,
+              " is larger than the training split, which has ", windows, " windows (", d.splits.train.size(),
+              " rows, less --lookback ", o.lookback, " and --delay ", o.delay, "); give at most --batch-size ", windows);
+}
+
 // ---- train ----------------------------------------------------------------------------------
 int train(const ForecastOptions& o) {
   std::ostream& out = out_stream(o);
   const auto t_start = std::chrono::steady_clock::now();
   const Device dev = checked_device();
+  const fs::path dir(o.out);
+  // 1. Everything is checked before anything in --out is touched: the options, the data, the model,
+  //    the run directory and the checkpoint to resume from.
+  RECUR_CHECK(o.resume.empty() || !o.overwrite, Value,
+              "give --resume (continue the run in --out) or --overwrite (replace it), not both");
+  check_out_writable(dir);
+  const std::vector<std::string> existing = run_files_in(dir);
+  if (!existing.empty() && o.resume.empty() && !o.overwrite) {
+    std::string files;
+    for (const std::string& f : existing) files += (files.empty() ? "" : ", ") + f;
+    std::string hint;
+    if (fs::exists(dir / "interrupted.safetensors"))
+      hint = "--resume " + (dir / "interrupted.safetensors").string() + " to continue it, ";
+    RECUR_THROW(Value, "--out '", o.out, "' holds another run (", files, "); pass ", hint,
+                "--overwrite to replace it, or another --out");
+  }
+  if (!o.resume.empty()) {
+    std::error_code ec;
+    RECUR_CHECK(fs::exists(o.resume, ec), IO, "--resume '", o.resume, "' does not exist",
+                fs::exists(dir / "interrupted.safetensors") ? " (this run's is " + (dir / "interrupted.safetensors").string() + ")" : "");
+    RECUR_CHECK(fs::equivalent(fs::absolute(o.resume).parent_path(), fs::absolute(dir), ec) && !ec, Value,
+                "--resume continues the run in --out, and '", o.resume, "' is not in --out '", o.out,
+                "'; give the --out of the run it belongs to");
+  }
   Data d;
   d.path = o.data.empty() ? bundled_data() : o.data;
   d.raw = ts::read_jena_csv(d.path);
   d.interval = d.raw.report.interval;
+  RECUR_CHECK(d.raw.rows() >= 2, Value, d.path, " has ", d.raw.rows(), " data row(s); a forecaster needs many");
   d.target = d.raw.column_index(o.target);
   d.spec = window_spec(o, d.interval);
   d.splits = ts::book_splits(d.raw.rows());
+  check_splits(d, o);
   d.normalizer = ts::Normalizer::fit(d.raw, d.splits.train);
   d.norm = d.normalizer.apply(d.raw);
   const double scale = d.normalizer.stddev(d.target);
-  out << "data: " << d.path << ": " << d.raw.rows() << " rows of " << d.raw.cols() << " variables every "
-      << ts::format_duration(d.interval) << "; train " << d.splits.train.size() << ", validation "
-      << d.splits.val.size() << ", test " << d.splits.test.size() << " rows\n";
-  if (d.raw.report.gap_count || d.raw.report.duplicates || d.raw.report.sentinels || d.raw.report.out_of_order)
-    out << "      " << d.raw.report.gap_count << " gaps (largest " << ts::format_duration(d.raw.report.largest_gap)
-        << "), " << d.raw.report.duplicates << " duplicate and " << d.raw.report.out_of_order
-        << " out-of-order timestamps, " << d.raw.report.sentinels << " -9999 wind speeds set to 0\n";
-  out << "windows: lookback " << o.lookback << " (" << d.spec.samples() << " steps of " << o.step << "), target '"
-      << o.target << "' " << o.delay << " later\n";
-  const ts::BaselineResult naive_val = ts::naive_baseline(d.norm, d.normalizer, d.target, d.spec, d.splits.val);
-  const ts::BaselineResult naive_test = ts::naive_baseline(d.norm, d.normalizer, d.target, d.spec, d.splits.test);
-  out << "naive baseline (the temperature in " << o.delay << " = now): validation " << fixed(naive_val.mae_units)
-      << " degC (" << fixed(naive_val.mae, 4) << " normalised), test " << fixed(naive_test.mae_units) << " degC\n";
 
   // The model.
   std::string name = o.model;
@@ -260,6 +372,13 @@ int train(const ForecastOptions& o) {
     if (epochs <= 0) epochs = z.epochs;
   }
   if (epochs <= 0) epochs = 20;
+  if (!o.resume.empty() && o.epochs <= 0 && fs::exists(dir / "forecast.json")) {
+    try {  // --resume without --epochs: the run's own (checked properly below)
+      const json run = json::parse(read_file(dir / "forecast.json"));
+      if (run.contains("epochs") && run["epochs"].is_number_integer()) epochs = run["epochs"].get<int>();
+    } catch (const json::exception&) {
+    }
+  }
   const Shape input{d.spec.samples(), d.raw.cols()};
   RECUR_CHECK(cfg.input_shape.size() == 2 &&
                   (cfg.input_shape[0] == kAnyDim || cfg.input_shape[0] == input[0]) &&
@@ -270,16 +389,7 @@ int train(const ForecastOptions& o) {
   model.build(input, dev, cfg.dtype, o.seed);
   CompileOptions co = cfg.compile.value_or(CompileOptions{OptimizerConfig::rmsprop(1e-3), LossKind::MeanAbsoluteError, {}});
   model.compile(co);
-  if (!o.quiet) out << model.summary();
 
-  const ts::WindowGenerator train_g(d.norm, d.target, d.spec, d.splits.train, o.batch_size, true, o.seed);
-  const ts::WindowGenerator val_g(d.norm, d.target, d.spec, d.splits.val, o.batch_size, false);
-  const ts::WindowGenerator test_g(d.norm, d.target, d.spec, d.splits.test, o.batch_size, false);
-  const Windows train_src(train_g, dev), val_src(val_g, dev, o.validation_steps), test_src(test_g, dev);
-
-  const fs::path dir(o.out);
-  fs::create_directories(dir);
-  const fs::path best = dir / "best.safetensors", interrupted = dir / "interrupted.safetensors";
   json fj;
   fj["format"] = "recur.forecast/1";
   fj["model"] = name;
@@ -292,34 +402,92 @@ int train(const ForecastOptions& o) {
   fj["delay"] = o.delay;
   fj["batch_size"] = o.batch_size;
   fj["seed"] = o.seed;
+  fj["steps_per_epoch"] = o.steps_per_epoch;
+  fj["epochs"] = epochs;  // planned; a --resume without --epochs takes it
   fj["normalizer"] = json::parse(d.normalizer.to_json());
-  write_file(dir / "forecast.json", fj.dump(2) + "\n");
-  write_file(dir / "model.json", model_config_to_json(model));
+  const std::string model_text = model_config_to_json(model);
 
   FitOptions fo;
   fo.epochs = epochs;
   fo.steps_per_epoch = o.steps_per_epoch;
   fo.verbose = o.quiet ? 0 : 1;
+  fo.stop_after_steps = o.stop_after_steps;
   if (!o.resume.empty()) {
-    const CheckpointInfo info = load_checkpoint(model, o.resume, true);
+    if (fs::exists(dir / "forecast.json")) check_same_run(fj, dir / "forecast.json", "--resume");
+    if (fs::exists(dir / "model.json") && read_file(dir / "model.json") != model_text)
+      RECUR_THROW(Value, "--resume: the run in ", o.out, " trained another model (its model.json differs from ",
+                  o.config.empty() ? "--model " + o.model : "--config " + o.config, "); give the run's model");
+    const CheckpointInfo info = load_checkpoint(model, o.resume, true);  // checks every tensor first
     fo.initial_epoch = info.position.epoch;
     fo.initial_step = info.position.step;
+    fo.resume_state = info.fit_state;
+    RECUR_CHECK(fo.initial_step <= o.steps_per_epoch, Value, o.resume, ": it stopped at step ", fo.initial_step,
+                " of an epoch, but --steps-per-epoch is ", o.steps_per_epoch, "; give the run's --steps-per-epoch");
+    RECUR_CHECK(fo.initial_epoch < epochs, Value, o.resume, ": the run has finished its ", fo.initial_epoch,
+                " epochs; to train on, give --epochs larger than ", fo.initial_epoch);
+  }
+
+  // 2. Say what will happen, then train.
+  out << "data: " << d.path << ": " << d.raw.rows() << " rows of " << d.raw.cols() << " variables every "
+      << ts::format_duration(d.interval) << "; train " << d.splits.train.size() << ", validation "
+      << d.splits.val.size() << ", test " << d.splits.test.size() << " rows\n";
+  if (d.raw.report.gap_count || d.raw.report.duplicates || d.raw.report.sentinels || d.raw.report.out_of_order)
+    out << "      " << d.raw.report.gap_count << " gaps (largest " << ts::format_duration(d.raw.report.largest_gap)
+        << "), " << d.raw.report.duplicates << " duplicate and " << d.raw.report.out_of_order
+        << " out-of-order timestamps, " << d.raw.report.sentinels << " -9999 wind speeds set to 0\n";
+  if (d.raw.report.other_sentinels)
+    std::cerr << "warning: " << d.raw.report.other_sentinels << " value(s) of -9999 outside the wind speeds, kept "
+              << "as values (the first at " << d.raw.report.first_other_sentinel
+              << "); -9999 is the Jena file's mark of a missing value: check the data\n";
+  out << "windows: lookback " << o.lookback << " (" << d.spec.samples() << " steps of " << o.step << "), target '"
+      << o.target << "' " << o.delay << " later\n";
+  const ts::BaselineResult naive_val = ts::naive_baseline(d.norm, d.normalizer, d.target, d.spec, d.splits.val);
+  const ts::BaselineResult naive_test = ts::naive_baseline(d.norm, d.normalizer, d.target, d.spec, d.splits.test);
+  out << "naive baseline (the temperature in " << o.delay << " = now): validation " << fixed(naive_val.mae_units)
+      << " degC (" << fixed(naive_val.mae, 4) << " normalised), test " << fixed(naive_test.mae_units) << " degC\n";
+  if (!o.quiet) out << model.summary();
+
+  const ts::WindowGenerator train_g(d.norm, d.target, d.spec, d.splits.train, o.batch_size, true, o.seed);
+  const ts::WindowGenerator val_g(d.norm, d.target, d.spec, d.splits.val, o.batch_size, false);
+  const ts::WindowGenerator test_g(d.norm, d.target, d.spec, d.splits.test, o.batch_size, false);
+  const Windows train_src(train_g, dev), val_src(val_g, dev, o.validation_steps), test_src(test_g, dev);
+
+  const fs::path best = dir / "best.safetensors", interrupted = dir / "interrupted.safetensors";
+  if (!o.resume.empty())
     out << "resuming from " << o.resume << " at epoch " << fo.initial_epoch + 1 << ", step " << fo.initial_step + 1
         << "\n";
-  }
   out << "training " << name << " on " << dev.str() << ": " << epochs << " epochs of " << o.steps_per_epoch
-      << " steps of " << o.batch_size << " (Ctrl-C stops at the end of a step and keeps the best checkpoint)"
-      << std::endl;
+      << " steps of " << o.batch_size
+      << " (Ctrl-C or SIGTERM stops at the end of a step and saves a checkpoint to resume from)" << std::endl;
+  const bool replace = o.overwrite && !existing.empty();  // (--resume and --overwrite exclude each other)
+  auto claim = std::make_shared<ClaimRunDir>([&] {
+    fs::create_directories(dir);
+    if (replace) {  // another run's files: none may be taken for this run's
+      std::error_code ec;
+      for (const std::string& f : existing) fs::remove(dir / f, ec);
+    }
+    // Temporary files of a process killed while writing (write_file_atomically's "<name>.tmp.<pid>.<n>").
+    std::error_code ec;
+    for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+      const std::string f = e.path().filename().string();
+      for (const char* run_file : kRunFiles)
+        if (f.rfind(std::string(run_file) + ".tmp.", 0) == 0) fs::remove(e.path(), ec);
+    }
+    write_file(dir / "forecast.json", fj.dump(2) + "\n");
+    write_file(dir / "model.json", model_text);
+  });
   auto ckpt = std::make_shared<ModelCheckpoint>(best.string(), "val_loss", true, interrupted.string());
-  std::vector<std::shared_ptr<Callback>> callbacks{ckpt, std::make_shared<HistoryLogger>((dir / "history.csv").string()),
+  auto history = std::make_shared<HistoryLogger>((dir / "history.csv").string());
+  std::vector<std::shared_ptr<Callback>> callbacks{claim, ckpt, history,
                                                    std::make_shared<DegreesReport>(out, scale, naive_val.mae_units)};
-  const History h = fit(model, train_src, fo, &val_src, callbacks);
+  fit(model, train_src, fo, &val_src, callbacks);
+  const History& h = history->history();  // every epoch of the run, resumed parts included
   const bool was_interrupted = last_fit_interrupted();
-  if (was_interrupted)
-    out << "interrupted: the state is in " << interrupted.string() << " (resume with --resume "
-        << interrupted.string() << ")\n";
-  if (!fs::exists(best)) {
-    out << "no epoch finished, so there is no best checkpoint to evaluate\n";
+  if (was_interrupted)  // said with --quiet too: the run is not finished
+    std::cout << "interrupted: the state is in " << interrupted.string() << " (resume with --resume "
+              << interrupted.string() << ")\n";
+  if (ckpt->best_epoch() < 0) {  // never a previous run's file: only this run's best counts
+    std::cout << "no epoch finished, so there is no best checkpoint to evaluate\n";
     return was_interrupted ? 130 : 1;
   }
 
@@ -331,10 +499,13 @@ int train(const ForecastOptions& o) {
   double samples_per_s = 0;
   for (const Logs& l : h.epochs) samples_per_s += l.at("samples_per_second") / double(h.epochs.size());
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  out << "best epoch " << best_epoch << ": validation MAE " << fixed(val_mae * scale) << " degC, test MAE "
-      << fixed(test_mae * scale) << " degC (naive " << fixed(naive_val.mae_units) << " / "
-      << fixed(naive_test.mae_units) << " degC: " << fixed(100 * (1 - test_mae * scale / naive_test.mae_units), 1)
-      << "% under it on test)\n";
+  const double gain = 100 * (1 - test_mae * scale / naive_test.mae_units);
+  // The results line: printed with --quiet too.
+  std::cout << "best epoch " << best_epoch << ": validation MAE " << fixed(val_mae * scale) << " degC, test MAE "
+            << fixed(test_mae * scale) << " degC (naive " << fixed(naive_val.mae_units) << " / "
+            << fixed(naive_test.mae_units) << " degC: "
+            << (gain >= 0 ? fixed(gain, 1) + "% better than naive" : fixed(-gain, 1) + "% worse than naive")
+            << " on test)\n";
 
   json r;
   r["model"] = name;
@@ -427,6 +598,13 @@ Loaded load_model_dir(const std::string& dir_text, Device dev) {
   l.cfg = read_model_config((dir / "model.json").string());
   RECUR_CHECK(l.cfg.model != nullptr, Value, (dir / "model.json").string(), ": not a Sequential model's config");
   l.cfg.model->build({l.spec.samples(), std::int64_t(l.columns.size())}, dev, l.cfg.dtype, 0);
+  if (!fs::exists(dir / "best.safetensors")) {
+    const bool resumable = fs::exists(dir / "interrupted.safetensors");
+    RECUR_THROW(IO, "the run in '", dir_text, "' has no best.safetensors: no epoch of it has finished",
+                resumable ? "; continue it with: recur forecast train --out " + dir_text + " --resume " +
+                                (dir / "interrupted.safetensors").string()
+                          : "");
+  }
   load_checkpoint(*l.cfg.model, (dir / "best.safetensors").string(), false);
   return l;
 }
@@ -446,6 +624,11 @@ int evaluate_dir(const ForecastOptions& o) {
   d.target = d.raw.column_index(l.target);
   d.spec = l.spec;
   d.splits = ts::book_splits(d.raw.rows());
+  d.interval = l.interval;
+  ForecastOptions shown;
+  shown.lookback = l.forecast.at("lookback").get<std::string>();
+  shown.delay = l.forecast.at("delay").get<std::string>();
+  check_splits(d, shown, false);
   d.normalizer = l.normalizer;
   d.norm = d.normalizer.apply(d.raw);
   const double scale = d.normalizer.stddev(d.target);
@@ -466,16 +649,61 @@ int predict(const ForecastOptions& o) {
   Loaded l = load_model_dir(o.model_dir, dev);
   const ts::TimeseriesTable t = ts::read_jena_csv(o.input, l.columns);
   const std::int64_t L = l.spec.lookback;
+  const std::string lookback_text = l.forecast.at("lookback").get<std::string>();
   RECUR_CHECK(t.rows() >= L, Value, o.input, ": ", t.rows(), " rows, too few for the lookback of ", L,
-              " rows (", l.forecast.at("lookback").get<std::string>(), "); give at least ", L, " rows");
+              " rows (", lookback_text, "); give at least ", L, " rows");
   RECUR_CHECK(t.rows() < 2 || t.report.interval == l.interval, Value, o.input, ": rows every ",
               ts::format_duration(t.report.interval), ", the model expects rows every ", ts::format_duration(l.interval));
+  // What the reader fixed is said, not hidden: the forecast is for the latest time in the file.
+  if (t.report.out_of_order || t.report.duplicates)
+    std::cerr << o.input << ": warning: " << t.report.out_of_order << " line(s) out of time order (sorted), "
+              << t.report.duplicates << " repeated timestamp(s) (the first kept)\n";
   const ts::TimeseriesTable n = l.normalizer.apply(t);
   const std::int64_t now = t.rows() - 1, F = n.cols();
+  const std::int64_t t_now = t.timestamps[std::size_t(now)];
+  // The lookback is the L times t_now - (L-1) * interval .. t_now: each must have its row.
+  const std::int64_t t_first = t_now - (L - 1) * l.interval;
+  std::map<std::int64_t, std::int64_t> row_at;  // timestamp -> row, inside the lookback
+  for (std::int64_t r = now; r >= 0 && t.timestamps[std::size_t(r)] >= t_first; --r)
+    row_at[t.timestamps[std::size_t(r)]] = r;
+  std::vector<std::pair<std::int64_t, std::int64_t>> missing;  // spans [from, to] of missing times
+  std::int64_t missing_rows = 0;
+  for (std::int64_t k = 0; k < L; ++k) {
+    const std::int64_t when = t_first + k * l.interval;
+    if (row_at.count(when)) continue;
+    ++missing_rows;
+    if (!missing.empty() && missing.back().second == when - l.interval) missing.back().second = when;
+    else missing.emplace_back(when, when);
+  }
+  if (missing_rows > 0) {
+    std::string spans;
+    for (std::size_t i = 0; i < missing.size() && i < 3; ++i)
+      spans += (i ? ", " : "") + ts::format_timestamp(missing[i].first) +
+               (missing[i].second != missing[i].first ? " to " + ts::format_timestamp(missing[i].second) : "");
+    if (missing.size() > 3) spans += ", ...";
+    RECUR_CHECK(o.fill_gaps, Value, o.input, ": the lookback (", lookback_text, " up to ", ts::format_timestamp(t_now),
+                ") misses ", missing_rows, " of its ", L, " rows (", spans,
+                "); give the missing rows, or pass --fill-gaps to interpolate them");
+    RECUR_CHECK(t.timestamps[0] <= t_first, Value, o.input, ": the lookback (", lookback_text, " up to ",
+                ts::format_timestamp(t_now), ") starts at ", ts::format_timestamp(t_first),
+                ", before the file's first row (", ts::format_timestamp(t.timestamps[0]),
+                "); --fill-gaps interpolates only between rows");
+    std::cerr << o.input << ": warning: " << missing_rows << " missing row(s) inside the lookback interpolated ("
+              << spans << ")\n";
+  }
+  // The value of column c at time `when`: its row, or (--fill-gaps) linear between the rows around it.
+  auto value_at = [&](std::int64_t when, std::int64_t c) -> float {
+    const auto it = std::lower_bound(t.timestamps.begin(), t.timestamps.end(), when);
+    const std::int64_t r = it - t.timestamps.begin();
+    if (*it == when) return n.at(r, c);
+    const std::int64_t t0 = t.timestamps[std::size_t(r - 1)], t1 = t.timestamps[std::size_t(r)];
+    const double w = double(when - t0) / double(t1 - t0);
+    return float((1 - w) * n.at(r - 1, c) + w * n.at(r, c));
+  };
   std::vector<float> x;
   for (std::int64_t k = 0; k < l.spec.samples(); ++k) {
-    const std::int64_t row = now - L + l.spec.step * (k + 1);
-    for (std::int64_t c = 0; c < F; ++c) x.push_back(n.at(row, c));
+    const std::int64_t when = t_now - L * l.interval + l.spec.step * (k + 1) * l.interval;
+    for (std::int64_t c = 0; c < F; ++c) x.push_back(value_at(when, c));
   }
   const Tensor xt = Tensor::from_vector(x, {1, l.spec.samples(), F}, dev);
   const double y = l.cfg.model->predict(xt).to_vector<float>().at(0);
@@ -500,6 +728,25 @@ int list_models() {
 
 }  // namespace
 
+CLI::Validator int_range(std::int64_t lo, std::int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        std::int64_t v = 0;
+        const char* b = text.c_str();
+        char* end = nullptr;
+        errno = 0;
+        const long long parsed = std::strtoll(b, &end, 10);
+        const bool whole = end != b && *end == '\0' && errno == 0;
+        v = parsed;
+        if (!whole || v < lo || v > hi) {
+          std::string shown = text.size() > 24 ? text.substr(0, 24) + "..." : text;
+          return "'" + shown + "' is not a whole number from " + std::to_string(lo) + " to " + std::to_string(hi);
+        }
+        return std::string();
+      },
+      "INT in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", "Range");
+}
+
 CLI::App* add_forecast_command(CLI::App& app, ForecastOptions& o) {
   CLI::App* f = app.add_subcommand("forecast", "the Jena temperature forecaster: train, evaluate, predict");
   f->require_subcommand(1);
@@ -509,24 +756,32 @@ CLI::App* add_forecast_command(CLI::App& app, ForecastOptions& o) {
   t->add_option("--config", o.config, "a model config file (JSON) instead of --model");
   t->add_option("--data", o.data, "a Jena climate CSV, plain or gzip (default: the bundled hourly file)");
   t->add_option("--out", o.out, "output directory")->capture_default_str();
-  t->add_option("--epochs", o.epochs, "epochs (default: the model's, 20 or 40)")->check(CLI::NonNegativeNumber);
-  t->add_option("--steps-per-epoch", o.steps_per_epoch, "steps per epoch")->check(CLI::PositiveNumber)->capture_default_str();
-  t->add_option("--batch-size", o.batch_size, "windows per batch")->check(CLI::PositiveNumber)->capture_default_str();
+  t->add_option("--epochs", o.epochs, "epochs, at least 1 (default: the model's, 20 or 40)")
+      ->check(int_range(1, 1000000));
+  t->add_option("--steps-per-epoch", o.steps_per_epoch, "steps per epoch")->check(int_range(1, 1000000000))
+      ->capture_default_str();
+  t->add_option("--batch-size", o.batch_size, "windows per batch (at most a split's windows)")
+      ->check(int_range(1, 1000000000))->capture_default_str();
   t->add_option("--validation-steps", o.validation_steps, "validation batches per epoch (0: all)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(int_range(0, 1000000000))->capture_default_str();
   t->add_option("--lookback", o.lookback, "input span (10d, 240h, ...)")->capture_default_str();
   t->add_option("--step", o.step, "sampling step inside the lookback")->capture_default_str();
   t->add_option("--delay", o.delay, "how far ahead to forecast")->capture_default_str();
   t->add_option("--target", o.target, "the column to forecast")->capture_default_str();
   t->add_option("--seed", o.seed, "seed for the weights, shuffling and dropout")->capture_default_str();
-  t->add_option("--resume", o.resume, "continue from a checkpoint (e.g. OUT/interrupted.safetensors)");
+  t->add_option("--resume", o.resume, "continue the run in --out from its checkpoint (OUT/interrupted.safetensors)");
+  t->add_flag("--overwrite", o.overwrite, "replace the run in --out (its files go once this run has its first to write)");
   t->add_flag("--quiet", o.quiet, "print only errors and the results line");
+  t->add_option("--stop-after-steps", o.stop_after_steps, "stop as Ctrl-C does after N steps (for tests)")
+      ->check(int_range(0, 1000000000))->group("");
   CLI::App* e = f->add_subcommand("evaluate", "validation and test MAE of a trained model");
   e->add_option("--model-dir", o.model_dir, "the --out directory of a training run")->required();
   e->add_option("--data", o.data, "another Jena climate CSV (default: the one trained on)");
   CLI::App* p = f->add_subcommand("predict", "forecast the temperature after the last row of a CSV");
   p->add_option("--model-dir", o.model_dir, "the --out directory of a training run")->required();
   p->add_option("--input", o.input, "recent rows in the Jena CSV format (at least the lookback)")->required();
+  p->add_flag("--fill-gaps", o.fill_gaps, "fill missing rows inside the lookback by linear interpolation "
+                                          "(default: a gap is an error)");
   f->add_subcommand("models", "list the model zoo with each model's summary");
   return f;
 }

@@ -12,8 +12,11 @@
 #include <cstdio>
 #include <iostream>
 #include <random>
+#include <sstream>
+#include <string>
 
 #include "forecast.h"
+#include "recur/common/log.h"
 #include "recur/recur.h"
 
 namespace {
@@ -90,6 +93,52 @@ int run_lstm(const LstmOptions& o) {
   return 0;
 }
 
+// A message as the terminal may show it: control bytes and bytes that are not
+// UTF-8 (a binary file read as CSV) as \xNN, and a very long message (a whole
+// binary "line") cut in the middle.
+std::string printable(const std::string& text) {
+  std::string out;
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  auto hex = [&](unsigned char c) {
+    static const char* digits = "0123456789abcdef";
+    out += "\\x";
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  };
+  for (std::size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    if (c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f)) {
+      out += char(c);
+      ++i;
+      continue;
+    }
+    // A well-formed UTF-8 sequence of 2 to 4 bytes passes unchanged.
+    const std::size_t len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    bool ok = len > 0 && c >= 0xc2 && c <= 0xf4 && i + len <= n;
+    for (std::size_t k = 1; ok && k < len; ++k) ok = (p[i + k] & 0xc0) == 0x80;
+    if (ok) {
+      out.append(text, i, len);
+      i += len;
+    } else {
+      hex(c);
+      ++i;
+    }
+  }
+  constexpr std::size_t kMax = 1200;
+  if (out.size() > kMax)
+    out = out.substr(0, 900) + " ... (" + std::to_string(out.size() - 1100) + " characters cut) ... " +
+          out.substr(out.size() - 200);
+  return out;
+}
+
+// What the user reads: the problem; with RECUR_LOG=debug also the failing
+// statement and recur's source location.
+std::string user_message(const recur::Error& e) {
+  if (recur::log_enabled(recur::LogLevel::Debug)) return e.what();
+  return std::string("recur: ") + recur::error_kind_name(e.kind()) + ": " + e.message();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -105,28 +154,38 @@ int main(int argc, char** argv) {
 
   LstmOptions lo;
   CLI::App* lstm = app.add_subcommand("lstm", "run a small LSTM forward pass and time it");
-  lstm->add_option("--steps,-T", lo.steps, "time steps")->check(CLI::NonNegativeNumber)->capture_default_str();
-  lstm->add_option("--batch,-B", lo.batch, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
-  lstm->add_option("--input,-I", lo.input, "input features")->check(CLI::PositiveNumber)->capture_default_str();
-  lstm->add_option("--hidden,-H", lo.hidden, "hidden size")->check(CLI::PositiveNumber)->capture_default_str();
+  using recur::app::int_range;
+  lstm->add_option("--steps,-T", lo.steps, "time steps")->check(int_range(0, 1000000))->capture_default_str();
+  lstm->add_option("--batch,-B", lo.batch, "batch size")->check(int_range(1, 1000000))->capture_default_str();
+  lstm->add_option("--input,-I", lo.input, "input features")->check(int_range(1, 1000000))->capture_default_str();
+  lstm->add_option("--hidden,-H", lo.hidden, "hidden size")->check(int_range(1, 1000000))->capture_default_str();
   lstm->add_option("--seed", lo.seed, "random seed for inputs and weights")->capture_default_str();
-  lstm->add_option("--repeats", lo.repeats, "timed repetitions")->check(CLI::PositiveNumber)->capture_default_str();
+  lstm->add_option("--repeats", lo.repeats, "timed repetitions")->check(int_range(1, 1000000))->capture_default_str();
   lstm->add_flag("--check", lo.check, "on a GPU, compare the result with the CPU backend");
 
   recur::app::ForecastOptions fo;
   CLI::App* forecast = recur::app::add_forecast_command(app, fo);
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::ostringstream out, err;
+    const int rc = app.exit(e, out, err);
+    std::cout << printable(out.str());
+    std::cerr << printable(err.str());
+    return rc;
+  }
   try {
     if (!device.empty()) recur::set_default_device(recur::Device::parse(device));
     if (app.got_subcommand("devices")) return run_devices();
     if (app.got_subcommand("lstm")) return run_lstm(lo);
     if (app.got_subcommand("forecast")) return recur::app::run_forecast(*forecast, fo);
   } catch (const recur::Error& e) {
-    std::cerr << e.what() << "\n";
+    std::cerr << printable(user_message(e)) << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "recur: " << e.what() << "\n";
+    std::cerr << "recur: " << printable(e.what()) << "\n";
     return 1;
   }
   return 0;

@@ -16,4 +16,7 @@ build=${RECUR_BUILD_DIR:-build}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target recur_cli
 "$build/bin/recur" devices
-"$build/bin/recur" forecast train --model gru --out "${RECUR_FORECAST_OUT:-forecast-out}" "$@"
+# Each demo replaces the previous one's run directory (--overwrite), unless it resumes it.
+replace=(--overwrite)
+for a in "$@"; do [ "$a" = --resume ] && replace=(); done
+"$build/bin/recur" forecast train --model gru --out "${RECUR_FORECAST_OUT:-forecast-out}" "${replace[@]}" "$@"

@@ -70,7 +70,7 @@ for m in "${models[@]}"; do
     echo "zoo.sh: $m already done ($out/$m/results.json)"; continue
   fi
   echo "zoo.sh: training $m ($(date -u +%H:%M:%S) UTC)"
-  "$recur" --device "$device" forecast train --model "$m" --out "$out/$m" > "$out/$m.log" 2>&1 \
+  "$recur" --device "$device" forecast train --model "$m" --overwrite --out "$out/$m" > "$out/$m.log" 2>&1 \
     || { echo "zoo.sh: $m failed, see $out/$m.log" >&2; continue; }
   tail -n 3 "$out/$m.log"
 done

@@ -165,6 +165,145 @@ TEST(Checkpoint, ResumeIsExact) {
   EXPECT_EQ(second->optimizer().iterations(), whole->optimizer().iterations());
 }
 
+// Resume continues everything, not only the weights: a run interrupted before its
+// first epoch ends, mid-epoch, at an epoch's last step and between epochs, then
+// resumed from its interrupted checkpoint (as often as it takes), ends with the
+// uninterrupted run's history (every epoch, numbered on, timings aside), best
+// value, best epoch and best checkpoint, early-stopping and plateau counters and
+// weights; and the interrupted checkpoint is gone once a later one exists.
+TEST(Checkpoint, ResumeContinuesCallbacksHistoryAndBest) {
+  auto make = [](std::uint64_t seed) {
+    auto m = std::make_unique<Sequential>();
+    m->add(GRU(4)).add(std::make_shared<Dense>(1));
+    m->build({kAnyDim, 2}, Device::cpu(), DType::f32, seed);
+    m->compile({OptimizerConfig::sgd(1.5), LossKind::MeanAbsoluteError, {}});
+    return m;
+  };
+  Random r(21);
+  const Tensor x = Tensor::from_vector(r.floats(24 * 5 * 2), {24, 5, 2}, Device::cpu());
+  const Tensor y = Tensor::from_vector(r.floats(24), {24, 1}, Device::cpu());
+  const Tensor vx = Tensor::from_vector(r.floats(8 * 5 * 2), {8, 5, 2}, Device::cpu());
+  const Tensor vy = Tensor::from_vector(r.floats(8), {8, 1}, Device::cpu());
+  ArrayBatches data(x, y, 6, true, 3, Device::cpu()), val(vx, vy, 4, false, 0, Device::cpu());  // 4 steps per epoch
+  FitOptions o;
+  o.epochs = 6;
+  o.verbose = 0;
+  struct Run {
+    std::shared_ptr<ModelCheckpoint> ckpt;
+    std::shared_ptr<HistoryLogger> hist;
+    std::shared_ptr<EarlyStopping> es;
+    std::shared_ptr<ReduceLROnPlateauCallback> plateau;
+    std::vector<std::shared_ptr<Callback>> all;
+  };
+  auto callbacks = [](const std::string& dir) {
+    Run c;
+    c.ckpt = std::make_shared<ModelCheckpoint>(temp(dir + "_best.safetensors"), "val_loss", true,
+                                               temp(dir + "_interrupted.safetensors"));
+    c.hist = std::make_shared<HistoryLogger>(temp(dir + "_history.csv"));
+    c.es = std::make_shared<EarlyStopping>("val_loss", 100);
+    c.plateau = std::make_shared<ReduceLROnPlateauCallback>("val_loss", 0.5, 1, 0.0);
+    c.all = {c.ckpt, c.hist, c.es, c.plateau};
+    return c;
+  };
+  auto without_timings = [](const History& h) {
+    std::vector<Logs> out;
+    for (Logs l : h.epochs) {
+      l.erase("seconds");
+      l.erase("samples_per_second");
+      out.push_back(l);
+    }
+    return out;
+  };
+  for (const char* f : {"whole_best.safetensors", "whole_interrupted.safetensors", "whole_history.csv",
+                        "parts_best.safetensors", "parts_interrupted.safetensors", "parts_history.csv"})
+    std::remove(temp(f).c_str());
+  auto whole = make(5);
+  Run w = callbacks("whole");
+  fit(*whole, data, o, &val, w.all);
+  ASSERT_EQ(w.hist->history().epochs.size(), 6u);
+  // The setting must have an epoch that does not improve, or a reset best would go unseen.
+  ASSERT_LT(w.ckpt->best_epoch(), 5) << "every epoch improved: the test shows nothing";
+
+  // Stops, in steps of each call: 2 (epoch 1 unfinished), 5 (mid epoch 2), 1 (the last step of epoch 2),
+  // then between epochs (a stop asked for during validation: the next epoch has not started).
+  const std::vector<std::int64_t> stops{2, 5, 1};
+  auto part = make(5);
+  Run p = callbacks("parts");
+  FitOptions first = o;
+  first.stop_after_steps = stops[0];
+  fit(*part, data, first, &val, p.all);
+  ASSERT_TRUE(last_fit_interrupted());
+  EXPECT_FALSE(std::ifstream(temp("parts_best.safetensors")).good()) << "no epoch ended: no best yet";
+  for (std::size_t k = 1; k <= stops.size(); ++k) {
+    const CheckpointInfo info = load_checkpoint(*part, temp("parts_interrupted.safetensors"));
+    ASSERT_FALSE(info.fit_state.empty());
+    Run q = callbacks("parts");
+    FitOptions rest = o;
+    rest.initial_epoch = info.position.epoch;
+    rest.initial_step = info.position.step;
+    rest.resume_state = info.fit_state;
+    if (k < stops.size()) rest.stop_after_steps = stops[k];
+    if (k == stops.size()) {  // a stop asked for between epochs: during epoch 3's validation
+      struct StopInValidation : BatchSource {
+        const BatchSource& inner;
+        explicit StopInValidation(const BatchSource& b) : inner(b) {}
+        std::int64_t size() const override { return inner.size(); }
+        Batch get(std::int64_t e, std::int64_t i) const override {
+          static int calls = 0;
+          if (++calls == 1) request_stop();
+          return inner.get(e, i);
+        }
+      } stopping(val);
+      fit(*part, data, rest, &stopping, q.all);
+      ASSERT_TRUE(last_fit_interrupted());
+      const CheckpointInfo between = read_checkpoint_info(temp("parts_interrupted.safetensors"));
+      EXPECT_EQ(between.position.epoch, 2);
+      EXPECT_EQ(between.position.step, 0);
+      // And the last resume, to the end.
+      auto last = make(78);  // other initial weights: everything must come from the checkpoint
+      const CheckpointInfo li = load_checkpoint(*last, temp("parts_interrupted.safetensors"));
+      Run z = callbacks("parts");
+      FitOptions tail = o;
+      tail.initial_epoch = li.position.epoch;
+      tail.initial_step = li.position.step;
+      tail.resume_state = li.fit_state;
+      fit(*last, data, tail, &val, z.all);
+      ASSERT_FALSE(last_fit_interrupted());
+      EXPECT_EQ(without_timings(z.hist->history()), without_timings(w.hist->history()));
+      EXPECT_EQ(z.ckpt->best_epoch(), w.ckpt->best_epoch());
+      EXPECT_EQ(z.ckpt->best(), w.ckpt->best());
+      EXPECT_EQ(z.es->best_epoch(), w.es->best_epoch());
+      EXPECT_EQ(z.plateau->save_state(), w.plateau->save_state());
+      EXPECT_EQ(z.es->save_state(), w.es->save_state());
+      EXPECT_EQ(last->parameters().values().to_vector<float>(), whole->parameters().values().to_vector<float>());
+      EXPECT_EQ(last->optimizer().learning_rate(), whole->optimizer().learning_rate());
+      // The history file: every epoch, numbered 1..6, the same figures.
+      std::ifstream a(temp("parts_history.csv")), b(temp("whole_history.csv"));
+      std::string la, lb;
+      int rows = 0;
+      while (std::getline(a, la) && std::getline(b, lb)) ++rows;
+      EXPECT_EQ(rows, 7);
+      // The best checkpoints hold the same weights.
+      const SafetensorsFile ba = load_safetensors(temp("parts_best.safetensors"));
+      const SafetensorsFile bb = load_safetensors(temp("whole_best.safetensors"));
+      ASSERT_EQ(ba.tensors.size(), bb.tensors.size());
+      for (std::size_t i = 0; i < ba.tensors.size(); ++i) {
+        const Tensor& ta = ba.tensors[i].second;
+        const Tensor& tb = bb.tensors[i].second;
+        if (ta.dtype() == DType::f32)
+          EXPECT_EQ(ta.to_vector<float>(), tb.to_vector<float>()) << ba.tensors[i].first;
+        else
+          EXPECT_EQ(ta.to_vector<double>(), tb.to_vector<double>()) << ba.tensors[i].first;
+      }
+      EXPECT_FALSE(std::ifstream(temp("parts_interrupted.safetensors")).good())
+          << "a finished run leaves no interrupted checkpoint";
+      break;
+    }
+    fit(*part, data, rest, &val, q.all);
+    ASSERT_TRUE(last_fit_interrupted());
+  }
+}
+
 // A PyTorch nn.LSTM's state_dict, written by scripts/make_safetensors_golden.py,
 // loads into a recur model whose layer is named "0", and gives PyTorch's output.
 TEST(Checkpoint, LoadsAPyTorchStateDict) {

@@ -145,19 +145,20 @@ TEST(Fit, EarlyStoppingRestoresBestWeights) {
 }
 
 // Ctrl-C: SIGINT during a step ends fit after that step, with the position to
-// resume from.
-TEST(Fit, SigintStopsAtTheEndOfTheStep) {
+// resume from; SIGTERM (what `kill`, systemd and batch schedulers send) too.
+void signal_stops_at_the_end_of_the_step(int sig) {
   auto m = toy_model(7);
   const Toy tr = toy(64, 8);
   struct Interrupting : BatchSource {
     ArrayBatches inner;
-    explicit Interrupting(const Toy& t) : inner(t.x, t.y, 16) {}
+    int sig;
+    Interrupting(const Toy& t, int s) : inner(t.x, t.y, 16), sig(s) {}
     std::int64_t size() const override { return inner.size(); }
     Batch get(std::int64_t epoch, std::int64_t index) const override {
-      if (epoch == 1 && index == 2) std::raise(SIGINT);
+      if (epoch == 1 && index == 2) std::raise(sig);
       return inner.get(epoch, index);
     }
-  } source(tr);
+  } source(tr, sig);
   struct Probe : Callback {
     bool interrupted = false;
     int epoch = -1;
@@ -180,9 +181,12 @@ TEST(Fit, SigintStopsAtTheEndOfTheStep) {
   EXPECT_EQ(probe->step, 3);
   EXPECT_EQ(m->optimizer().iterations(), 4 + 3);
   // The handler is gone: the default one is back.
-  auto h2 = std::signal(SIGINT, SIG_DFL);
+  auto h2 = std::signal(sig, SIG_DFL);
   EXPECT_EQ(h2, SIG_DFL);
 }
+
+TEST(Fit, SigintStopsAtTheEndOfTheStep) { signal_stops_at_the_end_of_the_step(SIGINT); }
+TEST(Fit, SigtermStopsAtTheEndOfTheStep) { signal_stops_at_the_end_of_the_step(SIGTERM); }
 
 TEST(Fit, NonFiniteLossStopsWithAClearError) {
   auto m = toy_model(9);
@@ -253,6 +257,9 @@ TEST(ModelConfig, RoundTripsEveryLayer) {
 
 TEST(ModelConfig, RefusesMistakesByName) {
   expect_error([] { model_config_from_json("{\"input_shape\": [3], \"layers\": [", "m.json"); },
+               "m.json: not valid JSON");
+  // Found by fuzz_model_config: a number too large for a double escaped as nlohmann's out_of_range.
+  expect_error([] { model_config_from_json("{\"input_shape\": [4e4444], \"layers\": []}", "m.json"); },
                "m.json: not valid JSON");
   expect_error(
       [] { model_config_from_json(R"({"input_shape": [null, 2], "layers": [{"type": "GRU", "unitz": 3}]})", "m.json"); },

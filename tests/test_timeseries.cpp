@@ -146,6 +146,10 @@ TEST(JenaReader, SetsWindSpeedSentinelsToZeroAndCountsThem) {
   EXPECT_EQ(t.values, (std::vector<float>{-9999.f, 0.f, 1.5f, 2.f, 0.5f, 0.f, 3.f, 0.f, -1.5f}));
   // Not chosen, not counted.
   EXPECT_EQ(ts::read_jena_csv(path, {"T (degC)"}).report.sentinels, 0);
+  // -9999 elsewhere is kept, but counted and located for a warning.
+  EXPECT_EQ(t.report.other_sentinels, 1);
+  EXPECT_EQ(t.report.first_other_sentinel, path + ":2 column 'T (degC)'");
+  EXPECT_NE(t.report.summary().find("-9999 in columns other than wind speeds, kept as values: 1"), std::string::npos);
 }
 
 TEST(JenaReader, SortsOutOfOrderRowsAndDropsDuplicateTimestamps) {
@@ -224,6 +228,19 @@ TEST(JenaReader, MalformedValuesNameTheLineAndTheColumn) {
   EXPECT_CONTAINS(m, fields + ":3: 2 fields, the header has 3");
   const std::string extra = dir.write("e.csv", head + "01.01.2009 00:20:00,996.4,1,2\n");
   EXPECT_CONTAINS(error_of<IOError>([&] { ts::read_jena_csv(extra); }), ":3: 4 fields, the header has 3");
+}
+
+// Found by fuzz_jena_csv: a header name that is not UTF-8 reached the normaliser's
+// JSON (forecast.json) and threw nlohmann's type_error, which no caller expects.
+TEST(JenaReader, RefusesAHeaderThatIsNotUtf8) {
+  TempDir dir;
+  const std::string path = dir.write("bad.csv", "Date Time,p (mb\x9f\x88),T (degC)\n01.01.2009 00:10:00,1,2\n");
+  expect_error([&] { ts::read_jena_csv(path); }, "bad.csv:1: header field 2 is not valid UTF-8 text");
+  // UTF-8 names are fine, and the normaliser refuses a bad one with a recur error.
+  const std::string ok = dir.write("ok.csv", "Date Time,\xc3\xa9t\xc3\xa9 (degC)\n01.01.2009 00:10:00,1\n");
+  EXPECT_EQ(ts::read_jena_csv(ok).columns[0], "\xc3\xa9t\xc3\xa9 (degC)");
+  const ts::Normalizer n({"\xff"}, {0.0}, {1.0});
+  EXPECT_THROW(n.to_json(), ValueError);
 }
 
 TEST(JenaReader, BadFilesAndColumnsGiveClearErrors) {

@@ -1,6 +1,7 @@
 // Model checkpoints in safetensors: see checkpoint.h.
 #include "recur/engine/checkpoint.h"
 
+#include <filesystem>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -59,6 +60,7 @@ CheckpointInfo info_from(const std::map<std::string, std::string>& meta, bool ha
   info.has_optimizer = has_optimizer;
   info.position.epoch = int(parse_int(meta, "recur.epoch", path));
   info.position.step = parse_int(meta, "recur.step", path);
+  if (auto it = meta.find("recur.fit_state"); it != meta.end()) info.fit_state = it->second;
   return info;
 }
 
@@ -182,9 +184,28 @@ ModelCheckpoint::ModelCheckpoint(std::string path, std::string monitor, bool sav
       interrupt_path_(std::move(interrupt_path)),
       inner_(
           [this](TrainableModel& m, int, const Logs&) {
-            save_checkpoint(m, path_, m.compiled(), {current_epoch, next_step});
+            save_checkpoint(m, path_, m.compiled(), {current_epoch, next_step}, state_metadata());
+            remove_stale_interrupted({current_epoch, next_step});
           },
           std::move(monitor), save_best_only) {}
+
+std::map<std::string, std::string> ModelCheckpoint::state_metadata() const {
+  std::map<std::string, std::string> meta;
+  if (!fit_state.empty()) meta["recur.fit_state"] = fit_state;
+  return meta;
+}
+
+void ModelCheckpoint::remove_stale_interrupted(CheckpointPosition now) const {
+  if (interrupt_path_.empty()) return;
+  std::error_code ec;
+  if (!std::filesystem::exists(interrupt_path_, ec)) return;
+  try {
+    const CheckpointPosition p = read_checkpoint_info(interrupt_path_).position;
+    if (p.epoch > now.epoch || (p.epoch == now.epoch && p.step > now.step)) return;  // a later state: keep it
+  } catch (const Error&) {  // unreadable: nothing to resume from anyway
+  }
+  std::filesystem::remove(interrupt_path_, ec);
+}
 
 void ModelCheckpoint::on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) {
   inner_.current_epoch = current_epoch;
@@ -192,9 +213,21 @@ void ModelCheckpoint::on_epoch_end(int epoch, const Logs& logs, TrainableModel& 
   inner_.on_epoch_end(epoch, logs, model);
 }
 
+void ModelCheckpoint::on_epoch_committed(int epoch, TrainableModel& model) {
+  inner_.current_epoch = current_epoch;
+  inner_.next_step = next_step;
+  inner_.fit_state = fit_state;
+  inner_.on_epoch_committed(epoch, model);
+}
+
 void ModelCheckpoint::on_train_end(TrainableModel& model, bool interrupted) {
-  if (interrupted && !interrupt_path_.empty())
-    save_checkpoint(model, interrupt_path_, model.compiled(), {current_epoch, next_step});
+  if (interrupt_path_.empty()) return;
+  if (interrupted) {
+    save_checkpoint(model, interrupt_path_, model.compiled(), {current_epoch, next_step}, state_metadata());
+  } else {
+    std::error_code ec;  // the run is complete: nothing left to resume
+    std::filesystem::remove(interrupt_path_, ec);
+  }
 }
 
 }  // namespace recur

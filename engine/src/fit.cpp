@@ -15,13 +15,43 @@
 #include <set>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
+#include "recur/host/safetensors.h"  // write_file_atomically
+
 namespace recur {
 
 namespace {
 
 std::atomic<bool> g_stop{false};
 bool g_interrupted = false;
-extern "C" void on_sigint(int) { g_stop.store(true); }
+extern "C" void on_stop_signal(int) { g_stop.store(true); }
+
+using json = nlohmann::json;
+
+// JSON has no NaN or infinity: they travel as null.
+json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+double number_from(const json& j, double if_null) { return j.is_null() ? if_null : j.get<double>(); }
+
+json logs_to_json(const Logs& l) {
+  json j = json::object();
+  for (const auto& [k, v] : l) j[k] = number_or_null(v);
+  return j;
+}
+Logs logs_from_json(const json& j) {
+  Logs l;
+  for (auto it = j.begin(); it != j.end(); ++it) l[it.key()] = number_from(it.value(), NAN);
+  return l;
+}
+
+// Parses a callback's state; an error names the callback.
+json parse_state(const std::string& text, const char* who) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    RECUR_THROW(Value, who, ": the resume state is malformed (", e.what(), ")");
+  }
+}
 
 // Keras's short metric names.
 std::string metric_key(LossKind k) {
@@ -52,21 +82,7 @@ double monitored(const Logs& logs, const std::string& monitor, const char* who) 
   return it->second;
 }
 
-void write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    RECUR_CHECK(f.good(), IO, "cannot write '", tmp, "': ", std::strerror(errno));
-    f << text;
-    f.flush();
-    RECUR_CHECK(f.good(), IO, "writing '", tmp, "' failed: ", std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    std::remove(tmp.c_str());
-    RECUR_THROW(IO, "cannot rename '", tmp, "' to '", path, "': ", std::strerror(e));
-  }
-}
+void write_atomically(const std::string& path, const std::string& text) { write_file_atomically(path, text); }
 
 std::string num(double v) {
   std::ostringstream s;
@@ -105,6 +121,35 @@ struct Means {
   }
 };
 
+// What fit saves for a resume: every callback's state, and the sums of the epoch
+// being run (so that a run resumed mid-epoch reports the whole epoch's means).
+std::string callback_key(const std::vector<std::shared_ptr<Callback>>& callbacks, std::size_t i) {
+  const std::string key = callbacks[i]->state_key();
+  if (key.empty()) return key;
+  int same = 0;
+  for (std::size_t j = 0; j < i; ++j) same += callbacks[j]->state_key() == key;
+  return same ? key + "#" + std::to_string(same + 1) : key;
+}
+
+std::string fit_state_json(const std::vector<std::shared_ptr<Callback>>& callbacks, int epoch,
+                           const Means* partial, double samples, double seconds) {
+  json j = json::object();
+  json cbs = json::object();
+  for (std::size_t i = 0; i < callbacks.size(); ++i) {
+    const std::string key = callback_key(callbacks, i);
+    if (!key.empty()) cbs[key] = callbacks[i]->save_state();
+  }
+  j["format"] = "recur.fit_state/1";
+  j["callbacks"] = cbs;
+  if (partial != nullptr && partial->weight > 0) {
+    json sums = json::object();
+    for (const auto& [k, v] : partial->sum) sums[k] = number_or_null(v);
+    j["partial_epoch"] = {{"epoch", epoch}, {"sums", sums}, {"weight", partial->weight},
+                          {"samples", samples}, {"seconds", seconds}};
+  }
+  return j.dump();
+}
+
 class Progress {
  public:
   Progress(const FitOptions& o, int epoch, std::int64_t steps)
@@ -142,14 +187,17 @@ class Progress {
     out_ << std::string(live_ ? 8 : 0, ' ') << "\n" << std::flush;
   }
   double seconds() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    return offset_ + std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   }
+  // Seconds the epoch ran before an interruption (a resumed epoch counts them too).
+  void add_seconds(double s) { offset_ += s; }
 
  private:
   std::ostream& out_;
   int verbose_, epoch_, epochs_;
   std::int64_t steps_;
   bool live_ = false;
+  double offset_ = 0;
   std::chrono::steady_clock::time_point start_, last_;
 };
 
@@ -273,6 +321,23 @@ void EarlyStopping::on_epoch_end(int epoch, const Logs& logs, TrainableModel& mo
   }
 }
 
+std::string EarlyStopping::save_state() const {
+  return json{{"best", number_or_null(best_)}, {"best_epoch", best_epoch_}, {"wait", wait_},
+              {"stopped_epoch", stopped_epoch_}}.dump();
+}
+
+void EarlyStopping::load_state(const std::string& text) {
+  const json j = parse_state(text, "EarlyStopping");
+  try {
+    best_ = number_from(j.at("best"), 0.0);
+    best_epoch_ = j.at("best_epoch").get<int>();
+    wait_ = j.at("wait").get<int>();
+    stopped_epoch_ = j.at("stopped_epoch").get<int>();
+  } catch (const json::exception& e) {
+    RECUR_THROW(Value, "EarlyStopping: the resume state is malformed (", e.what(), ")");
+  }
+}
+
 void EarlyStopping::on_train_end(TrainableModel& model, bool /*interrupted*/) {
   if (restore_ && best_values_.defined()) model.parameters().values().copy_from(best_values_);
 }
@@ -287,21 +352,75 @@ void ReduceLROnPlateauCallback::on_epoch_end(int /*epoch*/, const Logs& logs, Tr
   plateau_.on_epoch_end(monitored(logs, monitor_, "ReduceLROnPlateau"), model.optimizer());
 }
 
+std::string ReduceLROnPlateauCallback::save_state() const {
+  return json{{"best", number_or_null(plateau_.best())}, {"wait", plateau_.wait()},
+              {"cooldown_counter", plateau_.cooldown_counter()}}.dump();
+}
+
+void ReduceLROnPlateauCallback::load_state(const std::string& text) {
+  const json j = parse_state(text, "ReduceLROnPlateau");
+  try {
+    plateau_.restore(number_from(j.at("best"), plateau_.best()), j.at("wait").get<int>(),
+                     j.at("cooldown_counter").get<int>());
+  } catch (const json::exception& e) {
+    RECUR_THROW(Value, "ReduceLROnPlateau: the resume state is malformed (", e.what(), ")");
+  }
+}
+
 LambdaCheckpoint::LambdaCheckpoint(SaveFn save, std::string monitor, bool save_best_only)
     : save_(std::move(save)), monitor_(std::move(monitor)), best_only_(save_best_only) {
   RECUR_CHECK(save_ != nullptr, Value, "checkpoint callback: no save function");
 }
 
-void LambdaCheckpoint::on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) {
+void LambdaCheckpoint::on_epoch_end(int epoch, const Logs& logs, TrainableModel& /*model*/) {
+  pending_ = false;
   if (!best_only_) {
-    save_(model, epoch, logs);
+    pending_ = true;
+    pending_logs_ = logs;
     return;
   }
   const double v = monitored(logs, monitor_, "ModelCheckpoint");
   if (improved(v, best_, best_epoch_ < 0, 0.0, higher_is_better(monitor_))) {
     best_ = v;
     best_epoch_ = epoch;
-    save_(model, epoch, logs);
+    pending_ = true;
+    pending_logs_ = logs;
+  }
+}
+
+void LambdaCheckpoint::on_epoch_committed(int epoch, TrainableModel& model) {
+  if (!pending_) return;
+  pending_ = false;
+  save_(model, epoch, pending_logs_);
+}
+
+std::string LambdaCheckpoint::save_state() const {
+  return json{{"best", number_or_null(best_)}, {"best_epoch", best_epoch_}}.dump();
+}
+
+void LambdaCheckpoint::load_state(const std::string& text) {
+  const json j = parse_state(text, "ModelCheckpoint");
+  try {
+    best_ = number_from(j.at("best"), 0.0);
+    best_epoch_ = j.at("best_epoch").get<int>();
+  } catch (const json::exception& e) {
+    RECUR_THROW(Value, "ModelCheckpoint: the resume state is malformed (", e.what(), ")");
+  }
+}
+
+std::string HistoryLogger::save_state() const {
+  json rows = json::array();
+  for (const Logs& l : history_.epochs) rows.push_back(logs_to_json(l));
+  return json{{"epochs", rows}}.dump();
+}
+
+void HistoryLogger::load_state(const std::string& text) {
+  const json j = parse_state(text, "HistoryLogger");
+  try {
+    history_.epochs.clear();
+    for (const json& row : j.at("epochs")) history_.epochs.push_back(logs_from_json(row));
+  } catch (const json::exception& e) {
+    RECUR_THROW(Value, "HistoryLogger: the resume state is malformed (", e.what(), ")");
   }
 }
 
@@ -337,32 +456,64 @@ Logs evaluate(TrainableModel& model, const BatchSource& data, std::int64_t steps
 History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o,
             const BatchSource* validation, const std::vector<std::shared_ptr<Callback>>& callbacks) {
   RECUR_CHECK(model.compiled(), Value, "fit: compile the model first");
-  RECUR_CHECK(o.epochs >= 0 && o.initial_epoch >= 0 && o.initial_step >= 0, Value,
-              "fit: epochs, initial_epoch and initial_step must be >= 0");
+  RECUR_CHECK(o.epochs >= 0 && o.initial_epoch >= 0 && o.initial_step >= 0 && o.stop_after_steps >= 0, Value,
+              "fit: epochs, initial_epoch, initial_step and stop_after_steps must be >= 0");
   RECUR_CHECK(train.size() > 0, Value, "fit: the training data have no batches");
+  // The resume state, checked before anything runs.
+  json resume = json::object();
+  if (!o.resume_state.empty()) {
+    resume = parse_state(o.resume_state, "fit");
+    RECUR_CHECK(resume.is_object() && resume.value("format", "") == "recur.fit_state/1", Value,
+                "fit: resume_state is not a recur.fit_state/1 document");
+  }
   g_stop.store(false);
   g_interrupted = false;
   using Handler = void (*)(int);
-  Handler previous = SIG_DFL;
-  if (o.stop_on_sigint) previous = std::signal(SIGINT, on_sigint);
+  Handler previous_int = SIG_DFL, previous_term = SIG_DFL;
+  if (o.stop_on_sigint) {
+    previous_int = std::signal(SIGINT, on_stop_signal);
+    previous_term = std::signal(SIGTERM, on_stop_signal);
+  }
   struct Restore {
     bool on;
-    Handler h;
+    Handler i, t;
     ~Restore() {
-      if (on) std::signal(SIGINT, h);
+      if (on) {
+        std::signal(SIGINT, i);
+        std::signal(SIGTERM, t);
+      }
     }
-  } restore{o.stop_on_sigint, previous};
+  } restore{o.stop_on_sigint, previous_int, previous_term};
 
   History history;
   for (const auto& cb : callbacks) cb->on_train_begin(model);
+  if (resume.contains("callbacks")) {
+    const json& states = resume.at("callbacks");
+    for (std::size_t i = 0; i < callbacks.size(); ++i) {
+      const std::string key = callback_key(callbacks, i);
+      if (!key.empty() && states.contains(key)) callbacks[i]->load_state(states.at(key).get<std::string>());
+    }
+  }
   bool interrupted = false;
+  std::int64_t steps_run = 0;
+  auto stop_requested = [&] { return g_stop.load() || (o.stop_after_steps > 0 && steps_run >= o.stop_after_steps); };
   for (int epoch = o.initial_epoch; epoch < o.epochs && !interrupted; ++epoch) {
     const std::int64_t steps = o.steps_per_epoch > 0 ? o.steps_per_epoch : train.size();
     const std::int64_t first = epoch == o.initial_epoch ? o.initial_step : 0;
+    RECUR_CHECK(first <= steps, Value, "fit: initial_step ", first, " is past the epoch's ", steps,
+                " steps (was the checkpoint written with another steps_per_epoch?)");
     const double lr = model.optimizer().learning_rate();
     Progress progress(o, epoch, steps);
     Means m;
     double samples = 0;
+    if (first > 0 && resume.contains("partial_epoch") && resume["partial_epoch"].value("epoch", -1) == epoch) {
+      const json& p = resume["partial_epoch"];
+      for (auto it = p.at("sums").begin(); it != p.at("sums").end(); ++it)
+        m.sum[it.key()] = number_from(it.value(), NAN);
+      m.weight = p.at("weight").get<double>();
+      samples = p.at("samples").get<double>();
+      progress.add_seconds(p.at("seconds").get<double>());
+    }
     // A step's logs are read after the next step has been queued: the host
     // prepares the next batch while the device runs this step, and never
     // waits for more than the step it reads (the progress line lags a step).
@@ -387,12 +538,16 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
       const double w = model.last_batch_weight();
       settle();  // the previous step's logs, while this one runs
       queued = Queued{std::move(l), w, step};
-      if (g_stop.load()) {
+      ++steps_run;
+      if (stop_requested()) {
         settle();
         interrupted = step + 1 < steps || epoch + 1 < o.epochs;
+        if (!interrupted) break;
+        const std::string state = fit_state_json(callbacks, epoch, &m, samples, progress.seconds());
         for (const auto& cb : callbacks) {
           cb->current_epoch = epoch;
           cb->next_step = step + 1;
+          cb->fit_state = state;
         }
         break;
       }
@@ -415,7 +570,12 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
       cb->on_epoch_end(epoch, logs, model);
       stop = stop || cb->stop_training;
     }
+    const std::string state = fit_state_json(callbacks, epoch + 1, nullptr, 0, 0);
+    for (const auto& cb : callbacks) cb->fit_state = state;
+    for (const auto& cb : callbacks) cb->on_epoch_committed(epoch, model);
     if (stop) break;
+    // A stop asked for during validation or the callbacks: before the next epoch starts.
+    if (g_stop.load() && epoch + 1 < o.epochs) interrupted = true;
   }
   g_interrupted = interrupted;
   if (interrupted && o.verbose > 0) (o.out ? *o.out : std::cout) << "\nInterrupted: stopped at the end of the step.\n";

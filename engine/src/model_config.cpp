@@ -406,7 +406,7 @@ ModelConfig model_config_from_json(const std::string& text, const std::string& s
   json j;
   try {
     j = json::parse(text, nullptr, true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number too large for a double
     RECUR_THROW(Value, source, ": not valid JSON: ", e.what());
   }
   Reader r(j, source);

@@ -188,6 +188,13 @@ ReduceLROnPlateau::ReduceLROnPlateau(double factor, int patience, double min_del
               "ReduceLROnPlateau: patience, cooldown and min_lr must be >= 0");
 }
 
+void ReduceLROnPlateau::restore(double best, int wait, int cooldown_counter) {
+  RECUR_CHECK(wait >= 0 && cooldown_counter >= 0, Value, "ReduceLROnPlateau: wait and cooldown must be >= 0");
+  best_ = best;
+  wait_ = wait;
+  cooldown_counter_ = cooldown_counter;
+}
+
 bool ReduceLROnPlateau::improved(double value) const {
   return mode_ == Mode::Min ? value < best_ - min_delta_ : value > best_ + min_delta_;
 }

@@ -156,6 +156,29 @@ bool parse_number(std::string_view s, double* out) {
   return ec == std::errc() && end == s.data() + s.size() && std::isfinite(*out);
 }
 
+// Whether `s` is well-formed UTF-8 (what JSON, and so forecast.json, can hold).
+bool valid_utf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  for (std::size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    const std::size_t len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    if (len == 0 || c < 0xc2 || c > 0xf4 || i + len > n) return false;
+    for (std::size_t k = 1; k < len; ++k)
+      if ((p[i + k] & 0xc0) != 0x80) return false;
+    // No overlong 3/4-byte forms, UTF-16 surrogates or code points past U+10FFFF.
+    if ((c == 0xe0 && p[i + 1] < 0xa0) || (c == 0xed && p[i + 1] >= 0xa0) || (c == 0xf0 && p[i + 1] < 0x90) ||
+        (c == 0xf4 && p[i + 1] >= 0x90))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
 bool is_wind_speed(const std::string& name) { return name == "wv (m/s)" || name == "max. wv (m/s)"; }
 
 // The sampling interval and the gaps of sorted, distinct timestamps.
@@ -242,6 +265,9 @@ std::string ReadReport::summary() const {
      << format_duration(interval) << "\n";
   os << "  -9999 wind speeds set to 0: " << sentinels << "; out-of-order lines sorted: "
      << out_of_order << "; duplicate timestamps dropped: " << duplicates << "\n";
+  if (other_sentinels > 0)
+    os << "  -9999 in columns other than wind speeds, kept as values: " << other_sentinels << " (the first at "
+       << first_other_sentinel << ")\n";
   os << "  gaps (steps longer than " << format_duration(interval) << "): " << gap_count;
   if (gap_count > 0) os << ", the longest " << format_duration(largest_gap);
   os << "\n";
@@ -285,6 +311,9 @@ TimeseriesTable read_jena_csv(const std::string& path, const std::vector<std::st
   std::vector<std::string> header;
   for (std::string_view f : fields) header.emplace_back(unquote(f));
   const std::int64_t header_line = line_no;
+  for (std::size_t i = 0; i < header.size(); ++i)
+    RECUR_CHECK(valid_utf8(header[i]), IO, path, ":", header_line, ": header field ", i + 1,
+                " is not valid UTF-8 text (is this a Jena climate CSV?)");
   int time_col = -1;
   for (std::size_t i = 0; i < header.size(); ++i) {
     for (std::size_t j = 0; j < i; ++j)
@@ -335,9 +364,15 @@ TimeseriesTable read_jena_csv(const std::string& path, const std::vector<std::st
       const std::string_view field = fields[std::size_t(source[c])];
       RECUR_CHECK(parse_number(field, &v), IO, path, ":", line_no, ": column '", names[c],
                   "': cannot parse '", unquote(field), "' as a number");
-      if (wind[c] && v == -9999.0) {
-        v = 0;
-        ++report.sentinels;
+      if (v == -9999.0) {
+        if (wind[c]) {
+          v = 0;
+          ++report.sentinels;
+        } else {  // kept: only the wind speeds' sentinel has a known meaning
+          if (report.other_sentinels == 0) report.first_other_sentinel = path + ":" + std::to_string(line_no) +
+                                                                     " column '" + names[c] + "'";
+          ++report.other_sentinels;
+        }
       }
       vals.push_back(static_cast<float>(v));
     }
@@ -483,7 +518,11 @@ std::string Normalizer::to_json() const {
   j["columns"] = columns_;
   j["mean"] = mean_;
   j["std"] = std_;
-  return j.dump();
+  try {
+    return j.dump();
+  } catch (const nlohmann::json::exception& e) {  // a column name that is not UTF-8
+    RECUR_THROW(Value, "the normaliser's column names cannot be written as JSON (", e.what(), ")");
+  }
 }
 
 Normalizer Normalizer::from_json(const std::string& text) {

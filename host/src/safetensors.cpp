@@ -378,15 +378,21 @@ void save_safetensors(const std::string& path,
   unsigned char len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(std::uint64_t(text.size()) >> (8 * i));
 
+  std::vector<std::pair<const void*, std::uint64_t>> parts{{len, 8}, {text.data(), text.size()}};
+  for (const Tensor& t : host) parts.emplace_back(t.raw_data(), t.nbytes());
+  write_file_atomically(path, parts);
+}
+
+void write_file_atomically(const std::string& path,
+                           const std::vector<std::pair<const void*, std::uint64_t>>& parts) {
+  RECUR_CHECK(!path.empty(), Value, "write_file_atomically: empty path");
   // Temporary file in the same directory (rename is atomic only within a file system).
   const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." +
                           std::to_string(temp_counter.fetch_add(1));
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   RECUR_CHECK(fd >= 0, IO, path, ": cannot create the temporary file '", tmp, "': ", errno_text(errno));
   try {
-    write_all(fd, len, 8, tmp);
-    write_all(fd, text.data(), text.size(), tmp);
-    for (const Tensor& t : host) write_all(fd, t.raw_data(), t.nbytes(), tmp);
+    for (const auto& [data, n] : parts) write_all(fd, data, n, tmp);
     RECUR_CHECK(::fsync(fd) == 0, IO, path, ": cannot flush '", tmp, "' to disk: ", errno_text(errno));
     const int rc = ::close(fd);
     fd = -1;
@@ -406,6 +412,10 @@ void save_safetensors(const std::string& path,
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  write_file_atomically(path, {{text.data(), text.size()}});
 }
 
 }  // namespace recur

@@ -45,6 +45,8 @@ struct CheckpointInfo {
   CheckpointPosition position;
   bool has_optimizer = false;
   std::map<std::string, std::string> metadata;  // everything in the file's metadata
+  // "recur.fit_state": the callbacks' states for a resumed fit (FitOptions::resume_state); empty when absent.
+  std::string fit_state;
 };
 
 // `model` must be built; with_optimizer needs it compiled.
@@ -62,18 +64,29 @@ CheckpointInfo load_checkpoint(TrainableModel& model, const std::string& path, b
 CheckpointInfo read_checkpoint_info(const std::string& path);
 
 // Keras's ModelCheckpoint: saves to `path` when `monitor` improves (or every
-// epoch), with the optimizer and the position to resume from; if fit is
-// interrupted (Ctrl-C) and interrupt_path is not empty, saves the state there too.
+// epoch), with the optimizer, the position to resume from and every callback's
+// state ("recur.fit_state": a resumed run goes on with the best value, history
+// and patience counters); if fit is interrupted (Ctrl-C, SIGTERM) and
+// interrupt_path is not empty, saves the state there too. The interrupted file
+// is removed once it is stale: when `path` is saved at a later position, or
+// when a run ends without interruption.
 class ModelCheckpoint final : public Callback {
  public:
   explicit ModelCheckpoint(std::string path, std::string monitor = "val_loss", bool save_best_only = true,
                            std::string interrupt_path = "");
   void on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) override;
+  void on_epoch_committed(int epoch, TrainableModel& model) override;
   void on_train_end(TrainableModel& model, bool interrupted) override;
   int best_epoch() const { return inner_.best_epoch(); }
   double best() const { return inner_.best(); }
+  std::string state_key() const override { return inner_.state_key(); }
+  std::string save_state() const override { return inner_.save_state(); }
+  void load_state(const std::string& json) override { inner_.load_state(json); }
 
  private:
+  std::map<std::string, std::string> state_metadata() const;
+  void remove_stale_interrupted(CheckpointPosition now) const;
+
   std::string path_, interrupt_path_;
   LambdaCheckpoint inner_;
 };

@@ -79,14 +79,29 @@ class Callback {
   virtual ~Callback() = default;
   virtual void on_train_begin(TrainableModel& /*model*/) {}
   virtual void on_epoch_end(int /*epoch*/, const Logs& /*logs*/, TrainableModel& /*model*/) {}
-  // interrupted: Ctrl-C (or request_stop) ended the run early.
+  // After every callback's on_epoch_end, with fit_state holding the state
+  // after this epoch: where checkpoints that a run resumes from are written.
+  virtual void on_epoch_committed(int /*epoch*/, TrainableModel& /*model*/) {}
+  // interrupted: Ctrl-C, SIGTERM or request_stop ended the run early.
   virtual void on_train_end(TrainableModel& /*model*/, bool /*interrupted*/) {}
+  // Resume. A callback that learns across epochs (a best value, patience
+  // counters, the history so far) names its state with state_key() and
+  // returns it as JSON text from save_state(); fit gives it back through
+  // load_state() after on_train_begin when FitOptions::resume_state holds it.
+  // The default: no state.
+  virtual std::string state_key() const { return ""; }
+  virtual std::string save_state() const { return ""; }
+  virtual void load_state(const std::string& /*json*/) {}
   // Set by a callback to end training after this epoch (Keras's model.stop_training).
   bool stop_training = false;
   // Set by fit before on_epoch_end and on_train_end: where a resumed run would
   // continue (FitOptions::initial_epoch, initial_step).
   int current_epoch = 0;
   std::int64_t next_step = 0;
+  // Set by fit before on_epoch_committed and on_train_end: every callback's
+  // state and the current epoch's partial sums, as JSON; a checkpoint stores it
+  // ("recur.fit_state", checkpoint.h) and FitOptions::resume_state takes it back.
+  std::string fit_state;
 };
 
 // Keras's EarlyStopping: stops after `patience` epochs without an improvement
@@ -101,6 +116,11 @@ class EarlyStopping final : public Callback {
   void on_train_end(TrainableModel& model, bool interrupted) override;
   int best_epoch() const { return best_epoch_; }
   int stopped_epoch() const { return stopped_epoch_; }
+  // best value, best epoch, wait; not the best weights of restore_best_weights
+  // (after a resume they are restored only if the resumed part improves).
+  std::string state_key() const override { return "EarlyStopping"; }
+  std::string save_state() const override;
+  void load_state(const std::string& json) override;
 
  private:
   std::string monitor_;
@@ -119,6 +139,9 @@ class ReduceLROnPlateauCallback final : public Callback {
                                      int patience = 10, double min_delta = 1e-4, int cooldown = 0,
                                      double min_lr = 0.0);
   void on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) override;
+  std::string state_key() const override { return "ReduceLROnPlateau"; }
+  std::string save_state() const override;
+  void load_state(const std::string& json) override;
 
  private:
   std::string monitor_;
@@ -126,15 +149,21 @@ class ReduceLROnPlateauCallback final : public Callback {
 };
 
 // Calls `save(model, epoch, logs)` when `monitor` improves (save_best_only) or
-// every epoch; and on an interrupted run's end, `save_interrupted(model)` if set.
+// every epoch: decided in on_epoch_end, saved in on_epoch_committed (so the
+// save sees every callback's state after the epoch, Callback::fit_state).
 // (checkpoint.h's ModelCheckpoint builds on this with files.)
 class LambdaCheckpoint : public Callback {
  public:
   using SaveFn = std::function<void(TrainableModel&, int epoch, const Logs&)>;
   LambdaCheckpoint(SaveFn save, std::string monitor = "val_loss", bool save_best_only = true);
   void on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) override;
+  void on_epoch_committed(int epoch, TrainableModel& model) override;
   double best() const { return best_; }
   int best_epoch() const { return best_epoch_; }
+  // The best value and its epoch: a resumed run saves only on a real improvement.
+  std::string state_key() const override { return "ModelCheckpoint"; }
+  std::string save_state() const override;
+  void load_state(const std::string& json) override;
 
  private:
   SaveFn save_;
@@ -142,13 +171,21 @@ class LambdaCheckpoint : public Callback {
   bool best_only_;
   double best_ = 0;
   int best_epoch_ = -1;
+  bool pending_ = false;
+  Logs pending_logs_;
 };
 
 // Writes the history after every epoch (CSV, or JSON when the path ends in .json).
+// Its state is the history so far: a resumed run writes every epoch, numbered on.
 class HistoryLogger final : public Callback {
  public:
   explicit HistoryLogger(std::string path) : path_(std::move(path)) {}
   void on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) override;
+  // Every epoch of the run, resumed parts included.
+  const History& history() const { return history_; }
+  std::string state_key() const override { return "HistoryLogger"; }
+  std::string save_state() const override;
+  void load_state(const std::string& json) override;
 
  private:
   std::string path_;
@@ -165,9 +202,17 @@ struct FitOptions {
   // on a terminal, one plain line per epoch otherwise).
   int verbose = 1;
   std::ostream* out = nullptr;  // nullptr: std::cout
-  // Stop at the end of the current step on SIGINT (the handler is installed
-  // for the duration of fit and the previous one restored).
+  // Stop at the end of the current step on SIGINT or SIGTERM (the handlers
+  // are installed for the duration of fit and the previous ones restored).
   bool stop_on_sigint = true;
+  // Resume: Callback::fit_state of the checkpoint resumed from ("recur.fit_state"
+  // in its metadata, CheckpointInfo::fit_state): the callbacks' states and the
+  // sums of a partly run initial_epoch, so the resumed run's logs, history and
+  // best-so-far equal an uninterrupted run's. Empty: callbacks start afresh.
+  std::string resume_state;
+  // Stop as request_stop does after this many training steps of this call
+  // (0: no limit): for time-boxed runs and for tests of interruption.
+  std::int64_t stop_after_steps = 0;
 };
 
 // Trains `model` (compiled): a Sequential or a functional Model. Returns the history (also on interruption).
@@ -178,7 +223,7 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
 // Mean loss and metrics over `steps` batches (0: all) of epoch 0 of `data`.
 Logs evaluate(TrainableModel& model, const BatchSource& data, std::int64_t steps = 0);
 
-// Asks a running fit to stop at the end of its current step (what Ctrl-C does).
+// Asks a running fit to stop at the end of its current step (what Ctrl-C and SIGTERM do).
 void request_stop();
 // Whether the last fit ended because of request_stop / Ctrl-C.
 bool last_fit_interrupted();

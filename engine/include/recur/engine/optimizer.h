@@ -130,6 +130,8 @@ class ReduceLROnPlateau {
   double best() const { return best_; }
   int wait() const { return wait_; }
   int cooldown_counter() const { return cooldown_counter_; }
+  // Puts back best(), wait() and cooldown_counter() (a resumed run).
+  void restore(double best, int wait, int cooldown_counter);
 
  private:
   bool improved(double value) const;

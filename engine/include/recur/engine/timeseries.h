@@ -51,6 +51,8 @@ struct ReadReport {
   bool gzip = false;                   // the file was gzip-compressed
   std::int64_t lines = 0;              // data lines read (header and blank lines not counted)
   std::int64_t sentinels = 0;          // -9999 wind speeds set to 0
+  std::int64_t other_sentinels = 0;    // -9999 in other columns: kept as values, but worth a warning
+  std::string first_other_sentinel;    // "FILE:LINE column 'NAME'" of the first of them
   std::int64_t out_of_order = 0;       // lines with an earlier timestamp than the line before
   std::int64_t duplicates = 0;         // rows dropped for repeating a timestamp (first kept)
   std::int64_t interval = 0;           // sampling interval, seconds: the most frequent step

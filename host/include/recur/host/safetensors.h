@@ -75,6 +75,15 @@ void save_safetensors(const std::string& path,
                       const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
+// The atomic write save_safetensors uses, for any file: `parts` (or `text`)
+// go to "<path>.tmp.<pid>.<n>" in the same directory, which is flushed to disk
+// (fsync) and renamed over `path`; then the directory is flushed. A failure
+// removes the temporary file, leaves `path` as it was, and throws IOError
+// naming the path and the operating system's reason.
+void write_file_atomically(const std::string& path,
+                           const std::vector<std::pair<const void*, std::uint64_t>>& parts);
+void write_file_atomically(const std::string& path, const std::string& text);
+
 // Reads and validates the header alone (names, dtypes, shapes, offsets
 // against the file's size); reads no tensor data, so it checks no CRC.
 SafetensorsHeader read_safetensors_header(const std::string& path);

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (fuzz/README.md) with Debian's clang, with
+# AddressSanitizer and UBSan, CPU only, and runs each from its committed seed
+# corpus for RECUR_FUZZ_SECONDS (default 12: about a minute in all). A crash
+# fails the run and leaves its input as build-fuzz/fuzz/<target>-crash-*.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+packages=(clang libclang-rt-dev libomp-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "recur: installing ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+jobs=$(nproc)
+# (no RECUR_WERROR: clang warns where gcc does not, e.g. "loop not vectorized" under the sanitizers)
+echo "== recur: libFuzzer targets (clang, ASan + UBSan), ${RECUR_FUZZ_SECONDS:-12} s each"
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRECUR_CUDA=OFF \
+  -DRECUR_FUZZ=ON -DRECUR_BUILD_TESTS=OFF -DRECUR_BUILD_BENCH=OFF -DRECUR_WERROR=OFF \
+  -DRECUR_FUZZ_SECONDS="${RECUR_FUZZ_SECONDS:-12}"
+cmake --build build-fuzz -j "$jobs" --target fuzz_jena_csv fuzz_safetensors fuzz_model_config fuzz_text_data
+ctest --test-dir build-fuzz -L fuzz -j "$jobs" --output-on-failure
