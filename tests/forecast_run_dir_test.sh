@@ -124,13 +124,29 @@ if [ $rc -ne 0 ] && grep -q "has finished its 4 epochs" finished.log; then
   ok "resuming a finished run asks for a larger --epochs"
 else bad "resuming a finished run: rc $rc"; cat finished.log; fi
 
-# 7. SIGKILL at any moment (checkpoints are written every epoch here, so some kills land mid-write):
-#    the run directory stays usable: its best checkpoint loads and the run resumes from it.
+# 7. SIGKILL while the best checkpoint is being written: RECUR_TEST_PAUSE_IN_WRITE_MS
+#    holds each atomic write after its first part (the checkpoint's header),
+#    the temporary file half-written; the kill is sent once a new
+#    best.safetensors is being written after a few epochs, so it lands inside
+#    that write. The run directory stays usable: the previous best checkpoint
+#    loads and the run resumes from it.
 KILL=(--device cpu forecast train --model gru --epochs 100000 --steps-per-epoch 1 --batch-size 16
       --validation-steps 1 --lookback 1d --data "$DATA" --out killed)
-"$RECUR" "${KILL[@]}" >killed.log 2>&1 &
+RECUR_TEST_PAUSE_IN_WRITE_MS=300 "$RECUR" "${KILL[@]}" >killed.log 2>&1 &
 pid=$!
-for _ in $(seq 1 200); do grep -q "^Epoch 3/" killed.log && break; sleep 0.05; done
+for _ in $(seq 1 400); do grep -q "^Epoch 3/" killed.log && break; sleep 0.05; done
+mid_write=0
+for _ in $(seq 1 1000); do ls killed 2>/dev/null | grep -q '^best\.safetensors\.tmp\.' && { mid_write=1; break; }; sleep 0.02; done
+kill -KILL $pid 2>/dev/null
+wait $pid 2>/dev/null
+if [ $mid_write -eq 1 ] && ls killed | grep -q '^best\.safetensors\.tmp\.' && [ -s killed/best.safetensors ] &&
+   "$RECUR" --device cpu forecast evaluate --model-dir killed >killed_eval.log 2>&1; then
+  ok "SIGKILL inside a checkpoint write: the half-made file stays aside, the previous best checkpoint loads"
+else bad "SIGKILL inside a write (caught mid-write: $mid_write)"; ls killed; cat killed_eval.log 2>/dev/null; fi
+"$RECUR" "${KILL[@]}" --resume killed/best.safetensors >killed.log 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do grep -q "^Epoch" killed.log && break; sleep 0.05; done
+# Then SIGKILL at other moments (checkpoints are written every epoch here).
 for delay in 0.05 0.13 0.21; do
   sleep $delay
   kill -KILL $pid 2>/dev/null

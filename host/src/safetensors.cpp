@@ -14,11 +14,14 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <set>
 #include <system_error>
+#include <thread>
 
 namespace recur {
 
@@ -392,7 +395,15 @@ void write_file_atomically(const std::string& path,
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   RECUR_CHECK(fd >= 0, IO, path, ": cannot create the temporary file '", tmp, "': ", errno_text(errno));
   try {
-    for (const auto& [data, n] : parts) write_all(fd, data, n, tmp);
+    // Fault injection for the crash-safety test (tests/forecast_run_dir_test.sh):
+    // RECUR_TEST_PAUSE_IN_WRITE_MS=N holds every write here for N ms after its
+    // first part (a checkpoint's header), the file half-written, so that a
+    // SIGKILL sent then lands inside the write.
+    const char* pause = std::getenv("RECUR_TEST_PAUSE_IN_WRITE_MS");
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      write_all(fd, parts[i].first, parts[i].second, tmp);
+      if (pause && i == 0) std::this_thread::sleep_for(std::chrono::milliseconds(std::atol(pause)));
+    }
     RECUR_CHECK(::fsync(fd) == 0, IO, path, ": cannot flush '", tmp, "' to disk: ", errno_text(errno));
     const int rc = ::close(fd);
     fd = -1;
