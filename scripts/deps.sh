@@ -6,8 +6,9 @@
 set -euo pipefail
 
 # libopenblas-openmp-dev: OpenBLAS on OpenMP, sharing recur's thread pool.
+# Extra packages may be named as arguments (scripts/fuzz.sh: clang).
 packages=(g++ cmake ninja-build pkg-config libopenblas-openmp-dev libgtest-dev libcli11-dev
-          nlohmann-json3-dev zlib1g-dev)
+          nlohmann-json3-dev zlib1g-dev "$@")
 
 missing=()
 for p in "${packages[@]}"; do

@@ -5,20 +5,7 @@
 # fails the run and leaves its input as build-fuzz/fuzz/<target>-crash-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
-packages=(clang libclang-rt-dev libomp-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "recur: installing ${missing[*]}"
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash scripts/deps.sh clang libclang-rt-dev libomp-dev
 jobs=$(nproc)
 # (no RECUR_WERROR: clang warns where gcc does not, e.g. "loop not vectorized" under the sanitizers)
 echo "== recur: libFuzzer targets (clang, ASan + UBSan), ${RECUR_FUZZ_SECONDS:-12} s each"

@@ -926,9 +926,9 @@ void launch_grid(const PassParams& p, float* hproj, const PersistentPlan& plan, 
   RECUR_THROW(Internal, "persistent grid pass: no kernel for a row tile of ", plan.row_tile);
 }
 
-template <int kCell, int RT>
-void launch_tile(const PassParams& p, const PersistentPlan& plan, cudaStream_t stream) {
-  auto* kernel = block_local_forward<kCell, RT>;
+// One launch of a block-local kernel with the plan's geometry and shared memory.
+template <class Kernel, class Params>
+void launch_block_local(Kernel* kernel, const Params& p, const PersistentPlan& plan, cudaStream_t stream) {
   const std::size_t smem = std::size_t(plan.smem_bytes);
   RECUR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   kernel<<<plan.blocks, plan.threads, smem, stream>>>(p);
@@ -953,19 +953,25 @@ void launch(const PassParams& p, float* hproj, const PersistentPlan& plan, cudaS
               Internal, "persistent pass: the plan (", plan.describe(), ") does not fit H = ", p.H,
               ", B = ", p.B);
   switch (plan.rows_per_block) {
-    case 1: return launch_tile<kCell, 1>(p, plan, stream);
-    case 2: return launch_tile<kCell, 2>(p, plan, stream);
-    case 4: return launch_tile<kCell, 4>(p, plan, stream);
-    case 8: return launch_tile<kCell, 8>(p, plan, stream);
+    case 1: return launch_block_local(block_local_forward<kCell, 1>, p, plan, stream);
+    case 2: return launch_block_local(block_local_forward<kCell, 2>, p, plan, stream);
+    case 4: return launch_block_local(block_local_forward<kCell, 4>, p, plan, stream);
+    case 8: return launch_block_local(block_local_forward<kCell, 8>, p, plan, stream);
     default: break;
   }
   RECUR_THROW(Internal, "persistent pass: no kernel for ", plan.rows_per_block, " rows per block");
 }
 
+void check_sizes(const char* what, std::int64_t T, std::int64_t B, std::int64_t H) {
+  RECUR_CHECK(T <= INT_MAX && B <= INT_MAX && H <= INT_MAX && T * B * H < (std::int64_t(1) << 40), Value, what,
+              ": T = ", T, ", B = ", B, ", H = ", H, " out of range");
+}
+
+// The fields every forward pass's arguments have (rnn_sequence.h); the
+// caller adds the cell's own (saved, cs).
 template <class Args>
 PassParams params_of(const Args& a, const PersistentPlan& plan) {
-  RECUR_CHECK(a.T <= INT_MAX && a.B <= INT_MAX && a.H <= INT_MAX && a.T * a.B * a.H < (std::int64_t(1) << 40),
-              Value, "persistent pass: T = ", a.T, ", B = ", a.B, ", H = ", a.H, " out of range");
+  check_sizes("persistent pass", a.T, a.B, a.H);
   PassParams p;
   p.T = int(a.T);
   p.B = int(a.B);
@@ -981,19 +987,10 @@ PassParams params_of(const Args& a, const PersistentPlan& plan) {
   p.hs = a.hs;
   p.all_states = a.all_states;
   p.ys = a.ys;
-  p.saved = a.saved;
   return p;
 }
 
 
-template <int kCell, int RT>
-void launch_back_tile(const BackParams& p, const PersistentPlan& plan, cudaStream_t stream) {
-  auto* kernel = block_local_backward<kCell, RT>;
-  const std::size_t smem = std::size_t(plan.smem_bytes);
-  RECUR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  kernel<<<plan.blocks, plan.threads, smem, stream>>>(p);
-  RECUR_CHECK_LAUNCH();
-}
 
 template <int kCell>
 void launch_back(const BackParams& p, const PersistentPlan& plan, cudaStream_t stream) {
@@ -1008,26 +1005,26 @@ void launch_back(const BackParams& p, const PersistentPlan& plan, cudaStream_t s
               Internal, "persistent backward pass: the plan (", plan.describe(), ") does not fit H = ", p.H,
               ", B = ", p.B);
   switch (plan.rows_per_block) {
-    case 1: return launch_back_tile<kCell, 1>(p, plan, stream);
-    case 2: return launch_back_tile<kCell, 2>(p, plan, stream);
-    case 4: return launch_back_tile<kCell, 4>(p, plan, stream);
-    case 8: return launch_back_tile<kCell, 8>(p, plan, stream);
+    case 1: return launch_block_local(block_local_backward<kCell, 1>, p, plan, stream);
+    case 2: return launch_block_local(block_local_backward<kCell, 2>, p, plan, stream);
+    case 4: return launch_block_local(block_local_backward<kCell, 4>, p, plan, stream);
+    case 8: return launch_block_local(block_local_backward<kCell, 8>, p, plan, stream);
     default: break;
   }
   RECUR_THROW(Internal, "persistent backward pass: no kernel for ", plan.rows_per_block, " rows per block");
 }
 
-template <class Args>
-BackParams back_params_of(const Args& a, const PersistentPlan& plan) {
-  RECUR_CHECK(a.T <= INT_MAX && a.B <= INT_MAX && a.H <= INT_MAX && a.T * a.B * a.H < (std::int64_t(1) << 40),
-              Value, "persistent backward pass: T = ", a.T, ", B = ", a.B, ", H = ", a.H, " out of range");
-  BackParams p;
+// The fields every backward pass's arguments have (rnn_sequence.h), into
+// BackParams or RbBackParams; the caller adds the cell's own.
+template <class Params, class Args>
+Params back_params_of(const Args& a, const PersistentPlan& plan) {
+  check_sizes("persistent backward pass", a.T, a.B, a.H);
+  Params p;
   p.T = int(a.T);
   p.B = int(a.B);
   p.H = int(a.H);
   p.ksplit = plan.ksplit;
   p.w_ld = plan.w_ld;
-  p.saved = a.saved;
   p.dys = a.dys;
   p.mask = a.mask;
   p.w_hh = a.w_hh;
@@ -1037,13 +1034,6 @@ BackParams back_params_of(const Args& a, const PersistentPlan& plan) {
 }
 
 // ---- launchers of the SimpleRNN and reset-before GRU kernels ----
-template <class Kernel, class Params>
-void launch_block_local(Kernel* kernel, const Params& p, const PersistentPlan& plan, cudaStream_t stream) {
-  const std::size_t smem = std::size_t(plan.smem_bytes);
-  RECUR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  kernel<<<plan.blocks, plan.threads, smem, stream>>>(p);
-  RECUR_CHECK_LAUNCH();
-}
 
 // The plan must be the block-local plan for this H and B with `smem` floats.
 void check_block_local(const char* what, const PersistentPlan& plan, int H, int B, int ksplit, int w_ld,
@@ -1085,11 +1075,6 @@ void launch_rb_backward(const RbBackParams& p, const PersistentPlan& plan, cudaS
   RECUR_THROW(Internal, "persistent reset-before GRU backward pass: no kernel for ", plan.rows_per_block,
               " rows per block");
 }
-
-void check_sizes(const char* what, std::int64_t T, std::int64_t B, std::int64_t H) {
-  RECUR_CHECK(T <= INT_MAX && B <= INT_MAX && H <= INT_MAX && T * B * H < (std::int64_t(1) << 40), Value, what,
-              ": T = ", T, ", B = ", B, ", H = ", H, " out of range");
-}
 }  // namespace
 
 std::string persistent_plan_check(RnnCellKind cell, const PersistentPlan& plan) {
@@ -1103,13 +1088,16 @@ std::string persistent_plan_check(RnnCellKind cell, const PersistentPlan& plan) 
 void gru_sequence_persistent(const GruSequenceArgs<float>& a, const PersistentPlan& plan,
                              cudaStream_t stream) {
   if (a.B == 0 || a.H == 0) return;
-  launch<kCellGru>(params_of(a, plan), a.hproj, plan, stream);
+  PassParams p = params_of(a, plan);
+  p.saved = a.saved;
+  launch<kCellGru>(p, a.hproj, plan, stream);
 }
 
 void lstm_sequence_persistent(const LstmSequenceArgs<float>& a, const PersistentPlan& plan,
                               cudaStream_t stream) {
   if (a.B == 0 || a.H == 0) return;
   PassParams p = params_of(a, plan);
+  p.saved = a.saved;
   p.cs = a.cs;
   launch<kCellLstm>(p, a.hproj, plan, stream);
 }
@@ -1117,7 +1105,8 @@ void lstm_sequence_persistent(const LstmSequenceArgs<float>& a, const Persistent
 void gru_sequence_backward_persistent(const GruSequenceBackArgs<float>& a, const PersistentPlan& plan,
                                       cudaStream_t stream) {
   if (a.T == 0 || a.B == 0 || a.H == 0) return;  // dh passes through unchanged
-  BackParams p = back_params_of(a, plan);
+  BackParams p = back_params_of<BackParams>(a, plan);
+  p.saved = a.saved;
   p.hs = a.hs;
   p.dgates_x = a.dgates_x;
   p.dgates_h = a.dgates_h;
@@ -1127,7 +1116,8 @@ void gru_sequence_backward_persistent(const GruSequenceBackArgs<float>& a, const
 void lstm_sequence_backward_persistent(const LstmSequenceBackArgs<float>& a, const PersistentPlan& plan,
                                        cudaStream_t stream) {
   if (a.T == 0 || a.B == 0 || a.H == 0) return;
-  BackParams p = back_params_of(a, plan);
+  BackParams p = back_params_of<BackParams>(a, plan);
+  p.saved = a.saved;
   p.cs = a.cs;
   p.dc = a.dc;
   p.dgates_x = a.dgates;
@@ -1137,22 +1127,7 @@ void lstm_sequence_backward_persistent(const LstmSequenceBackArgs<float>& a, con
 
 void rnn_sequence_persistent(const RnnSequenceArgs<float>& a, const PersistentPlan& plan, cudaStream_t stream) {
   if (a.B == 0 || a.H == 0) return;
-  check_sizes("persistent SimpleRNN pass", a.T, a.B, a.H);
-  PassParams p;
-  p.T = int(a.T);
-  p.B = int(a.B);
-  p.H = int(a.H);
-  p.ksplit = plan.ksplit;
-  p.w_ld = plan.w_ld;
-  p.xproj = a.xproj;
-  p.w_hh = a.w_hh;
-  p.b_ih = a.b_ih;
-  p.b_hh = a.b_hh;
-  p.mask = a.mask;
-  p.rec_mask = a.rec_mask;
-  p.hs = a.hs;
-  p.all_states = a.all_states;
-  p.ys = a.ys;
+  const PassParams p = params_of(a, plan);
   if (a.activation == RnnActivation::Tanh)
     launch<kCellRnnTanh>(p, nullptr, plan, stream);
   else
@@ -1162,19 +1137,8 @@ void rnn_sequence_persistent(const RnnSequenceArgs<float>& a, const PersistentPl
 void rnn_sequence_backward_persistent(const RnnSequenceBackArgs<float>& a, const PersistentPlan& plan,
                                       cudaStream_t stream) {
   if (a.T == 0 || a.B == 0 || a.H == 0) return;
-  check_sizes("persistent SimpleRNN backward pass", a.T, a.B, a.H);
-  BackParams p;
-  p.T = int(a.T);
-  p.B = int(a.B);
-  p.H = int(a.H);
-  p.ksplit = plan.ksplit;
-  p.w_ld = plan.w_ld;
+  BackParams p = back_params_of<BackParams>(a, plan);
   p.hs = a.hs;
-  p.dys = a.dys;
-  p.mask = a.mask;
-  p.w_hh = a.w_hh;
-  p.rec_mask = a.rec_mask;
-  p.dh = a.dh;
   p.dgates_x = a.dgates;
   if (a.activation == RnnActivation::Tanh)
     launch_back<kCellRnnTanh>(p, plan, stream);
@@ -1185,22 +1149,7 @@ void rnn_sequence_backward_persistent(const RnnSequenceBackArgs<float>& a, const
 void gru_rb_sequence_persistent(const GruRbSequenceArgs<float>& a, const PersistentPlan& plan,
                                 cudaStream_t stream) {
   if (a.B == 0 || a.H == 0) return;
-  check_sizes("persistent reset-before GRU pass", a.T, a.B, a.H);
-  PassParams p;
-  p.T = int(a.T);
-  p.B = int(a.B);
-  p.H = int(a.H);
-  p.ksplit = plan.ksplit;
-  p.w_ld = plan.w_ld;
-  p.xproj = a.xproj;
-  p.w_hh = a.w_hh;
-  p.b_ih = a.b_ih;
-  p.b_hh = a.b_hh;
-  p.mask = a.mask;
-  p.rec_mask = a.rec_mask;
-  p.hs = a.hs;
-  p.all_states = a.all_states;
-  p.ys = a.ys;
+  PassParams p = params_of(a, plan);
   p.saved = a.saved;
   launch_rb_forward(p, plan, stream);
 }
@@ -1208,20 +1157,9 @@ void gru_rb_sequence_persistent(const GruRbSequenceArgs<float>& a, const Persist
 void gru_rb_sequence_backward_persistent(const GruRbSequenceBackArgs<float>& a, const PersistentPlan& plan,
                                          cudaStream_t stream) {
   if (a.T == 0 || a.B == 0 || a.H == 0) return;
-  check_sizes("persistent reset-before GRU backward pass", a.T, a.B, a.H);
-  RbBackParams p;
-  p.T = int(a.T);
-  p.B = int(a.B);
-  p.H = int(a.H);
-  p.ksplit = plan.ksplit;
-  p.w_ld = plan.w_ld;
+  RbBackParams p = back_params_of<RbBackParams>(a, plan);
   p.saved = a.saved;
   p.hs = a.hs;
-  p.dys = a.dys;
-  p.mask = a.mask;
-  p.w_hh = a.w_hh;
-  p.rec_mask = a.rec_mask;
-  p.dh = a.dh;
   p.dgates_x = a.dgates_x;
   p.dgates_rz = a.dgates_rz;
   p.dgates_n = a.dgates_n;
