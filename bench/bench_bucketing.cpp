@@ -1,5 +1,5 @@
 // bench_bucketing: padding under length bucketing on the IMDB train lengths
-// (data/imdb_train_lengths.txt.gz, 20,000 reviews), against padding every
+// (datasets/imdb_train_lengths.txt.gz, 20,000 reviews), against padding every
 // review to one length, and the time one epoch's plan takes on each device.
 // One CSV row per (device, configuration); epoch 0, seed 1.
 //   bench_bucketing [--lengths FILE] [--repeats N] [--device cpu|cuda:N]

@@ -1,7 +1,7 @@
 // The Jena CSV reader (plain and gzip): any bytes give a table or a recur::Error.
 #include "fuzz_util.h"
 #include "recur/common/error.h"
-#include "recur/engine/timeseries.h"
+#include "recur/data/timeseries.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string path = recur::fuzz::write_input(data, size, ".csv");

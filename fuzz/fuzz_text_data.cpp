@@ -3,8 +3,8 @@
 // result or a recur::Error.
 #include "fuzz_util.h"
 #include "recur/common/error.h"
-#include "recur/engine/text_data.h"
-#include "recur/engine/timeseries.h"
+#include "recur/data/text_data.h"
+#include "recur/data/timeseries.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string path = recur::fuzz::write_input(data, size, ".tsv");

@@ -2,13 +2,13 @@
 """Per-review token counts of an IMDB TSV file (label, id, rating, text), one per line.
 
 Tokenisation is Keras TextVectorization's default, byte for byte as recur's
-C++ tokenize() (engine/src/text_data.cpp): lowercase ASCII, delete the
+C++ tokenize() (data/src/text_data.cpp): lowercase ASCII, delete the
 punctuation of Keras's DEFAULT_STRIP_REGEX (!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~'),
 split on ASCII whitespace. So "<br />" becomes the token "br", as in Keras.
 Non-ASCII bytes stay inside words. Lowercasing does not change counts; it is
 here so the rule reads the same as the C++.
 
-    python3 scripts/imdb_lengths.py /work/shared/datasets/imdb_train.tsv.gz data/imdb_train_lengths.txt.gz
+    python3 scripts/imdb_lengths.py /work/shared/datasets/imdb_train.tsv.gz datasets/imdb_train_lengths.txt.gz
 
 The output is gzip with mtime 0, so the same input gives the same bytes.
 Standard library only.

@@ -3,7 +3,7 @@
 
 "The temperature in `delay` rows equals the temperature now", scored as the
 mean absolute error over every window of the validation and the test split,
-with the windows and splits that recur's engine/timeseries.h defines:
+with the windows and splits that recur's data/timeseries.h defines:
 
   splits   train = rows [0, a), val = [a, a + b), test = [a + b, N), with
            a = floor(N * 200000 / 420551), b = floor(N * 100000 / 420551)
@@ -17,7 +17,7 @@ with the windows and splits that recur's engine/timeseries.h defines:
            MAE times the temperature's std.
 
 Usage: /usr/bin/python3 scripts/jena_baseline.py [FILE] [--lookback 240] [--delay 24]
-FILE defaults to the bundled data/jena_climate_2009_2016_hourly.csv.gz
+FILE defaults to the bundled datasets/jena_climate_2009_2016_hourly.csv.gz
 (plain or gzip CSV; the rows are taken in file order, as they are in the
 bundled file, which is sorted and has no duplicate timestamps).
 
@@ -47,7 +47,7 @@ def read(path):
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    default = os.path.join(here, "..", "data", "jena_climate_2009_2016_hourly.csv.gz")
+    default = os.path.join(here, "..", "datasets", "jena_climate_2009_2016_hourly.csv.gz")
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("file", nargs="?", default=default)
     p.add_argument("--lookback", type=int, default=240, help="rows")

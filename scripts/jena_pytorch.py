@@ -3,7 +3,7 @@
 as a peer check of recur's figures (docs/forecast-results.md).
 
 Data, splits, windows and scaling as scripts/jena_baseline.py (and recur's
-engine/timeseries.h): the bundled hourly file, lookback 240 rows, delay 24
+data/timeseries.h): the bundled hourly file, lookback 240 rows, delay 24
 rows, every column normalised by the training rows. Training: batches of 128
 windows drawn at random from the training split, 500 steps per epoch, RMSprop
 (learning rate 1e-3, rho 0.9, epsilon 1e-7, as Keras), MAE loss, Keras's
@@ -121,7 +121,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="conv")
-    p.add_argument("--file", default=os.path.join(here, "..", "data", "jena_climate_2009_2016_hourly.csv.gz"))
+    p.add_argument("--file", default=os.path.join(here, "..", "datasets", "jena_climate_2009_2016_hourly.csv.gz"))
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--batch", type=int, default=128)

@@ -1,5 +1,5 @@
-// Length bucketing (recur/engine/bucketing.h, ops::length_buckets) and the
-// IMDB reader (recur/engine/text_data.h): hand examples, the sampler's
+// Length bucketing (recur/data/bucketing.h, ops::length_buckets) and the
+// IMDB reader (recur/data/text_data.h): hand examples, the sampler's
 // invariants on random lengths, the padding it saves on the committed IMDB
 // lengths, the same per-sample loss bucketed or not, and the CUB path
 // against the CPU twin.

@@ -497,7 +497,7 @@ TEST_F(JenaBundled, ReadsAllRowsAndReportsTheKnownGaps) {
   EXPECT_EQ(r.lines, 70038);
   EXPECT_EQ(r.sentinels + r.duplicates + r.out_of_order, 0);  // the file was cleaned
   EXPECT_EQ(r.interval, 3600);
-  // data/README.md: two 70-minute steps, one 80-minute step, 16 h 50 min and 75 h 10 min.
+  // datasets/README.md: two 70-minute steps, one 80-minute step, 16 h 50 min and 75 h 10 min.
   EXPECT_EQ(r.gap_count, 5);
   EXPECT_EQ(r.largest_gap, 75 * 3600 + 600);
   ASSERT_EQ(r.gaps.size(), 5u);

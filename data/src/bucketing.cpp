@@ -2,7 +2,7 @@
 // whose output the standard fixes, and recur's own bounded draw, so a seed
 // gives the same epochs in every build), the window sorts and cuts on the
 // options' device through ops::length_buckets.
-#include "recur/engine/bucketing.h"
+#include "recur/data/bucketing.h"
 
 #include <algorithm>
 #include <climits>

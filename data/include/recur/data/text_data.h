@@ -36,7 +36,7 @@ struct ImdbData {
 ImdbData read_imdb_tsv(const std::string& path, bool keep_text = false);
 
 // One integer per line, gzip-compressed or plain (e.g. the committed
-// data/imdb_train_lengths.txt.gz). Throws IOError naming the file and line.
+// datasets/imdb_train_lengths.txt.gz). Throws IOError naming the file and line.
 std::vector<std::int64_t> read_int_lines(const std::string& path);
 
 // A vocabulary as Keras's TextVectorization builds it with

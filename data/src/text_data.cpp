@@ -1,6 +1,6 @@
 // Tokenisation, vocabulary and the IMDB TSV reader. Files are read with
 // zlib's gzopen/gzread, which read plain files as they are.
-#include "recur/engine/text_data.h"
+#include "recur/data/text_data.h"
 
 #include <zlib.h>
 

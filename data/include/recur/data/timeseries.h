@@ -24,7 +24,7 @@
 // Naive baseline: "the target in D rows equals the target now", y_hat = x[n-1]
 // of the target column, scored as the MAE over every window of a split (all
 // windows, a partial last batch included). On the bundled hourly file
-// (data/jena_climate_2009_2016_hourly.csv.gz, N = 70,038) with L = 240, s = 1,
+// (datasets/jena_climate_2009_2016_hourly.csv.gz, N = 70,038) with L = 240, s = 1,
 // D = 24 and the temperature normalised by the training rows' mean and std:
 // val 2.458 degC (16,390 windows), test 2.592 degC (19,815 windows).
 #pragma once

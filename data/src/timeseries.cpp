@@ -1,7 +1,7 @@
 // Timeseries data: the Jena CSV reader (zlib reads plain and gzip files alike),
 // splits, the normaliser (JSON via nlohmann), durations, windows and the naive
 // baseline. The window definition is documented in the header.
-#include "recur/engine/timeseries.h"
+#include "recur/data/timeseries.h"
 
 #include <zlib.h>
 
