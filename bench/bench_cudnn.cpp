@@ -105,6 +105,7 @@
 #include <vector>
 
 #include "bench_util.h"
+#include "recur/kernels/persistent_cost.h"
 #include "recur/recur.h"
 
 namespace {
@@ -131,7 +132,8 @@ using curandGenerator_t = std::uint64_t;  // the host fallback's state
 constexpr const char* kCsvHeader =
     "device,driver,cuda_driver,cuda_runtime,cudnn,cell,H,B,T,I,masked,valid_steps,mode,dtype,"
     "recur_algo,recur_us_per_step,recur_standard_us_per_step,cudnn_algo,cudnn_us_per_step,"
-    "ratio_recur_cudnn,recur_tflops,cudnn_tflops,recur_gbs,cudnn_gbs,err_y,err_grad,cudnn_variants";
+    "ratio_recur_cudnn,recur_tflops,cudnn_tflops,recur_gbs,cudnn_gbs,err_y,err_grad,cudnn_variants,"
+    "recur_regime,floor_us_per_step,recur_over_floor,cudnn_over_floor";
 
 constexpr int kRotations = 4;
 constexpr int kWarmups = 3;
@@ -442,6 +444,7 @@ struct Env {
   cudaStream_t stream{};
   Tensor flush;  // 2x the L2, written before each timed run
   std::string device_columns;
+  kernels::DeviceLimits limits;  // the GPU's, for the regime and its floor
   int repeats = 20;
 };
 
@@ -853,8 +856,20 @@ void run(const Config& c, Env& env) {
   const double sbytes = 4 * B * H * (lstm ? 4 : 2);  // initial and final states
   const double fwd_bytes = 4 * double(valid_steps) * (I + H) + wbytes + sbytes;
   const double train_bytes = fwd_bytes + 4 * double(valid_steps) * (H + I) + wbytes;
+  // The regime recur's planner gives this shape on this GPU (as the CUDA
+  // backend plans: no cluster kernel yet) and that regime's latency floor
+  // (recur/kernels/persistent_cost.h, docs/persistent.md).
+  kernels::DeviceLimits no_clusters = env.limits;
+  no_clusters.max_cluster_size = 1;
+  const kernels::RnnCellKind kind = lstm ? kernels::RnnCellKind::LSTM : kernels::RnnCellKind::GRU;
+  const kernels::PersistentPlan plan = kernels::plan_persistent({kind, c.H, c.B, DType::f32}, no_clusters);
+  const kernels::LatencyFloorModel floor_model = kernels::LatencyFloorModel::h100_sxm();
   for (int m = 0; m < 2; ++m) {
     const double flops = m ? 3 * fwd_flops : fwd_flops, bytes = m ? train_bytes : fwd_bytes;
+    const kernels::PersistentRegime regime =
+        algo_of[m] == "persistent" ? plan.regime : kernels::PersistentRegime::Standard;
+    kernels::PersistentQuery fq{kind, c.H, c.B, DType::f32, /*backward*/ m == 1};
+    const double floor_us = kernels::step_floor_us(fq, regime, env.limits, floor_model, c.I);
     const double r = recur_us[m], p = std::isfinite(best[m]) ? best[m] : NAN;  // NaN: no cuDNN variant ran
     std::ostringstream row;
     row << env.device_columns << "," << (lstm ? "lstm" : "gru") << "," << c.H << "," << c.B << "," << c.T << ","
@@ -863,7 +878,9 @@ void run(const Config& c, Env& env) {
         << fmt(p / T) << "," << fmt(r / p, "%.4g") << "," << fmt(flops / (r * 1e6), "%.4g") << ","
         << fmt(flops / (p * 1e6), "%.4g") << "," << fmt(bytes / (r * 1e3), "%.4g") << ","
         << fmt(bytes / (p * 1e3), "%.4g") << "," << fmt(checked ? err_y : NAN, "%.3g") << ","
-        << fmt(checked ? err_g : NAN, "%.3g") << "," << variants[m];
+        << fmt(checked ? err_g : NAN, "%.3g") << "," << variants[m] << ","
+        << kernels::persistent_regime_name(regime) << "," << fmt(floor_us) << ","
+        << fmt(r / T / floor_us, "%.4g") << "," << fmt(p / T / floor_us, "%.4g");
     std::printf("%s\n", row.str().c_str());
   }
   std::fflush(stdout);
@@ -957,6 +974,7 @@ int main(int argc, char** argv) {
     std::replace(name.begin(), name.end(), ',', ' ');
     Env env;
     env.repeats = repeats;
+    env.limits = g.limits;
     env.device_columns = name + "," + kernel_driver_version() + "," + cuda_version(info.cuda_driver_version) + "," +
                          cuda_version(info.cuda_runtime_version) + "," + cudnn_version_str(cudnnGetVersion());
     const Device dev = Device::cuda(0);

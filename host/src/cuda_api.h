@@ -5,6 +5,8 @@
 #include <memory>
 #include <string>
 
+#include "recur/kernels/persistent_plan.h"
+
 namespace recur {
 class Backend;
 struct SystemInfo;
@@ -15,5 +17,7 @@ int device_count(std::string* reason);
 std::unique_ptr<Backend> make_backend(int index);
 // Fills the CUDA/cuDNN versions and the GPUs.
 void fill_system_info(SystemInfo& info);
+// The limits the persistent-RNN planner needs, from cudaDeviceProp.
+kernels::DeviceLimits device_limits(int index);
 }  // namespace cuda_host
 }  // namespace recur

@@ -21,6 +21,7 @@
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/persistent_rnn.h"
 #include "recur/common/log.h"
+#include "recur/kernels/persistent_cost.h"
 #include "recur/kernels/persistent_plan.h"
 #include "library_check.h"
 #include "lt_gemm.h"
@@ -119,18 +120,7 @@ class CudaBackend final : public Backend {
     name_ = prop.name;
     sm_count_ = prop.multiProcessorCount;
     cc_ = prop.major * 10 + prop.minor;
-    limits_.sm_count = prop.multiProcessorCount;
-    limits_.regs_per_sm = prop.regsPerMultiprocessor;
-    limits_.regs_per_block = prop.regsPerBlock;
-    limits_.max_threads_per_block = prop.maxThreadsPerBlock;
-    limits_.max_threads_per_sm = prop.maxThreadsPerMultiProcessor;
-    limits_.max_blocks_per_sm = prop.maxBlocksPerMultiProcessor;
-    limits_.smem_per_sm = std::int64_t(prop.sharedMemPerMultiprocessor);
-    limits_.smem_per_block_optin = std::int64_t(prop.sharedMemPerBlockOptin);
-    limits_.smem_reserved_per_block = std::int64_t(prop.reservedSharedMemPerBlock);
-    limits_.cooperative_launch = prop.cooperativeLaunch != 0;
-    // Hopper: 8 blocks portably, 16 with the non-portable attribute.
-    limits_.max_cluster_size = prop.clusterLaunch ? 16 : 1;
+    limits_ = device_limits(index_);
     // Fail here, clearly, rather than at the first launch when this build
     // holds no kernels for the GPU (e.g. an sm_75 GPU with the default archs).
     const cudaError_t image = kc::probe_kernel_image();
@@ -685,10 +675,21 @@ class CudaBackend final : public Backend {
     if (q.batch <= 0 || q.hidden <= 0) return Support::yes();  // empty: nothing runs
     const kernels::PersistentPlan p = plan(q);
     if (!p.persistent()) return Support::no("persistent kernels: " + p.describe());
-    if (mode == PersistentMode::Default && p.regime != kernels::PersistentRegime::BlockLocal)
-      return Support::no("the persistent " + std::string(kernels::persistent_regime_name(p.regime)) +
-                         " regime is opt-in (RECUR_PERSISTENT=1): measured slower than the step "
-                         "kernels on an H100; the plan was " + p.describe());
+    if (mode == PersistentMode::Default && p.regime != kernels::PersistentRegime::BlockLocal) {
+      // The grid kernel is measured (H100): faster than the step kernels at
+      // a batch of one or two, slower beyond. The cost model fitted to those
+      // runs decides, on the architecture it was measured on.
+      const kernels::PersistentQuery pq{cell_of(q.op), q.hidden, q.batch, q.dtype, backward,
+                                        is_reset_before(q.op)};
+      const kernels::PersistentChoice c =
+          kernels::choose_persistent(pq, p, kernels::PersistentCostModel::h100_fp32(), sm_count_, false);
+      if (cc_ < 90)
+        return Support::no("the persistent " + std::string(kernels::persistent_regime_name(p.regime)) +
+                           " regime is opt-in (RECUR_PERSISTENT=1) below compute capability 9.0: its cost "
+                           "was measured on an H100 only; the plan was " + p.describe());
+      if (!c.use)
+        return Support::no(c.reason + "; opt in with RECUR_PERSISTENT=1; the plan was " + p.describe());
+    }
     if (backward || is_reset_before(q.op)) return Support::yes();  // block-local: the planner's layout is the kernel's
     DeviceScope scope(index_);
     const std::string why = kc::persistent_plan_check(cell_of(q.op), p);

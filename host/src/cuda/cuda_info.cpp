@@ -25,6 +25,31 @@ int device_count(std::string* reason) {
   return 0;
 }
 
+namespace {
+kernels::DeviceLimits limits_of(const cudaDeviceProp& prop) {
+  kernels::DeviceLimits d;
+  d.sm_count = prop.multiProcessorCount;
+  d.regs_per_sm = prop.regsPerMultiprocessor;
+  d.regs_per_block = prop.regsPerBlock;
+  d.max_threads_per_block = prop.maxThreadsPerBlock;
+  d.max_threads_per_sm = prop.maxThreadsPerMultiProcessor;
+  d.max_blocks_per_sm = prop.maxBlocksPerMultiProcessor;
+  d.smem_per_sm = std::int64_t(prop.sharedMemPerMultiprocessor);
+  d.smem_per_block_optin = std::int64_t(prop.sharedMemPerBlockOptin);
+  d.smem_reserved_per_block = std::int64_t(prop.reservedSharedMemPerBlock);
+  d.cooperative_launch = prop.cooperativeLaunch != 0;
+  // Hopper: 8 blocks portably, 16 with the non-portable attribute.
+  d.max_cluster_size = prop.clusterLaunch ? 16 : 1;
+  return d;
+}
+}  // namespace
+
+kernels::DeviceLimits device_limits(int index) {
+  cudaDeviceProp prop{};
+  RECUR_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
+  return limits_of(prop);
+}
+
 void fill_system_info(SystemInfo& info) {
   int v = 0;
   if (cudaRuntimeGetVersion(&v) == cudaSuccess) info.cuda_runtime_version = v;
@@ -46,6 +71,7 @@ void fill_system_info(SystemInfo& info) {
     g.cc_minor = p.minor;
     g.l2_bytes = std::size_t(p.l2CacheSize);
     g.shared_memory_per_sm = p.sharedMemPerMultiprocessor;
+    g.limits = limits_of(p);
     // Free memory needs a context on that GPU; an exclusive or prohibited GPU
     // refuses one, which must not stop the report.
     int previous = 0;

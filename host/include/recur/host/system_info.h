@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "recur/kernels/persistent_plan.h"
+
 namespace recur {
 
 struct GpuInfo {
@@ -15,6 +17,7 @@ struct GpuInfo {
   int sm_count = 0, cc_major = 0, cc_minor = 0;
   std::size_t l2_bytes = 0;
   std::size_t shared_memory_per_sm = 0;
+  kernels::DeviceLimits limits;  // what the persistent-RNN planner plans with
 };
 
 struct SystemInfo {
