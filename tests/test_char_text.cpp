@@ -123,7 +123,7 @@ TEST(CharText, BatcherRowsContinueFromBatchToBatch) {
   const ct::TbpttBatcher b(ids, B, T);
   EXPECT_EQ(b.stream_length(), N / B);
   EXPECT_EQ(b.size(), (N / B - 1) / T);
-  std::vector<std::int32_t> x, y, px, py;
+  std::vector<std::int32_t> x, y, px;
   std::set<std::int32_t> seen;
   for (std::int64_t k = 0; k < b.size(); ++k) {
     b.batch(k, x, y);
@@ -132,13 +132,15 @@ TEST(CharText, BatcherRowsContinueFromBatchToBatch) {
       for (std::int64_t t = 0; t < T; ++t) {
         const std::size_t i = std::size_t(r * T + t);
         EXPECT_EQ(y[i], x[i] + 1);  // the target is the next character
-        if (t > 0) EXPECT_EQ(x[i], x[i - 1] + 1);
+        if (t > 0) {
+          EXPECT_EQ(x[i], x[i - 1] + 1);
+        }
         EXPECT_TRUE(seen.insert(x[i]).second) << "character " << x[i] << " used twice";
       }
-    if (k > 0)  // row r of batch k starts where row r of batch k - 1 ended
+    if (k > 0) {  // row r of batch k starts where row r of batch k - 1 ended
       for (std::int64_t r = 0; r < B; ++r) EXPECT_EQ(x[std::size_t(r * T)], px[std::size_t(r * T + T - 1)] + 1);
+    }
     px = x;
-    py = y;
   }
   // Rows are the stream starts: row r begins at r * L.
   b.batch(0, x, y);
@@ -157,7 +159,7 @@ TEST(CharText, UnigramEntropy) {
 
 std::vector<float> random_logits(std::int64_t n, std::uint64_t seed) {
   ct::SampleRng r(seed);
-  std::vector<float> v(std::size_t(n));
+  std::vector<float> v(static_cast<std::size_t>(n));
   for (float& x : v) x = float(r.uniform() * 8 - 4);
   return v;
 }
@@ -267,6 +269,8 @@ TEST(CharText, ResetStatesCallbackMakesValidationStartFromZeroStates) {
   fo.verbose = 0;
   // Without the reset, validation's batch of 3 meets training's carried states of 4: an error.
   EXPECT_NE(error_of([&] { fit(*model, train, fo, &val); }).find("call reset_states()"), std::string::npos);
+  // With it, both epochs run: training's batch of 4 after validation's batch of 3 needs the
+  // reset at the epoch's start too.
   model = tiny_char_model(7);
   const History h = fit(*model, train, fo, &val, {std::make_shared<ResetStatesCallback>()});
   ASSERT_EQ(h.epochs.size(), 2u);
