@@ -120,6 +120,8 @@ int train(const TextOptions& o) {
   RECUR_CHECK(std::isfinite(o.lr) && o.lr > 0, Value, "--lr must be a positive number, got ", o.lr);
   RECUR_CHECK(std::isfinite(o.clipnorm) && o.clipnorm >= 0, Value, "--clipnorm must be >= 0 (0: no clipping), got ",
               o.clipnorm);
+  RECUR_CHECK(o.validation_fraction > 0 && o.validation_fraction < 1, Value,
+              "--validation-fraction must be between 0 and 1 (exclusive), got ", o.validation_fraction);
   check_out_writable(dir);
   std::vector<std::string> existing;
   for (const char* f : kRunFiles)
@@ -240,7 +242,12 @@ int generate(const TextOptions& o) {
   load_checkpoint(model, (dir / "best.safetensors").string(), false);
   RECUR_CHECK(model.output_shape().back() == vocab.size(), Value, o.model_dir, ": the model has ",
               model.output_shape().back(), " outputs, its vocabulary ", vocab.size(), " characters");
-  const std::vector<std::int32_t> seed_ids = vocab.encode(o.seed_text, "--seed");
+  std::vector<std::int32_t> seed_ids = vocab.encode(o.seed_text, "--seed");
+  if (o.prime_given || vocab.contains('\n')) {
+    std::vector<std::int32_t> ids = vocab.encode(o.prime, "--prime");
+    ids.insert(ids.end(), seed_ids.begin(), seed_ids.end());
+    seed_ids = std::move(ids);
+  }
 
   // Batch 1, stateful: the seed runs through once, then one character at a time.
   ct::SampleRng rng(o.seed_rng);
@@ -289,6 +296,8 @@ CLI::App* add_text_command(CLI::App& app, TextOptions& o) {
   CLI::App* g = t->add_subcommand("generate", "sample text from a trained model, one character at a time");
   g->add_option("--model-dir", o.model_dir, "the --out directory of a training run")->required();
   g->add_option("--seed", o.seed_text, "the text to start from (default: a newline)");
+  g->add_option("--prime", o.prime, "text run through the model before --seed, not printed "
+                                     "(default: two newlines; \"\" for none)");
   g->add_option("--length", o.length, "characters to generate")->check(int_range(0, 100000000))
       ->capture_default_str();
   g->add_option("--temperature", o.temperature, "softmax temperature (0: always the most likely character)")
@@ -302,7 +311,11 @@ CLI::App* add_text_command(CLI::App& app, TextOptions& o) {
 
 int run_text(CLI::App& t, const TextOptions& o) {
   if (t.got_subcommand("train")) return train(o);
-  if (t.got_subcommand("generate")) return generate(o);
+  if (t.got_subcommand("generate")) {
+    TextOptions g = o;
+    g.prime_given = t.get_subcommand("generate")->count("--prime") > 0;
+    return generate(g);
+  }
   return 1;
 }
 

@@ -68,6 +68,8 @@ expect() {  # expect NAME REGEX ARGS...: a nonzero exit and a message matching R
 }
 expect seed_oov "--seed: the character '@' at position 3 is not in the model's vocabulary" \
   --device cpu text generate --model-dir run --seed "ROM@O"
+expect prime_oov "--prime: the character '@' at position 0" \
+  --device cpu text generate --model-dir run --prime "@"
 expect bad_temperature "--temperature must be a number >= 0" \
   --device cpu text generate --model-dir run --temperature -1
 expect no_model_dir "model directory 'nowhere' does not exist" --device cpu text generate --model-dir nowhere
