@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_common.h"
 #include "plot.h"
 #include "recur/recur.h"
 
@@ -83,23 +84,7 @@ std::string zoo_config(const ZooModel& z) {
 }
 
 // ---- data ---------------------------------------------------------------------------------
-std::string bundled_data() {
-  const char* name = "jena_climate_2009_2016_hourly.csv.gz";
-  std::vector<std::string> dirs;
-  if (const char* d = std::getenv("RECUR_DATA_DIR")) dirs.push_back(d);
-#ifdef RECUR_SOURCE_DATA_DIR
-  dirs.push_back(RECUR_SOURCE_DATA_DIR);
-#endif
-#ifdef RECUR_INSTALL_DATA_DIR
-  dirs.push_back(RECUR_INSTALL_DATA_DIR);
-#endif
-  for (const std::string& d : dirs)
-    if (fs::exists(fs::path(d) / name)) return (fs::path(d) / name).string();
-  std::string tried;
-  for (const std::string& d : dirs) tried += " " + d;
-  RECUR_THROW(IO, "the bundled ", name, " is not in", tried,
-              "; set RECUR_DATA_DIR or pass --data FILE");
-}
+std::string bundled_data() { return bundled_file("jena_climate_2009_2016_hourly.csv.gz"); }
 
 struct Data {
   std::string path;
@@ -156,14 +141,6 @@ std::string fixed(double v, int digits = 3) {
 // Atomically: a temporary name, fsync, rename (safetensors.h).
 void write_file(const fs::path& path, const std::string& text) { write_file_atomically(path.string(), text); }
 
-std::string read_file(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  RECUR_CHECK(f.good(), IO, "cannot open '", path.string(), "': ", std::strerror(errno));
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 // Predictions (degC) and targets (degC) for the first `count` windows of a split.
 struct Forecasts {
   std::vector<double> hours, predicted, actual;
@@ -205,12 +182,6 @@ class DegreesReport final : public Callback {
   double scale_, naive_;
 };
 
-Device checked_device() {
-  const Device dev = default_device();
-  backend(dev);  // throws, naming the reason, when the device cannot be used
-  return dev;
-}
-
 // ---- the run directory ----------------------------------------------------------------------
 // What a training run writes into --out. A directory holding any of them holds a run.
 const char* const kRunFiles[] = {"forecast.json", "model.json", "best.safetensors", "interrupted.safetensors",
@@ -224,20 +195,6 @@ std::vector<std::string> run_files_in(const fs::path& dir) {
   for (const char* f : kRunFiles)
     if (fs::exists(dir / f, ec)) found.push_back(f);
   return found;
-}
-
-// --out must be a directory we can create files in (or one we can create): checked before training,
-// with the operating system's reason.
-void check_out_writable(const fs::path& dir) {
-  std::error_code ec;
-  fs::path p = fs::absolute(dir, ec);
-  RECUR_CHECK(!ec, IO, "--out '", dir.string(), "': ", ec.message());
-  if (fs::exists(p, ec))
-    RECUR_CHECK(fs::is_directory(p, ec), IO, "--out '", dir.string(), "' exists and is not a directory");
-  while (!fs::exists(p, ec) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
-  RECUR_CHECK(fs::is_directory(p, ec), IO, "--out '", dir.string(), "': '", p.string(), "' is not a directory");
-  RECUR_CHECK(::access(p.c_str(), W_OK | X_OK) == 0, IO, "cannot write to --out '", dir.string(), "': '",
-              p.string(), "': ", std::strerror(errno), " (choose another --out)");
 }
 
 // The fields of forecast.json that a resumed run must share with the run it continues.

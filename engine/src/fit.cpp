@@ -433,6 +433,9 @@ void HistoryLogger::on_epoch_end(int /*epoch*/, const Logs& logs, TrainableModel
     history_.write_csv(path_);
 }
 
+void ResetStatesCallback::on_epoch_begin(int /*epoch*/, TrainableModel& model) { model.reset_states(); }
+void ResetStatesCallback::on_test_begin(TrainableModel& model) { model.reset_states(); }
+
 // ---- fit / evaluate -------------------------------------------------------------------
 Logs evaluate(TrainableModel& model, const BatchSource& data, std::int64_t steps) {
   const std::int64_t n = steps > 0 ? steps : data.size();
@@ -502,6 +505,7 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
     const std::int64_t first = epoch == o.initial_epoch ? o.initial_step : 0;
     RECUR_CHECK(first <= steps, Value, "fit: initial_step ", first, " is past the epoch's ", steps,
                 " steps (was the checkpoint written with another steps_per_epoch?)");
+    for (const auto& cb : callbacks) cb->on_epoch_begin(epoch, model);
     const double lr = model.optimizer().learning_rate();
     Progress progress(o, epoch, steps);
     Means m;
@@ -559,6 +563,7 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
     logs["seconds"] = progress.seconds();
     logs["samples_per_second"] = logs["seconds"] > 0 ? samples / logs["seconds"] : 0;
     if (validation != nullptr) {
+      for (const auto& cb : callbacks) cb->on_test_begin(model);
       for (const auto& [k, v] : evaluate(model, *validation, o.validation_steps)) logs["val_" + k] = v;
     }
     history.epochs.push_back(logs);

@@ -5,6 +5,7 @@
 #include "recur/common/error.h"
 #include "recur/engine/bidirectional.h"
 #include "recur/data/bucketing.h"
+#include "recur/data/char_text.h"
 #include "recur/engine/checkpoint.h"
 #include "recur/engine/functional.h"
 #include "recur/engine/recurrent.h"

@@ -78,6 +78,11 @@ class Callback {
  public:
   virtual ~Callback() = default;
   virtual void on_train_begin(TrainableModel& /*model*/) {}
+  // Before an epoch's first training step (a resumed epoch's too).
+  virtual void on_epoch_begin(int /*epoch*/, TrainableModel& /*model*/) {}
+  // Before fit's validation pass at the end of each epoch (not called by a
+  // standalone evaluate()).
+  virtual void on_test_begin(TrainableModel& /*model*/) {}
   virtual void on_epoch_end(int /*epoch*/, const Logs& /*logs*/, TrainableModel& /*model*/) {}
   // After every callback's on_epoch_end, with fit_state holding the state
   // after this epoch: where checkpoints that a run resumes from are written.
@@ -146,6 +151,16 @@ class ReduceLROnPlateauCallback final : public Callback {
  private:
   std::string monitor_;
   ReduceLROnPlateau plateau_;
+};
+
+// Stateful recurrent layers (recurrent.h) carry their states from batch to
+// batch; this callback makes them forget at the start of every epoch and
+// before validation, so that each pass over a split starts from zero states
+// (what Keras users write by hand with model.reset_states()).
+class ResetStatesCallback final : public Callback {
+ public:
+  void on_epoch_begin(int epoch, TrainableModel& model) override;
+  void on_test_begin(TrainableModel& model) override;
 };
 
 // Calls `save(model, epoch, logs)` when `monitor` improves (save_best_only) or

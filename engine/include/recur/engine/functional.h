@@ -258,7 +258,7 @@ class Model final : public TrainableModel {
   void backward(const std::vector<Tensor>& d_outputs);
   // Inference of a model with one output.
   Tensor predict(const std::vector<Tensor>& inputs, const std::vector<Tensor>& masks = {});
-  void reset_states();
+  void reset_states() override;
 
   void compile(const CompileOptions& options);
   bool compiled() const override { return optimizer_ != nullptr; }

@@ -88,6 +88,8 @@ class TrainableModel {
   virtual Optimizer& optimizer() = 0;
   virtual const Optimizer& optimizer() const = 0;
   virtual double last_batch_weight() const = 0;
+  // Stateful recurrent layers forget their carried states (others: nothing).
+  virtual void reset_states() = 0;
   // One training step / one evaluation batch (masks: empty or one per input),
   // queued on the device; the logs arrive when read.
   virtual PendingBatchLogs train_step_async(const std::vector<Tensor>& x, const Tensor& y,
@@ -177,7 +179,7 @@ class Sequential final : public TrainableModel {
   // Inference.
   Tensor predict(const Tensor& x, const Tensor& mask = {}) { return forward(x, mask, false).y; }
   // Stateful recurrent layers forget their states.
-  void reset_states();
+  void reset_states() override;
 
   void compile(const CompileOptions& options);
   bool compiled() const override { return optimizer_ != nullptr; }
