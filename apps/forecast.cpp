@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_util.h"
 #include "plot.h"
 #include "recur/recur.h"
 
@@ -147,23 +148,6 @@ std::ostream& out_stream(const ForecastOptions& o) {
   return o.quiet ? static_cast<std::ostream&>(sink) : std::cout;
 }
 
-std::string fixed(double v, int digits = 3) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << v;
-  return s.str();
-}
-
-// Atomically: a temporary name, fsync, rename (safetensors.h).
-void write_file(const fs::path& path, const std::string& text) { write_file_atomically(path.string(), text); }
-
-std::string read_file(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  RECUR_CHECK(f.good(), IO, "cannot open '", path.string(), "': ", std::strerror(errno));
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 // Predictions (degC) and targets (degC) for the first `count` windows of a split.
 struct Forecasts {
   std::vector<double> hours, predicted, actual;
@@ -205,12 +189,6 @@ class DegreesReport final : public Callback {
   double scale_, naive_;
 };
 
-Device checked_device() {
-  const Device dev = default_device();
-  backend(dev);  // throws, naming the reason, when the device cannot be used
-  return dev;
-}
-
 // ---- the run directory ----------------------------------------------------------------------
 // What a training run writes into --out. A directory holding any of them holds a run.
 const char* const kRunFiles[] = {"forecast.json", "model.json", "best.safetensors", "interrupted.safetensors",
@@ -224,20 +202,6 @@ std::vector<std::string> run_files_in(const fs::path& dir) {
   for (const char* f : kRunFiles)
     if (fs::exists(dir / f, ec)) found.push_back(f);
   return found;
-}
-
-// --out must be a directory we can create files in (or one we can create): checked before training,
-// with the operating system's reason.
-void check_out_writable(const fs::path& dir) {
-  std::error_code ec;
-  fs::path p = fs::absolute(dir, ec);
-  RECUR_CHECK(!ec, IO, "--out '", dir.string(), "': ", ec.message());
-  if (fs::exists(p, ec))
-    RECUR_CHECK(fs::is_directory(p, ec), IO, "--out '", dir.string(), "' exists and is not a directory");
-  while (!fs::exists(p, ec) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
-  RECUR_CHECK(fs::is_directory(p, ec), IO, "--out '", dir.string(), "': '", p.string(), "' is not a directory");
-  RECUR_CHECK(::access(p.c_str(), W_OK | X_OK) == 0, IO, "cannot write to --out '", dir.string(), "': '",
-              p.string(), "': ", std::strerror(errno), " (choose another --out)");
 }
 
 // The fields of forecast.json that a resumed run must share with the run it continues.
@@ -264,27 +228,6 @@ void check_same_run(const json& mine, const fs::path& file, const std::string& w
                 ", this command ", mine[k].dump(), "; give the run's ", flag, " (see ", file.string(), ")");
   }
 }
-
-// The first thing a run writes into --out (its first epoch's end, or an interruption): the directory is
-// made, another run's files are removed (--overwrite), and forecast.json and model.json written.
-// Until then nothing in --out is touched.
-class ClaimRunDir final : public Callback {
- public:
-  explicit ClaimRunDir(std::function<void()> claim) : claim_(std::move(claim)) {}
-  void on_epoch_end(int, const Logs&, TrainableModel&) override { claim(); }
-  void on_train_end(TrainableModel&, bool interrupted) override {
-    if (interrupted) claim();
-  }
-
- private:
-  void claim() {
-    if (done_) return;
-    claim_();
-    done_ = true;
-  }
-  std::function<void()> claim_;
-  bool done_ = false;
-};
 
 // The smallest file (in rows) whose three splits each hold one window of `need` rows.
 std::int64_t rows_needed(std::int64_t need) {

@@ -2,6 +2,7 @@
 //   recur devices             what recur finds: CPU/BLAS, GPUs, versions
 //   recur lstm [options]      a small LSTM forward on the default device
 //   recur forecast ...        the Jena temperature forecaster (forecast.h)
+//   recur imdb ...            IMDB review sentiment (imdb.h)
 //   (input [batch, steps, features], as Keras)
 // --device D (cpu, cuda, cuda:N) overrides the default device (as does
 // RECUR_DEVICE).
@@ -16,6 +17,7 @@
 #include <string>
 
 #include "forecast.h"
+#include "imdb.h"
 #include "recur/common/log.h"
 #include "recur/recur.h"
 
@@ -165,6 +167,8 @@ int main(int argc, char** argv) {
 
   recur::app::ForecastOptions fo;
   CLI::App* forecast = recur::app::add_forecast_command(app, fo);
+  recur::app::ImdbOptions io;
+  CLI::App* imdb = recur::app::add_imdb_command(app, io);
 
   try {
     app.parse(argc, argv);
@@ -181,6 +185,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("devices")) return run_devices();
     if (app.got_subcommand("lstm")) return run_lstm(lo);
     if (app.got_subcommand("forecast")) return recur::app::run_forecast(*forecast, fo);
+    if (app.got_subcommand("imdb")) return recur::app::run_imdb(*imdb, io);
   } catch (const recur::Error& e) {
     std::cerr << printable(user_message(e)) << "\n";
     return 1;
