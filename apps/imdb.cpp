@@ -208,20 +208,6 @@ std::ostream& out_stream(const ImdbOptions& o) {
   return o.quiet ? static_cast<std::ostream&>(sink) : std::cout;
 }
 
-// Prints each epoch's accuracy.
-class AccuracyReport final : public Callback {
- public:
-  explicit AccuracyReport(std::ostream& out) : out_(out) {}
-  void on_epoch_end(int, const Logs& logs, TrainableModel&) override {
-    out_ << "    accuracy: train " << fixed(logs.at("binary_accuracy"), 4);
-    if (logs.count("val_binary_accuracy")) out_ << ", validation " << fixed(logs.at("val_binary_accuracy"), 4);
-    out_ << "; " << fixed(logs.at("seconds"), 1) << " s\n" << std::flush;
-  }
-
- private:
-  std::ostream& out_;
-};
-
 const std::vector<std::string> kRunFiles = {"imdb.json",  "model.json",   "vocabulary.json",
                                             "best.safetensors", "interrupted.safetensors",
                                             "results.json", "history.csv"};
@@ -254,8 +240,12 @@ int train(const ImdbOptions& o) {
   // 1. The data and the vocabulary (from the training split alone).
   const ImdbSource train_src = imdb_source(o.data, ImdbSplit::Train);
   const ImdbSource val_src = imdb_source(o.data, ImdbSplit::Validation);
-  const ImdbSource test_src = imdb_source(o.data, ImdbSplit::Test);
-  const bool has_test = !o.no_test && test_src.path != train_src.path;
+  ImdbSource test_src;  // empty when --data has no test split (a TSV folder without imdb_test.tsv)
+  try {
+    test_src = imdb_source(o.data, ImdbSplit::Test);
+  } catch (const Error&) {
+  }
+  const bool has_test = !o.no_test && !test_src.path.empty() && test_src.path != train_src.path;
   ImdbData train_raw = read_imdb(o.data, ImdbSplit::Train, o.validation_split);
   TextVectorizationOptions vo;
   vo.max_tokens = o.max_tokens;
@@ -320,6 +310,8 @@ int train(const ImdbOptions& o) {
     out << "batches: variable length, bucketed by length: " << fixed(100 * ps.padded_fraction(), 1)
         << "% of the steps are padding (padding every review to the longest, " << ps.one_length << ", would be "
         << fixed(100 * ps.one_length_padded_fraction(), 1) << "%)\n";
+  if (!has_test)
+    out << "test: " << (o.no_test ? "skipped (--no-test)" : "--data has no test split of its own; none measured") << "\n";
   if (!o.quiet) out << model.summary();
   FitOptions fo;
   fo.epochs = epochs;
@@ -345,7 +337,7 @@ int train(const ImdbOptions& o) {
   const fs::path best = dir / "best.safetensors", interrupted = dir / "interrupted.safetensors";
   auto ckpt = std::make_shared<ModelCheckpoint>(best.string(), "val_loss", true, interrupted.string());
   auto history = std::make_shared<HistoryLogger>((dir / "history.csv").string());
-  fit(model, train_b, fo, &val_b, {claim, ckpt, history, std::make_shared<AccuracyReport>(out)});
+  fit(model, train_b, fo, &val_b, {claim, ckpt, history});
   const History& h = history->history();
   const bool was_interrupted = last_fit_interrupted();
   if (was_interrupted) std::cout << "interrupted: the last finished epoch's best is in " << best.string() << "\n";
