@@ -355,7 +355,7 @@ ImdbSource imdb_source(const std::string& path, ImdbSplit split) {
                 " nor a folder with imdb_", split == ImdbSplit::Test ? "test" : "train",
                 ".tsv[.gz]; get aclImdb from https://ai.stanford.edu/~amaas/data/sentiment/ (docs/text.md)");
   }
-  RECUR_CHECK(is_file(p), IO, "--data '", path, "' does not exist; give an aclImdb folder, a folder of "
+  RECUR_CHECK(is_file(p), IO, "'", path, "' does not exist; give an aclImdb folder, a folder of "
               "imdb_{train,val,test}.tsv.gz or one TSV file (docs/text.md)");
   s.path = path;
   s.carve = carved_split;
