@@ -33,6 +33,11 @@ struct ZooModel {
   const char* what;
   int epochs;
   const char* layers;
+  // The text it reads: int token ids (a sequence; ngrams 1), or a multi-hot
+  // bag of the n-grams up to `ngrams` (input [vocabulary]).
+  bool multi_hot = false;
+  int ngrams = 1;
+  std::int64_t max_tokens = 10000;  // --max-tokens overrides it
 };
 
 const ZooModel kZoo[] = {
@@ -60,6 +65,10 @@ const ZooModel kZoo[] = {
          {"type": "MaxPooling1D", "pool_size": 3},
          {"type": "Conv1D", "filters": 32, "kernel_size": 5, "activation": "relu"},
          {"type": "GRU", "units": 32}, {"type": "Dense", "units": 1}])"},
+    {"bag-of-bigrams", "multi-hot words and bigrams (20,000), Dense 16 relu, Dropout 0.5, Dense 1", 10,
+     R"([{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dropout", "rate": 0.5},
+         {"type": "Dense", "units": 1}])",
+     true, 2, 20000},
 };
 
 std::string zoo_names() {
@@ -81,7 +90,8 @@ std::string zoo_config(const ZooModel& z, std::int64_t vocab) {
   for (std::size_t at = layers.find(key); at != std::string::npos; at = layers.find(key))
     layers.replace(at, key.size(), std::to_string(vocab));
   return std::string(R"({"format": "recur.model/1", "name": ")") + z.name +
-         R"(", "input_shape": [null], "layers": )" + layers +
+         R"(", "input_shape": )" + (z.multi_hot ? "[" + std::to_string(vocab) + "]" : std::string("[null]")) +
+         R"(, "layers": )" + layers +
          R"(, "compile": {"optimizer": {"name": "rmsprop", "learning_rate": 0.001}, "loss": "binary_crossentropy",)"
          R"( "metrics": ["binary_accuracy"]}})";
 }
@@ -91,7 +101,7 @@ std::string zoo_config(const ZooModel& z, std::int64_t vocab) {
 std::int64_t min_length_of(const std::string& config_text) {
   for (std::int64_t t = 1; t <= 256; ++t) {
     ModelConfig c = model_config_from_json(config_text, "model");
-    if (!c.model) return 1;
+    if (!c.model || c.input_shape.size() != 1 || c.input_shape[0] != kAnyDim) return 1;
     try {
       c.model->build({t}, Device::cpu(), c.dtype, 0);
       return t;
@@ -106,13 +116,18 @@ std::int64_t min_length_of(const std::string& config_text) {
 // batches of similar lengths from a LengthBucketSampler, padded with 0 at the
 // end to the batch's longest review (at least min_length). pad > 0: Keras's
 // pad_sequences(maxlen=pad) (padding and truncating 'pre') for every review.
+// Multi-hot (columns > 0): float [B, columns], 1 where a review has the column's token.
+struct Layout {
+  std::int64_t batch_size = 32, pad = 0, max_length = 0, min_length = 1;
+  std::int64_t columns = 0;  // multi-hot width; 0: token ids
+};
+
 class Reviews final : public BatchSource {
  public:
   Reviews(const std::vector<std::vector<std::int32_t>>& ids, const std::vector<std::int32_t>& labels,
-          std::int64_t batch_size, std::int64_t pad, std::int64_t max_length, std::int64_t min_length,
-          std::uint64_t seed, Device dev, std::int64_t limit = 0)
-      : ids_(ids), labels_(labels), pad_(pad), min_length_(std::max<std::int64_t>(min_length, 1)), dev_(dev),
-        limit_(limit), sampler_(lengths(ids), options(batch_size, pad, max_length, seed)) {}
+          const Layout& layout, std::uint64_t seed, Device dev, std::int64_t limit = 0)
+      : ids_(ids), labels_(labels), pad_(layout.pad), min_length_(std::max<std::int64_t>(layout.min_length, 1)),
+        columns_(layout.columns), dev_(dev), limit_(limit), sampler_(lengths(ids), options(layout, seed)) {}
 
   std::int64_t size() const override {
     const std::int64_t n = std::int64_t(batches(0).size());
@@ -120,9 +135,19 @@ class Reviews final : public BatchSource {
   }
   Batch get(std::int64_t epoch, std::int64_t index) const override {
     const BucketBatch b = batches(epoch).at(std::size_t(index));
+    Batch out;
+    std::vector<float> y(std::size_t(b.size()));
+    for (std::int64_t i = 0; i < b.size(); ++i) y[std::size_t(i)] = float(labels_[std::size_t(b.samples[std::size_t(i)])]);
+    out.y = Tensor::from_vector(y, {b.size()}, dev_);
+    if (columns_ > 0) {
+      std::vector<float> x(std::size_t(b.size() * columns_), 0.f);
+      for (std::int64_t i = 0; i < b.size(); ++i)
+        for (std::int32_t c : ids_[std::size_t(b.samples[std::size_t(i)])]) x[std::size_t(i * columns_ + c)] = 1.f;
+      out.x = Tensor::from_vector(x, {b.size(), columns_}, dev_);
+      return out;
+    }
     const std::int64_t T = pad_ > 0 ? pad_ : std::max(b.padded_length, min_length_);
     std::vector<std::int32_t> x(std::size_t(b.size() * T), 0);
-    std::vector<float> y(std::size_t(b.size()));
     for (std::int64_t i = 0; i < b.size(); ++i) {
       const std::int64_t s = b.samples[std::size_t(i)];
       const std::vector<std::int32_t>& seq = ids_[std::size_t(s)];
@@ -133,11 +158,8 @@ class Reviews final : public BatchSource {
         const std::int64_t first = sampler_.first_token(s), len = sampler_.length(s);
         std::copy(seq.begin() + first, seq.begin() + first + len, row);
       }
-      y[std::size_t(i)] = float(labels_[std::size_t(s)]);
     }
-    Batch out;
     out.x = Tensor::from_vector(x, {b.size(), T}, dev_);
-    out.y = Tensor::from_vector(y, {b.size()}, dev_);
     return out;
   }
   PaddingStats stats() const { return sampler_.stats(batches(0)); }
@@ -150,12 +172,11 @@ class Reviews final : public BatchSource {
     for (const auto& s : ids) l.push_back(std::int64_t(s.size()));
     return l;
   }
-  static BucketingOptions options(std::int64_t batch_size, std::int64_t pad, std::int64_t max_length,
-                                  std::uint64_t seed) {
+  static BucketingOptions options(const Layout& l, std::uint64_t seed) {
     BucketingOptions o;
-    o.bucket = pad == 0;
-    o.batch_size = batch_size;
-    o.max_length = pad > 0 ? pad : max_length;
+    o.bucket = l.pad == 0 && l.columns == 0;
+    o.batch_size = l.batch_size;
+    o.max_length = l.columns > 0 ? 0 : l.pad > 0 ? l.pad : l.max_length;
     o.truncating = Truncation::Pre;
     o.seed = seed;
     return o;
@@ -171,7 +192,7 @@ class Reviews final : public BatchSource {
 
   const std::vector<std::vector<std::int32_t>>& ids_;
   const std::vector<std::int32_t>& labels_;
-  std::int64_t pad_, min_length_;
+  std::int64_t pad_, min_length_, columns_;
   Device dev_;
   std::int64_t limit_;
   LengthBucketSampler sampler_;
@@ -247,8 +268,14 @@ int train(const ImdbOptions& o) {
   }
   const bool has_test = !o.no_test && !test_src.path.empty() && test_src.path != train_src.path;
   ImdbData train_raw = read_imdb(o.data, ImdbSplit::Train, o.validation_split);
+  const ZooModel* zoo = o.config.empty() ? &zoo_model(o.model) : nullptr;
+  const bool multi_hot = zoo && zoo->multi_hot;
+  RECUR_CHECK(!multi_hot || (o.pad == 0 && o.max_length == 0), Value, "--pad and --max-length are for sequence "
+              "models; ", o.model, " reads a bag of words and bigrams");
   TextVectorizationOptions vo;
-  vo.max_tokens = o.max_tokens;
+  vo.max_tokens = o.max_tokens > 0 ? o.max_tokens : zoo ? zoo->max_tokens : 10000;
+  vo.ngrams = zoo ? zoo->ngrams : 1;
+  vo.output_mode = multi_hot ? TextOutputMode::MultiHot : TextOutputMode::Int;
   TextVectorization tv(vo);
   tv.adapt(train_raw.texts);
   Split train = encode_split(std::move(train_raw), train_src.describe(), tv);
@@ -263,19 +290,19 @@ int train(const ImdbOptions& o) {
     config_text = read_file(o.config);
     name = probe.model->name();
   } else {
-    const ZooModel& z = zoo_model(o.model);
-    config_text = zoo_config(z, tv.vocabulary_size());
-    if (epochs <= 0) epochs = z.epochs;
+    config_text = zoo_config(*zoo, tv.vocabulary_size());
+    if (epochs <= 0) epochs = zoo->epochs;
   }
   if (epochs <= 0) epochs = 10;
   ModelConfig cfg = model_config_from_json(config_text, o.config.empty() ? "zoo model " + name : o.config);
-  RECUR_CHECK(cfg.input_shape.size() == 1, Shape, "the model's input_shape ", keras_shape_str(cfg.input_shape),
-              " is not [steps] (token ids, as an Embedding takes)");
+  RECUR_CHECK(cfg.input_shape.size() == 1 && (multi_hot || cfg.input_shape[0] == kAnyDim), Shape,
+              "the model's input_shape ", keras_shape_str(cfg.input_shape),
+              " is not [null] (token ids of any length, as an Embedding takes)");
   const std::int64_t min_length = min_length_of(config_text);
   RECUR_CHECK(o.pad == 0 || o.pad >= min_length, Value, "--pad ", o.pad, " is shorter than the ", min_length,
               " tokens the model needs");
   Sequential& model = *cfg.model;
-  model.build({kAnyDim}, dev, cfg.dtype, o.seed);
+  model.build(cfg.input_shape, dev, cfg.dtype, o.seed);
   model.compile(cfg.compile.value_or(
       CompileOptions{OptimizerConfig::rmsprop(1e-3), LossKind::BinaryCrossentropy, {LossKind::BinaryAccuracy}}));
   const std::string model_text = model_config_to_json(model);
@@ -285,7 +312,7 @@ int train(const ImdbOptions& o) {
   run["model"] = name;
   run["data"] = fs::absolute(o.data).string();
   run["validation_split"] = o.validation_split;
-  run["max_tokens"] = o.max_tokens;
+  run["max_tokens"] = vo.max_tokens;
   run["pad"] = o.pad;
   run["max_length"] = o.max_length;
   run["min_length"] = min_length;
@@ -294,16 +321,28 @@ int train(const ImdbOptions& o) {
   run["epochs"] = epochs;
   run["vocabulary"] = "vocabulary.json";
 
-  const Reviews train_b(train.ids, train.data.labels, o.batch_size, o.pad, o.max_length, min_length, o.seed, dev);
-  const Reviews val_b(val.ids, val.data.labels, o.batch_size, o.pad, o.max_length, min_length, o.seed + 1, dev,
+  Layout layout;
+  layout.batch_size = o.batch_size;
+  layout.pad = o.pad;
+  layout.max_length = o.max_length;
+  layout.min_length = min_length;
+  layout.columns = multi_hot ? tv.vocabulary_size() : 0;
+  const Reviews train_b(train.ids, train.data.labels, layout, o.seed, dev);
+  const Reviews val_b(val.ids, val.data.labels, layout, o.seed + 1, dev,
                       o.validation_steps);
 
   // 3. Say what will happen, then train.
   out << "data: train " << split_summary(train) << "\n      validation " << split_summary(val) << "\n";
-  out << "vocabulary: " << tv.vocabulary_size() << " tokens (--max-tokens " << o.max_tokens
-      << ", padding and [UNK] included), from the training split\n";
+  if (multi_hot)
+    out << "vocabulary: " << tv.vocabulary_size() << " words and bigrams (max_tokens " << vo.max_tokens
+        << ", [UNK] included), from the training split; each review a multi-hot vector\n";
+  else
+    out << "vocabulary: " << tv.vocabulary_size() << " tokens (max_tokens " << vo.max_tokens
+        << ", padding and [UNK] included), from the training split\n";
   const PaddingStats ps = train_b.stats();
-  if (o.pad > 0)
+  if (multi_hot)
+    out << "batches: " << o.batch_size << " reviews as [batch, " << layout.columns << "] multi-hot rows\n";
+  else if (o.pad > 0)
     out << "batches: every review padded or truncated to " << o.pad << " tokens (padding and truncating 'pre'): "
         << fixed(100 * ps.one_length_padded_fraction(), 1) << "% of the steps are padding\n";
   else
@@ -348,14 +387,14 @@ int train(const ImdbOptions& o) {
 
   // 4. The best epoch's weights on validation (every batch) and test.
   load_checkpoint(model, best.string(), false);
-  const Reviews val_all(val.ids, val.data.labels, o.batch_size, o.pad, o.max_length, min_length, o.seed + 1, dev);
+  const Reviews val_all(val.ids, val.data.labels, layout, o.seed + 1, dev);
   const Logs vl = evaluate(model, val_all);
   json r;
   std::cout << "best epoch " << ckpt->best_epoch() + 1 << ": validation accuracy "
             << fixed(vl.at("binary_accuracy"), 4) << " (" << val.data.size() << " reviews)";
   if (has_test) {
     Split test = encode_split(read_imdb(o.data, ImdbSplit::Test, o.validation_split), test_src.describe(), tv);
-    const Reviews test_b(test.ids, test.data.labels, o.batch_size, o.pad, o.max_length, min_length, o.seed + 2, dev);
+    const Reviews test_b(test.ids, test.data.labels, layout, o.seed + 2, dev);
     const Logs tl = evaluate(model, test_b);
     std::cout << ", test accuracy " << fixed(tl.at("binary_accuracy"), 4) << " (" << test.data.size() << " reviews)";
     r["test_accuracy"] = tl.at("binary_accuracy");
@@ -377,7 +416,7 @@ int train(const ImdbOptions& o) {
   r["val_loss"] = vl.at("loss");
   r["train_reviews"] = train.data.size();
   r["val_reviews"] = val.data.size();
-  r["padded_fraction"] = o.pad > 0 ? ps.one_length_padded_fraction() : ps.padded_fraction();
+  if (!multi_hot) r["padded_fraction"] = o.pad > 0 ? ps.one_length_padded_fraction() : ps.padded_fraction();
   r["mean_epoch_seconds"] = epoch_seconds;
   r["wall_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   r["parameters"] = model.count_params();
@@ -392,7 +431,7 @@ struct Loaded {
   json run;
   ModelConfig cfg;
   TextVectorization tv;
-  std::int64_t pad = 0, max_length = 0, min_length = 1, batch_size = 32;
+  Layout layout;
 };
 
 Loaded load_model_dir(const std::string& dir_text, Device dev) {
@@ -404,17 +443,18 @@ Loaded load_model_dir(const std::string& dir_text, Device dev) {
     l.run = json::parse(read_file(dir / "imdb.json"));
     RECUR_CHECK(l.run.value("format", "") == "recur.imdb/1", IO, (dir / "imdb.json").string(),
                 ": not a recur imdb run file");
-    l.pad = l.run.at("pad").get<std::int64_t>();
-    l.max_length = l.run.at("max_length").get<std::int64_t>();
-    l.min_length = l.run.at("min_length").get<std::int64_t>();
-    l.batch_size = l.run.at("batch_size").get<std::int64_t>();
+    l.layout.pad = l.run.at("pad").get<std::int64_t>();
+    l.layout.max_length = l.run.at("max_length").get<std::int64_t>();
+    l.layout.min_length = l.run.at("min_length").get<std::int64_t>();
+    l.layout.batch_size = l.run.at("batch_size").get<std::int64_t>();
   } catch (const json::exception& e) {
     RECUR_THROW(IO, (dir / "imdb.json").string(), ": malformed: ", e.what());
   }
   l.tv = TextVectorization::load((dir / l.run.value("vocabulary", "vocabulary.json")).string());
   l.cfg = read_model_config((dir / "model.json").string());
   RECUR_CHECK(l.cfg.model != nullptr, Value, (dir / "model.json").string(), ": not a Sequential model's config");
-  l.cfg.model->build({kAnyDim}, dev, l.cfg.dtype, 0);
+  if (l.tv.options().output_mode != TextOutputMode::Int) l.layout.columns = l.tv.vocabulary_size();
+  l.cfg.model->build(l.cfg.input_shape, dev, l.cfg.dtype, 0);
   RECUR_CHECK(fs::exists(dir / "best.safetensors"), IO, "the run in '", dir_text,
               "' has no best.safetensors: no epoch of it has finished");
   load_checkpoint(*l.cfg.model, (dir / "best.safetensors").string(), false);
@@ -430,7 +470,7 @@ int evaluate_dir(const ImdbOptions& o) {
   const std::string data = o.data.empty() ? l.run.at("data").get<std::string>() : o.data;
   const ImdbSource src = imdb_source(data, ImdbSplit::Test);
   Split test = encode_split(read_imdb(data, ImdbSplit::Test), src.path, l.tv);
-  const Reviews b(test.ids, test.data.labels, l.batch_size, l.pad, l.max_length, l.min_length, 0, dev);
+  const Reviews b(test.ids, test.data.labels, l.layout, 0, dev);
   const Logs logs = evaluate(*l.cfg.model, b);
   out << "test: " << split_summary(test) << "\n";
   std::cout << "test accuracy " << fixed(logs.at("binary_accuracy"), 4) << ", loss " << fixed(logs.at("loss"), 4)
@@ -440,23 +480,27 @@ int evaluate_dir(const ImdbOptions& o) {
 
 // The probability of a positive review for each text.
 std::vector<double> positive_probability(Loaded& l, const std::vector<std::string>& texts, Device dev) {
+  const Layout& lay = l.layout;
   std::vector<double> p;
   for (const std::string& text : texts) {
     std::vector<std::int32_t> ids = l.tv.encode(text);
-    std::int64_t T = 0;
-    std::vector<std::int32_t> row;
-    if (l.pad > 0) {
-      T = l.pad;
-      row.resize(std::size_t(T));
-      pad_sequence_into(ids, T, Padding::Pre, Truncation::Pre, 0, row.data());
+    Tensor x;
+    if (lay.columns > 0) {  // multi-hot: ids are columns
+      std::vector<float> row(std::size_t(lay.columns), 0.f);
+      for (std::int32_t c : ids) row[std::size_t(c)] = 1.f;
+      x = Tensor::from_vector(row, {1, lay.columns}, dev);
+    } else if (lay.pad > 0) {
+      std::vector<std::int32_t> row(std::size_t(lay.pad));
+      pad_sequence_into(ids, lay.pad, Padding::Pre, Truncation::Pre, 0, row.data());
+      x = Tensor::from_vector(row, {1, lay.pad}, dev);
     } else {
-      if (l.max_length > 0 && std::int64_t(ids.size()) > l.max_length)
-        ids.erase(ids.begin(), ids.end() - l.max_length);  // the last tokens, as in training
-      T = std::max<std::int64_t>({std::int64_t(ids.size()), l.min_length, 1});
-      row = ids;
-      row.resize(std::size_t(T), 0);
+      if (lay.max_length > 0 && std::int64_t(ids.size()) > lay.max_length)
+        ids.erase(ids.begin(), ids.end() - lay.max_length);  // the last tokens, as in training
+      const std::int64_t T = std::max<std::int64_t>({std::int64_t(ids.size()), lay.min_length, 1});
+      ids.resize(std::size_t(T), 0);
+      x = Tensor::from_vector(ids, {1, T}, dev);
     }
-    const float logit = l.cfg.model->predict(Tensor::from_vector(row, {1, T}, dev)).to_vector<float>().at(0);
+    const float logit = l.cfg.model->predict(x).to_vector<float>().at(0);
     p.push_back(1.0 / (1.0 + std::exp(-double(logit))));
   }
   return p;
@@ -488,8 +532,8 @@ int predict(const ImdbOptions& o) {
 
 int list_models() {
   for (const ZooModel& z : kZoo) {
-    ModelConfig c = model_config_from_json(zoo_config(z, 10000), z.name);
-    c.model->build({500}, Device::cpu());
+    ModelConfig c = model_config_from_json(zoo_config(z, z.max_tokens), z.name);
+    c.model->build(z.multi_hot ? c.input_shape : Shape{500}, Device::cpu());
     std::cout << z.name << ": " << z.what << "; " << z.epochs << " epochs by default\n" << c.model->summary() << "\n";
   }
   return 0;
@@ -510,8 +554,9 @@ CLI::App* add_imdb_command(CLI::App& app, ImdbOptions& o) {
   t->add_option("--epochs", o.epochs, "epochs, at least 1 (default: the model's)")->check(int_range(1, 1000000));
   t->add_option("--batch-size", o.batch_size, "reviews per batch")->check(int_range(1, 1000000))
       ->capture_default_str();
-  t->add_option("--max-tokens", o.max_tokens, "vocabulary size, padding and [UNK] included")
-      ->check(int_range(2, 100000000))->capture_default_str();
+  t->add_option("--max-tokens", o.max_tokens, "vocabulary size, padding and [UNK] included "
+                                              "(default: the model's, 10000; 20000 for bag-of-bigrams)")
+      ->check(int_range(2, 100000000));
   t->add_option("--pad", o.pad, "pad or truncate every review to N tokens, as the book (0: variable length, "
                                 "bucketed by length, masked)")
       ->check(int_range(0, 1000000))->capture_default_str();

@@ -25,7 +25,7 @@ struct ImdbOptions {
   std::string out = "imdb-out";
   int epochs = 0;  // 0: the model's default
   std::int64_t batch_size = 32;
-  std::int64_t max_tokens = 10000;  // vocabulary size, padding and OOV included (Keras)
+  std::int64_t max_tokens = 0;  // vocabulary size, padding and OOV included (Keras); 0: the model's
   std::int64_t pad = 0;             // 0: variable length, bucketed; N: every review padded/truncated to N
   std::int64_t max_length = 0;      // variable length: longer reviews keep their last tokens (0: all)
   std::int64_t token_budget = 0;    // variable length: at most this many padded tokens a batch (0: none)

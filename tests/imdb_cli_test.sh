@@ -3,7 +3,8 @@
 # an LSTM on the synthetic reviews (the loss falls, held-out accuracy well above
 # chance), the run directory (vocabulary beside the model), evaluate and predict
 # (files and stdin) from it, --pad, a convolutional model on short reviews, the
-# aclImdb layout, and the messages for bad data, a bad model and a taken --out.
+# multi-hot bag of bigrams, the aclImdb layout, and the messages for bad data, a
+# bad model and a taken --out.
 # Usage: imdb_cli_test.sh RECUR FIXTURES WORKDIR
 set -u
 RECUR=$1
@@ -81,6 +82,20 @@ expect conv 0 "test accuracy"
 run conv_predict --device cpu imdb predict --model-dir conv good.txt
 expect conv_predict 0 "good.txt"
 
+# 5b. The bag of words and bigrams (multi-hot): trains, and predicts from its saved vocabulary.
+run bigrams --device cpu imdb train --data "$TINY" --model bag-of-bigrams --epochs 10 --batch-size 8 --out bigrams
+expect bigrams 0 "words and bigrams (max_tokens 20000"
+grep -q '"output_mode": "multi_hot"' bigrams/vocabulary.json && grep -q '"ngrams": 2' bigrams/vocabulary.json &&
+  ok "bigrams: vocabulary.json multi_hot, ngrams 2" || bad "bigrams: vocabulary.json options"
+run bigrams_predict --device cpu imdb predict --model-dir bigrams good.txt poor.txt
+if grep -qE '	positive	good\.txt$' bigrams_predict.log && grep -qE '	negative	poor\.txt$' bigrams_predict.log; then
+  ok bigrams_predict
+else
+  bad bigrams_predict; cat bigrams_predict.log
+fi
+run bigrams_pad --device cpu imdb train --data "$TINY" --model bag-of-bigrams --pad 50 --out b4
+expect bigrams_pad 1 "--pad and --max-length are for sequence models"
+
 # 6. The aclImdb layout (validation carved out of train/).
 run acl --device cpu imdb train --data "$DATA/aclImdb_tiny" --model simple-rnn --epochs 1 --batch-size 2 --validation-split 0.34 --out acl
 expect acl 0 "test accuracy"
@@ -97,6 +112,6 @@ run unknown --device cpu imdb train --data "$TINY" --model lstmm --out b3
 expect unknown 1 "unknown model 'lstmm'"
 run no_dir --device cpu imdb evaluate --model-dir /nonexistent/run
 expect no_dir 1 "model directory '/nonexistent/run' does not exist"
-[ ! -e b1 ] && [ ! -e b3 ] && ok "failed runs leave no --out" || bad "a failed run created its --out"
+[ ! -e b1 ] && [ ! -e b3 ] && [ ! -e b4 ] && ok "failed runs leave no --out" || bad "a failed run created its --out"
 
 exit $fail
