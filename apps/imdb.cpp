@@ -119,6 +119,7 @@ std::int64_t min_length_of(const std::string& config_text) {
 // Multi-hot (columns > 0): float [B, columns], 1 where a review has the column's token.
 struct Layout {
   std::int64_t batch_size = 32, pad = 0, max_length = 0, min_length = 1;
+  std::int64_t token_budget = 0;  // variable length: at most this many padded tokens a batch (0: none)
   std::int64_t columns = 0;  // multi-hot width; 0: token ids
 };
 
@@ -129,8 +130,10 @@ class Reviews final : public BatchSource {
       : ids_(ids), labels_(labels), pad_(layout.pad), min_length_(std::max<std::int64_t>(layout.min_length, 1)),
         columns_(layout.columns), dev_(dev), limit_(limit), sampler_(lengths(ids), options(layout, seed)) {}
 
-  std::int64_t size() const override {
-    const std::int64_t n = std::int64_t(batches(0).size());
+  std::int64_t size() const override { return epoch_size(0); }
+  // With a token budget, an epoch's batch count depends on how its windows fall.
+  std::int64_t epoch_size(std::int64_t epoch) const override {
+    const std::int64_t n = std::int64_t(batches(epoch).size());
     return limit_ > 0 ? std::min(limit_, n) : n;
   }
   Batch get(std::int64_t epoch, std::int64_t index) const override {
@@ -177,6 +180,7 @@ class Reviews final : public BatchSource {
     o.bucket = l.pad == 0 && l.columns == 0;
     o.batch_size = l.batch_size;
     o.max_length = l.columns > 0 ? 0 : l.pad > 0 ? l.pad : l.max_length;
+    o.max_tokens = o.bucket ? l.token_budget : 0;
     o.truncating = Truncation::Pre;
     o.seed = seed;
     return o;
@@ -254,9 +258,14 @@ int train(const ImdbOptions& o) {
   if (!o.config.empty()) {
     probe = read_model_config(o.config);  // checked before the data is read
     RECUR_CHECK(probe.model != nullptr, Value, o.config, ": imdb trains Sequential models; this config is functional");
-  } else {
-    zoo_model(o.model);
   }
+  const ZooModel* zoo = o.config.empty() ? &zoo_model(o.model) : nullptr;
+  const bool multi_hot = zoo && zoo->multi_hot;
+  RECUR_CHECK(!multi_hot || (o.pad == 0 && o.max_length == 0 && o.token_budget == 0), Value,
+              "--pad, --max-length and --token-budget are for sequence models; ", o.model,
+              " reads a bag of words and bigrams");
+  RECUR_CHECK(o.pad == 0 || o.token_budget == 0, Value, "--token-budget is for variable-length batches; with --pad "
+              "every batch holds --batch-size reviews");
 
   // 1. The data and the vocabulary (from the training split alone).
   const ImdbSource train_src = imdb_source(o.data, ImdbSplit::Train);
@@ -268,10 +277,6 @@ int train(const ImdbOptions& o) {
   }
   const bool has_test = !o.no_test && !test_src.path.empty() && test_src.path != train_src.path;
   ImdbData train_raw = read_imdb(o.data, ImdbSplit::Train, o.validation_split);
-  const ZooModel* zoo = o.config.empty() ? &zoo_model(o.model) : nullptr;
-  const bool multi_hot = zoo && zoo->multi_hot;
-  RECUR_CHECK(!multi_hot || (o.pad == 0 && o.max_length == 0), Value, "--pad and --max-length are for sequence "
-              "models; ", o.model, " reads a bag of words and bigrams");
   TextVectorizationOptions vo;
   vo.max_tokens = o.max_tokens > 0 ? o.max_tokens : zoo ? zoo->max_tokens : 10000;
   vo.ngrams = zoo ? zoo->ngrams : 1;
@@ -315,6 +320,7 @@ int train(const ImdbOptions& o) {
   run["max_tokens"] = vo.max_tokens;
   run["pad"] = o.pad;
   run["max_length"] = o.max_length;
+  run["token_budget"] = o.token_budget;
   run["min_length"] = min_length;
   run["batch_size"] = o.batch_size;
   run["seed"] = o.seed;
@@ -326,6 +332,7 @@ int train(const ImdbOptions& o) {
   layout.pad = o.pad;
   layout.max_length = o.max_length;
   layout.min_length = min_length;
+  layout.token_budget = o.token_budget;
   layout.columns = multi_hot ? tv.vocabulary_size() : 0;
   const Reviews train_b(train.ids, train.data.labels, layout, o.seed, dev);
   const Reviews val_b(val.ids, val.data.labels, layout, o.seed + 1, dev,
@@ -348,7 +355,11 @@ int train(const ImdbOptions& o) {
   else
     out << "batches: variable length, bucketed by length: " << fixed(100 * ps.padded_fraction(), 1)
         << "% of the steps are padding (padding every review to the longest, " << ps.one_length << ", would be "
-        << fixed(100 * ps.one_length_padded_fraction(), 1) << "%)\n";
+        << fixed(100 * ps.one_length_padded_fraction(), 1) << "%)"
+        << (o.token_budget > 0 ? "; " + std::to_string(ps.batches) + " batches of up to " + std::to_string(o.token_budget) +
+                                     " padded tokens and " + std::to_string(o.batch_size) + " reviews"
+                               : std::string())
+        << "\n";
   if (!has_test)
     out << "test: " << (o.no_test ? "skipped (--no-test)" : "--data has no test split of its own; none measured") << "\n";
   if (!o.quiet) out << model.summary();
@@ -447,6 +458,7 @@ Loaded load_model_dir(const std::string& dir_text, Device dev) {
     l.layout.max_length = l.run.at("max_length").get<std::int64_t>();
     l.layout.min_length = l.run.at("min_length").get<std::int64_t>();
     l.layout.batch_size = l.run.at("batch_size").get<std::int64_t>();
+    l.layout.token_budget = l.run.value("token_budget", std::int64_t(0));
   } catch (const json::exception& e) {
     RECUR_THROW(IO, (dir / "imdb.json").string(), ": malformed: ", e.what());
   }
@@ -562,6 +574,10 @@ CLI::App* add_imdb_command(CLI::App& app, ImdbOptions& o) {
       ->check(int_range(0, 1000000))->capture_default_str();
   t->add_option("--max-length", o.max_length, "variable length: keep at most the last N tokens (0: all)")
       ->check(int_range(0, 1000000))->capture_default_str();
+  t->add_option("--token-budget", o.token_budget,
+                "variable length: at most N padded tokens a batch, so batches of short reviews hold more of them "
+                "(up to --batch-size; 0: no budget)")
+      ->check(int_range(0, 1000000000))->capture_default_str();
   t->add_option("--validation-split", o.validation_split,
                 "the part of train kept for validation when --data has no validation split")
       ->check(CLI::Range(0.01, 0.99))->capture_default_str();

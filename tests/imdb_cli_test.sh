@@ -82,6 +82,12 @@ expect conv 0 "test accuracy"
 run conv_predict --device cpu imdb predict --model-dir conv good.txt
 expect conv_predict 0 "good.txt"
 
+# 5a. Variable length under a token budget: batches of short reviews hold more of them.
+run budget --device cpu imdb train --data "$TINY" --model lstm --epochs 2 --batch-size 64 --token-budget 256 --out budget
+expect budget 0 "batches of up to 256 padded tokens and 64 reviews"
+run budget_pad --device cpu imdb train --data "$TINY" --pad 20 --token-budget 256 --out b5
+expect budget_pad 1 "--token-budget is for variable-length batches"
+
 # 5b. The bag of words and bigrams (multi-hot): trains, and predicts from its saved vocabulary.
 run bigrams --device cpu imdb train --data "$TINY" --model bag-of-bigrams --epochs 10 --batch-size 8 --out bigrams
 expect bigrams 0 "words and bigrams (max_tokens 20000"
@@ -94,7 +100,7 @@ else
   bad bigrams_predict; cat bigrams_predict.log
 fi
 run bigrams_pad --device cpu imdb train --data "$TINY" --model bag-of-bigrams --pad 50 --out b4
-expect bigrams_pad 1 "--pad and --max-length are for sequence models"
+expect bigrams_pad 1 "--pad, --max-length and --token-budget are for sequence models"
 
 # 6. The aclImdb layout (validation carved out of train/).
 run acl --device cpu imdb train --data "$DATA/aclImdb_tiny" --model simple-rnn --epochs 1 --batch-size 2 --validation-split 0.34 --out acl
@@ -112,6 +118,6 @@ run unknown --device cpu imdb train --data "$TINY" --model lstmm --out b3
 expect unknown 1 "unknown model 'lstmm'"
 run no_dir --device cpu imdb evaluate --model-dir /nonexistent/run
 expect no_dir 1 "model directory '/nonexistent/run' does not exist"
-[ ! -e b1 ] && [ ! -e b3 ] && [ ! -e b4 ] && ok "failed runs leave no --out" || bad "a failed run created its --out"
+[ ! -e b1 ] && [ ! -e b3 ] && [ ! -e b4 ] && [ ! -e b5 ] && ok "failed runs leave no --out" || bad "a failed run created its --out"
 
 exit $fail

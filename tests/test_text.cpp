@@ -2,8 +2,8 @@
 // TextVectorization on small examples worked out by hand with Keras's rules
 // (max_tokens, output_sequence_length, n-grams, multi-hot and count),
 // pad_sequences in its four padding/truncating combinations, the vocabulary's
-// save/load round trip, and the aclImdb folder and TSV readers with good and
-// bad input.
+// save/load round trip, the aclImdb folder and TSV readers with good and bad
+// input, and fit running each epoch's own batch count (BatchSource::epoch_size).
 #include <unistd.h>
 
 #include <cstdio>
@@ -262,6 +262,39 @@ TEST(ImdbReaders, BadInputNamesTheFileAndLine) {
   fs::remove(root / "acl" / "pos" / "3_11.txt");
   EXPECT_EQ(read_imdb_dir((root / "acl").string()).size(), 1);
   fs::remove_all(root);
+}
+
+// ---- fit with a batch count per epoch (BatchSource::epoch_size) -----------------------------
+// Length bucketing with a token budget gives each epoch its own number of
+// batches: fit runs epoch_size(epoch) steps and asks only for those batches.
+class VaryingBatches final : public BatchSource {
+ public:
+  std::int64_t size() const override { return 2; }
+  std::int64_t epoch_size(std::int64_t epoch) const override { return 2 + epoch; }
+  Batch get(std::int64_t epoch, std::int64_t index) const override {
+    EXPECT_LT(index, epoch_size(epoch)) << "epoch " << epoch;
+    asked.emplace_back(epoch, index);
+    Batch b;
+    b.x = Tensor::from_vector(std::vector<float>{0.5f, -1.f, 2.f, 0.25f}, {2, 2}, Device::cpu());
+    b.y = Tensor::from_vector(std::vector<float>{1.f, 0.f}, {2}, Device::cpu());
+    return b;
+  }
+  mutable std::vector<std::pair<std::int64_t, std::int64_t>> asked;
+};
+
+TEST(FitEpochSize, RunsEachEpochsOwnBatchCount) {
+  ModelConfig c = model_config_from_json(
+      R"({"format": "recur.model/1", "input_shape": [2], "layers": [{"type": "Dense", "units": 1}]})");
+  c.model->build(c.input_shape, Device::cpu(), DType::f32, 1);
+  c.model->compile({OptimizerConfig::rmsprop(), LossKind::BinaryCrossentropy, {}});
+  VaryingBatches data;
+  FitOptions fo;
+  fo.epochs = 3;
+  fo.verbose = 0;
+  fit(*c.model, data, fo);
+  const std::vector<std::pair<std::int64_t, std::int64_t>> want = {{0, 0}, {0, 1}, {1, 0}, {1, 1}, {1, 2},
+                                                                   {2, 0}, {2, 1}, {2, 2}, {2, 3}};
+  EXPECT_EQ(data.asked, want);
 }
 
 }  // namespace
