@@ -111,6 +111,16 @@ std::int64_t min_length_of(const std::string& config_text) {
   RECUR_THROW(Value, "the model takes no review of up to 256 tokens");
 }
 
+// The config's compile options (else RMSprop 1e-3 and binary cross-entropy),
+// with binary_accuracy among the metrics: the figure every message reports.
+CompileOptions compile_options(const ModelConfig& cfg) {
+  CompileOptions co = cfg.compile.value_or(
+      CompileOptions{OptimizerConfig::rmsprop(1e-3), LossKind::BinaryCrossentropy, {LossKind::BinaryAccuracy}});
+  if (std::find(co.metrics.begin(), co.metrics.end(), LossKind::BinaryAccuracy) == co.metrics.end())
+    co.metrics.push_back(LossKind::BinaryAccuracy);
+  return co;
+}
+
 // ---- batches ------------------------------------------------------------------------------
 // Reviews as int32 ids [B, T] and labels [B]. Variable length (pad == 0):
 // batches of similar lengths from a LengthBucketSampler, padded with 0 at the
@@ -303,13 +313,21 @@ int train(const ImdbOptions& o) {
   RECUR_CHECK(cfg.input_shape.size() == 1 && (multi_hot || cfg.input_shape[0] == kAnyDim), Shape,
               "the model's input_shape ", keras_shape_str(cfg.input_shape),
               " is not [null] (token ids of any length, as an Embedding takes)");
+  if (!multi_hot) {  // a config's Embedding must hold every id of the vocabulary
+    const json layers = json::parse(config_text).value("layers", json::array());
+    if (!layers.empty() && layers[0].value("type", "") == "Embedding") {
+      const std::int64_t dim = layers[0].value("input_dim", std::int64_t(0));
+      RECUR_CHECK(dim >= tv.vocabulary_size(), Value, o.config, ": the Embedding's input_dim ", dim,
+                  " is smaller than the vocabulary (", tv.vocabulary_size(), " tokens); give input_dim ",
+                  tv.vocabulary_size(), " or --max-tokens ", dim);
+    }
+  }
   const std::int64_t min_length = min_length_of(config_text);
   RECUR_CHECK(o.pad == 0 || o.pad >= min_length, Value, "--pad ", o.pad, " is shorter than the ", min_length,
               " tokens the model needs");
   Sequential& model = *cfg.model;
   model.build(cfg.input_shape, dev, cfg.dtype, o.seed);
-  model.compile(cfg.compile.value_or(
-      CompileOptions{OptimizerConfig::rmsprop(1e-3), LossKind::BinaryCrossentropy, {LossKind::BinaryAccuracy}}));
+  model.compile(compile_options(cfg));
   const std::string model_text = model_config_to_json(model);
 
   json run;
@@ -477,8 +495,7 @@ int evaluate_dir(const ImdbOptions& o) {
   std::ostream& out = out_stream(o);
   const Device dev = checked_device();
   Loaded l = load_model_dir(o.model_dir, dev);
-  l.cfg.model->compile(l.cfg.compile.value_or(
-      CompileOptions{OptimizerConfig::rmsprop(1e-3), LossKind::BinaryCrossentropy, {LossKind::BinaryAccuracy}}));
+  l.cfg.model->compile(compile_options(l.cfg));
   const std::string data = o.data.empty() ? l.run.at("data").get<std::string>() : o.data;
   const ImdbSource src = imdb_source(data, ImdbSplit::Test);
   Split test = encode_split(read_imdb(data, ImdbSplit::Test), src.path, l.tv);

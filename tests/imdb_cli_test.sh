@@ -102,6 +102,20 @@ fi
 run bigrams_pad --device cpu imdb train --data "$TINY" --model bag-of-bigrams --pad 50 --out b4
 expect bigrams_pad 1 "--pad, --max-length and --token-budget are for sequence models"
 
+# 5c. A model config file: its own compile options, binary accuracy still reported; an
+#     Embedding too small for the vocabulary refused before training.
+cat >gru.json <<'JSON'
+{"format": "recur.model/1", "name": "my-gru", "input_shape": [null],
+ "layers": [{"type": "Embedding", "input_dim": 100, "output_dim": 8, "mask_zero": true},
+            {"type": "GRU", "units": 8}, {"type": "Dense", "units": 1}],
+ "compile": {"optimizer": {"name": "adam", "learning_rate": 0.01}, "loss": "binary_crossentropy"}}
+JSON
+run config --device cpu imdb train --data "$TINY" --config gru.json --epochs 2 --batch-size 8 --out config
+expect config 0 "test accuracy"
+sed 's/"input_dim": 100/"input_dim": 10/' gru.json >small.json
+run config_small --device cpu imdb train --data "$TINY" --config small.json --epochs 1 --out b6
+expect config_small 1 "the Embedding's input_dim 10 is smaller than the vocabulary"
+
 # 6. The aclImdb layout (validation carved out of train/).
 run acl --device cpu imdb train --data "$DATA/aclImdb_tiny" --model simple-rnn --epochs 1 --batch-size 2 --validation-split 0.34 --out acl
 expect acl 0 "test accuracy"
@@ -118,6 +132,6 @@ run unknown --device cpu imdb train --data "$TINY" --model lstmm --out b3
 expect unknown 1 "unknown model 'lstmm'"
 run no_dir --device cpu imdb evaluate --model-dir /nonexistent/run
 expect no_dir 1 "model directory '/nonexistent/run' does not exist"
-[ ! -e b1 ] && [ ! -e b3 ] && [ ! -e b4 ] && [ ! -e b5 ] && ok "failed runs leave no --out" || bad "a failed run created its --out"
+[ ! -e b1 ] && [ ! -e b3 ] && [ ! -e b4 ] && [ ! -e b5 ] && [ ! -e b6 ] && ok "failed runs leave no --out" || bad "a failed run created its --out"
 
 exit $fail
