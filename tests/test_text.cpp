@@ -165,6 +165,8 @@ TEST(TextVectorization, BadVocabularyFilesSayWhat) {
   const std::string head =
       R"({"format": "recur.text_vectorization/1", "standardize": "lower_and_strip_punctuation",
           "split": "whitespace", "max_tokens": 0, "output_sequence_length": 0, "ngrams": 1, )";
+  write_text(path, R"({"format": 3})");
+  expect_error([&] { TextVectorization::load(path); }, ErrorKind::IO, path + ": not a recur vocabulary");
   write_text(path, head + R"("output_mode": "int", "vocabulary": ["", "[UNK]", "a", "b", "a"]})");
   expect_error([&] { TextVectorization::load(path); }, ErrorKind::IO, "vocabulary token 'a' appears twice");
   write_text(path, head + R"("output_mode": "int", "vocabulary": ["a", "b"]})");

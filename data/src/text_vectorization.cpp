@@ -177,8 +177,9 @@ TextVectorization TextVectorization::from_json(const std::string& text, const st
   } catch (const json::exception& e) {
     RECUR_THROW(IO, source, ": not JSON (", e.what(), ")");
   }
-  RECUR_CHECK(j.is_object() && j.value("format", "") == "recur.text_vectorization/1", IO, source,
-              ": not a recur vocabulary (\"format\": \"recur.text_vectorization/1\")");
+  const bool ours = j.is_object() && j.contains("format") && j["format"].is_string() &&
+                    j["format"].get<std::string>() == "recur.text_vectorization/1";
+  RECUR_CHECK(ours, IO, source, ": not a recur vocabulary (\"format\": \"recur.text_vectorization/1\")");
   TextVectorizationOptions o;
   std::vector<std::string> tokens;
   try {
