@@ -157,6 +157,19 @@ TEST(TextVectorization, SavesAndLoadsItsVocabulary) {
   }
 }
 
+TEST(TextVectorization, BytesThatAreNotUtf8BecomeReplacementCharacters) {
+  TextVectorization tv;
+  EXPECT_EQ(tv.tokens("Caf\xe9 na\xc3\xafve \xed\xa0\x80x"),
+            (std::vector<std::string>{"caf\xef\xbf\xbd", "na\xc3\xafve", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdx"}));
+  tv.adapt({"caf\xe9 caf\xe9 ok"});  // Latin-1: saved, loaded and encoded alike
+  const std::string path = temp_path("latin1_vocabulary.json");
+  tv.save(path);
+  const TextVectorization back = TextVectorization::load(path);
+  EXPECT_EQ(back.encode("Caf\xe9"), (Ids{2}));
+  EXPECT_EQ(back.encode("caf\xe9 ok"), tv.encode("caf\xe9 ok"));
+  std::remove(path.c_str());
+}
+
 TEST(TextVectorization, BadVocabularyFilesSayWhat) {
   const std::string path = temp_path("bad_vocabulary.json");
   expect_error([&] { TextVectorization::load(path); }, ErrorKind::IO, "cannot open '" + path + "'");

@@ -79,13 +79,39 @@ void check_options(const TextVectorizationOptions& o) {
               " is not from 1 to 16");
 }
 
+// Bytes that are not UTF-8 (a Latin-1 review) become U+FFFD, so every token,
+// and so the vocabulary file, is valid UTF-8 (JSON holds nothing else).
+void make_utf8(std::string& w) {
+  if (std::all_of(w.begin(), w.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; })) return;
+  std::string out;
+  const auto* p = reinterpret_cast<const unsigned char*>(w.data());
+  const std::size_t n = w.size();
+  for (std::size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    const std::size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    bool ok = len == 1 || (len > 0 && c >= 0xc2 && c <= 0xf4 && i + len <= n);
+    for (std::size_t k = 1; ok && k < len; ++k) ok = (p[i + k] & 0xc0) == 0x80;
+    if (ok && len == 3) ok = !(c == 0xe0 && p[i + 1] < 0xa0) && !(c == 0xed && p[i + 1] >= 0xa0);
+    if (ok && len == 4) ok = !(c == 0xf0 && p[i + 1] < 0x90) && !(c == 0xf4 && p[i + 1] >= 0x90);
+    if (ok) {
+      out.append(w, i, len);
+      i += len;
+    } else {
+      out += "\xef\xbf\xbd";
+      ++i;
+    }
+  }
+  w = std::move(out);
+}
+
 }  // namespace
 
 TextVectorization::TextVectorization(TextVectorizationOptions options) : o_(options) { check_options(o_); }
 
 template <class F>
 void TextVectorization::for_each_token(std::string_view text, F&& f) const {
-  const std::vector<std::string> words = tokenize(text);
+  std::vector<std::string> words = tokenize(text);
+  for (std::string& w : words) make_utf8(w);
   for (const std::string& w : words) f(w);
   std::string gram;
   for (int n = 2; n <= o_.ngrams; ++n) {

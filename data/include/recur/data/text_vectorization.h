@@ -60,7 +60,9 @@ class TextVectorization {
   // The number of ids (Int) or of output columns (MultiHot / Count).
   std::int64_t vocabulary_size() const;
 
-  // A text's tokens: words, then n-grams (options().ngrams).
+  // A text's tokens: words, then n-grams (options().ngrams). Bytes that are not
+  // UTF-8 become U+FFFD (Keras reads text as Unicode), so a vocabulary is always
+  // valid UTF-8 and can be saved.
   std::vector<std::string> tokens(std::string_view text) const;
   // Int mode: a text's ids, padded or truncated to output_sequence_length
   // when that is set. (MultiHot / Count: the column of each token.)
