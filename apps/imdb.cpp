@@ -257,11 +257,23 @@ int train(const ImdbOptions& o) {
               "https://ai.stanford.edu/~amaas/data/sentiment/), a folder of imdb_{train,val,test}.tsv.gz, or one TSV");
   check_out_writable(dir);
   const std::vector<std::string> existing = existing_run_files(dir, kRunFiles);
-  if (!existing.empty() && !o.overwrite) {
+  RECUR_CHECK(o.resume.empty() || !o.overwrite, Value,
+              "give --resume (continue the run in --out) or --overwrite (replace it), not both");
+  if (!existing.empty() && o.resume.empty() && !o.overwrite) {
     std::string files;
     for (const std::string& f : existing) files += (files.empty() ? "" : ", ") + f;
-    RECUR_THROW(Value, "--out '", o.out, "' holds another run (", files,
-                "); pass --overwrite to replace it, or another --out");
+    const std::string hint = fs::exists(dir / "interrupted.safetensors")
+                                 ? "--resume " + (dir / "interrupted.safetensors").string() + " to continue it, "
+                                 : "";
+    RECUR_THROW(Value, "--out '", o.out, "' holds another run (", files, "); pass ", hint,
+                "--overwrite to replace it, or another --out");
+  }
+  if (!o.resume.empty()) {
+    std::error_code ec;
+    RECUR_CHECK(fs::exists(o.resume, ec), IO, "--resume '", o.resume, "' does not exist");
+    RECUR_CHECK(fs::equivalent(fs::absolute(o.resume).parent_path(), fs::absolute(dir), ec) && !ec, Value,
+                "--resume continues the run in --out, and '", o.resume, "' is not in --out '", o.out,
+                "'; give the --out of the run it belongs to");
   }
   std::string name = o.model;
   ModelConfig probe;
@@ -309,6 +321,13 @@ int train(const ImdbOptions& o) {
     if (epochs <= 0) epochs = zoo->epochs;
   }
   if (epochs <= 0) epochs = 10;
+  if (!o.resume.empty() && o.epochs <= 0 && fs::exists(dir / "imdb.json")) {
+    try {  // --resume without --epochs: the run's own (the rest is checked below)
+      const json theirs = json::parse(read_file(dir / "imdb.json"));
+      if (theirs.contains("epochs") && theirs["epochs"].is_number_integer()) epochs = theirs["epochs"].get<int>();
+    } catch (const json::exception&) {
+    }
+  }
   ModelConfig cfg = model_config_from_json(config_text, o.config.empty() ? "zoo model " + name : o.config);
   RECUR_CHECK(cfg.input_shape.size() == 1 && (multi_hot || cfg.input_shape[0] == kAnyDim), Shape,
               "the model's input_shape ", keras_shape_str(cfg.input_shape),
@@ -386,6 +405,37 @@ int train(const ImdbOptions& o) {
   fo.steps_per_epoch = o.steps_per_epoch;
   fo.verbose = o.quiet ? 0 : 1;
   fo.stop_after_steps = o.stop_after_steps;
+  if (!o.resume.empty()) {  // the same run: its settings, model and vocabulary, then its state
+    if (fs::exists(dir / "imdb.json")) {
+      json theirs;
+      try {
+        theirs = json::parse(read_file(dir / "imdb.json"));
+      } catch (const json::exception& e) {
+        RECUR_THROW(IO, (dir / "imdb.json").string(), ": malformed (", e.what(), "); --resume cannot check it");
+      }
+      for (const char* k : {"model", "data", "validation_split", "max_tokens", "pad", "max_length", "token_budget",
+                            "batch_size", "seed"}) {
+        if (theirs.contains(k) && theirs[k] != run[k]) {
+          std::string flag = std::string("--") + k;
+          std::replace(flag.begin(), flag.end(), '_', '-');
+          RECUR_THROW(Value, "--resume: the run in ", o.out, " has ", k, " ", theirs[k].dump(), ", this command ",
+                      run[k].dump(), "; give the run's ", flag, " (see ", (dir / "imdb.json").string(), ")");
+        }
+      }
+    }
+    if (fs::exists(dir / "model.json") && read_file(dir / "model.json") != model_text)
+      RECUR_THROW(Value, "--resume: the run in ", o.out, " trained another model (its model.json differs)");
+    if (fs::exists(dir / "vocabulary.json") && read_file(dir / "vocabulary.json") != tv.to_json())
+      RECUR_THROW(Value, "--resume: the vocabulary of the run in ", o.out, " differs from this data's");
+    const CheckpointInfo info = load_checkpoint(model, o.resume, true);
+    fo.initial_epoch = info.position.epoch;
+    fo.initial_step = info.position.step;
+    fo.resume_state = info.fit_state;
+    RECUR_CHECK(fo.initial_epoch < epochs, Value, o.resume, ": the run has finished its ", fo.initial_epoch,
+                " epochs; to train on, give --epochs larger than ", fo.initial_epoch);
+    out << "resuming from " << o.resume << " at epoch " << fo.initial_epoch + 1 << ", step " << fo.initial_step + 1
+        << "\n";
+  }
   const std::int64_t steps = o.steps_per_epoch > 0 ? std::min(o.steps_per_epoch, train_b.size()) : train_b.size();
   out << "training " << name << " on " << dev.str() << ": " << epochs << " epochs of " << steps
       << " steps of up to " << o.batch_size << " reviews (Ctrl-C or SIGTERM stops at the end of a step)"
@@ -408,7 +458,9 @@ int train(const ImdbOptions& o) {
   fit(model, train_b, fo, &val_b, {claim, ckpt, history});
   const History& h = history->history();
   const bool was_interrupted = last_fit_interrupted();
-  if (was_interrupted) std::cout << "interrupted: the last finished epoch's best is in " << best.string() << "\n";
+  if (was_interrupted)  // said with --quiet too: the run is not finished
+    std::cout << "interrupted: the state is in " << interrupted.string() << " (resume with --resume "
+              << interrupted.string() << ")\n";
   if (ckpt->best_epoch() < 0) {
     std::cout << "no epoch finished, so there is no best checkpoint to evaluate\n";
     return was_interrupted ? 130 : 1;
@@ -603,6 +655,7 @@ CLI::App* add_imdb_command(CLI::App& app, ImdbOptions& o) {
   t->add_option("--validation-steps", o.validation_steps, "validation batches per epoch (0: all)")
       ->check(int_range(0, 1000000000))->capture_default_str();
   t->add_option("--seed", o.seed, "seed for the weights and shuffling")->capture_default_str();
+  t->add_option("--resume", o.resume, "continue the run in --out from its checkpoint (OUT/interrupted.safetensors)");
   t->add_flag("--overwrite", o.overwrite, "replace the run in --out");
   t->add_flag("--no-test", o.no_test, "do not evaluate the test split at the end");
   t->add_flag("--quiet", o.quiet, "print only errors and the results line");

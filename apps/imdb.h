@@ -33,6 +33,7 @@ struct ImdbOptions {
   std::int64_t steps_per_epoch = 0;   // 0: every batch
   std::int64_t validation_steps = 0;  // 0: every batch
   std::uint64_t seed = 1;
+  std::string resume;  // a checkpoint to continue from (OUT/interrupted.safetensors)
   bool overwrite = false;
   bool quiet = false;
   bool no_test = false;  // skip the test split at the end of training

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `recur imdb` end to end on tests/data's tiny fixtures (docs/text.md): training
 # an LSTM on the synthetic reviews (the loss falls, held-out accuracy well above
-# chance), the run directory (vocabulary beside the model), evaluate and predict
-# (files and stdin) from it, --pad, a convolutional model on short reviews, the
-# multi-hot bag of bigrams, the aclImdb layout, and the messages for bad data, a
-# bad model and a taken --out.
+# chance), the run directory (vocabulary beside the model), exact resume,
+# evaluate and predict (files and stdin) from it, --pad, --token-budget, a
+# convolutional model on short reviews, the multi-hot bag of bigrams, a config
+# file, the aclImdb layout, and the messages for bad data, a bad model and a
+# taken --out.
 # Usage: imdb_cli_test.sh RECUR FIXTURES WORKDIR
 set -u
 RECUR=$1
@@ -52,6 +53,21 @@ grep -q '"format": "recur.text_vectorization/1"' run/vocabulary.json && ok "voca
 # 2. The run directory is not overwritten by accident.
 run again --device cpu imdb train --data "$TINY" --epochs 1 --out run
 expect again nonzero "holds another run"
+
+# 2b. Interrupted (as Ctrl-C does) and resumed: the same figures as the run that was not.
+run stop --device cpu imdb train --data "$TINY" --model lstm --epochs 10 --batch-size 8 --stop-after-steps 40 --out resumed
+expect stop 130 "resume with --resume resumed/interrupted.safetensors"
+run stop_again --device cpu imdb train --data "$TINY" --model lstm --epochs 10 --batch-size 8 --out resumed
+expect stop_again 1 "pass --resume resumed/interrupted.safetensors to continue it"
+run resume_other --device cpu imdb train --data "$TINY" --model lstm --batch-size 16 --resume resumed/interrupted.safetensors --out resumed
+expect resume_other 1 "has batch_size 8, this command 16; give the run's --batch-size"
+run resume --device cpu imdb train --data "$TINY" --model lstm --batch-size 8 --resume resumed/interrupted.safetensors --out resumed
+expect resume 0 "resuming from resumed/interrupted.safetensors at epoch 3, step 11"
+if [ "$(grep '^best epoch' resume.log)" = "$(grep '^best epoch' train.log)" ] && [ -n "$(grep '^best epoch' train.log)" ]; then
+  ok "resumed run's results equal the uninterrupted run's"
+else
+  bad "resumed: '$(grep '^best epoch' resume.log)' against '$(grep '^best epoch' train.log)'"
+fi
 
 # 3. Evaluate gives the test accuracy training printed.
 run evaluate --device cpu imdb evaluate --model-dir run
