@@ -20,7 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli_common.h"
+#include "cli_util.h"
 #include "plot.h"
 #include "recur/recur.h"
 
@@ -132,15 +132,6 @@ std::ostream& out_stream(const ForecastOptions& o) {
   return o.quiet ? static_cast<std::ostream&>(sink) : std::cout;
 }
 
-std::string fixed(double v, int digits = 3) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << v;
-  return s.str();
-}
-
-// Atomically: a temporary name, fsync, rename (safetensors.h).
-void write_file(const fs::path& path, const std::string& text) { write_file_atomically(path.string(), text); }
-
 // Predictions (degC) and targets (degC) for the first `count` windows of a split.
 struct Forecasts {
   std::vector<double> hours, predicted, actual;
@@ -221,27 +212,6 @@ void check_same_run(const json& mine, const fs::path& file, const std::string& w
                 ", this command ", mine[k].dump(), "; give the run's ", flag, " (see ", file.string(), ")");
   }
 }
-
-// The first thing a run writes into --out (its first epoch's end, or an interruption): the directory is
-// made, another run's files are removed (--overwrite), and forecast.json and model.json written.
-// Until then nothing in --out is touched.
-class ClaimRunDir final : public Callback {
- public:
-  explicit ClaimRunDir(std::function<void()> claim) : claim_(std::move(claim)) {}
-  void on_epoch_end(int, const Logs&, TrainableModel&) override { claim(); }
-  void on_train_end(TrainableModel&, bool interrupted) override {
-    if (interrupted) claim();
-  }
-
- private:
-  void claim() {
-    if (done_) return;
-    claim_();
-    done_ = true;
-  }
-  std::function<void()> claim_;
-  bool done_ = false;
-};
 
 // The smallest file (in rows) whose three splits each hold one window of `need` rows.
 std::int64_t rows_needed(std::int64_t need) {

@@ -3,6 +3,7 @@
 //   recur lstm [options]      a small LSTM forward on the default device
 //   recur forecast ...        the Jena temperature forecaster (forecast.h)
 //   recur text ...            a character-level text generator (text.h)
+//   recur imdb ...            IMDB review sentiment (imdb.h)
 //   (input [batch, steps, features], as Keras)
 // --device D (cpu, cuda, cuda:N) overrides the default device (as does
 // RECUR_DEVICE).
@@ -18,6 +19,7 @@
 
 #include "forecast.h"
 #include "text.h"
+#include "imdb.h"
 #include "recur/common/log.h"
 #include "recur/recur.h"
 
@@ -169,6 +171,8 @@ int main(int argc, char** argv) {
   CLI::App* forecast = recur::app::add_forecast_command(app, fo);
   recur::app::TextOptions to;
   CLI::App* text = recur::app::add_text_command(app, to);
+  recur::app::ImdbOptions io;
+  CLI::App* imdb = recur::app::add_imdb_command(app, io);
 
   try {
     app.parse(argc, argv);
@@ -186,6 +190,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("lstm")) return run_lstm(lo);
     if (app.got_subcommand("forecast")) return recur::app::run_forecast(*forecast, fo);
     if (app.got_subcommand("text")) return recur::app::run_text(*text, to);
+    if (app.got_subcommand("imdb")) return recur::app::run_imdb(*imdb, io);
   } catch (const recur::Error& e) {
     std::cerr << printable(user_message(e)) << "\n";
     return 1;

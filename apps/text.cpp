@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli_common.h"
+#include "cli_util.h"
 #include "forecast.h"  // int_range
 #include "recur/recur.h"
 

@@ -1,9 +1,10 @@
 // The IMDB TSV reader, the integer-lines reader, the tokenizer, and the small
-// parsers of durations, timestamps and normaliser JSON: any bytes give a
-// result or a recur::Error.
+// parsers of durations, timestamps, normaliser JSON and vocabulary JSON: any
+// bytes give a result or a recur::Error.
 #include "fuzz_util.h"
 #include "recur/common/error.h"
 #include "recur/data/text_data.h"
+#include "recur/data/text_vectorization.h"
 #include "recur/data/timeseries.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -32,6 +33,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   try {
     (void)ts::Normalizer::from_json(text);
+  } catch (const recur::Error&) {
+  }
+  try {
+    const recur::TextVectorization tv = recur::TextVectorization::from_json(text);
+    (void)tv.encode("the film was great");
+    (void)tv.to_json();
   } catch (const recur::Error&) {
   }
   return 0;

@@ -200,7 +200,17 @@ Vocabulary Vocabulary::build(const std::vector<std::string>& texts, std::int64_t
               "; it counts padding and OOV, so it must be 0 (no limit) or >= 2");
   std::unordered_map<std::string, std::int64_t> counts;
   for (const std::string& t : texts) for_each_token(t, [&](const std::string& tok) { ++counts[tok]; });
-  std::vector<std::pair<std::string, std::int64_t>> sorted(counts.begin(), counts.end());
+  return from_counts(counts, max_size);
+}
+
+Vocabulary Vocabulary::from_counts(const std::unordered_map<std::string, std::int64_t>& counts,
+                                   std::int64_t max_size) {
+  RECUR_CHECK(max_size == 0 || max_size >= 2, Value, "Vocabulary: max_size = ", max_size,
+              "; it counts padding and OOV, so it must be 0 (no limit) or >= 2");
+  std::vector<std::pair<std::string, std::int64_t>> sorted;
+  sorted.reserve(counts.size());
+  for (const auto& [token, n] : counts)
+    if (!token.empty() && token != "[UNK]") sorted.emplace_back(token, n);
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
     return a.second != b.second ? a.second > b.second : a.first < b.first;
   });
@@ -216,6 +226,23 @@ Vocabulary Vocabulary::build(const std::vector<std::string>& texts, std::int64_t
     v.ids_.emplace(sorted[i].first, std::int32_t(i + 2));
     v.tokens_.push_back(std::move(sorted[i].first));
   }
+  return v;
+}
+
+Vocabulary Vocabulary::from_tokens(std::vector<std::string> tokens) {
+  RECUR_CHECK(tokens.size() >= 2 && tokens[0].empty() && tokens[1] == "[UNK]", Value,
+              "a vocabulary starts with the padding token \"\" and the OOV token \"[UNK]\"");
+  RECUR_CHECK(tokens.size() <= std::size_t(INT32_MAX), Value, "Vocabulary: ", tokens.size(),
+              " tokens do not fit int32 ids");
+  Vocabulary v;
+  for (std::size_t i = 2; i < tokens.size(); ++i) {
+    RECUR_CHECK(!tokens[i].empty() && tokens[i] != "[UNK]", Value, "vocabulary token ", i, " is '",
+                tokens[i], "', which only ids ", tokens[i].empty() ? 0 : 1, " may be");
+    const bool fresh = v.ids_.emplace(tokens[i], std::int32_t(i)).second;
+    RECUR_CHECK(fresh, Value, "vocabulary token '", tokens[i], "' appears twice (ids ",
+                v.ids_.at(tokens[i]), " and ", i, ")");
+  }
+  v.tokens_ = std::move(tokens);
   return v;
 }
 

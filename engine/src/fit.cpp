@@ -501,7 +501,8 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
   std::int64_t steps_run = 0;
   auto stop_requested = [&] { return g_stop.load() || (o.stop_after_steps > 0 && steps_run >= o.stop_after_steps); };
   for (int epoch = o.initial_epoch; epoch < o.epochs && !interrupted; ++epoch) {
-    const std::int64_t steps = o.steps_per_epoch > 0 ? o.steps_per_epoch : train.size();
+    const std::int64_t available = train.epoch_size(epoch);
+    const std::int64_t steps = o.steps_per_epoch > 0 ? o.steps_per_epoch : available;
     const std::int64_t first = epoch == o.initial_epoch ? o.initial_step : 0;
     RECUR_CHECK(first <= steps, Value, "fit: initial_step ", first, " is past the epoch's ", steps,
                 " steps (was the checkpoint written with another steps_per_epoch?)");
@@ -537,7 +538,7 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
       queued = Queued{};
     };
     for (std::int64_t step = first; step < steps; ++step) {
-      const Batch b = train.get(epoch, step % train.size());
+      const Batch b = train.get(epoch, step % available);
       PendingBatchLogs l = model.train_step_async(inputs_of(b), b.y, masks_of(b), b.sample_weight);
       const double w = model.last_batch_weight();
       settle();  // the previous step's logs, while this one runs

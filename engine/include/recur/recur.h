@@ -18,6 +18,7 @@
 #include "recur/engine/optimizer.h"
 #include "recur/engine/parameters.h"
 #include "recur/data/text_data.h"
+#include "recur/data/text_vectorization.h"
 #include "recur/data/timeseries.h"
 #include "recur/host/allocator.h"
 #include "recur/host/backend.h"

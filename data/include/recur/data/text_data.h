@@ -48,6 +48,13 @@ class Vocabulary {
   // From the texts' tokens; max_size counts padding and OOV, as Keras's
   // max_tokens does (0: no limit; else >= 2).
   static Vocabulary build(const std::vector<std::string>& texts, std::int64_t max_size = 0);
+  // From token counts (the same order and limit as build).
+  static Vocabulary from_counts(const std::unordered_map<std::string, std::int64_t>& counts,
+                                std::int64_t max_size = 0);
+  // From the tokens by id, as tokens() gives them: "" then "[UNK]" first, no
+  // token twice (ValueError naming the first problem).
+  static Vocabulary from_tokens(std::vector<std::string> tokens);
+  const std::vector<std::string>& tokens() const { return tokens_; }
   std::int64_t size() const { return std::int64_t(tokens_.size()); }
   std::int32_t id(std::string_view token) const;  // kOov when unknown
   const std::string& token(std::int32_t id) const;

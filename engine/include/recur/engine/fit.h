@@ -40,6 +40,9 @@ class BatchSource {
   // Batch `index` (0 <= index < size()) of `epoch`; the same arguments give
   // the same batch.
   virtual Batch get(std::int64_t epoch, std::int64_t index) const = 0;
+  // Batches in `epoch` (fit's steps when steps_per_epoch is 0): size(), unless
+  // the count differs between epochs (length bucketing with a token budget).
+  virtual std::int64_t epoch_size(std::int64_t /*epoch*/) const { return size(); }
 };
 
 // Host arrays x [N, ...] and y [N, ...] (CPU tensors), cut into batches of
