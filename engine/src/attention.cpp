@@ -112,10 +112,15 @@ Tensor attention_forward(const AttentionScorer& s, const Tensor& q, const Tensor
     raw = Tensor::empty({B, Tq, Tv}, dt, dev);
     ops::gemm(q, k, raw, false, true);  // [B, Tq, D] x [B, Tv, D]^T
   } else {
-    const Tensor y = Tensor::zeros({Tv, Tq, B, D}, dt, dev);
-    ops::binary(BinaryOp::Add, y, ops::transpose01(q), y);  // y[j, i, b] = q[b, i]
-    Tensor x = ops::transpose01(y);                           // [Tq, Tv, B, D]
-    ops::binary(BinaryOp::Add, x, ops::transpose01(k), x);    // + k[b, j]
+    Tensor x;  // [Tq, Tv, B, D]: q[b, i] + k[b, j]
+    if (Tq == 1) {
+      x = ops::add(ops::transpose01(k), q.reshape({B, D}));  // q is a suffix of [Tv, B, D]
+    } else {
+      const Tensor y = Tensor::zeros({Tv, Tq, B, D}, dt, dev);
+      ops::binary(BinaryOp::Add, y, ops::transpose01(q), y);  // y[j, i, b] = q[b, i]
+      x = ops::transpose01(y);
+      ops::binary(BinaryOp::Add, x, ops::transpose01(k), x);  // + k[b, j]
+    }
     const Tensor e = ops::tanh(s.pre.defined() ? scale_by(x, s.pre) : x);
     const std::int64_t N = Tq * Tv * B;
     Tensor r;
@@ -203,8 +208,11 @@ AttentionGrads attention_backward(const AttentionScorer& s, const AttentionSaved
     dx = scale_by(dx, s.pre);
   }
   dx = dx.reshape({Tq, Tv, B, D});
-  g.dk = ops::transpose01(ops::sum(dx, 0));                      // [Tv, B, D] -> [B, Tv, D]
-  g.dq = ops::transpose01(ops::sum(ops::transpose01(dx), 0));    // [Tq, B, D] -> [B, Tq, D]
+  // Sums over Tq (for dk) and Tv (for dq); with one query (the poolings) the
+  // first is a reshape and the second a sum over the leading axis.
+  g.dk = ops::transpose01(Tq == 1 ? dx.reshape({Tv, B, D}) : ops::sum(dx, 0));  // [B, Tv, D]
+  g.dq = Tq == 1 ? ops::sum(dx.reshape({Tv, B, D}), 0).reshape({B, 1, D})
+                 : ops::transpose01(ops::sum(ops::transpose01(dx), 0));         // [B, Tq, D]
   return g;
 }
 
