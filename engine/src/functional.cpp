@@ -126,7 +126,7 @@ Tensor MergeLayer::forward(const std::vector<Tensor>& xs, const std::vector<Tens
   }
   check_runtime_shapes(xs);
   trained_forward_ = false;
-  Tensor y = merge_forward(xs, training);
+  Tensor y = merge_forward_masked(xs, masks, training);
   trained_forward_ = training;
   return y;
 }

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "recur/engine/attention.h"
 #include "recur/engine/functional.h"
 #include "recur/engine/layers.h"
 
@@ -171,10 +172,27 @@ LayerPtr read_layer(const json& j, const std::string& where) {
     ir.done();
     layer = std::make_shared<BidirectionalLayer>(o, parse_merge(r.get<std::string>("merge_mode", "concat"), where),
                                                  name);
+  } else if (type == "Attention") {
+    const std::string mode = r.get<std::string>("score_mode", "dot");
+    RECUR_CHECK(mode == "dot" || mode == "concat", Value, where, ": Attention score_mode '", mode,
+                "' is not dot or concat");
+    layer = std::make_shared<Attention>(r.get<bool>("use_scale", false), parse_attention_score(mode), name);
+  } else if (type == "AdditiveAttention") {
+    layer = std::make_shared<AdditiveAttention>(r.get<bool>("use_scale", true), name);
+  } else if (type == "AttentionPooling" || type == "HierarchicalAttention") {
+    AttentionPoolingOptions o;
+    o.score = parse_attention_score(r.get<std::string>("score_mode", "dot"));
+    o.query = parse_attention_query(r.get<std::string>("query", "learned"));
+    o.use_scale = r.get<bool>("use_scale", true);
+    if (type == "AttentionPooling")
+      layer = std::make_shared<AttentionPooling>(o, name);
+    else
+      layer = std::make_shared<HierarchicalAttention>(r.need<std::int64_t>("chunk_size"), o, name);
   } else {
     RECUR_THROW(Value, where, ": unknown layer type '", type,
                 "' (Dense, Activation, Flatten, Dropout, Embedding, Conv1D, MaxPooling1D, AveragePooling1D, "
-                "GlobalMaxPooling1D, GlobalAveragePooling1D, LSTM, GRU, SimpleRNN, Bidirectional)");
+                "GlobalMaxPooling1D, GlobalAveragePooling1D, LSTM, GRU, SimpleRNN, Bidirectional, Attention, "
+                "AdditiveAttention, AttentionPooling, HierarchicalAttention)");
   }
   r.done();
   return layer;
@@ -222,6 +240,19 @@ json write_layer(const Layer& l) {
   } else if (auto* b = dynamic_cast<const BidirectionalLayer*>(&l)) {
     j["layer"] = write_recurrent(b->options());
     j["merge_mode"] = merge_mode_name(b->merge_mode());
+  } else if (auto* at = dynamic_cast<const AttentionMerge*>(&l)) {
+    j["use_scale"] = at->use_scale();
+    if (dynamic_cast<const Attention*>(&l))
+      j["score_mode"] = at->score_mode() == AttentionScore::Dot ? "dot" : "concat";
+  } else if (auto* ap = dynamic_cast<const AttentionPooling*>(&l)) {
+    j["score_mode"] = attention_score_name(ap->options().score);
+    j["query"] = attention_query_name(ap->options().query);
+    j["use_scale"] = ap->options().use_scale;
+  } else if (auto* ha = dynamic_cast<const HierarchicalAttention*>(&l)) {
+    j["chunk_size"] = ha->chunk_size();
+    j["score_mode"] = attention_score_name(ha->options().score);
+    j["query"] = attention_query_name(ha->options().query);
+    j["use_scale"] = ha->options().use_scale;
   } else {
     RECUR_THROW(Value, "model config: cannot write layer type '", l.type(), "'");
   }
@@ -480,7 +511,7 @@ std::string model_config_to_json(const Model& model) {
   for (const LayerPtr& l : model.layers()) {  // topological order
     const Node* n = node_of.at(l.get());
     json lj;
-    if (dynamic_cast<const MergeLayer*>(l.get())) {
+    if (dynamic_cast<const MergeLayer*>(l.get()) && !dynamic_cast<const AttentionMerge*>(l.get())) {
       lj["type"] = l->type();
       lj["name"] = l->name();
     } else {

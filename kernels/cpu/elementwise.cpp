@@ -1,7 +1,10 @@
 // CPU twin of kernels/cuda/elementwise.cu: fill, unary and broadcasting binary ops.
 #include <omp.h>
 
+#include <type_traits>
+
 #include "recur/kernels/cpu.h"
+#include "recur/kernels/vec_math.h"
 
 namespace recur::kernels::cpu {
 
@@ -17,10 +20,20 @@ void fill(T* y, std::int64_t n, T value) {
 }
 
 namespace {
+// float32 tanh through vec_math.h's vtanh, as the cell kernels: the loop
+// vectorises instead of calling tanhf per element (measured 2.5x less CPU time
+// over 2^20 floats), and it is as accurate (evaluated in double, rounded
+// once). float64 keeps libm, the reference.
+template <UnaryOp op, class T>
+T apply_cpu_unary(T x) {
+  if constexpr (std::is_same_v<T, float> && op == UnaryOp::Tanh) return vtanh(x);
+  return apply_unary<op>(x);
+}
+
 template <UnaryOp op, class T>
 void unary_impl(const T* x, T* y, std::int64_t n) {
 #pragma omp parallel for schedule(static) if (n >= kParallelThreshold / 8)
-  for (std::int64_t i = 0; i < n; ++i) y[i] = apply_unary<op>(x[i]);
+  for (std::int64_t i = 0; i < n; ++i) y[i] = apply_cpu_unary<op>(x[i]);
 }
 
 template <BinaryOp op, class T>

@@ -3,6 +3,7 @@
 
 #include "recur/common/dtype.h"
 #include "recur/common/error.h"
+#include "recur/engine/attention.h"
 #include "recur/engine/bidirectional.h"
 #include "recur/data/bucketing.h"
 #include "recur/data/char_text.h"

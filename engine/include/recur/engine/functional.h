@@ -54,7 +54,8 @@
 namespace recur {
 
 // ---- merge layers -------------------------------------------------------------------
-// Layers of several inputs (at least 2), without parameters. They replace
+// Layers of several inputs (at least 2); most have no parameters (Attention
+// and AdditiveAttention, attention.h, may). They replace
 // Layer's one-input build / forward / backward with the list versions below;
 // Layer::forward on a merge layer is an error that says so.
 class MergeLayer : public Layer {
@@ -71,8 +72,8 @@ class MergeLayer : public Layer {
   Tensor forward(const std::vector<Tensor>& xs, const std::vector<Tensor>& masks = {},
                  bool training = false);
   // Keras's Merge.compute_mask: undefined when no input has a mask, else the
-  // product of the defined masks.
-  Tensor merged_mask(const std::vector<Tensor>& masks) const;
+  // product of the defined masks (attention layers: the query's mask).
+  virtual Tensor merged_mask(const std::vector<Tensor>& masks) const;
   // dy: the gradient of the last training forward's output. Returns one dx
   // per input; they may share storage with dy or each other (read them only).
   std::vector<Tensor> backward(const Tensor& dy);
@@ -84,6 +85,12 @@ class MergeLayer : public Layer {
   // Checks the actual shapes of a forward's inputs against each other.
   virtual void check_runtime_shapes(const std::vector<Tensor>& xs) const = 0;
   virtual Tensor merge_forward(const std::vector<Tensor>& xs, bool training) = 0;
+  // For layers that read the inputs' masks (masks: empty or one per input);
+  // by default the masks are not read.
+  virtual Tensor merge_forward_masked(const std::vector<Tensor>& xs, const std::vector<Tensor>& /*masks*/,
+                                      bool training) {
+    return merge_forward(xs, training);
+  }
   virtual std::vector<Tensor> merge_backward(const Tensor& dy) = 0;
   // "(None, 5, 3), (None, 6, 4)": the shapes in errors.
   static std::string shapes_str(const std::vector<Shape>& shapes);

@@ -50,6 +50,10 @@
 //   Bidirectional: layer (an LSTM/GRU/SimpleRNN object), merge_mode
 //           (concat|sum|mul|ave)
 //   Concatenate / Add / Multiply / Average (functional configs only)
+//   Attention: use_scale (false), score_mode (dot|concat); AdditiveAttention:
+//           use_scale (true) (functional configs only: inbound [query, value(, key)])
+//   AttentionPooling: score_mode (dot|additive), query (learned|last), use_scale (true)
+//   HierarchicalAttention: chunk_size, and AttentionPooling's keys (attention.h)
 // Optimizers: sgd (learning_rate, momentum, nesterov), rmsprop (learning_rate,
 // rho, momentum, epsilon, centered), adam / adamw (learning_rate, beta_1,
 // beta_2, epsilon, weight_decay), each with global_clipnorm and clipvalue.
