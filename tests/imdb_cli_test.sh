@@ -93,6 +93,12 @@ fi
 # 5. Padded as the book, and a convolutional model on reviews shorter than its receptive field.
 run pad --device cpu imdb train --data "$TINY" --model gru --pad 12 --epochs 2 --out pad
 expect pad 0 "every review padded or truncated to 12 tokens"
+run attn --device cpu imdb train --data "$TINY" --model lstm-attention --epochs 10 --batch-size 8 --out attn
+expect attn 0 "test accuracy"
+attn_acc=$(sed -n 's/.*test accuracy \([0-9.]*\) (60 reviews).*/\1/p' attn.log)
+if awk -v a="$attn_acc" 'BEGIN { exit !(a >= 0.75) }'; then ok "lstm-attention test accuracy $attn_acc >= 0.75"; else bad "lstm-attention test accuracy '$attn_acc' < 0.75"; fi
+run attn_predict --device cpu imdb predict --model-dir attn good.txt
+expect attn_predict 0 "good.txt"
 run conv --device cpu imdb train --data "$TINY" --model conv1d --epochs 1 --out conv
 expect conv 0 "test accuracy"
 run conv_predict --device cpu imdb predict --model-dir conv good.txt
