@@ -187,8 +187,11 @@ int resume(const std::string& dir, const std::string& phase) {
   if (phase == "a" || phase == "b") o.stop_after_steps = 4;  // into the middle of the next epoch
   fit(*model, src, o, &src, {ckpt, history});
   const LaunchInfo l = launch_info();
-  if (l.rank == 0)
-    std::cout << "phase " << phase << " on " << l.size << " rank(s): at epoch " << ckpt->best_epoch() + 1 << std::endl;
+  if (l.rank == 0 && phase != "c") {
+    const CheckpointPosition at = read_checkpoint_info(interrupted).position;
+    std::cout << "phase " << phase << " on " << l.size << " rank(s): stopped at epoch " << at.epoch + 1 << ", step "
+              << at.step + 1 << std::endl;
+  }
   if (phase == "c" && l.rank == 0) {
     auto one = make_model(true);
     FitOptions r = quiet(epochs);
@@ -211,18 +214,30 @@ int resume(const std::string& dir, const std::string& phase) {
   return 0;
 }
 
-int stall() {
-  auto comm = world_communicator(Device::cpu());
-  if (comm->rank() == 1) {  // never joins: as a rank stuck in a dead file system would
-    std::this_thread::sleep_for(std::chrono::seconds(120));
-    return 0;
+// A BatchSource whose rank-1 share of batch 1 of epoch 0 never comes: as a
+// rank stuck on a dead file system would.
+class StallingSource final : public BatchSource {
+ public:
+  explicit StallingSource(const ArrayBatches& inner) : inner_(inner) {}
+  std::int64_t size() const override { return inner_.size(); }
+  Batch get(std::int64_t e, std::int64_t i) const override { return inner_.get(e, i); }
+  Batch get_shard(std::int64_t e, std::int64_t i, int part, int parts, std::int64_t* rows) const override {
+    if (e == 0 && i == 1 && part == 1) std::this_thread::sleep_for(std::chrono::seconds(120));
+    return inner_.get_shard(e, i, part, parts, rows);
   }
+
+ private:
+  const ArrayBatches& inner_;
+};
+
+int stall() {
   const Data d = make_data();
   auto model = make_model();
   const ArrayBatches src(d.x, d.y, kBatch, true, 5, Device::cpu());
+  const StallingSource stalling(src);
   const auto t0 = std::chrono::steady_clock::now();
   try {
-    fit(*model, src, quiet(1));
+    fit(*model, stalling, quiet(1));
   } catch (const DistributedError& e) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cerr << "caught after " << s << " s: " << e.message() << std::endl;
