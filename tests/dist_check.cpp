@@ -14,6 +14,8 @@
 //   dist_check kill DIR   rank 1 kills itself (SIGKILL) in epoch 2's second
 //       step; rank 0 wrote a checkpoint after epoch 1.
 //   dist_check verify FILE   one process: the checkpoint loads.
+//   dist_check overhead   times training steps with and without the all-reduce
+//       (a measurement for docs/distributed.md, not a CTest test).
 // Exit 0 on success; failures print "FAIL: ..." and exit 1.
 #include <signal.h>
 #include <unistd.h>
@@ -272,6 +274,71 @@ int kill_rank(const std::string& dir) {
   fail("fit finished although rank 1 was killed");
 }
 
+// The all-reduce's cost per training step (docs/distributed.md): every rank
+// times K steps on its share of a batch of 2 x 64 rows without communication,
+// then K steps with DataParallel (all ranks at once both times, so that both
+// see the same contention). Two models: the forecaster's GRU(32) and a dense
+// model with ~430k parameters.
+int overhead() {
+  auto comm = world_communicator(Device::cpu());
+  const std::int64_t per_rank = 64, T = 120, F = 14, warm = 10, steps = 40;
+  std::mt19937_64 g(99);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> xs(static_cast<std::size_t>(per_rank * T * F)), ys(static_cast<std::size_t>(per_rank));
+  for (float& v : xs) v = u(g);
+  for (float& v : ys) v = u(g);
+  const Tensor x = Tensor::from_vector(xs, {per_rank, T, F}, Device::cpu());
+  const Tensor y = Tensor::from_vector(ys, {per_rank, 1}, Device::cpu());
+  for (const std::string kind : {"gru32", "dense256"}) {
+    auto m = std::make_unique<Sequential>();
+    if (kind == "gru32") {
+      RecurrentOptions o;
+      o.cell = CellType::GRU;
+      o.units = 32;
+      m->add(std::make_shared<RNN>(o)).add(std::make_shared<Dense>(1));
+    } else {
+      m->add(std::make_shared<Flatten>()).add(std::make_shared<Dense>(256)).add(std::make_shared<Dense>(1));
+    }
+    m->build({T, F}, Device::cpu(), DType::f32, 3);
+    m->compile({OptimizerConfig::rmsprop(1e-3), LossKind::MeanSquaredError, {}});
+    auto time_steps = [&] {
+      for (std::int64_t i = 0; i < warm; ++i) m->train_step({x}, y, {}, {});
+      std::vector<double> sync{0};
+      comm->all_reduce_sum(sync);  // start together
+      const auto t0 = std::chrono::steady_clock::now();
+      for (std::int64_t i = 0; i < steps; ++i) m->train_step({x}, y, {}, {});
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / double(steps);
+    };
+    const double alone = time_steps();
+    double with = 0, in_end = 0;
+    std::int64_t buckets = 0;
+    {
+      DataParallel dp(*m, comm);
+      dp.set_step_rows(per_rank, per_rank * comm->size());
+      with = time_steps();
+      in_end = dp.end_seconds() / double(dp.steps());
+      buckets = std::int64_t(dp.buckets().size());
+    }
+    // The all-reduce alone: the model's flat gradient buffer, 50 times.
+    Tensor buf = Tensor::full({m->parameters().buffer_numel()}, 1.0, DType::f32, Device::cpu());
+    for (int i = 0; i < 5; ++i) comm->all_reduce_sum(buf);
+    std::vector<double> sync{0};
+    comm->all_reduce_sum(sync);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 50; ++i) comm->all_reduce_sum(buf);
+    const double reduce = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 50;
+    std::vector<double> v{alone, with, in_end, reduce};
+    comm->all_reduce_sum(v);
+    if (comm->rank() == 0)
+      std::cout << kind << ": " << m->count_params() << " parameters (" << buckets << " bucket(s)), batch "
+                << per_rank << " per rank on " << comm->size() << " ranks: step " << 1e3 * v[0] / comm->size()
+                << " ms alone, " << 1e3 * v[1] / comm->size() << " ms with the all-reduce; in on_backward_end "
+                << 1e3 * v[2] / comm->size() << " ms (rank mean, waiting for the slower rank included); "
+                << "the all-reduce alone " << 1e3 * v[3] / comm->size() << " ms" << std::endl;
+  }
+  return 0;
+}
+
 int verify(const std::string& file) {
   auto model = make_model(true);
   const CheckpointInfo info = load_checkpoint(*model, file, true);
@@ -290,9 +357,10 @@ int main(int argc, char** argv) {
     if (mode == "equivalence") rc = equivalence();
     else if (mode == "resume" && argc == 4) rc = resume(argv[2], argv[3]);
     else if (mode == "stall") rc = stall();
+    else if (mode == "overhead") rc = overhead();
     else if (mode == "kill" && argc == 3) rc = kill_rank(argv[2]);
     else if (mode == "verify" && argc == 3) rc = verify(argv[2]);
-    else std::cerr << "usage: dist_check equivalence | resume DIR a|b|c | stall | kill DIR | verify FILE\n";
+    else std::cerr << "usage: dist_check equivalence | resume DIR a|b|c | stall | kill DIR | verify FILE | overhead\n";
   } catch (const Error& e) {
     fail(e.what());
   }

@@ -78,9 +78,11 @@ void detail_dist::poll_until(const std::function<bool()>& done, double timeout, 
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   const auto deadline = start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(timeout));
-  // Spin briefly (a collective between busy ranks completes in microseconds),
-  // then sleep between polls so that a waiting rank leaves the CPU to the others.
-  for (long polls = 0;; ++polls) {
+  // MPI advances a collective only inside its calls (here MPI_Test), so polls
+  // come back to back (yielding the core to the other ranks) for the first
+  // 50 ms; a rank that waits longer is waiting for a slow or failed peer, and
+  // sleeps 1 ms between polls to leave the CPU to the others.
+  for (;;) {
     if (done()) return;
     const auto now = clock::now();
     if (now >= deadline) {
@@ -89,10 +91,10 @@ void detail_dist::poll_until(const std::function<bool()>& done, double timeout, 
                   " s (RECUR_DIST_TIMEOUT): another rank has failed, was killed or is stuck; "
                   "see the first error of the job");
     }
-    if (polls < 2000)
+    if (now - start < std::chrono::milliseconds(50))
       std::this_thread::yield();
     else
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
 
