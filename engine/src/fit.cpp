@@ -664,9 +664,10 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
       const bool stop_here = dp == nullptr ? stop_requested() : any_rank(stop_requested(), dp->communicator());
       if (stop_here) {
         settle();
-        if (dp != nullptr) reduce_means(m, &samples, model, dp->communicator());
         interrupted = step + 1 < steps || epoch + 1 < o.epochs;
-        if (!interrupted) break;
+        if (!interrupted) break;  // the last step: the epoch ends as usual
+        // The job's partial sums, for the resume state (any number of ranks may resume it).
+        if (dp != nullptr) reduce_means(m, &samples, model, dp->communicator());
         const std::string state = fit_state_json(callbacks_here, epoch, &m, samples, progress.seconds());
         for (const auto& cb : callbacks_here) {
           cb->current_epoch = epoch;
