@@ -145,6 +145,33 @@ int equivalence() {
                std::to_string(b));
       }
   }
+  // A functional model (two branches merged; the hook follows its node
+  // order): the same equivalence.
+  {
+    auto functional = [] {
+      NodeRef x = Input({kSteps, kFeatures}, "x");
+      NodeRef hidden = call(GRU(8), x);
+      NodeRef a = call(std::make_shared<Dense>(8, Activation::Tanh), hidden);
+      NodeRef b = call(std::make_shared<Dense>(8, Activation::Tanh), hidden);
+      auto m = std::make_unique<Model>(std::vector<NodeRef>{x},
+                                       std::vector<NodeRef>{call(std::make_shared<Dense>(1), concatenate({a, b}))});
+      m->build(Device::cpu(), DType::f32, 11);
+      m->compile({OptimizerConfig::sgd(0.1, 0.9), LossKind::MeanSquaredError, {}});
+      return m;
+    };
+    auto fd = functional();
+    fit(*fd, src, quiet(1));
+    check_same_on_every_rank(*fd, *comm);
+    if (comm->rank() == 0) {
+      auto f1 = functional();
+      FitOptions o = quiet(1);
+      o.distributed = FitOptions::Distributed::Off;
+      fit(*f1, src, o);
+      const double rel = max_rel(weights(*fd), weights(*f1));
+      std::cout << "functional model: max relative weight difference " << rel << std::endl;
+      if (!(rel < 2e-4)) fail("functional model: weights differ: " + std::to_string(rel));
+    }
+  }
   // Small buckets: several, started while backward runs; one step equals the
   // one-process step on the whole batch.
   auto a = make_model();

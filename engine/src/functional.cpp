@@ -645,13 +645,6 @@ std::vector<Model::Output> Model::forward(const std::vector<Tensor>& x, const st
   return out;
 }
 
-bool Model::last_use_in_backward(std::size_t i) const {
-  const Layer* layer = steps_[i].node->layer().get();
-  for (std::size_t j = 0; j < i; ++j)
-    if (!steps_[j].node->is_input() && steps_[j].node->layer().get() == layer) return false;
-  return true;
-}
-
 void Model::backward(const std::vector<Tensor>& d_outputs) {
   RECUR_CHECK(built(), Value, who(), ": backward() before build()");
   RECUR_CHECK(!last_output_shapes_.empty(), Value, who(),
@@ -683,8 +676,8 @@ void Model::backward(const std::vector<Tensor>& d_outputs) {
     } else {
       const Tensor dx = s.node->layer()->backward(grad[i]);
       if (dx.defined()) accumulate(s.in.front(), dx);
-      // A shared layer's gradients are complete at its first use in forward order.
-      if (hook_ != nullptr && last_use_in_backward(i)) hook_->on_layer_backward(*s.node->layer());
+      // (Each layer is applied once: its gradients are complete now.)
+      if (hook_ != nullptr) hook_->on_layer_backward(*s.node->layer());
     }
     grad[i] = Tensor();
   }

@@ -294,9 +294,6 @@ class Model final : public TrainableModel {
     DType dtype = DType::f32;     // of the value (int32 for an ids Input)
   };
   std::string who() const;  // "Model '<name>'" for errors
-  // Whether no step before `i` calls the same layer (backward runs last to
-  // first, so the layer's gradients are complete after step i).
-  bool last_use_in_backward(std::size_t i) const;
   std::size_t output_index(std::size_t i) const;
   void check_inputs(const std::vector<Tensor>& inputs, const std::vector<Tensor>& masks) const;
   PendingBatchLogs run_batch(const std::vector<Tensor>& x, const Tensor& y, const std::vector<Tensor>& masks,

@@ -70,8 +70,7 @@ class PendingBatchLogs {
 // Called by a model's training step around its backward pass (data_parallel.h
 // sums the gradients across ranks through one): loss_scale() multiplies
 // d(loss)/d(prediction) before backward; on_layer_backward(layer) follows each
-// layer's backward (for a layer used at several places of a functional model,
-// its last one), when that layer's parameter gradients are complete; after
+// layer's backward, when that layer's parameter gradients are complete; after
 // on_backward_end() the gradients are the ones the optimizer steps with.
 class GradientHook {
  public:
