@@ -105,22 +105,9 @@ class NcclCommunicator final : public Communicator {
         },
         timeout_, rank_, "the broadcast of NCCL's unique id", [] { detail_dist::mark_failed(); });
     DeviceScope scope(device_.index);
-    // Non-blocking init, polled against the same deadline as every collective.
-    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-    config.blocking = 0;
-    RECUR_NCCL_CHECK(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config), rank_);
-    detail_dist::poll_until(
-        [&] {
-          ncclResult_t state = ncclSuccess;
-          RECUR_NCCL_CHECK(ncclCommGetAsyncError(comm_, &state), rank_);
-          if (state == ncclInProgress) return false;
-          RECUR_NCCL_CHECK(state, rank_);
-          return true;
-        },
-        timeout_, rank_, "NCCL's communicator set-up", [&] {
-          detail_dist::mark_failed();
-          (void)ncclCommAbort(comm_);
-        });
+    // Blocking set-up (every rank has just answered the id's broadcast); the
+    // collectives after it are bounded by the timeout (NcclPending::wait).
+    RECUR_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_), rank_);
     stream_ = static_cast<cudaStream_t>(backend(device_).native_stream());
   }
   ~NcclCommunicator() override {
