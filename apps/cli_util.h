@@ -43,6 +43,7 @@ class ClaimRunDir final : public Callback {
   void on_train_end(TrainableModel&, bool interrupted) override {
     if (interrupted) claim();
   }
+  bool rank_zero_only() const override { return true; }  // mpirun: rank 0 writes the run
 
  private:
   void claim() {

@@ -243,7 +243,11 @@ void check_splits(const Data& d, const ForecastOptions& o, bool training = true)
 }
 
 // ---- train ----------------------------------------------------------------------------------
-int train(const ForecastOptions& o) {
+int train(const ForecastOptions& options) {
+  // mpirun -np N (docs/distributed.md): --batch-size is each rank's, and the job
+  // trains on batches of N times as many windows (what forecast.json records).
+  ForecastOptions o = options;
+  o.batch_size *= launch_info().size;
   std::ostream& out = out_stream(o);
   const auto t_start = std::chrono::steady_clock::now();
   const Device dev = checked_device();
@@ -408,6 +412,8 @@ int train(const ForecastOptions& o) {
   std::vector<std::shared_ptr<Callback>> callbacks{claim, ckpt, history,
                                                    std::make_shared<DegreesReport>(out, scale, naive_val.mae_units)};
   fit(model, train_src, fo, &val_src, callbacks);
+  // mpirun -np N (docs/distributed.md): rank 0 evaluates and writes the results.
+  if (launch_info().rank != 0) return last_fit_interrupted() ? 130 : 0;
   const History& h = history->history();  // every epoch of the run, resumed parts included
   const bool was_interrupted = last_fit_interrupted();
   if (was_interrupted)  // said with --quiet too: the run is not finished

@@ -253,7 +253,11 @@ const std::vector<std::string> kRunFiles = {"imdb.json",  "model.json",   "vocab
                                             "results.json", "history.csv"};
 
 // ---- train ----------------------------------------------------------------------------------
-int train(const ImdbOptions& o) {
+int train(const ImdbOptions& options) {
+  // mpirun -np N (docs/distributed.md): --batch-size is each rank's; the job trains on
+  // batches of N times as many reviews (what imdb.json records), each rank its share.
+  ImdbOptions o = options;
+  o.batch_size *= launch_info().size;
   std::ostream& out = out_stream(o);
   const auto t_start = std::chrono::steady_clock::now();
   const Device dev = checked_device();
@@ -461,6 +465,8 @@ int train(const ImdbOptions& o) {
   auto ckpt = std::make_shared<ModelCheckpoint>(best.string(), "val_loss", true, interrupted.string());
   auto history = std::make_shared<HistoryLogger>((dir / "history.csv").string());
   fit(model, train_b, fo, &val_b, {claim, ckpt, history});
+  // mpirun -np N: rank 0 evaluates and writes the results.
+  if (launch_info().rank != 0) return last_fit_interrupted() ? 130 : 0;
   const History& h = history->history();
   const bool was_interrupted = last_fit_interrupted();
   if (was_interrupted)  // said with --quiet too: the run is not finished

@@ -184,6 +184,19 @@ int main(int argc, char** argv) {
     std::cerr << printable(err.str());
     return rc;
   }
+  // Launched as one of several ranks (mpirun -np N recur ...; docs/distributed.md):
+  // rank 0 alone prints; an error names its rank and ends the whole job.
+  const recur::LaunchInfo launch = recur::launch_info();
+  const std::string who = launch.size > 1 ? "rank " + std::to_string(launch.rank) + ": " : "";
+  if (launch.size > 1 && launch.rank != 0) std::cout.rdbuf(nullptr);
+  auto fail = [&](const std::string& message) {
+    std::cerr << (who.empty() ? message : message.substr(0, 7) + who + message.substr(7)) << std::endl;
+    if (launch.size > 1) recur::abort_job(1);
+    return 1;
+  };
+  struct Finalize {
+    ~Finalize() { recur::finalize_distributed(); }
+  } finalize;
   try {
     if (!device.empty()) recur::set_default_device(recur::Device::parse(device));
     if (app.got_subcommand("devices")) return run_devices();
@@ -192,11 +205,9 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("text")) return recur::app::run_text(*text, to);
     if (app.got_subcommand("imdb")) return recur::app::run_imdb(*imdb, io);
   } catch (const recur::Error& e) {
-    std::cerr << printable(user_message(e)) << "\n";
-    return 1;
+    return fail(printable(user_message(e)));
   } catch (const std::exception& e) {
-    std::cerr << "recur: " << printable(e.what()) << "\n";
-    return 1;
+    return fail("recur: " + printable(e.what()));
   }
   return 0;
 }

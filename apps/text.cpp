@@ -110,7 +110,11 @@ class ClaimRunDir final : public Callback {
   bool done_ = false;
 };
 
-int train(const TextOptions& o) {
+int train(const TextOptions& options) {
+  // mpirun -np N (docs/distributed.md): --batch is each rank's streams; the job trains
+  // N times as many (what text.json records), each rank carrying the states of its own.
+  TextOptions o = options;
+  o.batch *= launch_info().size;
   static std::ostringstream sink;
   std::ostream& out = o.quiet ? static_cast<std::ostream&>(sink) : std::cout;
   const auto t_start = std::chrono::steady_clock::now();
@@ -202,6 +206,8 @@ int train(const TextOptions& o) {
   fo.verbose = o.quiet ? 0 : 1;
   fit(model, train_src, fo, &val_src,
       {std::make_shared<ResetStatesCallback>(), claim, ckpt, history, std::make_shared<NatsReport>(out, unigram)});
+  // mpirun -np N: rank 0 alone reports and keeps the model.
+  if (launch_info().rank != 0) return last_fit_interrupted() ? 130 : 0;
   const bool interrupted = last_fit_interrupted();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   if (ckpt->best_epoch() < 0) {

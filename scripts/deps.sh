@@ -6,9 +6,11 @@
 set -euo pipefail
 
 # libopenblas-openmp-dev: OpenBLAS on OpenMP, sharing recur's thread pool.
+# openmpi-bin libopenmpi-dev: data-parallel training (mpirun, MPI all-reduce;
+# docs/distributed.md) and its dist.* tests; recur builds without them too.
 # Extra packages may be named as arguments (scripts/fuzz.sh: clang).
 packages=(g++ cmake ninja-build pkg-config libopenblas-openmp-dev libgtest-dev libcli11-dev
-          nlohmann-json3-dev zlib1g-dev "$@")
+          nlohmann-json3-dev zlib1g-dev openmpi-bin libopenmpi-dev "$@")
 
 missing=()
 for p in "${packages[@]}"; do

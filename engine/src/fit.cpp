@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "recur/engine/data_parallel.h"
 #include "recur/host/safetensors.h"  // write_file_atomically
 
 namespace recur {
@@ -221,10 +222,21 @@ ArrayBatches::ArrayBatches(Tensor x, Tensor y, std::int64_t batch_size, bool shu
 
 std::int64_t ArrayBatches::size() const { return (x_.dim(0) + batch_ - 1) / batch_; }
 
-Batch ArrayBatches::get(std::int64_t epoch, std::int64_t index) const {
+Batch ArrayBatches::get(std::int64_t epoch, std::int64_t index) const { return rows(epoch, index, 0, 1, nullptr); }
+
+Batch ArrayBatches::get_shard(std::int64_t epoch, std::int64_t index, int part, int parts,
+                              std::int64_t* total) const {
+  return rows(epoch, index, part, parts, total);
+}
+
+Batch ArrayBatches::rows(std::int64_t epoch, std::int64_t index, int part, int parts, std::int64_t* total) const {
   RECUR_CHECK(index >= 0 && index < size(), Value, "ArrayBatches: batch ", index, " out of range (",
               size(), " batches)");
-  const std::int64_t N = x_.dim(0), begin = index * batch_, end = std::min(N, begin + batch_);
+  const std::int64_t N = x_.dim(0), batch_begin = index * batch_, batch_end = std::min(N, batch_begin + batch_);
+  const auto [shard_begin, shard_end] = shard_rows(batch_end - batch_begin, part, parts);
+  if (total != nullptr) *total = batch_end - batch_begin;
+  if (shard_end == shard_begin) return Batch{};
+  const std::int64_t begin = batch_begin + shard_begin, end = batch_begin + shard_end;
   std::vector<std::int64_t> rows(static_cast<std::size_t>(N));
   for (std::int64_t i = 0; i < N; ++i) rows[std::size_t(i)] = i;
   if (shuffle_) {  // Fisher-Yates with a fixed derivation (std::shuffle's varies by library)
@@ -246,6 +258,32 @@ Batch ArrayBatches::get(std::int64_t epoch, std::int64_t index) const {
   b.x = gather(x_);
   b.y = gather(y_);
   return b;
+}
+
+// ---- shards -----------------------------------------------------------------------
+Batch slice_batch(const Batch& b, std::int64_t begin, std::int64_t end) {
+  auto cut = [&](const Tensor& t) { return t.defined() ? t.slice(begin, end) : t; };
+  Batch out;
+  out.x = cut(b.x);
+  out.y = cut(b.y);
+  out.mask = cut(b.mask);
+  out.sample_weight = cut(b.sample_weight);
+  for (const Tensor& t : b.inputs) out.inputs.push_back(cut(t));
+  for (const Tensor& t : b.masks) out.masks.push_back(cut(t));
+  return out;
+}
+
+Batch BatchSource::get_shard(std::int64_t epoch, std::int64_t index, int part, int parts,
+                             std::int64_t* rows) const {
+  const Batch b = get(epoch, index);
+  const Tensor& first = b.inputs.empty() ? b.x : b.inputs.front();
+  RECUR_CHECK(first.defined() && first.ndim() >= 1, Value, "BatchSource: batch ", index, " of epoch ", epoch,
+              " has no input tensor to share among ranks");
+  const std::int64_t n = first.dim(0);
+  if (rows != nullptr) *rows = n;
+  const auto [begin, end] = shard_rows(n, part, parts);
+  if (end == begin) return Batch{};
+  return slice_batch(b, begin, end);
 }
 
 // ---- History --------------------------------------------------------------------------
@@ -437,7 +475,38 @@ void ResetStatesCallback::on_epoch_begin(int /*epoch*/, TrainableModel& model) {
 void ResetStatesCallback::on_test_begin(TrainableModel& model) { model.reset_states(); }
 
 // ---- fit / evaluate -------------------------------------------------------------------
-Logs evaluate(TrainableModel& model, const BatchSource& data, std::int64_t steps) {
+namespace {
+
+std::int64_t batch_rows(const Batch& b) {
+  const Tensor& t = b.inputs.empty() ? b.x : b.inputs.front();
+  return t.defined() ? t.dim(0) : 0;
+}
+
+// Sums the ranks' weighted sums (loss, metrics), weights and samples: every
+// rank then holds the job's means.
+void reduce_means(Means& m, double* samples, const TrainableModel& model, Communicator& comm) {
+  std::set<std::string> keys{"loss"};  // sorted: the same order on every rank
+  for (LossKind k : model.compile_options().metrics) keys.insert(metric_key(k));
+  std::vector<double> v;
+  for (const std::string& k : keys) v.push_back(m.sum[k]);
+  v.push_back(m.weight);
+  v.push_back(samples != nullptr ? *samples : 0.0);
+  comm.all_reduce_sum(v);
+  std::size_t i = 0;
+  for (const std::string& k : keys) m.sum[k] = v[i++];
+  m.weight = v[i++];
+  if (samples != nullptr) *samples = v[i];
+}
+
+// Whether any rank asks to stop: every rank stops at the same step.
+bool any_rank(bool flag, Communicator& comm) {
+  std::vector<double> v{flag ? 1.0 : 0.0};
+  comm.all_reduce_sum(v);
+  return v[0] > 0;
+}
+
+// evaluate; with dp, each rank evaluates its share of every batch and the means are reduced.
+Logs evaluate_impl(TrainableModel& model, const BatchSource& data, std::int64_t steps, DataParallel* dp) {
   const std::int64_t n = steps > 0 ? steps : data.size();
   RECUR_CHECK(n > 0, Value, "evaluate: the data have no batches");
   Means m;
@@ -445,15 +514,35 @@ Logs evaluate(TrainableModel& model, const BatchSource& data, std::int64_t steps
   PendingBatchLogs queued;
   double queued_weight = 0;
   for (std::int64_t i = 0; i < n; ++i) {
-    const Batch b = data.get(0, i % data.size());
+    std::int64_t rows = 0;
+    const Batch b = dp != nullptr ? data.get_shard(0, i % data.size(), dp->rank(), dp->size(), &rows)
+                                  : data.get(0, i % data.size());
+    if (dp != nullptr && batch_rows(b) == 0) continue;  // this rank's share is empty
     PendingBatchLogs l = model.test_step_async(inputs_of(b), b.y, masks_of(b), b.sample_weight);
     const double w = model.last_batch_weight();
     if (queued.valid()) m.add(model, queued.read(), queued_weight);
     queued = std::move(l);
     queued_weight = w;
   }
-  m.add(model, queued.read(), queued_weight);
+  if (queued.valid()) m.add(model, queued.read(), queued_weight);
+  if (dp != nullptr) reduce_means(m, nullptr, model, dp->communicator());
   return m.mean();
+}
+
+// The communicator fit trains over, or nullptr (one process).
+std::shared_ptr<Communicator> fit_communicator(const TrainableModel& model, const FitOptions& o) {
+  if (o.distributed == FitOptions::Distributed::Off) return nullptr;
+  if (o.communicator != nullptr) return o.communicator->size() > 1 ? o.communicator : nullptr;
+  const LaunchInfo launch = launch_info();
+  if (o.distributed == FitOptions::Distributed::Auto && launch.size <= 1) return nullptr;
+  std::shared_ptr<Communicator> c = world_communicator(model.parameters().device());
+  return c->size() > 1 ? c : nullptr;
+}
+
+}  // namespace
+
+Logs evaluate(TrainableModel& model, const BatchSource& data, std::int64_t steps) {
+  return evaluate_impl(model, data, steps, nullptr);
 }
 
 History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o,
@@ -469,6 +558,24 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
     RECUR_CHECK(resume.is_object() && resume.value("format", "") == "recur.fit_state/1", Value,
                 "fit: resume_state is not a recur.fit_state/1 document");
   }
+  // Data-parallel: a hook on the model for this call, rank 0's parameters on
+  // every rank, rank 0 alone printing and writing files.
+  std::unique_ptr<DataParallel> dp;
+  if (std::shared_ptr<Communicator> comm = fit_communicator(model, o)) {
+    dp = std::make_unique<DataParallel>(model, std::move(comm));
+    dp->broadcast_parameters();
+  }
+  const bool rank0 = dp == nullptr || dp->rank() == 0;
+  FitOptions quiet_options;
+  if (!rank0) {
+    quiet_options = o;
+    quiet_options.verbose = 0;
+  }
+  const FitOptions& po = rank0 ? o : quiet_options;  // what the progress line sees
+  std::vector<std::shared_ptr<Callback>> all_callbacks;
+  for (const auto& cb : callbacks)
+    if (rank0 || !cb->rank_zero_only()) all_callbacks.push_back(cb);
+  const std::vector<std::shared_ptr<Callback>>& callbacks_here = all_callbacks;
   g_stop.store(false);
   g_interrupted = false;
   using Handler = void (*)(int);
@@ -489,12 +596,12 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
   } restore{o.stop_on_sigint, previous_int, previous_term};
 
   History history;
-  for (const auto& cb : callbacks) cb->on_train_begin(model);
+  for (const auto& cb : callbacks_here) cb->on_train_begin(model);
   if (resume.contains("callbacks")) {
     const json& states = resume.at("callbacks");
-    for (std::size_t i = 0; i < callbacks.size(); ++i) {
-      const std::string key = callback_key(callbacks, i);
-      if (!key.empty() && states.contains(key)) callbacks[i]->load_state(states.at(key).get<std::string>());
+    for (std::size_t i = 0; i < callbacks_here.size(); ++i) {
+      const std::string key = callback_key(callbacks_here, i);
+      if (!key.empty() && states.contains(key)) callbacks_here[i]->load_state(states.at(key).get<std::string>());
     }
   }
   bool interrupted = false;
@@ -506,12 +613,13 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
     const std::int64_t first = epoch == o.initial_epoch ? o.initial_step : 0;
     RECUR_CHECK(first <= steps, Value, "fit: initial_step ", first, " is past the epoch's ", steps,
                 " steps (was the checkpoint written with another steps_per_epoch?)");
-    for (const auto& cb : callbacks) cb->on_epoch_begin(epoch, model);
+    for (const auto& cb : callbacks_here) cb->on_epoch_begin(epoch, model);
     const double lr = model.optimizer().learning_rate();
-    Progress progress(o, epoch, steps);
+    Progress progress(po, epoch, steps);
     Means m;
     double samples = 0;
-    if (first > 0 && resume.contains("partial_epoch") && resume["partial_epoch"].value("epoch", -1) == epoch) {
+    // (Data-parallel: the sums are the job's; rank 0 alone takes them back.)
+    if (first > 0 && rank0 && resume.contains("partial_epoch") && resume["partial_epoch"].value("epoch", -1) == epoch) {
       const json& p = resume["partial_epoch"];
       for (auto it = p.at("sums").begin(); it != p.at("sums").end(); ++it)
         m.sum[it.key()] = number_from(it.value(), NAN);
@@ -538,18 +646,35 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
       queued = Queued{};
     };
     for (std::int64_t step = first; step < steps; ++step) {
-      const Batch b = train.get(epoch, step % available);
-      PendingBatchLogs l = model.train_step_async(inputs_of(b), b.y, masks_of(b), b.sample_weight);
-      const double w = model.last_batch_weight();
+      PendingBatchLogs l;
+      double w = 0;
+      if (dp == nullptr) {
+        const Batch b = train.get(epoch, step % available);
+        l = model.train_step_async(inputs_of(b), b.y, masks_of(b), b.sample_weight);
+        w = model.last_batch_weight();
+      } else {  // this rank's share of the batch; the gradients summed over the ranks
+        std::int64_t rows = 0;
+        const Batch b = train.get_shard(epoch, step % available, dp->rank(), dp->size(), &rows);
+        dp->set_step_rows(batch_rows(b), rows);
+        if (batch_rows(b) > 0) {
+          l = model.train_step_async(inputs_of(b), b.y, masks_of(b), b.sample_weight);
+          w = model.last_batch_weight();
+        } else {
+          model.train_step_without_data();
+        }
+      }
       settle();  // the previous step's logs, while this one runs
-      queued = Queued{std::move(l), w, step};
+      if (l.valid()) queued = Queued{std::move(l), w, step};
       ++steps_run;
-      if (stop_requested()) {
+      const bool stop_here = dp == nullptr ? stop_requested() : any_rank(stop_requested(), dp->communicator());
+      if (stop_here) {
         settle();
         interrupted = step + 1 < steps || epoch + 1 < o.epochs;
-        if (!interrupted) break;
-        const std::string state = fit_state_json(callbacks, epoch, &m, samples, progress.seconds());
-        for (const auto& cb : callbacks) {
+        if (!interrupted) break;  // the last step: the epoch ends as usual
+        // The job's partial sums, for the resume state (any number of ranks may resume it).
+        if (dp != nullptr) reduce_means(m, &samples, model, dp->communicator());
+        const std::string state = fit_state_json(callbacks_here, epoch, &m, samples, progress.seconds());
+        for (const auto& cb : callbacks_here) {
           cb->current_epoch = epoch;
           cb->next_step = step + 1;
           cb->fit_state = state;
@@ -559,33 +684,36 @@ History fit(TrainableModel& model, const BatchSource& train, const FitOptions& o
     }
     settle();
     if (interrupted) break;
+    if (dp != nullptr) reduce_means(m, &samples, model, dp->communicator());
     Logs logs = m.mean();
     logs["lr"] = lr;
     logs["seconds"] = progress.seconds();
     logs["samples_per_second"] = logs["seconds"] > 0 ? samples / logs["seconds"] : 0;
     if (validation != nullptr) {
-      for (const auto& cb : callbacks) cb->on_test_begin(model);
-      for (const auto& [k, v] : evaluate(model, *validation, o.validation_steps)) logs["val_" + k] = v;
+      for (const auto& cb : callbacks_here) cb->on_test_begin(model);
+      for (const auto& [k, v] : evaluate_impl(model, *validation, o.validation_steps, dp.get()))
+        logs["val_" + k] = v;
     }
     history.epochs.push_back(logs);
     progress.end(logs);
     bool stop = false;
-    for (const auto& cb : callbacks) {
+    for (const auto& cb : callbacks_here) {
       cb->current_epoch = epoch + 1;
       cb->next_step = 0;
       cb->on_epoch_end(epoch, logs, model);
       stop = stop || cb->stop_training;
     }
-    const std::string state = fit_state_json(callbacks, epoch + 1, nullptr, 0, 0);
-    for (const auto& cb : callbacks) cb->fit_state = state;
-    for (const auto& cb : callbacks) cb->on_epoch_committed(epoch, model);
+    const std::string state = fit_state_json(callbacks_here, epoch + 1, nullptr, 0, 0);
+    for (const auto& cb : callbacks_here) cb->fit_state = state;
+    for (const auto& cb : callbacks_here) cb->on_epoch_committed(epoch, model);
     if (stop) break;
     // A stop asked for during validation or the callbacks: before the next epoch starts.
-    if (g_stop.load() && epoch + 1 < o.epochs) interrupted = true;
+    const bool stop_now = dp == nullptr ? g_stop.load() : any_rank(g_stop.load(), dp->communicator());
+    if (stop_now && epoch + 1 < o.epochs) interrupted = true;
   }
   g_interrupted = interrupted;
-  if (interrupted && o.verbose > 0) (o.out ? *o.out : std::cout) << "\nInterrupted: stopped at the end of the step.\n";
-  for (const auto& cb : callbacks) cb->on_train_end(model, interrupted);
+  if (interrupted && po.verbose > 0) (o.out ? *o.out : std::cout) << "\nInterrupted: stopped at the end of the step.\n";
+  for (const auto& cb : callbacks_here) cb->on_train_end(model, interrupted);
   return history;
 }
 

@@ -676,6 +676,8 @@ void Model::backward(const std::vector<Tensor>& d_outputs) {
     } else {
       const Tensor dx = s.node->layer()->backward(grad[i]);
       if (dx.defined()) accumulate(s.in.front(), dx);
+      // (Each layer is applied once: its gradients are complete now.)
+      if (hook_ != nullptr) hook_->on_layer_backward(*s.node->layer());
     }
     grad[i] = Tensor();
   }
@@ -726,7 +728,9 @@ PendingBatchLogs Model::run_batch(const std::vector<Tensor>& x, const Tensor& y,
   const detail::BatchLoss l =
       detail::batch_loss(who(), *compile_, dtype_, out.y, out.mask, y, sample_weight);
   if (train) {
-    backward({l.grad});
+    if (hook_ != nullptr) hook_->on_backward_begin();
+    backward({scaled_loss_grad(l.grad)});
+    if (hook_ != nullptr) hook_->on_backward_end();
     optimizer_->step();
   }
   last_weight_ = double(x.front().dim(0));

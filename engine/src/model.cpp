@@ -95,6 +95,21 @@ const ParameterStore& Sequential::parameters() const {
   return *store_;
 }
 
+Tensor TrainableModel::scaled_loss_grad(const Tensor& grad) const {
+  if (hook_ == nullptr) return grad;
+  const double s = hook_->loss_scale();
+  if (s == 1.0) return grad;
+  return ops::mul(grad, Tensor::full(grad.shape(), s, grad.dtype(), grad.device()));
+}
+
+void TrainableModel::train_step_without_data() {
+  RECUR_CHECK(compiled(), Value, "train_step_without_data: compile the model first");
+  parameters().zero_grads();
+  if (hook_ != nullptr) hook_->on_backward_begin();
+  if (hook_ != nullptr) hook_->on_backward_end();
+  optimizer().step();
+}
+
 TrainableModel::~TrainableModel() {
   try {
     backend(arena_device_).allocator().drop_arenas(region_owner_);
@@ -253,6 +268,7 @@ void Sequential::backward(const Tensor& dy) {
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
     // Nobody reads the gradient of the model's input: the first layer skips it.
     d = (*it)->backward(d, std::next(it) != layers_.rend());
+    if (hook_ != nullptr) hook_->on_layer_backward(**it);
     if (!d.defined()) break;  // the input has no gradient (token ids)
   }
 }
@@ -369,7 +385,9 @@ PendingBatchLogs Sequential::run_batch(const Tensor& x, const Tensor& y, const T
   const detail::BatchLoss l =
       detail::batch_loss(who(), *compile_, dtype_, out.y, out.mask, y, sample_weight);
   if (train) {
-    backward(l.grad);
+    if (hook_ != nullptr) hook_->on_backward_begin();
+    backward(scaled_loss_grad(l.grad));
+    if (hook_ != nullptr) hook_->on_backward_end();
     optimizer_->step();
   }
   last_weight_ = double(x.dim(0));

@@ -1,6 +1,8 @@
 // Device parsing, CUDA availability and the default device.
 #include "recur/host/device.h"
 
+#include "recur/host/communicator.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
@@ -88,7 +90,10 @@ Device default_device() {
     }
     return d;
   }
-  return cuda_device_count() > 0 ? Device::cuda(0) : Device::cpu();
+  const int gpus = cuda_device_count();
+  if (gpus == 0) return Device::cpu();
+  // One GPU per rank of a job on this machine (mpirun, srun: communicator.h).
+  return Device::cuda(launch_info().local_rank % gpus);
 }
 
 void set_default_device(std::optional<Device> device) {

@@ -6,6 +6,7 @@
 
 #include "cuda_api.h"
 #include "recur/common/error.h"
+#include "recur/host/communicator.h"
 #include "recur/host/allocator.h"
 #include "recur/host/device.h"
 #include "recur/kernels/cpu.h"
@@ -23,6 +24,8 @@ SystemInfo system_info() {
   cuda_host::fill_system_info(info);
 #endif
   if (cuda_device_count() == 0) info.cuda_status = cuda_unavailable_reason();
+  info.mpi = mpi_version();
+  info.nccl = nccl_version();
   try {
     info.default_device = default_device().str();
   } catch (const Error& e) {
@@ -61,6 +64,7 @@ std::string format_system_info(const SystemInfo& info) {
          << format_bytes(g.l2_bytes) << ", shared memory " << format_bytes(g.shared_memory_per_sm)
          << " per SM\n";
   }
+  os << "distributed: " << info.mpi << "; " << info.nccl << "\n";
   os << "default device: " << info.default_device << "\n";
   return os.str();
 }

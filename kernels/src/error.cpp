@@ -16,6 +16,7 @@ const char* error_kind_name(ErrorKind kind) {
     case ErrorKind::Cublas: return "cuBLAS error";
     case ErrorKind::Cudnn: return "cuDNN error";
     case ErrorKind::Internal: return "internal error";
+    case ErrorKind::Distributed: return "distributed error";
   }
   return "error";
 }
@@ -59,6 +60,7 @@ void throw_error(ErrorKind kind, const std::string& message, const char* stateme
     case ErrorKind::Cublas: throw CublasError(message, s, f, line);
     case ErrorKind::Cudnn: throw CudnnError(message, s, f, line);
     case ErrorKind::Internal: throw InternalError(message, s, f, line);
+    case ErrorKind::Distributed: throw DistributedError(message, s, f, line);
   }
   throw InternalError(message, s, f, line);
 }

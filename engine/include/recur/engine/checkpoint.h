@@ -79,6 +79,7 @@ class ModelCheckpoint final : public Callback {
   void on_train_end(TrainableModel& model, bool interrupted) override;
   int best_epoch() const { return inner_.best_epoch(); }
   double best() const { return inner_.best(); }
+  bool rank_zero_only() const override { return true; }  // data-parallel fit: rank 0 writes
   std::string state_key() const override { return inner_.state_key(); }
   std::string save_state() const override { return inner_.save_state(); }
   void load_state(const std::string& json) override { inner_.load_state(json); }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "recur/engine/model.h"  // TrainableModel: Sequential, and Model in functional.h
+#include "recur/host/communicator.h"
 
 namespace recur {
 
@@ -43,7 +44,16 @@ class BatchSource {
   // Batches in `epoch` (fit's steps when steps_per_epoch is 0): size(), unless
   // the count differs between epochs (length bucketing with a token budget).
   virtual std::int64_t epoch_size(std::int64_t /*epoch*/) const { return size(); }
+  // Data-parallel training (data_parallel.h): rank `part` of `parts`'s share of
+  // batch `index` of `epoch`, rows shard_rows(rows, part, parts) of get()'s
+  // batch, with *rows set to the whole batch's rows. The default reads the
+  // whole batch and slices it; a source that can read rows alone overrides it.
+  // May return a batch with no rows (an undefined x and inputs).
+  virtual Batch get_shard(std::int64_t epoch, std::int64_t index, int part, int parts, std::int64_t* rows) const;
 };
+
+// Rows [begin, end) of every tensor of `b` (x, y, mask, sample_weight, inputs, masks).
+Batch slice_batch(const Batch& b, std::int64_t begin, std::int64_t end);
 
 // Host arrays x [N, ...] and y [N, ...] (CPU tensors), cut into batches of
 // batch_size rows (the last one smaller), reshuffled each epoch from `seed`
@@ -54,8 +64,11 @@ class ArrayBatches final : public BatchSource {
                std::uint64_t seed = 0, Device device = default_device());
   std::int64_t size() const override;
   Batch get(std::int64_t epoch, std::int64_t index) const override;
+  // Gathers this rank's rows alone.
+  Batch get_shard(std::int64_t epoch, std::int64_t index, int part, int parts, std::int64_t* rows) const override;
 
  private:
+  Batch rows(std::int64_t epoch, std::int64_t index, int part, int parts, std::int64_t* total) const;
   Tensor x_, y_;
   std::int64_t batch_;
   bool shuffle_;
@@ -100,6 +113,10 @@ class Callback {
   virtual std::string state_key() const { return ""; }
   virtual std::string save_state() const { return ""; }
   virtual void load_state(const std::string& /*json*/) {}
+  // Data-parallel fit: a callback that writes files (checkpoints, history)
+  // runs on rank 0 alone; the others run on every rank (they see the same
+  // logs, reduced across ranks, and so decide alike).
+  virtual bool rank_zero_only() const { return false; }
   // Set by a callback to end training after this epoch (Keras's model.stop_training).
   bool stop_training = false;
   // Set by fit before on_epoch_end and on_train_end: where a resumed run would
@@ -178,6 +195,7 @@ class LambdaCheckpoint : public Callback {
   void on_epoch_committed(int epoch, TrainableModel& model) override;
   double best() const { return best_; }
   int best_epoch() const { return best_epoch_; }
+  bool rank_zero_only() const override { return true; }
   // The best value and its epoch: a resumed run saves only on a real improvement.
   std::string state_key() const override { return "ModelCheckpoint"; }
   std::string save_state() const override;
@@ -201,6 +219,7 @@ class HistoryLogger final : public Callback {
   void on_epoch_end(int epoch, const Logs& logs, TrainableModel& model) override;
   // Every epoch of the run, resumed parts included.
   const History& history() const { return history_; }
+  bool rank_zero_only() const override { return true; }
   std::string state_key() const override { return "HistoryLogger"; }
   std::string save_state() const override;
   void load_state(const std::string& json) override;
@@ -231,6 +250,18 @@ struct FitOptions {
   // Stop as request_stop does after this many training steps of this call
   // (0: no limit): for time-boxed runs and for tests of interruption.
   std::int64_t stop_after_steps = 0;
+  // Data-parallel training (data_parallel.h, docs/distributed.md). Auto: when
+  // the process was launched as one of several ranks (mpirun, srun:
+  // launch_info()), train on the job's world communicator; Off: never; On:
+  // always (an error in a build without MPI). `communicator`, when set, is used
+  // instead of the world's. With several ranks: each trains on its share of
+  // every batch (the BatchSource's batches are the whole job's), gradients
+  // are summed in buckets during backward, epoch logs and validation metrics
+  // are reduced over the ranks, and only rank 0 prints progress and runs the
+  // callbacks that write files (Callback::rank_zero_only).
+  enum class Distributed { Auto, Off, On };
+  Distributed distributed = Distributed::Auto;
+  std::shared_ptr<Communicator> communicator;
 };
 
 // Trains `model` (compiled): a Sequential or a functional Model. Returns the history (also on interruption).

@@ -67,6 +67,20 @@ class PendingBatchLogs {
   bool ready_ = false;
 };
 
+// Called by a model's training step around its backward pass (data_parallel.h
+// sums the gradients across ranks through one): loss_scale() multiplies
+// d(loss)/d(prediction) before backward; on_layer_backward(layer) follows each
+// layer's backward, when that layer's parameter gradients are complete; after
+// on_backward_end() the gradients are the ones the optimizer steps with.
+class GradientHook {
+ public:
+  virtual ~GradientHook() = default;
+  virtual double loss_scale() const = 0;
+  virtual void on_backward_begin() = 0;
+  virtual void on_layer_backward(const Layer& layer) = 0;
+  virtual void on_backward_end() = 0;
+};
+
 // What training loops, callbacks and checkpoints need from a model: Sequential
 // and the functional Model (functional.h) both provide it, so fit, evaluate and
 // checkpoints work on either. Inputs are given as a list (one tensor per model
@@ -106,6 +120,14 @@ class TrainableModel {
     return test_step_async(x, y, masks, sample_weight).read();
   }
 
+  // The gradient hook of training steps (not owned; nullptr: none).
+  void set_gradient_hook(GradientHook* hook) { hook_ = hook; }
+  GradientHook* gradient_hook() const { return hook_; }
+  // A training step without data, for a data-parallel rank whose share of a
+  // batch is empty: zero gradients, the hook's begin and end (its all-reduce),
+  // the optimizer step.
+  void train_step_without_data();
+
   // Memory of the last batch (train_on_batch or test_on_batch), from the
   // device's allocator. Peak: bytes in use at the batch's high point
   // (parameters, optimizer state, inputs and activations). Working: the part
@@ -131,6 +153,10 @@ class TrainableModel {
   // The device whose allocator the destructor tells to drop this model's arenas.
   Device arena_device_ = Device::cpu();
   StepMemory step_memory_, train_step_memory_;
+  GradientHook* hook_ = nullptr;
+  // d(loss)/d(pred) as the hook wants it (scaled by loss_scale()), and the
+  // hook's begin, around which the model's run_batch calls backward.
+  Tensor scaled_loss_grad(const Tensor& grad) const;
 
  private:
   std::uint64_t region_owner_ = CachingAllocator::new_region_owner();

@@ -1,6 +1,7 @@
 // Devices: where tensors live and ops run. The default device is the first CUDA
-// device when recur was built with CUDA and one is present, else the CPU;
-// RECUR_DEVICE=cpu|cuda|cuda:N or set_default_device() override it.
+// device when recur was built with CUDA and one is present (in a job launched
+// by mpirun or srun, the GPU of the rank's local rank, modulo the GPUs), else
+// the CPU; RECUR_DEVICE=cpu|cuda|cuda:N or set_default_device() override it.
 #pragma once
 
 #include <optional>

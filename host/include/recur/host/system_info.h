@@ -31,6 +31,7 @@ struct SystemInfo {
   std::string cuda_status;       // why no GPU, when there is none
   std::vector<GpuInfo> gpus;
   std::string default_device;
+  std::string mpi, nccl;  // distributed training: versions, or why not built in
 };
 
 SystemInfo system_info();

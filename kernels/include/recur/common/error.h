@@ -22,6 +22,7 @@ enum class ErrorKind {
   Cublas,       // a cuBLAS status other than success
   Cudnn,        // a cuDNN status other than success
   Internal,     // a broken invariant inside recur: a bug
+  Distributed,  // a collective across ranks failed or timed out (communicator.h)
 };
 
 const char* error_kind_name(ErrorKind kind);
@@ -58,6 +59,7 @@ RECUR_DEFINE_ERROR(UnsupportedError, Unsupported)
 RECUR_DEFINE_ERROR(CudaError, Cuda)
 RECUR_DEFINE_ERROR(CublasError, Cublas)
 RECUR_DEFINE_ERROR(CudnnError, Cudnn)
+RECUR_DEFINE_ERROR(DistributedError, Distributed)
 RECUR_DEFINE_ERROR(InternalError, Internal)
 #undef RECUR_DEFINE_ERROR
 
