@@ -1053,6 +1053,66 @@ int ensemble(const ForecastOptions& o) {
   return 0;
 }
 
+// ---- search ----------------------------------------------------------------------------------
+// Trains every (zoo model, feature set) of a small grid with --no-test into OUT/<model>_<features>,
+// and writes OUT/search.md and OUT/search.json: the runs sorted by validation MAE. The test split
+// is never touched: evaluate the chosen run afterwards, once.
+int search(const ForecastOptions& o) {
+  std::ostream& out = out_stream(o);
+  const std::size_t runs = o.search_models.size() * o.search_features.size();
+  RECUR_CHECK(runs >= 1 && runs <= 16, Value, "search: ", o.search_models.size(), " models x ",
+              o.search_features.size(), " feature sets = ", runs, " runs; give 1 to 16");
+  RECUR_CHECK(o.config.empty(), Value, "search takes zoo models (--models), not --model-config");
+  for (const std::string& m : o.search_models) zoo_model(m);  // every name checked before training
+  for (const std::string& f : o.search_features) ts::parse_features(f);
+  const fs::path dir(o.out);
+  check_out_writable(dir);
+  RECUR_CHECK(!fs::exists(dir / "search.json") || o.overwrite, Value, "--out '", o.out,
+              "' holds a search (search.json); pass --overwrite to replace it, or another --out");
+  json rows = json::array();
+  for (const std::string& m : o.search_models)
+    for (const std::string& f : o.search_features) {
+      ForecastOptions ro = o;
+      ro.model = m;
+      ro.features = f;
+      ro.no_test = true;
+      std::string name = m + "_" + f;
+      for (char& c : name)
+        if (c == ',') c = '+';
+      ro.out = (dir / name).string();
+      out << "== " << name << " into " << ro.out << "\n" << std::flush;
+      const int rc = train(ro);
+      if (rc != 0) return rc;
+      const json r = json::parse(read_file(fs::path(ro.out) / "results.json"));
+      rows.push_back({{"run", name}, {"model", m}, {"features", r.at("features")}, {"best_epoch", r.at("best_epoch")},
+                      {"epochs_run", r.at("epochs_run")}, {"val_mae_degc", r.at("val_mae_degc")},
+                      {"wall_seconds", r.at("wall_seconds")}});
+    }
+  std::vector<json> sorted(rows.begin(), rows.end());
+  std::stable_sort(sorted.begin(), sorted.end(), [](const json& a, const json& b) {
+    return a.at("val_mae_degc").get<double>() < b.at("val_mae_degc").get<double>();
+  });
+  std::ostringstream md;
+  md << "| run | model | features | best epoch (of run) | validation MAE (degC) | wall time (min) |\n|---|---|---|---|---|---|\n";
+  for (const json& r : sorted) {
+    std::string feats;
+    for (const auto& x : r.at("features")) feats += (feats.empty() ? "" : ",") + x.get<std::string>();
+    md << "| `" << r.at("run").get<std::string>() << "` | `" << r.at("model").get<std::string>() << "` | "
+       << (feats.empty() ? "none" : feats) << " | " << r.at("best_epoch").get<int>() << " (of "
+       << r.at("epochs_run").get<int>() << ") | " << fixed(r.at("val_mae_degc").get<double>()) << " | "
+       << fixed(r.at("wall_seconds").get<double>() / 60, 1) << " |\n";
+  }
+  fs::create_directories(dir);
+  write_file(dir / "search.json", json(sorted).dump(2) + "\n");
+  write_file(dir / "search.md", md.str());
+  out << md.str();
+  const std::string best = (dir / sorted.front().at("run").get<std::string>()).string();
+  std::cout << "best by validation: " << sorted.front().at("run").get<std::string>() << " ("
+            << fixed(sorted.front().at("val_mae_degc").get<double>()) << " degC); test it once with: recur forecast "
+            << "evaluate --model-dir " << best << "\n";
+  return 0;
+}
+
 int list_models() {
   for (const ZooModel& z : kZoo) {
     ModelConfig c = model_config_from_json(zoo_config(z), z.name);
@@ -1089,7 +1149,12 @@ CLI::App* add_forecast_command(CLI::App& app, ForecastOptions& o) {
   CLI::App* t = f->add_subcommand("train", "train a model on the Jena climate data and test it");
   CLI::App* en = f->add_subcommand("ensemble", "train K models with different seeds (or take trained runs) and "
                                                "evaluate their averaged forecasts");
-  for (CLI::App* c : {t, en}) {  // the ensemble trains its members with train's options
+  CLI::App* se = f->add_subcommand("search", "train a small grid of models and feature sets with --no-test, and "
+                                            "write the table sorted by validation MAE");
+  se->add_option("--models", o.search_models, "zoo models to try")->capture_default_str();
+  se->add_option("--feature-sets", o.search_features, "--features values to try (e.g. none time time,wind)")
+      ->capture_default_str();
+  for (CLI::App* c : {t, en, se}) {  // the ensemble and the search train with train's options
     c->add_option("--model", o.model, "zoo model: dense, gru, gru-dropout, stacked-gru, bidirectional-gru, lstm, conv, "
                                       "conv-gru, gru-wide, gru-deep")
         ->capture_default_str();
@@ -1153,6 +1218,7 @@ int run_forecast(CLI::App& f, const ForecastOptions& o) {
                   "give --model or --model-config, not both");
   if (f.got_subcommand("train")) return train(o);
   if (f.got_subcommand("ensemble")) return ensemble(o);
+  if (f.got_subcommand("search")) return search(o);
   if (f.got_subcommand("evaluate")) return evaluate_dir(o);
   if (f.got_subcommand("predict")) return predict(o);
   if (f.got_subcommand("models")) return list_models();

@@ -6,6 +6,7 @@
 //   recur forecast evaluate --model-dir DIR [--data FILE]
 //   recur forecast predict --model-dir DIR --input RECENT.csv [--fill-gaps]
 //   recur forecast ensemble --out DIR (--k K [train options] | --members DIR...)
+//   recur forecast search --out DIR [--models M...] [--feature-sets F...] [train options]
 //   recur forecast models            the zoo, with each model's summary
 #pragma once
 
@@ -47,6 +48,9 @@ struct ForecastOptions {
   // ensemble
   int k = 0;                         // members to train (seeds seed .. seed + k - 1)
   std::vector<std::string> members;  // or: trained run directories
+  // search: a bounded grid, every run validation-only
+  std::vector<std::string> search_models{"gru"};
+  std::vector<std::string> search_features{"none", "time"};
   // evaluate / predict
   std::string model_dir;
   std::string input;

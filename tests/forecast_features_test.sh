@@ -131,7 +131,16 @@ expect neither 1 "give --k K (train K members) or --members DIR..."
 run again "${TRAIN[@]/train/ensemble}" --members time --out twice
 expect again 1 "holds an ensemble (ensemble.json); pass --overwrite"
 
-# 6. --no-test.
+# 6. search: a bounded grid, validation only, sorted.
+run search "${TRAIN[@]/train/search}" --data "$PLAIN" --models gru dense --feature-sets none time --out search
+expect search 0 "best by validation: "
+[ "$(grep -c '^| `' search/search.md)" = 4 ] && ! grep -q '"test_mae_degc": [0-9]' search/*/results.json &&
+  python3 -c "import json,sys; v=[r['val_mae_degc'] for r in json.load(open('search/search.json'))]; sys.exit(v!=sorted(v))" &&
+  ok "search: 4 runs sorted by validation, no test figure" || { bad "search: table"; cat search/search.md; }
+run search_big "${TRAIN[@]/train/search}" --data "$PLAIN" --models gru dense lstm conv gru-dropout --feature-sets none time all wind --out sb
+expect search_big 1 "search: 5 models x 4 feature sets = 20 runs; give 1 to 16"
+
+# 7. --no-test.
 run notest "${TRAIN[@]}" --data "$PLAIN" --no-test --out notest
 expect notest 0 "test not evaluated (--no-test)"
 grep -q '"test_mae_degc": null' notest/results.json && ok "notest: no test figure" || bad "notest: a test figure"

@@ -559,9 +559,6 @@ TEST_F(JenaBundled, NaiveBaselineMatchesTheReference) {
   EXPECT_NEAR(sum / double(gen.windows()), val.mae, 1e-9);
 }
 
-}  // namespace
-}  // namespace recur::test
-
 // ---- derived features (issue 17) ----------------------------------------------------------
 
 TEST(TimeseriesFeatures, ParsesNamesAndRefusesUnknownOnes) {
@@ -677,3 +674,6 @@ TEST(TimeseriesWindows, MultiHorizonTargetsUpToTheDelay) {
   bad.horizons = 0;
   EXPECT_THROW(ts::WindowGenerator(t, 1, bad, {0, 30}, 4, false), ValueError);
 }
+
+}  // namespace
+}  // namespace recur::test
