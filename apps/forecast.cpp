@@ -599,8 +599,7 @@ int train(const ForecastOptions& o) {
   for (const Logs& l : h.epochs) samples_per_s += l.at("samples_per_second") / double(h.epochs.size());
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   // The results line: printed with --quiet too.
-  std::cout << "best epoch " << best_epoch << " of " << h.epochs.size() << ": validation MAE " << fixed(val_mae * scale)
-            << " degC";
+  std::cout << "best epoch " << best_epoch << ": validation MAE " << fixed(val_mae * scale) << " degC";
   if (o.no_test) {
     std::cout << " (naive " << fixed(naive_val.mae_units) << " degC); test not evaluated (--no-test)";
   } else {
@@ -610,7 +609,7 @@ int train(const ForecastOptions& o) {
               << (gain >= 0 ? fixed(gain, 1) + "% better than naive" : fixed(-gain, 1) + "% worse than naive")
               << " on test)";
   }
-  std::cout << "; " << fixed(wall / 60, 1) << " min\n";
+  std::cout << "; " << h.epochs.size() << " epochs run, " << fixed(wall / 60, 1) << " min\n";
   if (o.horizons > 1) {
     out << "validation MAE per horizon (degC): " << horizons_text(val_score, d.spec, d.interval) << "\n";
     if (!o.no_test) out << "test MAE per horizon (degC): " << horizons_text(test_score, d.spec, d.interval) << "\n";
