@@ -321,7 +321,8 @@ void check_out_writable(const fs::path& dir) {
 }
 
 // The fields of forecast.json that a resumed run must share with the run it continues.
-const char* const kResumeFields[] = {"model", "columns", "features", "horizons", "target", "interval_seconds", "lookback", "step",
+const char* const kResumeFields[] = {"model", "columns", "features", "horizons", "early_stopping", "reduce_lr",
+                                     "learning_rate", "target", "interval_seconds", "lookback", "step",
                                      "delay", "batch_size", "seed", "steps_per_epoch", "normalizer"};
 
 void check_same_run(const json& mine, const fs::path& file, const std::string& what) {
@@ -488,6 +489,9 @@ int train(const ForecastOptions& o) {
   fj["source_columns"] = d.source_columns;
   fj["features"] = d.features.names();
   fj["horizons"] = o.horizons;
+  fj["early_stopping"] = o.early_stopping;  // patience, 0: off
+  fj["reduce_lr"] = o.reduce_lr;            // patience, 0: off
+  fj["learning_rate"] = o.learning_rate;    // 0: the model config's
   fj["target"] = o.target;
   fj["interval_seconds"] = d.interval;
   fj["lookback"] = o.lookback;
@@ -1217,7 +1221,11 @@ int run_forecast(CLI::App& f, const ForecastOptions& o) {
                   "give --model or --model-config, not both");
   if (f.got_subcommand("train")) return train(o);
   if (f.got_subcommand("ensemble")) return ensemble(o);
-  if (f.got_subcommand("search")) return search(o);
+  if (f.got_subcommand("search")) {
+    RECUR_CHECK(f.get_subcommand("search")->count("--features") == 0 && f.get_subcommand("search")->count("--model") == 0,
+                Value, "search tries --models and --feature-sets; --model and --features are train's");
+    return search(o);
+  }
   if (f.got_subcommand("evaluate")) return evaluate_dir(o);
   if (f.got_subcommand("predict")) return predict(o);
   if (f.got_subcommand("models")) return list_models();

@@ -137,10 +137,21 @@ expect search 0 "best by validation: "
 [ "$(grep -c '^| `' search/search.md)" = 4 ] && ! grep -q '"test_mae_degc": [0-9]' search/*/results.json &&
   python3 -c "import json,sys; v=[r['val_mae_degc'] for r in json.load(open('search/search.json'))]; sys.exit(v!=sorted(v))" &&
   ok "search: 4 runs sorted by validation, no test figure" || { bad "search: table"; cat search/search.md; }
+run search_features "${TRAIN[@]/train/search}" --data "$PLAIN" --features time --out sf
+expect search_features 1 "search tries --models and --feature-sets; --model and --features are train's"
 run search_big "${TRAIN[@]/train/search}" --data "$PLAIN" --models gru dense lstm conv gru-dropout --feature-sets none time all wind --out sb
 expect search_big 1 "search: 5 models x 4 feature sets = 20 runs; give 1 to 16"
 
-# 7. --no-test.
+# 7. The schedule options are part of the run: --resume with others is refused.
+SCHED=(--device cpu forecast train --epochs 2 --steps-per-epoch 2 --batch-size 16 --validation-steps 1 --lookback 1d)
+run stopped "${SCHED[@]}" --data "$PLAIN" --early-stopping 3 --stop-after-steps 1 --out sched
+expect stopped 130 "interrupted: the state is in"
+run resume_other "${SCHED[@]}" --data "$PLAIN" --early-stopping 4 --resume sched/interrupted.safetensors --out sched
+expect resume_other 1 "has early_stopping 3, this command 4; give the run's --early-stopping"
+run resume_same "${SCHED[@]}" --data "$PLAIN" --early-stopping 3 --resume sched/interrupted.safetensors --out sched
+expect resume_same 0 "best epoch"
+
+# 8. --no-test.
 run notest "${TRAIN[@]}" --data "$PLAIN" --no-test --out notest
 expect notest 0 "test not evaluated (--no-test)"
 grep -q '"test_mae_degc": null' notest/results.json && ok "notest: no test figure" || bad "notest: a test figure"
