@@ -5,11 +5,14 @@
 //                        [--resume DIR/interrupted.safetensors | --overwrite] ...
 //   recur forecast evaluate --model-dir DIR [--data FILE]
 //   recur forecast predict --model-dir DIR --input RECENT.csv [--fill-gaps]
+//   recur forecast ensemble --out DIR (--k K [train options] | --members DIR...)
+//   recur forecast search --out DIR [--models M...] [--feature-sets F...] [train options]
 //   recur forecast models            the zoo, with each model's summary
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace CLI {
 class App;
@@ -36,6 +39,18 @@ struct ForecastOptions {
   std::int64_t stop_after_steps = 0;  // tests: stop as Ctrl-C does after N steps
   bool quiet = false;
   bool fill_gaps = false;  // predict: interpolate missing rows inside the lookback
+  std::string features = "none";  // --features: none, all, or a comma list of time, wind
+  std::int64_t horizons = 1;      // targets per window (timeseries.h WindowSpec::horizons)
+  int early_stopping = 0;         // patience in epochs; 0: off
+  int reduce_lr = 0;              // ReduceLROnPlateau patience in epochs (factor 0.5); 0: off
+  double learning_rate = 0;       // 0: the model config's
+  bool no_test = false;           // model selection: validation only, the test split untouched
+  // ensemble
+  int k = 0;                         // members to train (seeds seed .. seed + k - 1)
+  std::vector<std::string> members;  // or: trained run directories
+  // search: a bounded grid, every run validation-only
+  std::vector<std::string> search_models{"gru"};
+  std::vector<std::string> search_features{"none", "time"};
   // evaluate / predict
   std::string model_dir;
   std::string input;

@@ -559,5 +559,121 @@ TEST_F(JenaBundled, NaiveBaselineMatchesTheReference) {
   EXPECT_NEAR(sum / double(gen.windows()), val.mae, 1e-9);
 }
 
+// ---- derived features (issue 17) ----------------------------------------------------------
+
+TEST(TimeseriesFeatures, ParsesNamesAndRefusesUnknownOnes) {
+  EXPECT_TRUE(ts::parse_features("none").names().empty());
+  EXPECT_EQ(ts::parse_features("time").names(), (std::vector<std::string>{"time"}));
+  EXPECT_EQ(ts::parse_features("wind, time").names(), (std::vector<std::string>{"time", "wind"}));
+  const ts::FeatureSet all = ts::parse_features("all");
+  EXPECT_TRUE(all.time && all.wind_if_available && !all.wind);
+  // `all` takes the wind only where the data has a direction (the bundled file has none).
+  EXPECT_EQ(ts::resolve_features(all, {"T (degC)", "wv (m/s)"}).names(), (std::vector<std::string>{"time"}));
+  EXPECT_EQ(ts::resolve_features(all, {"T (degC)", "wv (m/s)", "wd (deg)"}).names(),
+            (std::vector<std::string>{"time", "wind"}));
+  for (const char* bad : {"sun", "time,", "", "Time", "all,time", "none,wind"})
+    EXPECT_CONTAINS(error_of<ValueError>([&] { ts::parse_features(bad); }), "give none, all, or a comma list");
+  EXPECT_CONTAINS(error_of<ValueError>([&] { ts::parse_features("time,sun"); }), "unknown feature 'sun'");
+  EXPECT_EQ(ts::features_from_names({"time", "wind"}).names(), (std::vector<std::string>{"time", "wind"}));
+  EXPECT_THROW(ts::features_from_names({"moon"}), ValueError);
+}
+
+TEST(TimeseriesFeatures, DayAndYearFractionsAtKnownTimestamps) {
+  EXPECT_DOUBLE_EQ(ts::day_fraction(ts::parse_timestamp("01.01.2009 00:00:00")), 0.0);
+  EXPECT_DOUBLE_EQ(ts::day_fraction(ts::parse_timestamp("17.03.2013 12:00:00")), 0.5);
+  EXPECT_DOUBLE_EQ(ts::day_fraction(ts::parse_timestamp("17.03.2013 06:00:00")), 0.25);
+  EXPECT_DOUBLE_EQ(ts::day_fraction(ts::parse_timestamp("17.03.2013 00:10:00")), 600.0 / 86400);
+  EXPECT_DOUBLE_EQ(ts::year_fraction(ts::parse_timestamp("01.01.2009 00:00:00")), 0.0);
+  EXPECT_DOUBLE_EQ(ts::year_fraction(ts::parse_timestamp("01.07.2009 00:00:00")), 181.0 / 365);  // 2009: 365 days
+  EXPECT_DOUBLE_EQ(ts::year_fraction(ts::parse_timestamp("01.07.2012 00:00:00")), 182.0 / 366);  // 2012: leap
+  EXPECT_DOUBLE_EQ(ts::year_fraction(ts::parse_timestamp("31.12.2016 23:00:00")), (365.0 * 24 + 23) / (366 * 24));
+  EXPECT_DOUBLE_EQ(ts::year_fraction(ts::parse_timestamp("01.01.2017 00:00:00")), 0.0);
+}
+
+TEST(TimeseriesFeatures, TimeColumnsAreSineCosinePairs) {
+  ts::TimeseriesTable t;
+  t.columns = {"T (degC)"};
+  for (const char* when : {"01.01.2010 00:00:00", "01.01.2010 12:00:00", "01.07.2010 06:00:00", "01.07.2010 18:00:00"})
+    t.timestamps.push_back(ts::parse_timestamp(when));
+  t.values = {1, 2, 3, 4};
+  ts::FeatureSet f;
+  f.time = true;
+  const ts::TimeseriesTable o = ts::add_features(t, f);
+  EXPECT_EQ(o.columns, (std::vector<std::string>{"T (degC)", "day sin", "day cos", "year sin", "year cos"}));
+  EXPECT_EQ(o.timestamps, t.timestamps);
+  const double pi = std::acos(-1.0), jul = 2 * pi * 181 / 365;  // 01.07 of 2010, at midnight
+  const double expect[4][5] = {
+      {1, 0, 1, 0, 1},                                                                   // midnight, Jan 1
+      {2, 0, -1, std::sin(pi / 365), std::cos(pi / 365)},                                // noon, Jan 1
+      {3, 1, 0, std::sin(jul + pi / 2 / 365), std::cos(jul + pi / 2 / 365)},             // 06:00, Jul 1
+      {4, -1, 0, std::sin(jul + 1.5 * pi / 365), std::cos(jul + 1.5 * pi / 365)}};      // 18:00, Jul 1
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 5; ++c) EXPECT_NEAR(o.at(r, c), expect[r][c], 1e-6) << "row " << r << " column " << c;
+  EXPECT_LT(o.at(2, 4), -0.99);  // July 1 is half a year on: cos near -1
+  EXPECT_THROW(ts::add_features(o, f), ValueError);  // the columns exist already
+}
+
+TEST(TimeseriesFeatures, WindVectorFromSpeedAndDirection) {
+  auto near = [](ts::WindVector w, double x, double y) {
+    EXPECT_NEAR(w.x, x, 1e-12);
+    EXPECT_NEAR(w.y, y, 1e-12);
+  };
+  near(ts::wind_vector(2, 0), 2, 0);
+  near(ts::wind_vector(2, 90), 0, 2);
+  near(ts::wind_vector(2, 180), -2, 0);
+  near(ts::wind_vector(2, 270), 0, -2);
+  near(ts::wind_vector(std::sqrt(2.0), 45), 1, 1);
+  near(ts::wind_vector(0, 123), 0, 0);
+  near(ts::wind_vector(-9999, 90), 0, 0);  // the missing-speed sentinel: calm
+  near(ts::wind_vector(3, -9999), 0, 0);   // a missing direction: cannot be placed
+  near(ts::wind_vector(3, 361), 0, 0);
+  near(ts::wind_vector(3, std::nan("")), 0, 0);
+
+  ts::TimeseriesTable t;
+  t.columns = {"T (degC)", "wv (m/s)", "max. wv (m/s)", "wd (deg)"};
+  t.timestamps = {0, 3600, 7200, 10800};
+  t.values = {5, 2, 4, 90,  6, -9999, 3, 180,  7, 1, 2, -9999,  8, 3, 6, 0};
+  ts::FeatureSet f;
+  f.wind = true;
+  const ts::TimeseriesTable o = ts::add_features(t, f);
+  EXPECT_EQ(o.columns,
+            (std::vector<std::string>{"T (degC)", "Wx (m/s)", "Wy (m/s)", "max. Wx (m/s)", "max. Wy (m/s)"}));
+  const float expect[4][5] = {{5, 0, 2, 0, 4}, {6, 0, 0, -3, 0}, {7, 0, 0, 0, 0}, {8, 3, 0, 6, 0}};
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 5; ++c) EXPECT_NEAR(o.at(r, c), expect[r][c], 1e-6) << "row " << r << " column " << c;
+
+  // No direction (the bundled file): a clear refusal naming what is missing.
+  ts::TimeseriesTable nodir;
+  nodir.columns = {"T (degC)", "wv (m/s)"};
+  nodir.timestamps = {0};
+  nodir.values = {1, 2};
+  nodir.report.source = "hourly.csv";
+  const std::string msg = error_of<ValueError>([&] { ts::add_features(nodir, f); });
+  EXPECT_CONTAINS(msg, "hourly.csv: the wind feature needs");
+  EXPECT_CONTAINS(msg, "missing: 'wd (deg)'");
+  EXPECT_CONTAINS(msg, "leave wind out of --features");
+  ts::FeatureSet unresolved = ts::parse_features("all");
+  EXPECT_THROW(ts::add_features(nodir, unresolved), ValueError);  // `all` is resolved first
+}
+
+TEST(TimeseriesWindows, MultiHorizonTargetsUpToTheDelay) {
+  const ts::TimeseriesTable t = ramp_table();
+  ts::WindowSpec spec{6, 2, 6};
+  spec.horizons = 3;  // targets at t + 2, t + 4, t + 6
+  ts::WindowGenerator g(t, 1, spec, {0, 30}, 4, false);
+  EXPECT_EQ(g.windows(), 30 - 6 - 6 + 1);  // the same windows as one horizon at the delay
+  const ts::WindowBatch b = g.batch(0, 0);
+  EXPECT_EQ(b.horizons, 3);
+  EXPECT_EQ(std::vector<float>(b.y.begin(), b.y.begin() + 6), (std::vector<float>{107, 109, 111, 108, 110, 112}));
+  EXPECT_EQ(b.y_tensor(Device::cpu()).shape(), (Shape{4, 3}));
+  EXPECT_EQ(g.batch(0, g.steps_per_epoch() - 1).y.back(), 129);  // the last row is the last window's last target
+  ts::WindowSpec bad{6, 2, 6};
+  bad.horizons = 4;
+  EXPECT_CONTAINS(error_of<ValueError>([&] { ts::WindowGenerator(t, 1, bad, {0, 30}, 4, false); }),
+                  "horizons (4) must be at least 1 and, above 1, divide the delay (6 rows)");
+  bad.horizons = 0;
+  EXPECT_THROW(ts::WindowGenerator(t, 1, bad, {0, 30}, 4, false), ValueError);
+}
+
 }  // namespace
 }  // namespace recur::test

@@ -215,6 +215,9 @@ std::int64_t check_windows(const TimeseriesTable& table, int target, const Windo
               spec.lookback, " rows) must be a positive multiple of the step (", spec.step,
               " rows)");
   RECUR_CHECK(spec.delay >= 0, Value, "window delay must not be negative, got ", spec.delay);
+  RECUR_CHECK(spec.horizons >= 1 && (spec.horizons == 1 || (spec.delay >= spec.horizons && spec.delay % spec.horizons == 0)),
+              Value, "horizons (", spec.horizons, ") must be at least 1 and, above 1, divide the delay (", spec.delay,
+              " rows)");
   RECUR_CHECK(split.begin >= 0 && split.begin <= split.end && split.end <= table.rows(), Value,
               "split [", split.begin, ", ", split.end, ") is not inside the table's ",
               table.rows(), " rows");
@@ -615,7 +618,7 @@ Tensor WindowBatch::x_tensor(Device device) const {
 }
 
 Tensor WindowBatch::y_tensor(Device device) const {
-  return Tensor::from_vector(y, {size, 1}, device);
+  return Tensor::from_vector(y, {size, horizons}, device);
 }
 
 WindowGenerator::WindowGenerator(const TimeseriesTable& table, int target_column, WindowSpec spec,
@@ -654,15 +657,17 @@ WindowBatch WindowGenerator::batch(std::int64_t epoch, std::int64_t k) const {
   b.size = std::min(batch_, windows_ - k * batch_);
   b.samples = spec_.samples();
   b.features = table_.cols();
+  b.horizons = spec_.horizons;
   const std::size_t F = std::size_t(b.features);
   b.x.resize(std::size_t(b.size * b.samples) * F);
-  b.y.resize(std::size_t(b.size));
+  b.y.resize(std::size_t(b.size * b.horizons));
   b.now.resize(std::size_t(b.size));
   float* x = b.x.data();
   for (std::int64_t i = 0; i < b.size; ++i) {
     const std::int64_t t = now_row(cached_order_[std::size_t(k * batch_ + i)]);
     b.now[std::size_t(i)] = t;
-    b.y[std::size_t(i)] = table_.at(t + spec_.delay, target_);
+    for (std::int64_t h = 0; h < b.horizons; ++h)
+      b.y[std::size_t(i * b.horizons + h)] = table_.at(t + spec_.horizon_rows(h), target_);
     for (std::int64_t j = 0; j < b.samples; ++j, x += F) {
       const std::int64_t row = t - spec_.lookback + spec_.step * (j + 1);
       const float* src = table_.values.data() + std::size_t(row) * F;
@@ -670,6 +675,166 @@ WindowBatch WindowGenerator::batch(std::int64_t epoch, std::int64_t k) const {
     }
   }
   return b;
+}
+
+// ---- derived features --------------------------------------------------------------------
+
+namespace {
+constexpr const char* kSpeed = "wv (m/s)";
+constexpr const char* kMaxSpeed = "max. wv (m/s)";
+constexpr const char* kDirection = "wd (deg)";
+constexpr double kTwoPi = 6.283185307179586476925286766559;
+}  // namespace
+
+std::vector<std::string> FeatureSet::names() const {
+  std::vector<std::string> n;
+  if (time) n.emplace_back("time");
+  if (wind) n.emplace_back("wind");
+  return n;
+}
+
+FeatureSet parse_features(const std::string& text) {
+  FeatureSet f;
+  const std::string_view all = trim(text);
+  if (all == "none") return f;
+  if (all == "all") {
+    f.time = true;
+    f.wind_if_available = true;
+    return f;
+  }
+  std::vector<std::string_view> words;
+  split_fields(all, words);
+  for (std::string_view w : words) {
+    w = trim(w);
+    if (w == "time") f.time = true;
+    else if (w == "wind") f.wind = true;
+    else
+      RECUR_THROW(Value, "--features '", text, "': unknown feature '", w,
+                  "'; give none, all, or a comma list of time (day and year as sine/cosine pairs) and wind "
+                  "(the wind as a vector; needs the wind direction 'wd (deg)')");
+  }
+  return f;
+}
+
+FeatureSet features_from_names(const std::vector<std::string>& names) {
+  FeatureSet f;
+  for (const std::string& n : names) {
+    if (n == "time") f.time = true;
+    else if (n == "wind") f.wind = true;
+    else RECUR_THROW(Value, "unknown feature '", n, "' (known: time, wind)");
+  }
+  return f;
+}
+
+FeatureSet resolve_features(FeatureSet f, const std::vector<std::string>& columns) {
+  if (f.wind_if_available) {
+    auto has = [&](const char* c) { return std::find(columns.begin(), columns.end(), c) != columns.end(); };
+    f.wind = f.wind || (has(kSpeed) && has(kDirection));
+    f.wind_if_available = false;
+  }
+  return f;
+}
+
+std::vector<std::string> feature_inputs(const FeatureSet& f) {
+  if (f.wind) return {kSpeed, kDirection};
+  return {};
+}
+
+double day_fraction(std::int64_t timestamp) {
+  const std::int64_t days = floor_div(timestamp, 86400);
+  return double(timestamp - days * 86400) / 86400.0;
+}
+
+double year_fraction(std::int64_t timestamp) {
+  const std::int64_t days = floor_div(timestamp, 86400);
+  std::int64_t y = 1970 + floor_div(days, 366);
+  while (days_from_civil(y + 1, 1, 1) <= days) ++y;
+  const std::int64_t start = days_from_civil(y, 1, 1) * 86400;
+  const std::int64_t length = (is_leap(y) ? 366 : 365) * std::int64_t(86400);
+  return double(timestamp - start) / double(length);
+}
+
+WindVector wind_vector(double speed, double direction_degrees) {
+  if (!(speed > 0)) return {};  // calm, the -9999 sentinel, any negative speed, NaN
+  if (!(direction_degrees >= 0 && direction_degrees <= 360)) return {};  // -9999, NaN, out of range
+  const double r = direction_degrees * kTwoPi / 360.0;
+  return {speed * std::cos(r), speed * std::sin(r)};
+}
+
+TimeseriesTable add_features(const TimeseriesTable& table, const FeatureSet& f) {
+  RECUR_CHECK(!f.wind_if_available, Value, "add_features: resolve 'all' first (resolve_features)");
+  const auto find = [&](const char* name) {
+    const auto it = std::find(table.columns.begin(), table.columns.end(), name);
+    return it == table.columns.end() ? -1 : int(it - table.columns.begin());
+  };
+  const int speed = find(kSpeed), direction = find(kDirection), max_speed = find(kMaxSpeed);
+  if (f.wind) {
+    std::string missing;
+    if (speed < 0) missing += std::string("'") + kSpeed + "'";
+    if (direction < 0) missing += (missing.empty() ? "'" : " and '") + std::string(kDirection) + "'";
+    RECUR_CHECK(missing.empty(), Value, table.report.source.empty() ? std::string("the data") : table.report.source,
+                ": the wind feature needs the wind speed '", kSpeed, "' and direction '", kDirection, "'; missing: ",
+                missing, " (the columns are ", quoted_list(table.columns),
+                "); the bundled hourly file has no wind direction: use the official 14-column file, or leave "
+                "wind out of --features");
+  }
+  // The output columns: source column index, or a negative code for a computed one.
+  enum : int { kWx = -1, kWy = -2, kMaxWx = -3, kMaxWy = -4, kDaySin = -5, kDayCos = -6, kYearSin = -7, kYearCos = -8 };
+  std::vector<std::pair<std::string, int>> out;
+  for (int c = 0; c < int(table.cols()); ++c) {
+    if (f.wind && c == direction) continue;
+    if (f.wind && c == speed) {
+      out.emplace_back("Wx (m/s)", kWx);
+      out.emplace_back("Wy (m/s)", kWy);
+    } else if (f.wind && c == max_speed) {
+      out.emplace_back("max. Wx (m/s)", kMaxWx);
+      out.emplace_back("max. Wy (m/s)", kMaxWy);
+    } else {
+      out.emplace_back(table.columns[std::size_t(c)], c);
+    }
+  }
+  if (f.time)
+    for (const auto& [name, code] : std::initializer_list<std::pair<const char*, int>>{
+             {"day sin", kDaySin}, {"day cos", kDayCos}, {"year sin", kYearSin}, {"year cos", kYearCos}})
+      out.emplace_back(name, code);
+  for (const auto& [name, code] : out)
+    if (code < 0)
+      RECUR_CHECK(find(name.c_str()) < 0, Value, "the feature column '", name, "' is already a column of ",
+                  table.report.source.empty() ? std::string("the data") : table.report.source);
+
+  TimeseriesTable t;
+  t.timestamps = table.timestamps;
+  t.report = table.report;
+  for (const auto& [name, code] : out) t.columns.push_back(name);
+  const std::size_t nc = out.size();
+  t.values.resize(std::size_t(table.rows()) * nc);
+  for (std::int64_t r = 0; r < table.rows(); ++r) {
+    const std::int64_t when = table.timestamps[std::size_t(r)];
+    WindVector w, wmax;
+    if (f.wind) {
+      w = wind_vector(table.at(r, speed), table.at(r, direction));
+      if (max_speed >= 0) wmax = wind_vector(table.at(r, max_speed), table.at(r, direction));
+    }
+    const double day = kTwoPi * (f.time ? day_fraction(when) : 0), year = kTwoPi * (f.time ? year_fraction(when) : 0);
+    float* row = t.values.data() + std::size_t(r) * nc;
+    for (std::size_t k = 0; k < nc; ++k) {
+      const int code = out[k].second;
+      double v = 0;
+      switch (code) {
+        case kWx: v = w.x; break;
+        case kWy: v = w.y; break;
+        case kMaxWx: v = wmax.x; break;
+        case kMaxWy: v = wmax.y; break;
+        case kDaySin: v = std::sin(day); break;
+        case kDayCos: v = std::cos(day); break;
+        case kYearSin: v = std::sin(year); break;
+        case kYearCos: v = std::cos(year); break;
+        default: v = table.at(r, code);
+      }
+      row[k] = float(v);
+    }
+  }
+  return t;
 }
 
 // ---- the naive baseline ------------------------------------------------------------------

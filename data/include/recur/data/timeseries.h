@@ -174,7 +174,13 @@ struct WindowSpec {
   std::int64_t lookback = 0;  // L rows spanned by the inputs, a multiple of step
   std::int64_t step = 1;      // s: every s-th row of the span is read
   std::int64_t delay = 0;     // D: the target is D rows after the window's last input
+  // H: targets per window. 1: the target at row t + D. H > 1 (D a multiple of H): the
+  // target at rows t + (h + 1) * D / H, h = 0 .. H-1 (a direct multi-horizon forecast;
+  // the last is t + D, so a split owns the same windows whatever H is).
+  std::int64_t horizons = 1;
   std::int64_t samples() const { return step > 0 ? lookback / step : 0; }  // n = L / s
+  // Rows from t to the target of horizon h.
+  std::int64_t horizon_rows(std::int64_t h) const { return horizons > 1 ? (h + 1) * (delay / horizons) : delay; }
 };
 
 // One batch, on the host. Rows are windows; the last batch of an epoch may be short.
@@ -182,12 +188,13 @@ struct WindowBatch {
   std::int64_t size = 0;        // B, windows in this batch
   std::int64_t samples = 0;     // n = lookback / step
   std::int64_t features = 0;    // F, the table's columns
+  std::int64_t horizons = 1;    // H (WindowSpec::horizons)
   std::vector<float> x;         // [B, n, F], row-major
-  std::vector<float> y;         // [B, 1]: the target column at row t + D
+  std::vector<float> y;         // [B, H]: the target column at row t + D (H = 1), or at each horizon
   std::vector<std::int64_t> now;  // [B]: row t (the last input row) of each window
 
   Tensor x_tensor(Device device) const;  // [B, n, F] float32 on `device`
-  Tensor y_tensor(Device device) const;  // [B, 1]
+  Tensor y_tensor(Device device) const;  // [B, H]
 };
 
 // Batches of the windows of one split (see the top of this file). Training
@@ -234,6 +241,50 @@ class WindowGenerator {
   mutable std::int64_t cached_epoch_ = -1;
   mutable std::vector<std::int64_t> cached_order_;
 };
+
+// ---- derived features ----------------------------------------------------------------
+//
+// Columns computed from a table, appended (time) or replacing columns (wind), before
+// normalisation; `recur forecast --features` chooses them and records the choice.
+//   time: "day sin", "day cos" = sin/cos(2 pi f_day), f_day = (seconds since midnight) / 86400;
+//         "year sin", "year cos" = sin/cos(2 pi f_year), f_year = (seconds since Jan 1
+//         00:00 of the timestamp's year) / (that year's length, 365 or 366 days).
+//         Timestamps carry no time zone: they are the file's clock.
+//   wind: `wv (m/s)` (speed) and `wd (deg)` (direction, degrees) become "Wx (m/s)" =
+//         v cos(d) and "Wy (m/s)" = v sin(d), at the place of `wv (m/s)`; `max. wv (m/s)`,
+//         when present, becomes "max. Wx (m/s)" and "max. Wy (m/s)" with the same
+//         direction. A speed of -9999 (the file's sentinel; the reader already sets it to
+//         0) or below 0 counts as calm (0, 0); so does a direction of -9999 or one that is
+//         not a number from 0 to 360 (the speed cannot be placed without it).
+struct FeatureSet {
+  bool time = false;
+  bool wind = false;
+  bool wind_if_available = false;  // "all": wind when the data has a direction
+  // ["time", "wind"], the chosen ones in this order ("none" when empty).
+  std::vector<std::string> names() const;
+};
+
+// "none", "all", or a comma list of "time" and "wind" (e.g. "time,wind"); ValueError
+// naming the word and the choices otherwise.
+FeatureSet parse_features(const std::string& text);
+// Names as FeatureSet::names() writes them, back to a set (ValueError on an unknown name).
+FeatureSet features_from_names(const std::vector<std::string>& names);
+// `all` resolved against the columns a file has: wind only when `wv (m/s)` and `wd (deg)` are there.
+FeatureSet resolve_features(FeatureSet f, const std::vector<std::string>& columns);
+// The file columns the features need (wind: `wv (m/s)`, `wd (deg)`).
+std::vector<std::string> feature_inputs(const FeatureSet& f);
+
+double day_fraction(std::int64_t timestamp);   // [0, 1)
+double year_fraction(std::int64_t timestamp);  // [0, 1)
+struct WindVector {
+  double x = 0, y = 0;
+};
+WindVector wind_vector(double speed, double direction_degrees);
+
+// The table with the features: time columns appended after the others, wind columns
+// replacing speed and direction. ValueError (naming the table's source file) when wind
+// is asked for and `wv (m/s)` or `wd (deg)` is missing. The report is kept.
+TimeseriesTable add_features(const TimeseriesTable& table, const FeatureSet& f);
 
 // ---- the naive baseline -----------------------------------------------------------
 
