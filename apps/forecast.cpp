@@ -65,14 +65,21 @@ const ZooModel kZoo[] = {
          {"type": "MaxPooling1D", "pool_size": 3},
          {"type": "Conv1D", "filters": 32, "kernel_size": 5, "activation": "relu"},
          {"type": "GRU", "units": 32, "dropout": 0.1, "recurrent_dropout": 0.5}, {"type": "Dense", "units": 1}])"},
-    // Beyond the book (issue 17): wider and deeper GRUs with recurrent dropout. Any layer-wise
-    // variant is a --model-config file away (docs/forecast.md). A `gru-attention` entry belongs
-    // here once the engine has an Attention layer.
+    // Beyond the book (issue 17): wider and deeper GRUs with recurrent dropout, and attention
+    // over the GRU's states (docs/attention.md). Any layer-wise variant is a --model-config file
+    // away (docs/forecast.md).
     {"gru-wide", "GRU 64 (dropout 0.1, recurrent 0.25), Dense 1", 30,
      R"([{"type": "GRU", "units": 64, "dropout": 0.1, "recurrent_dropout": 0.25}, {"type": "Dense", "units": 1}])"},
     {"gru-deep", "GRU 48 (sequences; dropout 0.1, recurrent 0.25), GRU 48 (same), Dense 1", 30,
      R"([{"type": "GRU", "units": 48, "return_sequences": true, "dropout": 0.1, "recurrent_dropout": 0.25},
          {"type": "GRU", "units": 48, "dropout": 0.1, "recurrent_dropout": 0.25}, {"type": "Dense", "units": 1}])"},
+    {"gru-attention",
+     "GRU 32 (sequences; dropout 0.1, recurrent 0.25), AttentionPooling (dot, the last state as query, scaled), "
+     "Dense 1",
+     30,
+     R"([{"type": "GRU", "units": 32, "return_sequences": true, "dropout": 0.1, "recurrent_dropout": 0.25},
+         {"type": "AttentionPooling", "score_mode": "dot", "query": "last", "use_scale": true},
+         {"type": "Dense", "units": 1}])"},
 };
 
 const ZooModel& zoo_model(const std::string& name) {
