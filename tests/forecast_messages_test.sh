@@ -56,7 +56,7 @@ expect missing 1 "cannot open '/nonexistent/jena.csv': No such file or directory
 no_source_paths missing
 RECUR_LOG=debug "$RECUR" "${TRAIN[@]}" "${SMALL[@]}" --data /nonexistent/jena.csv --out m >debug.log 2>&1
 rc=$?
-expect debug 1 "timeseries.cpp:"
+expect debug 1 "file_read.cpp:"
 run binary "${TRAIN[@]}" "${SMALL[@]}" --data "$DATA/not_a_csv.bin" --out bin
 expect binary 1 "not_a_csv.bin:2: column 'T (degC)': cannot parse '\\x1b[31m\\xff\\x01' as a number"
 grep -q $'\x1b' binary.log && bad "binary: a raw escape byte reached the terminal"

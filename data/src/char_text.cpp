@@ -1,5 +1,6 @@
 // Character-level text: see recur/data/char_text.h.
 #include "recur/data/char_text.h"
+#include "recur/data/file_read.h"
 
 #include <zlib.h>
 
@@ -19,31 +20,7 @@ namespace recur::chartext {
 using json = nlohmann::json;
 
 std::string read_text(const std::string& path) {
-  // fopen first: a clear message when the file is missing or is a directory.
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) RECUR_THROW(IO, "cannot open '", path, "': ", std::strerror(errno));
-  std::fclose(f);
-  gzFile gz = gzopen(path.c_str(), "rb");  // passes plain files through unchanged
-  if (gz == nullptr) RECUR_THROW(IO, "cannot open '", path, "': ", std::strerror(errno));
-  gzbuffer(gz, 1 << 16);
-  std::string text;
-  constexpr unsigned kChunk = 1 << 16;
-  const std::unique_ptr<char[]> chunk(new char[kChunk]);
-  for (;;) {
-    const int n = gzread(gz, chunk.get(), kChunk);
-    if (n < 0) {
-      int code = 0;
-      const std::string msg = gzerror(gz, &code);
-      gzclose(gz);
-      RECUR_THROW(IO, "cannot read '", path, "': ", msg);
-    }
-    if (n == 0) break;
-    text.append(chunk.get(), std::size_t(n));
-  }
-  int code = Z_OK;
-  const std::string msg = gzerror(gz, &code);  // a truncated stream shows only here
-  gzclose(gz);
-  if (code != Z_OK) RECUR_THROW(IO, "'", path, "' is a corrupt or truncated gzip file: ", msg);
+  const std::string text = recur::data::read_file(path);
   RECUR_CHECK(!text.empty(), IO, "'", path, "' holds no text");
   const std::size_t nul = text.find('\0');
   RECUR_CHECK(nul == std::string::npos, Value, "'", path, "' is not a text file: a NUL byte at offset ", nul);

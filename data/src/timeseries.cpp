@@ -2,6 +2,7 @@
 // splits, the normaliser (JSON via nlohmann), durations, windows and the naive
 // baseline. The window definition is documented in the header.
 #include "recur/data/timeseries.h"
+#include "recur/data/file_read.h"
 
 #include <zlib.h>
 
@@ -28,44 +29,6 @@ namespace {
 constexpr const char* kDateTime = "Date Time";
 
 // ---- reading the file ----------------------------------------------------------
-
-// The whole file, decompressed when it is gzip.
-std::string read_all(const std::string& path, bool* gzip) {
-  // fopen first: for a clear message when the file is missing, and for the magic bytes.
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) RECUR_THROW(IO, "cannot open '", path, "': ", std::strerror(errno));
-  unsigned char magic[2] = {0, 0};
-  const std::size_t got = std::fread(magic, 1, 2, f);
-  std::fclose(f);
-  *gzip = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-
-  gzFile gz = gzopen(path.c_str(), "rb");  // passes plain files through unchanged
-  if (gz == nullptr) RECUR_THROW(IO, "cannot open '", path, "': ", std::strerror(errno));
-  gzbuffer(gz, 1 << 16);
-  std::string text;
-  std::error_code ec;
-  const auto bytes = std::filesystem::file_size(path, ec);
-  if (!ec) text.reserve(std::size_t(bytes) * (*gzip ? 4 : 1) + 1);  // CSV compresses ~3.5x
-  constexpr unsigned kChunk = 1 << 16;
-  const std::unique_ptr<char[]> chunk(new char[kChunk]);  // not zero-filled
-  for (;;) {
-    const int n = gzread(gz, chunk.get(), kChunk);
-    if (n < 0) {
-      int code = 0;
-      const std::string msg = gzerror(gz, &code);
-      gzclose(gz);
-      RECUR_THROW(IO, "cannot read '", path, "': ", msg);
-    }
-    if (n == 0) break;
-    text.append(chunk.get(), std::size_t(n));
-  }
-  // gzread reports a truncated stream only through gzerror (Z_BUF_ERROR).
-  int code = Z_OK;
-  const std::string msg = gzerror(gz, &code);
-  gzclose(gz);
-  if (code != Z_OK) RECUR_THROW(IO, "'", path, "' is a corrupt or truncated gzip file: ", msg);
-  return text;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -285,7 +248,7 @@ std::string ReadReport::summary() const {
 TimeseriesTable read_jena_csv(const std::string& path, const std::vector<std::string>& columns) {
   ReadReport report;
   report.source = path;
-  const std::string text = read_all(path, &report.gzip);
+  const std::string text = recur::data::read_file(path, &report.gzip);
 
   std::string_view rest(text);
   if (rest.size() >= 3 && rest.substr(0, 3) == "\xEF\xBB\xBF") rest.remove_prefix(3);  // BOM
