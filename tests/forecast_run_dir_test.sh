@@ -15,18 +15,11 @@ DATA=$2
 WORK=$3
 rm -rf "$WORK"
 mkdir -p "$WORK"
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh" || exit 1  # ok, bad, run, expect
 cd "$WORK" || exit 1
 fail=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fail=1; }
 BASE=(--device cpu forecast train --steps-per-epoch 3 --batch-size 16 --validation-steps 2 --lookback 1d --data "$DATA")
 COMMON=("${BASE[@]}" --epochs 4)
-run() {  # run NAME ARGS...: output in NAME.log, exit code in $rc
-  local name=$1
-  shift
-  "$RECUR" "$@" >"$name.log" 2>&1
-  rc=$?
-}
 snapshot() { (cd "$1" && find . -type f | sort | xargs sha256sum); }
 # history.csv without the timing columns (seconds, samples_per_second)
 figures() { awk -F, 'NR==1 { for (i = 1; i <= NF; i++) keep[i] = ($i != "seconds" && $i != "samples_per_second") }

@@ -13,25 +13,9 @@ DATA=$2
 WORK=$3
 rm -rf "$WORK"
 mkdir -p "$WORK"
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh" || exit 1  # ok, bad, run, expect
 cd "$WORK" || exit 1
 fail=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fail=1; }
-run() {  # run NAME ARGS...: output in NAME.log, exit code in $rc
-  local name=$1
-  shift
-  "$RECUR" "$@" >"$name.log" 2>&1
-  rc=$?
-}
-expect() {  # expect NAME RC TEXT: exit code RC (or "nonzero") and TEXT in the output
-  local name=$1 want=$2 text=$3
-  if { [ "$want" = nonzero ] && [ $rc -ne 0 ] || [ "$rc" = "$want" ]; } && grep -qF -- "$text" "$name.log"; then
-    ok "$name"
-  else
-    bad "$name: rc $rc (want $want), looking for: $text"
-    cat "$name.log"
-  fi
-}
 TINY=$DATA/imdb_tiny
 
 # 1. Train: the loss falls and the test accuracy is well above chance (60 held-out reviews).
