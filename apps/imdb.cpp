@@ -292,7 +292,7 @@ int train(const ImdbOptions& options) {
   }
   const ZooModel* zoo = o.config.empty() ? &zoo_model(o.model) : nullptr;
   const bool multi_hot = zoo && zoo->multi_hot;
-  RECUR_CHECK(!multi_hot || (o.pad == 0 && o.max_length == 0 && o.token_budget == 0), Value,
+  RECUR_CHECK(!multi_hot || (o.pad == 0 && o.max_length <= 0 && o.token_budget == 0), Value,
               "--pad, --max-length and --token-budget are for sequence models; ", o.model,
               " reads a bag of words and bigrams");
   RECUR_CHECK(o.pad == 0 || o.token_budget == 0, Value, "--token-budget is for variable-length batches; with --pad "
@@ -365,7 +365,11 @@ int train(const ImdbOptions& options) {
   run["validation_split"] = o.validation_split;
   run["max_tokens"] = vo.max_tokens;
   run["pad"] = o.pad;
-  run["max_length"] = o.max_length;
+  // --max-length's default: the last 500 tokens for variable-length batches
+  // of tokens; nothing to cut with --pad (which truncates) or a bag of words.
+  const std::int64_t max_length =
+      o.max_length >= 0 ? o.max_length : (multi_hot || o.pad > 0 ? 0 : kDefaultMaxLength);
+  run["max_length"] = max_length;
   run["token_budget"] = o.token_budget;
   run["min_length"] = min_length;
   run["batch_size"] = o.batch_size;
@@ -376,7 +380,7 @@ int train(const ImdbOptions& options) {
   Layout layout;
   layout.batch_size = o.batch_size;
   layout.pad = o.pad;
-  layout.max_length = o.max_length;
+  layout.max_length = max_length;
   layout.min_length = min_length;
   layout.token_budget = o.token_budget;
   layout.columns = multi_hot ? tv.vocabulary_size() : 0;
@@ -652,8 +656,9 @@ CLI::App* add_imdb_command(CLI::App& app, ImdbOptions& o) {
   t->add_option("--pad", o.pad, "pad or truncate every review to N tokens, as the book (0: variable length, "
                                 "bucketed by length, masked)")
       ->check(int_range(0, 1000000))->capture_default_str();
-  t->add_option("--max-length", o.max_length, "variable length: keep at most the last N tokens (0: all)")
-      ->check(int_range(0, 1000000))->capture_default_str();
+  t->add_option("--max-length", o.max_length,
+                "variable length: keep at most the last N tokens (0: all; default 500, the tokens --pad 500 keeps)")
+      ->check(int_range(0, 1000000));
   t->add_option("--token-budget", o.token_budget,
                 "variable length: at most N padded tokens a batch, so batches of short reviews hold more of them "
                 "(up to --batch-size; 0: no budget)")

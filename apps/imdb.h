@@ -17,6 +17,10 @@ class App;
 
 namespace recur::app {
 
+// The variable-length default of --max-length: the book's maxlen, so that a
+// variable-length run reads the same tokens as a --pad 500 run.
+inline constexpr std::int64_t kDefaultMaxLength = 500;
+
 struct ImdbOptions {
   // train
   std::string model = "lstm";
@@ -27,7 +31,9 @@ struct ImdbOptions {
   std::int64_t batch_size = 32;
   std::int64_t max_tokens = 0;  // vocabulary size, padding and OOV included (Keras); 0: the model's
   std::int64_t pad = 0;             // 0: variable length, bucketed; N: every review padded/truncated to N
-  std::int64_t max_length = 0;      // variable length: longer reviews keep their last tokens (0: all)
+  // Variable length: longer reviews keep their last max_length tokens (0: all;
+  // -1: kDefaultMaxLength for sequence models, the tokens --pad 500 keeps).
+  std::int64_t max_length = -1;
   std::int64_t token_budget = 0;    // variable length: at most this many padded tokens a batch (0: none)
   double validation_split = 0.2;    // carved from train when --data has no validation split
   std::int64_t steps_per_epoch = 0;   // 0: every batch

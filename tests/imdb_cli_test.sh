@@ -33,6 +33,8 @@ for f in imdb.json model.json vocabulary.json best.safetensors results.json hist
   [ -s "run/$f" ] && ok "run/$f" || bad "run/$f missing"
 done
 grep -q '"format": "recur.text_vectorization/1"' run/vocabulary.json && ok "vocabulary.json" || bad "vocabulary.json format"
+# Variable length keeps the last 500 tokens by default (the tokens --pad 500 keeps).
+grep -q '"max_length": 500' run/imdb.json && ok "default --max-length 500 (imdb.json)" || bad "imdb.json max_length is not 500"
 
 # 2. The run directory is not overwritten by accident.
 run again --device cpu imdb train --data "$TINY" --epochs 1 --out run
@@ -77,6 +79,10 @@ fi
 # 5. Padded as the book, and a convolutional model on reviews shorter than its receptive field.
 run pad --device cpu imdb train --data "$TINY" --model gru --pad 12 --epochs 2 --out pad
 expect pad 0 "every review padded or truncated to 12 tokens"
+grep -q '"max_length": 0' pad/imdb.json && ok "--pad: no --max-length" || bad "pad/imdb.json max_length is not 0"
+run all_tokens --device cpu imdb train --data "$TINY" --model lstm --epochs 1 --max-length 0 --no-test --out all_tokens
+expect all_tokens 0 "best epoch 1"
+grep -q '"max_length": 0' all_tokens/imdb.json && ok "--max-length 0 keeps every token" || bad "all_tokens/imdb.json max_length is not 0"
 run attn --device cpu imdb train --data "$TINY" --model lstm-attention --epochs 10 --batch-size 8 --out attn
 expect attn 0 "test accuracy"
 attn_acc=$(sed -n 's/.*test accuracy \([0-9.]*\) (60 reviews).*/\1/p' attn.log)
@@ -97,6 +103,7 @@ expect budget_pad 1 "--token-budget is for variable-length batches"
 # 5b. The bag of words and bigrams (multi-hot): trains, and predicts from its saved vocabulary.
 run bigrams --device cpu imdb train --data "$TINY" --model bag-of-bigrams --epochs 10 --batch-size 8 --out bigrams
 expect bigrams 0 "words and bigrams (max_tokens 20000"
+grep -q '"max_length": 0' bigrams/imdb.json && ok "bigrams: no --max-length" || bad "bigrams/imdb.json max_length is not 0"
 grep -q '"output_mode": "multi_hot"' bigrams/vocabulary.json && grep -q '"ngrams": 2' bigrams/vocabulary.json &&
   ok "bigrams: vocabulary.json multi_hot, ngrams 2" || bad "bigrams: vocabulary.json options"
 run bigrams_predict --device cpu imdb predict --model-dir bigrams good.txt poor.txt

@@ -210,6 +210,47 @@ TEST(StepArena, EscapingBlocksStayWithTheCache) {
   EXPECT_EQ(a.stats().in_use, 0u);
 }
 
+// An owner whose keys keep changing (variable-length batches) stops being
+// planned once kPlansPerOwner plans in a row were dropped unused: its regions
+// then come from the cache, which is no longer emptied by each new recording,
+// and its kept plans still replay. Another owner is planned as before.
+TEST(StepArena, OwnerWithEverNewKeysStopsRecording) {
+  auto raw = std::make_unique<CountingRaw>();
+  CountingRaw& counts = *raw;
+  CachingAllocator a("test", std::move(raw));
+  if (!a.arenas_enabled()) GTEST_SKIP() << "RECUR_STEP_ARENA=0 in the environment";
+  const std::uint64_t owner = CachingAllocator::new_region_owner();
+  auto step = [&](std::uint64_t o, std::uint64_t key) {
+    a.begin_region(o, key);
+    Block x;
+    x.p = a.allocate(std::size_t(key) * 1000, x.bytes);
+    std::memset(x.p, 1, std::size_t(key) * 1000);
+    a.release(x.p, x.bytes);
+    a.end_region();
+  };
+  const std::uint64_t n = CachingAllocator::kPlansPerOwner;
+  for (std::uint64_t key = 1; key <= 2 * n; ++key) step(owner, key);
+  // Keys 1..n recorded; n + 1 .. 2n - 1 each dropped an unused plan and were
+  // recorded; key 2n found n unused drops in a row and ran from the cache.
+  EXPECT_EQ(a.arena_stats().regions_recorded, 2 * n - 1);
+  const int raw_calls = counts.calls;
+  for (int k = 0; k < 3; ++k) step(owner, 2 * n);  // unplanned: key 2n's block from the cache
+  EXPECT_EQ(a.arena_stats().regions_recorded, 2 * n - 1);
+  EXPECT_EQ(counts.calls, raw_calls);
+  const std::uint64_t replayed = a.arena_stats().regions_replayed;
+  step(owner, 2 * n - 1);  // still planned
+  EXPECT_EQ(a.arena_stats().regions_replayed, replayed + 1);
+  const std::uint64_t other = CachingAllocator::new_region_owner();
+  step(other, 3);
+  step(other, 3);
+  EXPECT_EQ(a.arena_stats().regions_recorded, 2 * n);
+  EXPECT_EQ(a.arena_stats().regions_replayed, replayed + 2);
+  a.drop_arenas(owner);
+  a.drop_arenas(other);
+  EXPECT_EQ(a.arena_stats().reserved, 0u);
+  EXPECT_EQ(a.stats().in_use, 0u);
+}
+
 std::unique_ptr<Sequential> gru_model(std::uint64_t seed) {
   auto m = std::make_unique<Sequential>("arena_gru");
   RecurrentOptions o;

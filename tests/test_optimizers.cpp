@@ -5,8 +5,10 @@
 // computed by hand; optimizer state restores a run exactly.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 
+#include "recur/kernels/cpu.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -313,6 +315,59 @@ TEST(OptimizerState, RestoresARunExactly) {
     bad[2].first = "nonsense";
     EXPECT_THROW(oc.load_state(bad), ValueError);
   }
+}
+
+// Plain RMSprop on the CPU skips the square root and division in blocks of
+// all-zero gradients (the untouched rows of an Embedding). It must give the
+// bits of the per-element formulas (optimizer_update_at) over several steps:
+// blocks of zeros, blocks with one nonzero, -0 gradients (on -0 parameters,
+// where p - inc differs in the sign of zero), and a partial last block.
+template <class T>
+void check_plain_rmsprop_bits(Random& rng) {
+  const std::int64_t n = 16 * 24 + 7;
+  auto vals = [&](float lo, float hi) {
+    const auto f = rng.floats(n, lo, hi);
+    return std::vector<T>(f.begin(), f.end());
+  };
+  std::vector<T> p = vals(-1.f, 1.f), v = vals(0.f, 0.01f);
+  for (std::int64_t i = 0; i < 5; ++i) p[std::size_t(i)] = T(-0.0);
+  std::vector<T> p_ref = p, v_ref = v;
+  for (int step = 0; step < 3; ++step) {
+    std::vector<T> g = vals(-1.f, 1.f);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::int64_t block = i / 16;
+      if (block % 3 == 0) g[std::size_t(i)] = T(0);                         // all zero
+      if (block % 3 == 1 && i % 16 != (block + step) % 16) g[std::size_t(i)] = T(0);  // one nonzero
+    }
+    for (std::int64_t i = 0; i < 5; ++i) g[std::size_t(i)] = T(-0.0);  // block 0: only -0 and +0
+    kernels::OptimizerArgs<T> a;
+    a.n = n;
+    a.grad = g.data();
+    a.lr = T(0.01);
+    a.rho = T(0.9);
+    a.epsilon = T(1e-7);
+    kernels::OptimizerArgs<T> r = a;
+    a.param = p.data(), a.slot0 = v.data();
+    r.param = p_ref.data(), r.slot0 = v_ref.data();
+    const std::vector<T> p_before = p, v_before = v;
+    kernels::cpu::optimizer_step(OptimizerKind::RMSprop, a);
+    for (std::int64_t i = 0; i < n; ++i)
+      kernels::optimizer_update_at<OptimizerKind::RMSprop>(r, i, T(1));
+    ASSERT_EQ(std::memcmp(p.data(), p_ref.data(), sizeof(T) * std::size_t(n)), 0) << "step " << step;
+    ASSERT_EQ(std::memcmp(v.data(), v_ref.data(), sizeof(T) * std::size_t(n)), 0) << "step " << step;
+    // The update did something: v decays where g is 0, p moves where g is not.
+    EXPECT_EQ(v[16 * 3], T(0.9) * v_before[16 * 3]);
+    EXPECT_EQ(p[16 * 3], p_before[16 * 3]);
+    EXPECT_NE(p[16 * 2], p_before[16 * 2]);
+  }
+  EXPECT_FALSE(std::signbit(p[0]));  // -0 - -0 = +0, as the full formula gives
+}
+
+TEST(Optimizers, PlainRmspropSkipsZeroGradientBlocksBitForBit) {
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()) + " (RECUR_TEST_SEED)");
+  check_plain_rmsprop_bits<float>(rng);
+  check_plain_rmsprop_bits<double>(rng);
 }
 
 TEST(Schedules, ExponentialDecayByHand) {

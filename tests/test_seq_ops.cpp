@@ -5,6 +5,7 @@
 #include <array>
 #include <functional>
 
+#include "recur/kernels/cpu.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -111,6 +112,33 @@ TEST_P(SeqOps, EmbeddingBadArgumentsSayWhatIsWrong) {
   expect_error([&] { ops::embedding_backward(I, Tensor::zeros({1, 2, 4}, DType::f32, dev()), W); },
                "'dy' has shape");
   expect_error([&] { ops::embedding_mask(Tensor::zeros({2}, DType::f32, dev())); }, "int32");
+}
+
+// Above the parallel threshold the CPU backward splits the columns among
+// threads: the sums (many tokens on few ids, in token order) are the same
+// bits for any thread count, and match a serial reference.
+TEST(SeqOpsThreads, EmbeddingBackwardIsTheSameForAnyThreadCount) {
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()) + " (RECUR_TEST_SEED)");
+  const Device cpu = Device::cpu();
+  const std::int64_t n = 40000, V = 50, D = 33;  // n * D above kernels::cpu::kParallelThreshold
+  ASSERT_GE(n * D, kernels::cpu::kParallelThreshold);
+  std::vector<std::int32_t> id(static_cast<std::size_t>(n));
+  const auto u = rng.floats(n, 0.f, float(V));
+  for (std::int64_t i = 0; i < n; ++i) id[std::size_t(i)] = std::min<std::int32_t>(std::int32_t(u[std::size_t(i)]), std::int32_t(V - 1));
+  const auto dy = rng.floats(n * D), dw0 = rng.floats(V * D);
+  std::vector<float> ref = dw0;
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t d = 0; d < D; ++d) ref[std::size_t(id[std::size_t(i)] * D + d)] += dy[std::size_t(i * D + d)];
+  Tensor I = Tensor::from_vector(id, {n, 1}, cpu), dY = Tensor::from_vector(dy, {n, 1, D}, cpu);
+  const int threads = kernels::cpu::num_threads();
+  for (int t : {1, 2, 3}) {
+    kernels::cpu::set_num_threads(t);
+    Tensor dW = Tensor::from_vector(dw0, {V, D}, cpu);
+    ops::embedding_backward(I, dY, dW);
+    EXPECT_EQ(dW.to_vector<float>(), ref) << t << " threads";
+  }
+  kernels::cpu::set_num_threads(threads);
 }
 
 TEST(SeqOpsGradients, EmbeddingFiniteDifferencesFloat64) {

@@ -121,6 +121,7 @@ struct CachingAllocator::Plan {
   bool orphan = false;   // dropped by its owner; freed when its last block is
   int stale_count = 0;
   bool disabled = false;
+  std::uint64_t replays = 0;  // regions served from its arena to the end
 };
 
 std::uint64_t CachingAllocator::new_region_owner() {
@@ -310,12 +311,25 @@ void CachingAllocator::begin_region(std::uint64_t owner, std::uint64_t key) {
     if (q->key == key) plan = q.get();
   }
   if (!plan) {
+    // An owner whose shapes keep changing (variable-length batches: one key
+    // per padded length) would record, empty the cache and allocate an arena
+    // at nearly every step, each plan dropped before its key comes back.
+    // After kPlansPerOwner plans in a row dropped without one replay, its new
+    // keys run unplanned, from the cache; its kept plans still replay.
+    if (churning_owners_.count(owner)) return;
     if (owned >= kPlansPerOwner) {  // drop the owner's least recently used idle plan
       Plan* lru = nullptr;
       for (auto& q : plans_)
         if (q->owner == owner && !q->orphan && q->live == 0 && (!lru || q->last_use < lru->last_use))
           lru = q.get();
       if (!lru) return;  // all busy: run this region unplanned
+      int& unused = unused_drops_[owner];
+      unused = lru->replays == 0 ? unused + 1 : 0;
+      if (unused >= int(kPlansPerOwner)) {
+        churning_owners_.insert(owner);
+        unused_drops_.erase(owner);
+        return;  // the least recently used plan stays: it may still replay
+      }
       free_arena_locked(*lru);
       plans_.erase(std::find_if(plans_.begin(), plans_.end(),
                                 [&](const std::unique_ptr<Plan>& q) { return q.get() == lru; }));
@@ -360,6 +374,7 @@ void CachingAllocator::end_region() noexcept {
     return;
   }
   ++arena_stats_.regions_replayed;
+  ++plan->replays;
   arena_stats_.last_arena = plan->arena_bytes;
   arena_stats_.last_live_peak = plan->live_peak;
   arena_stats_.last_requests = plan->planned;
@@ -498,6 +513,8 @@ bool CachingAllocator::drop_idle_arenas_locked() noexcept {
 
 void CachingAllocator::drop_arenas(std::uint64_t owner) noexcept {
   std::lock_guard<std::mutex> lock(mutex_);
+  churning_owners_.erase(owner);
+  unused_drops_.erase(owner);
   for (auto it = plans_.begin(); it != plans_.end();) {
     Plan& q = **it;
     if (q.owner != owner || q.orphan) {

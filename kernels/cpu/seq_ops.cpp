@@ -1,5 +1,7 @@
 // CPU twin of kernels/cuda/seq_ops.cu: pooling over time, embedding,
 // activations and dropout over the shared math in recur/kernels/seq_ops.h.
+#include <omp.h>
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -108,18 +110,32 @@ void check_ids(const std::int32_t* ids, std::int64_t n, std::int64_t V, const ch
 template <class T>
 void embedding_forward(const EmbeddingArgs<T>& a) {
   check_ids(a.ids, a.n, a.V, "embedding_forward");
-  const std::int64_t n = a.n * a.D;
-#pragma omp parallel for schedule(static) if (n >= kParallelThreshold)
-  for (std::int64_t i = 0; i < n; ++i) embedding_element(a, i / a.D, i % a.D);
+  // Row by row (the ids were checked above): a copy of D values per token,
+  // not a division and a bounds test per element.
+#pragma omp parallel for schedule(static) if (a.n * a.D >= kParallelThreshold)
+  for (std::int64_t i = 0; i < a.n; ++i)
+    std::copy_n(a.w + std::int64_t(a.ids[i]) * a.D, a.D, a.y + i * a.D);
 }
 
 template <class T>
 void embedding_backward(const EmbeddingArgs<T>& a) {
   check_ids(a.ids, a.n, a.V, "embedding_backward");
-  // Rows in order for every column: the same sums whatever the thread count.
-#pragma omp parallel for schedule(static) if (a.n * a.D >= kParallelThreshold && a.D >= 8)
-  for (std::int64_t d = 0; d < a.D; ++d)
-    for (std::int64_t i = 0; i < a.n; ++i) a.dw[std::int64_t(a.ids[i]) * a.D + d] += a.dy[i * a.D + d];
+  // Each thread owns a range of columns and adds the rows in order into them:
+  // every element gets the same sums in the same order whatever the thread
+  // count, and a token's D values are contiguous (one thread: one pass over
+  // the tokens, not one per column).
+  const bool parallel = a.n * a.D >= kParallelThreshold && a.D >= 8;
+#pragma omp parallel if (parallel)
+  {
+    const std::int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const std::int64_t d0 = a.D * t / nt, d1 = a.D * (t + 1) / nt;
+    for (std::int64_t i = 0; i < a.n; ++i) {
+      T* dw = a.dw + std::int64_t(a.ids[i]) * a.D;
+      const T* dy = a.dy + i * a.D;
+#pragma omp simd
+      for (std::int64_t d = d0; d < d1; ++d) dw[d] += dy[d];
+    }
+  }
 }
 
 template <class T>

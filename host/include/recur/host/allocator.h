@@ -22,7 +22,10 @@
 // different size, an extra request, or a slot whose earlier tenant is still
 // alive sends that request to the cache and marks the plan stale, so a
 // diverging step is never given memory in use; a stale plan is re-recorded,
-// and a key that goes stale three times is no longer planned. In
+// and a key that goes stale three times is no longer planned. An owner whose
+// keys keep changing (kPlansPerOwner plans in a row dropped before any
+// replayed, as with variable-length batches) gets no new plans: each would
+// empty the cache and allocate an arena it never uses. In
 // AddressSanitizer builds the free parts of a host arena are poisoned.
 // RECUR_STEP_ARENA=0 turns arenas off.
 #pragma once
@@ -32,6 +35,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -165,6 +169,10 @@ class CachingAllocator {
   // Arena blocks alive now (any plan): address -> (plan, bytes).
   std::map<char*, std::pair<Plan*, std::size_t>> arena_live_;
   std::size_t arena_live_bytes_ = 0;
+  // Owners whose plans were dropped unused kPlansPerOwner times in a row
+  // (begin_region): their new keys are not planned. Counts of such drops.
+  std::set<std::uint64_t> churning_owners_;
+  std::map<std::uint64_t, int> unused_drops_;
   ArenaStats arena_stats_;
 };
 
