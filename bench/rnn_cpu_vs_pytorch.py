@@ -21,6 +21,7 @@ rnn_cpu_vs_pytorch.{md,csv} to --out.
     /usr/bin/python3 bench/rnn_cpu_vs_pytorch.py [--bench build-cpu/bin/bench_rnn] [--out DIR]
         [--repeats 11] [--inner 5] [--threads 2] [--cpus 0,1] [--omp-wait-policy passive]
         [--proc-bind close] [--max-spread 0.10] [--config cell,H,B,T,I ...] [--quick] [--no-write]
+        [--note TEXT ...]
 Needs PyTorch (Debian: apt-get install python3-torch)."""
 import argparse
 import csv
@@ -105,6 +106,8 @@ def main():
     ap.add_argument("--config", type=parse_config, action="append",
                     help="cell,H,B,T,I (repeatable; default: the six of the committed table)")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a line for the table's head, such as the machine's state (repeatable)")
     harness.add_args(ap)
     a = ap.parse_args()
     if a.repeats is None:
@@ -124,7 +127,7 @@ def main():
         f"method: {a.repeats} rounds, recur and PyTorch alternating which goes first; per round, side and "
         f"mode one warm-up call and the median of {a.inner} timed calls; a row: the median of the rounds, "
         f"their min, max and spread; ratio: PyTorch median ms / recur median ms (samples/s; above 1: "
-        f"recur faster)"])
+        f"recur faster)", *(f"note: {n}" for n in a.note)])
     layers = {c: TorchLayer(*c) for c in configs}
     res = {(c, m): ([], []) for c in configs for m in MODES}  # (recur ms, PyTorch ms) per round
     for r in range(a.repeats):
