@@ -63,14 +63,14 @@ struct Recurrent {
   }
 };
 
-// slot: which of this thread's packing buffers (a pass uses up to two weights
-// at once); the buffers stay allocated between passes.
+// The packed weight lives in a buffer of the calling thread, kept between
+// passes (the team reads it through the pointer); one pass packs one weight.
 template <class T>
-Recurrent<T> recurrent(const T* w, bool trans, std::int64_t K, std::int64_t N, int slot = 0) {
+Recurrent<T> recurrent(const T* w, bool trans, std::int64_t K, std::int64_t N) {
   Recurrent<T> r{w, trans, K, N, nullptr};
   if constexpr (std::is_same_v<T, float>) {
-    thread_local PackedWeight buffers[2];
-    if (pack_weight(w, trans, K, N, buffers[slot])) r.packed = &buffers[slot];
+    thread_local PackedWeight buffer;
+    if (pack_weight(w, trans, K, N, buffer)) r.packed = &buffer;
   }
   return r;
 }
