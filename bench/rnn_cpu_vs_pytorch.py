@@ -13,7 +13,12 @@ alternating between rounds so that neither side always runs first. Each
 round gives one figure per side and mode; a row reports the median of the
 rounds, their min, max and spread (IQR / median), the ratio recur/PyTorch in
 samples/s (the PyTorch median over recur's: above 1 recur is faster) and a
-flag when either side's spread exceeds --max-spread. The table is headed by
+flag when either side's spread exceeds --max-spread; "paired", the median
+over rounds of each round's own ratio (steadier when the machine's load
+drifts). --baseline OTHER_BENCH runs a second recur binary (say, built at the
+commit before a change) in the same rounds, the three sides in rotating order,
+and adds its median and the paired speedup: on a shared machine this is the
+before/after comparison to read, not two runs minutes apart. The table is headed by
 the date, the commit, the pinning and OpenMP settings and the command, and
 ends with a summary over the rows not flagged. Writes
 rnn_cpu_vs_pytorch.{md,csv} to --out.
@@ -21,6 +26,7 @@ rnn_cpu_vs_pytorch.{md,csv} to --out.
     /usr/bin/python3 bench/rnn_cpu_vs_pytorch.py [--bench build-cpu/bin/bench_rnn] [--out DIR]
         [--repeats 11] [--inner 5] [--threads 2] [--cpus 0,1] [--omp-wait-policy passive]
         [--proc-bind close] [--max-spread 0.10] [--config cell,H,B,T,I ...] [--quick] [--no-write]
+        [--baseline OTHER_BENCH] [--note TEXT ...]
 Needs PyTorch (Debian: apt-get install python3-torch)."""
 import argparse
 import csv
@@ -86,12 +92,13 @@ class TorchLayer:
         return out
 
 
-def recur_cmd(a, cfg):
-    return [a.bench, "--device", "cpu", "--repeats", str(a.inner), "--config", ",".join(map(str, cfg))]
+def recur_cmd(a, cfg, bench=None):
+    return [bench or a.bench, "--device", "cpu", "--repeats", str(a.inner), "--config", ",".join(map(str, cfg))]
 
 
-def recur_trial(a, cfg):
-    rows = csv.DictReader(io.StringIO(subprocess.check_output(harness.child(a, recur_cmd(a, cfg)), text=True)))
+def recur_trial(a, cfg, bench=None):
+    rows = csv.DictReader(io.StringIO(subprocess.check_output(harness.child(a, recur_cmd(a, cfg, bench)),
+                                                              text=True)))
     return {r["mode"]: float(r["ms"]) for r in rows}
 
 
@@ -105,6 +112,10 @@ def main():
     ap.add_argument("--config", type=parse_config, action="append",
                     help="cell,H,B,T,I (repeatable; default: the six of the committed table)")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--baseline", help="a second recur bench binary (say, built at the commit before a change), "
+                    "run in the same rounds: adds its median and the paired speedup")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a line for the table's head, such as the machine's state (repeatable)")
     harness.add_args(ap)
     a = ap.parse_args()
     if a.repeats is None:
@@ -124,41 +135,61 @@ def main():
         f"method: {a.repeats} rounds, recur and PyTorch alternating which goes first; per round, side and "
         f"mode one warm-up call and the median of {a.inner} timed calls; a row: the median of the rounds, "
         f"their min, max and spread; ratio: PyTorch median ms / recur median ms (samples/s; above 1: "
-        f"recur faster)"])
+        f"recur faster); paired: the median over rounds of the same round's ratio (steadier when the "
+        f"machine's load drifts between rounds)",
+        *([f"baseline: {a.baseline} (run in every round beside recur and PyTorch, the three in rotating order); "
+           f"speedup: the median over rounds of baseline ms / recur ms in the same round; "
+           f"{harness.binary_line(a.baseline)}"] if a.baseline else []),
+        *(f"note: {n}" for n in a.note)])
     layers = {c: TorchLayer(*c) for c in configs}
-    res = {(c, m): ([], []) for c in configs for m in MODES}  # (recur ms, PyTorch ms) per round
+    res = {(c, m): ([], [], []) for c in configs for m in MODES}  # (recur, PyTorch, baseline ms) per round
     for r in range(a.repeats):
         for i, c in enumerate(configs):
             sides = [("recur", lambda: recur_trial(a, c)), ("torch", lambda: layers[c].trial(a.inner))]
-            if (r + i) % 2:
+            if a.baseline:
+                sides.append(("baseline", lambda: recur_trial(a, c, a.baseline)))
+                k = (r + i) % 3
+                sides = sides[k:] + sides[:k]
+            elif (r + i) % 2:
                 sides.reverse()
             got = {name: f() for name, f in sides}
             for m in MODES:
                 res[(c, m)][0].append(got["recur"][m])
                 res[(c, m)][1].append(got["torch"][m])
+                if a.baseline:
+                    res[(c, m)][2].append(got["baseline"][m])
         print(f"# round {r + 1}/{a.repeats} done (load {harness.load()})", file=sys.stderr, flush=True)
     rows = []
     for c in configs:
         for m in MODES:
-            rs, ts = (harness.stats(v) for v in res[(c, m)])
+            rv, tv, bv = res[(c, m)]
+            rs, ts = harness.stats(rv), harness.stats(tv)
+            bs = harness.stats(bv) if bv else None
+            paired = statistics.median(t / x for t, x in zip(tv, rv))
+            speedup = statistics.median(b / x for b, x in zip(bv, rv)) if bv else None
             rows.append(dict(cell=c[0], H=c[1], B=c[2], T=c[3], I=c[4], mode=m,
                              recur_ms=rs["median"], pytorch_ms=ts["median"], ratio=ts["median"] / rs["median"],
+                             paired_ratio=paired, baseline_ms=bs["median"] if bs else None,
+                             baseline_spread=bs["spread"] if bs else None, speedup=speedup,
                              recur_min_ms=rs["min"], recur_max_ms=rs["max"], recur_spread=rs["spread"],
                              pytorch_min_ms=ts["min"], pytorch_max_ms=ts["max"], pytorch_spread=ts["spread"],
                              repeats=a.repeats, flag=harness.flag(rs, ts, a.max_spread),
-                             _r=rs, _t=ts))
+                             _r=rs, _t=ts, _b=bs))
     head.append(f"load average after {harness.load()}")
     summ = harness.summary(rows, label="recur/PyTorch (samples/s)")
     lines = [*(f"- {h}" for h in head), "",
              "| cell | H | B | T | I | mode | recur ms | recur min-max | recur spread | PyTorch ms | "
-             "PyTorch min-max | PyTorch spread | recur/PyTorch (samples/s) | flag |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "PyTorch min-max | PyTorch spread | recur/PyTorch (samples/s) | paired | flag |"
+             + (" baseline ms | baseline spread | speedup over baseline |" if a.baseline else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if a.baseline else "")]
     for w in rows:
         lines.append(f"| {w['cell']} | {w['H']} | {w['B']} | {w['T']} | {w['I']} | {w['mode']} | "
                      f"{w['recur_ms']:.2f} | {w['recur_min_ms']:.2f}-{w['recur_max_ms']:.2f} | "
                      f"{harness.fmt_spread(w['_r'])} | {w['pytorch_ms']:.2f} | "
                      f"{w['pytorch_min_ms']:.2f}-{w['pytorch_max_ms']:.2f} | {harness.fmt_spread(w['_t'])} | "
-                     f"{w['ratio']:.2f} | {w['flag']} |")
+                     f"{w['ratio']:.2f} | {w['paired_ratio']:.2f} | {w['flag']} |"
+                     + (f" {w['baseline_ms']:.2f} | {harness.fmt_spread(w['_b'])} | {w['speedup']:.2f} |"
+                        if a.baseline else ""))
     lines += ["", summ]
     table = "\n".join(lines)
     print(table)

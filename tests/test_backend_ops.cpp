@@ -742,6 +742,55 @@ TEST(VecMath, LimitsAndNaN) {
   EXPECT_EQ(kc::vtanh(-3e-5f), -3e-5f);
 }
 
+// ---- the packed recurrent product (CPU float32) -------------------------------------
+// packed_product against a float64 sum on fresh random inputs: row counts that
+// hit every row block of the kernel (1-8 and 8 + remainders), column counts
+// that leave a partly padded panel, both weight orientations, writing (over
+// NaN) and accumulating. Bound: 1e-5 relative to the magnitude of the terms.
+TEST(PackedProduct, MatchesADoubleSum) {
+  namespace kc = kernels::cpu;
+  if (!kc::packed_product_available()) GTEST_SKIP() << "no AVX-512F on this CPU: the sequence kernels use the BLAS";
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()) + " (RECUR_TEST_SEED)");
+  const std::int64_t shapes[][2] = {{9, 27}, {1, 1}, {16, 100}, {33, 32}, {128, 384}, {64, 31}, {7, 129}};
+  kc::PackedWeight p;
+  for (const auto& kn : shapes)
+    for (bool trans : {false, true})
+      for (std::int64_t M : {1, 2, 3, 4, 5, 6, 7, 8, 11, 17, 32})
+        for (bool acc : {false, true}) {
+          const std::int64_t K = kn[0], N = kn[1];
+          SCOPED_TRACE("M " + std::to_string(M) + " K " + std::to_string(K) + " N " + std::to_string(N) +
+                       (trans ? " trans" : "") + (acc ? " accumulate" : ""));
+          const std::int64_t lda = K + 3, ldc = N + 5;  // leading dimensions wider than the rows
+          const auto a = rng.floats(M * lda), w = rng.floats(K * N), c0 = rng.floats(M * ldc);
+          ASSERT_TRUE(kc::pack_weight(w.data(), trans, K, N, p));
+          std::vector<float> c = c0;
+          if (!acc)
+            for (std::int64_t i = 0; i < M; ++i)
+              for (std::int64_t j = 0; j < N; ++j) c[std::size_t(i * ldc + j)] = std::numeric_limits<float>::quiet_NaN();
+          kc::packed_product(M, a.data(), lda, p, acc, c.data(), ldc);
+          double worst = 0;
+          for (std::int64_t i = 0; i < M; ++i) {
+            for (std::int64_t j = 0; j < N; ++j) {
+              double ref = acc ? double(c0[std::size_t(i * ldc + j)]) : 0.0, scale = std::abs(ref);
+              for (std::int64_t k = 0; k < K; ++k) {
+                const double t = double(a[std::size_t(i * lda + k)]) *
+                                 double(trans ? w[std::size_t(j * K + k)] : w[std::size_t(k * N + j)]);
+                ref += t;
+                scale += std::abs(t);
+              }
+              const double got = c[std::size_t(i * ldc + j)];
+              ASSERT_FALSE(std::isnan(got)) << "at [" << i << ", " << j << "]";
+              worst = std::max(worst, std::abs(got - ref) / (scale + 1e-30));
+            }
+            // the padding past column N is left as it was
+            for (std::int64_t j = N; j < ldc; ++j)
+              ASSERT_EQ(c[std::size_t(i * ldc + j)], c0[std::size_t(i * ldc + j)]) << "column " << j;
+          }
+          EXPECT_LE(worst, 1e-5);
+        }
+}
+
 // ---- whole recurrent passes (CPU) against the step ops ------------------------------
 // The CPU runs GRU and LSTM layers as one pass over time, rows split into chunks
 // over threads. Against a loop of the (separately checked) step ops in float64:

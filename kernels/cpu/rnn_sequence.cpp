@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 
 #include "recur/kernels/cpu.h"
@@ -44,6 +45,36 @@ void gemm_rows(std::int64_t b0, std::int64_t b1, std::int64_t N, std::int64_t K,
           N, 0, 1);
 }
 
+// The recurrent product of a pass, rows [b0, b1) at a time: c = a op(w)
+// (+ c when accumulating), op(w) [K, N] = w^T (trans, w [N, K]) or w [K, N].
+// float32 packs op(w) once per pass where packed_product() runs (cpu.h says
+// why); otherwise, and for float64, each step calls the BLAS.
+template <class T>
+struct Recurrent {
+  const T* w;
+  bool trans;
+  std::int64_t K, N;
+  const PackedWeight* packed;
+  void operator()(std::int64_t b0, std::int64_t b1, const T* a, bool accumulate, T* c) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed) return packed_product(b1 - b0, a + b0 * K, K, *packed, accumulate, c + b0 * N, N);
+    }
+    gemm_rows(b0, b1, N, K, a, w, trans, accumulate ? T(1) : T(0), c);
+  }
+};
+
+// The packed weight lives in a buffer of the calling thread, kept between
+// passes (the team reads it through the pointer); one pass packs one weight.
+template <class T>
+Recurrent<T> recurrent(const T* w, bool trans, std::int64_t K, std::int64_t N) {
+  Recurrent<T> r{w, trans, K, N, nullptr};
+  if constexpr (std::is_same_v<T, float>) {
+    thread_local PackedWeight buffer;
+    if (pack_weight(w, trans, K, N, buffer)) r.packed = &buffer;
+  }
+  return r;
+}
+
 // acc[b, :] += rows [b0, b1) of x [B, n] (columns [off, off + n) of rows ld apart).
 template <class T>
 void add_rows(double* acc, const T* x, std::int64_t ld, std::int64_t off, std::int64_t n,
@@ -79,10 +110,10 @@ const T* matmul_input(const T* h_prev, const T* rec_mask, T* work, std::int64_t 
 // Rows [b0, b1) of dh_prev += (g [B, GH] w [GH, H]) * rec_mask, or without a
 // mask straight into dh_prev (beta 1).
 template <class T>
-void add_recurrent_grad(std::int64_t b0, std::int64_t b1, std::int64_t H, std::int64_t GH, const T* g,
-                        const T* w, const T* rec_mask, T* work, T* dh_prev) {
-  if (!rec_mask) return gemm_rows(b0, b1, H, GH, g, w, false, T(1), dh_prev);
-  gemm_rows(b0, b1, H, GH, g, w, false, T(0), work);
+void add_recurrent_grad(std::int64_t b0, std::int64_t b1, std::int64_t H, const Recurrent<T>& gw,
+                        const T* g, const T* rec_mask, T* work, T* dh_prev) {
+  if (!rec_mask) return gw(b0, b1, g, true, dh_prev);
+  gw(b0, b1, g, false, work);
   for (std::int64_t e = b0 * H; e < b1 * H; ++e) dh_prev[e] += work[e] * rec_mask[e];
 }
 
@@ -100,12 +131,12 @@ T* step_of(T* p, std::int64_t t, std::int64_t n) {
 template <class T>
 void gru_sequence(const GruSequenceArgs<T>& a) {
   const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  const Recurrent<T> hw = recurrent(a.w_hh, true, H, 3 * H);  // h [rows, H] W_hh^T
   for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t t = 0; t < T_; ++t) {
       T* h_prev = a.hs + (a.all_states ? t : t % 2) * BH;
       T* h_next = a.hs + (a.all_states ? t + 1 : (t + 1) % 2) * BH;
-      gemm_rows(b0, b1, 3 * H, H, matmul_input<T>(h_prev, a.rec_mask, a.h_work, H, b0, b1), a.w_hh,
-                true, T(0), a.hproj);
+      hw(b0, b1, matmul_input<T>(h_prev, a.rec_mask, a.h_work, H, b0, b1), false, a.hproj);
       GruStepArgs<T> s;
       s.B = B;
       s.H = H;
@@ -133,6 +164,7 @@ void gru_sequence_backward(const GruSequenceBackArgs<T>& a) {
   double* acc_x = a.sum_work;
   double* acc_n = sums ? a.sum_work + B * 3 * H : nullptr;
   if (sums) std::fill(a.sum_work, a.sum_work + B * 4 * H, 0.0);
+  const Recurrent<T> gw = recurrent(a.w_hh, false, 3 * H, H);  // dgates [rows, G] W_hh
   for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
     T* dh = a.dh;
     T* dh_other = a.dh_work;
@@ -154,7 +186,7 @@ void gru_sequence_backward(const GruSequenceBackArgs<T>& a) {
         add_rows(acc_n, s.dgates_h, 3 * H, 2 * H, H, b0, b1);
       }
       // dh_prev += (dgates_h W_hh) [* rec_mask]: [rows, 3H] x [3H, H].
-      add_recurrent_grad(b0, b1, H, 3 * H, s.dgates_h, a.w_hh, a.rec_mask, a.rec_work, dh_other);
+      add_recurrent_grad(b0, b1, H, gw, s.dgates_h, a.rec_mask, a.rec_work, dh_other);
       std::swap(dh, dh_other);
     }
     if (dh != a.dh) copy_row(a.dh + b0 * H, dh + b0 * H, (b1 - b0) * H);
@@ -169,12 +201,12 @@ void gru_sequence_backward(const GruSequenceBackArgs<T>& a) {
 template <class T>
 void lstm_sequence(const LstmSequenceArgs<T>& a) {
   const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  const Recurrent<T> hw = recurrent(a.w_hh, true, H, 4 * H);  // h [rows, H] W_hh^T
   for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t t = 0; t < T_; ++t) {
       T* h_prev = a.hs + (a.all_states ? t : t % 2) * BH;
       T* h_next = a.hs + (a.all_states ? t + 1 : (t + 1) % 2) * BH;
-      gemm_rows(b0, b1, 4 * H, H, matmul_input<T>(h_prev, a.rec_mask, a.h_work, H, b0, b1), a.w_hh,
-                true, T(0), a.hproj);
+      hw(b0, b1, matmul_input<T>(h_prev, a.rec_mask, a.h_work, H, b0, b1), false, a.hproj);
       LstmStepArgs<T> s;
       s.B = B;
       s.H = H;
@@ -200,6 +232,7 @@ void lstm_sequence_backward(const LstmSequenceBackArgs<T>& a) {
   const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
   const bool sums = a.db != nullptr;
   if (sums) std::fill(a.sum_work, a.sum_work + B * 4 * H, 0.0);
+  const Recurrent<T> gw = recurrent(a.w_hh, false, 4 * H, H);  // dgates [rows, G] W_hh
   for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
     T* dh = a.dh;
     T* dh_other = a.dh_work;
@@ -219,7 +252,7 @@ void lstm_sequence_backward(const LstmSequenceBackArgs<T>& a) {
       s.dc_prev = a.dc;  // in place
       lstm_back_rows(s, b0, b1);
       if (sums) add_rows(a.sum_work, s.dgates, 4 * H, 0, 4 * H, b0, b1);
-      add_recurrent_grad(b0, b1, H, 4 * H, s.dgates, a.w_hh, a.rec_mask, a.rec_work, dh_other);
+      add_recurrent_grad(b0, b1, H, gw, s.dgates, a.rec_mask, a.rec_work, dh_other);
       std::swap(dh, dh_other);
     }
     if (dh != a.dh) copy_row(a.dh + b0 * H, dh + b0 * H, (b1 - b0) * H);
@@ -230,12 +263,12 @@ void lstm_sequence_backward(const LstmSequenceBackArgs<T>& a) {
 template <class T>
 void rnn_sequence(const RnnSequenceArgs<T>& a) {
   const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  const Recurrent<T> hw = recurrent(a.w_hh, true, H, H);  // h [rows, H] W_hh^T
   for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t t = 0; t < T_; ++t) {
       T* h_prev = a.hs + (a.all_states ? t : t % 2) * BH;
       T* h_next = a.hs + (a.all_states ? t + 1 : (t + 1) % 2) * BH;
-      gemm_rows(b0, b1, H, H, matmul_input<T>(h_prev, a.rec_mask, a.h_work, H, b0, b1), a.w_hh, true, T(0),
-                a.hproj);
+      hw(b0, b1, matmul_input<T>(h_prev, a.rec_mask, a.h_work, H, b0, b1), false, a.hproj);
       RnnStepArgs<T> s;
       s.B = B;
       s.H = H;
@@ -261,6 +294,7 @@ void rnn_sequence_backward(const RnnSequenceBackArgs<T>& a) {
   const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
   const bool sums = a.db != nullptr;
   if (sums) std::fill(a.sum_work, a.sum_work + BH, 0.0);
+  const Recurrent<T> gw = recurrent(a.w_hh, false, H, H);  // dgates [rows, G] W_hh
   for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
     T* dh = a.dh;
     T* dh_other = a.dh_work;
@@ -279,7 +313,7 @@ void rnn_sequence_backward(const RnnSequenceBackArgs<T>& a) {
       else
         rnn_back_rows<RnnActivation::Relu>(s, b0, b1);
       if (sums) add_rows(a.sum_work, s.dgates, H, 0, H, b0, b1);
-      add_recurrent_grad(b0, b1, H, H, s.dgates, a.w_hh, a.rec_mask, a.rec_work, dh_other);
+      add_recurrent_grad(b0, b1, H, gw, s.dgates, a.rec_mask, a.rec_work, dh_other);
       std::swap(dh, dh_other);
     }
     if (dh != a.dh) copy_row(a.dh + b0 * H, dh + b0 * H, (b1 - b0) * H);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "recur/kernels/bucketing.h"
 #include "recur/kernels/loss.h"
@@ -51,6 +52,23 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
           const T* A, std::int64_t lda, std::int64_t stride_a, const T* B, std::int64_t ldb,
           std::int64_t stride_b, T beta, T* C, std::int64_t ldc, std::int64_t stride_c,
           std::int64_t batch);
+
+// The recurrent product of the float32 sequence kernels (packed_gemm.cpp):
+// c[M, N] = a[M, K] op(w), or c += that, with op(w) packed once per pass into
+// panels of kPanel columns so that each step's product does not copy the
+// weight again (the BLAS does at every call). Each element of c is one sum
+// over k in order, independent of the row split. Only where the CPU has
+// AVX-512F: pack_weight() returns false elsewhere, and callers use gemm().
+struct PackedWeight {
+  static constexpr std::int64_t kPanel = 32;
+  std::int64_t K = 0, N = 0;
+  std::vector<float> data;  // [ceil(N / kPanel)][K][kPanel], zero-padded
+};
+bool packed_product_available();
+// op(w) is [K, N]: w is [N, K] when trans (c = a w^T, as for x W_hh^T), else [K, N].
+bool pack_weight(const float* w, bool trans, std::int64_t K, std::int64_t N, PackedWeight& p);
+void packed_product(std::int64_t M, const float* a, std::int64_t lda, const PackedWeight& p,
+                    bool accumulate, float* c, std::int64_t ldc);
 
 template <class T> void lstm_step(const LstmStepArgs<T>& args);
 template <class T> void gru_step(const GruStepArgs<T>& args);
