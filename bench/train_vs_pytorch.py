@@ -2,7 +2,8 @@
 """Training throughput of the Jena models, recur against PyTorch on the CPU or
 on one GPU, same machine, same run, interleaved.
 
-For each model (gru, lstm, dense, conv: bench/bench_train.cpp describes them)
+For each model (gru, lstm, dense, conv, conv-gru: bench/bench_train.cpp
+describes them)
 and each repeat, runs recur's bench_train binary and the same model in PyTorch
 (float32, the same shapes, fixed random data, RMSprop(lr=1e-3, alpha=0.9,
 eps=1e-7) as Keras's RMSprop defaults, L1 loss), each for --warmup untimed and
@@ -21,7 +22,7 @@ uncommitted changes outside bench/results/), the pinning, the OpenMP settings
 and the command, goes to --out as markdown and CSV.
 
     /usr/bin/python3 bench/train_vs_pytorch.py [--bench build-cpu/bin/bench_train]
-        [--models gru,lstm,dense,conv] [--repeats 11] [--steps 10] [--warmup 2]
+        [--models gru,lstm,dense,conv,conv-gru] [--repeats 11] [--steps 10] [--warmup 2]
         [--threads 2] [--cpus 0,1] [--omp-wait-policy passive] [--proc-bind close]
         [--max-spread 0.10] [--batch 128] [--time 240] [--features 6] [--out DIR]
         [--quick] [--no-write]
@@ -92,6 +93,11 @@ def torch_model(name, T, F):
                              nn.Conv1d(F, 32, 5), nn.ReLU(), nn.MaxPool1d(3),
                              nn.Conv1d(32, 32, 5), nn.ReLU(), nn.MaxPool1d(3),
                              nn.Conv1d(32, 32, 5), nn.ReLU(), GlobalMax(), nn.Linear(32, 1))
+    if name == "conv-gru":  # bench_train's conv-gru: the zoo's without dropout
+        return nn.Sequential(ChannelsFirst(),
+                             nn.Conv1d(F, 32, 5), nn.ReLU(), nn.MaxPool1d(3),
+                             nn.Conv1d(32, 32, 5), nn.ReLU(), ChannelsFirst(),
+                             LastStep(nn.GRU(32, 32, batch_first=True)), nn.Linear(32, 1))
     raise ValueError(f"unknown model {name}")
 
 
@@ -185,7 +191,7 @@ def main():
                     help="cpu (default) or cuda: PyTorch with cuDNN and recur on GPU 0")
     ap.add_argument("--bench", default="build-cpu/bin/bench_train")
     # Defaults: the CPU comparison's, or the GPU epoch's with --device cuda.
-    ap.add_argument("--models", help="default: gru,lstm,dense,conv (cpu), gru (cuda)")
+    ap.add_argument("--models", help="default: gru,lstm,dense,conv,conv-gru (cpu), gru (cuda)")
     ap.add_argument("--repeats", type=int,
                     help=f"default: {harness.DEFAULT_REPEATS} (cpu), 3 (cuda), 3 with --quick")
     ap.add_argument("--steps", type=int, help="default: 10 (cpu), 500: one epoch (cuda); 2 with --quick")
@@ -198,7 +204,7 @@ def main():
     harness.add_args(ap)
     a = ap.parse_args()
     gpu = a.device == "cuda"
-    for k, cpu_v, cuda_v, quick_v in (("models", "gru,lstm,dense,conv", "gru", None),
+    for k, cpu_v, cuda_v, quick_v in (("models", "gru,lstm,dense,conv,conv-gru", "gru", None),
                                       ("repeats", harness.DEFAULT_REPEATS, 3, 3), ("steps", 10, 500, 2),
                                       ("warmup", 2, 20, 1), ("features", 6, 14, None)):
         if getattr(a, k) is None:
