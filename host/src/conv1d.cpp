@@ -94,6 +94,15 @@ Tensor conv1d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv1dOpt
   if (b.defined())
     RECUR_CHECK(b.shape() == (Shape{F}), Shape, "conv1d: bias must be [", F, "], got ", shape_str(b.shape()));
   Backend& be = conv_backend(x);
+  if (G == 1 && R > 0) {
+    // The backend's direct convolution where it has one for this shape; the
+    // backward then builds the columns it needs for dw itself.
+    Tensor y = Tensor::empty({g.B, g.T_out, F}, x.dtype(), x.device());
+    if (be.conv1d_direct(g, x, w, b, y)) {
+      if (cols_out) *cols_out = Tensor();
+      return y;
+    }
+  }
   const Tensor cols = Tensor::empty({G, R, g.cols_per_group()}, x.dtype(), x.device());
   if (cols.numel()) be.im2col1d(g, x, cols);
   const Tensor yg = Tensor::empty({G, R, F / G}, x.dtype(), x.device());
@@ -126,9 +135,10 @@ Conv1dGrads conv1d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, 
   gemm(dyg, cols, out.dw, true, false);  // [F/G, R] x [R, CgK] per group
   out.dw = out.dw.reshape(w.shape());
   if (!input_grad) return out;
+  out.dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (out.dx.numel() && G == 1 && be.conv1d_direct_backward_data(g, dy, w, out.dx)) return out;
   const Tensor dcols = Tensor::empty({G, R, CgK}, x.dtype(), x.device());
   gemm(dyg, w.reshape({G, F / G, CgK}), dcols);  // [R, F/G] x [F/G, CgK] per group
-  out.dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (out.dx.numel()) be.col2im1d(g, dcols, out.dx);
   return out;
 }

@@ -1,0 +1,219 @@
+// Direct 1D convolution on the CPU (no im2col), for the narrow layers of the
+// book's models: few channels, short kernels, 32 filters. im2col + GEMM
+// copies every input step K times and then runs a GEMM whose inner
+// dimension is only C*K (30 for the Jena conv model's first layer), where
+// OpenBLAS spends much of its time packing. Here each block of kRowBlock
+// output steps x one vector width of output channels keeps its sums in
+// registers while the taps and input channels stream past: the input is read
+// in place and the packed weights stay in L1.
+//
+// The same loop computes the input gradient (a convolution of dy with the
+// weights transposed, its windows found by inverting the forward's index
+// map, so strides, dilation and padding need no special cases).
+//
+// The float32 loops are cloned per instruction set as in rnn_rows_f32.cpp;
+// no FMA contraction (CMakeLists.txt), so the clones round alike. The sum
+// order (taps outer, channels inner, bias first) differs from the GEMM's, so
+// results agree with the im2col path to rounding, not bit for bit.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "recur/kernels/cpu.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(RECUR_SANITIZE) && \
+    (!defined(__clang__) || __clang_major__ >= 14)
+#define RECUR_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define RECUR_CPU_CLONES
+#endif
+
+namespace recur::kernels::cpu {
+namespace {
+
+constexpr std::int64_t kRowBlock = 8;
+
+template <class T>
+constexpr std::int64_t kLanes = 64 / sizeof(T);  // one cache line of output channels
+
+template <class T>
+struct DirectArgs {
+  const T* in = nullptr;  // [B, T_in, C_in]
+  std::int64_t T_in = 0, C_in = 0;
+  const T* wp = nullptr;  // packed [K, C_in, Fp], Fp = F_out rounded up to kLanes, zero padded
+  std::int64_t K = 0, Fp = 0, F_out = 0;
+  const T* bias = nullptr;  // [F_out] or null
+  T* out = nullptr;         // [B, rows, F_out]
+  std::int64_t rows = 0;
+  const T* zeros = nullptr;  // C_in zeros: the input row of a tap outside the sequence
+  // Forward: input row of (output row r, tap k) = r*stride - pad + k*dilation.
+  // Transposed (the input gradient): r + pad - k*dilation = t*stride for a
+  // forward output step t < T_in, else no row.
+  bool transposed = false;
+  std::int64_t stride = 1, dilation = 1, pad = 0;
+};
+
+template <class T>
+inline std::int64_t input_row(const DirectArgs<T>& a, std::int64_t r, std::int64_t k) {
+  if (!a.transposed) {
+    const std::int64_t p = r * a.stride - a.pad + k * a.dilation;
+    return p >= 0 && p < a.T_in ? p : -1;
+  }
+  const std::int64_t num = r + a.pad - k * a.dilation;
+  if (num < 0 || num % a.stride != 0) return -1;
+  const std::int64_t t = num / a.stride;
+  return t < a.T_in ? t : -1;
+}
+
+// Blocks [blk0, blk1) of the B * ceil(rows / kRowBlock) row blocks.
+template <class T>
+__attribute__((always_inline)) inline void direct_blocks(const DirectArgs<T>& a, std::int64_t blk0,
+                                                         std::int64_t blk1) {
+  constexpr std::int64_t L = kLanes<T>;
+  const std::int64_t nb = (a.rows + kRowBlock - 1) / kRowBlock;
+  for (std::int64_t blk = blk0; blk < blk1; ++blk) {
+    const std::int64_t b = blk / nb, r0 = (blk % nb) * kRowBlock;
+    const std::int64_t nr = std::min(kRowBlock, a.rows - r0);
+    const T* in = a.in + b * a.T_in * a.C_in;
+    T* out = a.out + (b * a.rows + r0) * a.F_out;
+    for (std::int64_t f0 = 0; f0 < a.Fp; f0 += L) {
+      T acc[kRowBlock][L];
+      for (std::int64_t r = 0; r < kRowBlock; ++r)
+        for (std::int64_t j = 0; j < L; ++j)
+          acc[r][j] = a.bias && f0 + j < a.F_out ? a.bias[f0 + j] : T(0);
+      for (std::int64_t k = 0; k < a.K; ++k) {
+        const T* xr[kRowBlock];
+        for (std::int64_t r = 0; r < kRowBlock; ++r) {
+          const std::int64_t p = r < nr ? input_row(a, r0 + r, k) : -1;
+          xr[r] = p >= 0 ? in + p * a.C_in : a.zeros;
+        }
+        const T* wk = a.wp + k * a.C_in * a.Fp + f0;
+        for (std::int64_t c = 0; c < a.C_in; ++c) {
+          const T* w = wk + c * a.Fp;
+          for (std::int64_t r = 0; r < kRowBlock; ++r) {
+            const T v = xr[r][c];
+#pragma omp simd
+            for (std::int64_t j = 0; j < L; ++j) acc[r][j] += v * w[j];
+          }
+        }
+      }
+      const std::int64_t nf = std::min(L, a.F_out - f0);
+      for (std::int64_t r = 0; r < nr; ++r)
+        for (std::int64_t j = 0; j < nf; ++j) out[r * a.F_out + f0 + j] = acc[r][j];
+    }
+  }
+}
+
+RECUR_CPU_CLONES
+void direct_blocks_f32(const DirectArgs<float>& a, std::int64_t blk0, std::int64_t blk1) {
+  direct_blocks(a, blk0, blk1);
+}
+
+void run_blocks(const DirectArgs<float>& a, std::int64_t blk0, std::int64_t blk1) {
+  direct_blocks_f32(a, blk0, blk1);
+}
+void run_blocks(const DirectArgs<double>& a, std::int64_t blk0, std::int64_t blk1) {
+  direct_blocks(a, blk0, blk1);
+}
+
+template <class T>
+void run(const DirectArgs<T>& a, std::int64_t B) {
+  const std::int64_t blocks = B * ((a.rows + kRowBlock - 1) / kRowBlock);
+  const std::int64_t work = B * a.rows * a.F_out * a.C_in * a.K;
+#pragma omp parallel if (work >= kParallelThreshold)
+  {
+#ifdef _OPENMP
+    const std::int64_t n = omp_get_num_threads(), i = omp_get_thread_num();
+#else
+    const std::int64_t n = 1, i = 0;
+#endif
+    run_blocks(a, blocks * i / n, blocks * (i + 1) / n);
+  }
+}
+
+std::atomic<int>& path_setting() {
+  static std::atomic<int> p{[] {
+    const char* e = std::getenv("RECUR_CONV1D");
+    if (e && std::strcmp(e, "direct") == 0) return int(Conv1dPath::Direct);
+    if (e && std::strcmp(e, "im2col") == 0) return int(Conv1dPath::Im2col);
+    return int(Conv1dPath::Auto);
+  }()};
+  return p;
+}
+
+}  // namespace
+
+Conv1dPath conv1d_path() { return Conv1dPath(path_setting().load(std::memory_order_relaxed)); }
+void set_conv1d_path(Conv1dPath p) { path_setting().store(int(p), std::memory_order_relaxed); }
+
+template <class T>
+void conv1d_direct_forward(const Conv1dGeometry& g, const T* x, const T* w, const T* bias, T* y,
+                           std::int64_t F) {
+  constexpr std::int64_t L = kLanes<T>;
+  const std::int64_t C = g.C, K = g.K, Fp = (F + L - 1) / L * L;
+  // w [F, C, K] -> wp [K, C, Fp]
+  std::vector<T> wp(static_cast<std::size_t>(K * C * Fp), T(0)), zeros(static_cast<std::size_t>(C), T(0));
+  for (std::int64_t f = 0; f < F; ++f)
+    for (std::int64_t c = 0; c < C; ++c)
+      for (std::int64_t k = 0; k < K; ++k) wp[std::size_t((k * C + c) * Fp + f)] = w[(f * C + c) * K + k];
+  DirectArgs<T> a;
+  a.in = x;
+  a.T_in = g.T;
+  a.C_in = C;
+  a.wp = wp.data();
+  a.K = K;
+  a.Fp = Fp;
+  a.F_out = F;
+  a.bias = bias;
+  a.out = y;
+  a.rows = g.T_out;
+  a.zeros = zeros.data();
+  a.stride = g.stride;
+  a.dilation = g.dilation;
+  a.pad = g.pad_left;
+  run(a, g.B);
+}
+
+template <class T>
+void conv1d_direct_backward_data(const Conv1dGeometry& g, const T* dy, const T* w, T* dx, std::int64_t F) {
+  constexpr std::int64_t L = kLanes<T>;
+  const std::int64_t C = g.C, K = g.K, Cp = (C + L - 1) / L * L;
+  // w [F, C, K] -> wq [K, F, Cp]
+  std::vector<T> wq(static_cast<std::size_t>(K * F * Cp), T(0)), zeros(static_cast<std::size_t>(F), T(0));
+  for (std::int64_t f = 0; f < F; ++f)
+    for (std::int64_t c = 0; c < C; ++c)
+      for (std::int64_t k = 0; k < K; ++k) wq[std::size_t((k * F + f) * Cp + c)] = w[(f * C + c) * K + k];
+  DirectArgs<T> a;
+  a.in = dy;
+  a.T_in = g.T_out;
+  a.C_in = F;
+  a.wp = wq.data();
+  a.K = K;
+  a.Fp = Cp;
+  a.F_out = C;
+  a.out = dx;
+  a.rows = g.T;
+  a.zeros = zeros.data();
+  a.transposed = true;
+  a.stride = g.stride;
+  a.dilation = g.dilation;
+  a.pad = g.pad_left;
+  run(a, g.B);
+}
+
+template void conv1d_direct_forward<float>(const Conv1dGeometry&, const float*, const float*, const float*,
+                                           float*, std::int64_t);
+template void conv1d_direct_forward<double>(const Conv1dGeometry&, const double*, const double*,
+                                            const double*, double*, std::int64_t);
+template void conv1d_direct_backward_data<float>(const Conv1dGeometry&, const float*, const float*, float*,
+                                                 std::int64_t);
+template void conv1d_direct_backward_data<double>(const Conv1dGeometry&, const double*, const double*,
+                                                  double*, std::int64_t);
+
+}  // namespace recur::kernels::cpu
