@@ -6,7 +6,8 @@
 // backward: two batched GEMMs and the gather adjoint of im2col (deterministic).
 // A backend may instead run a direct convolution for the forward and the input
 // gradient where it judges that faster (Backend::conv1d_direct): the CPU does
-// for groups 1 and C*K <= 256, the narrow layers of the book's models, where
+// for groups 1, C*K <= 256 and enough output channels to fill its vector
+// blocks (F forward, C for dx), the narrow layers of the book's models, where
 // im2col + GEMM moves more memory than the arithmetic needs
 // (kernels/cpu/conv1d_direct.cpp); dw stays a GEMM over the columns.
 //

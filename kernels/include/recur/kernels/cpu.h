@@ -87,6 +87,9 @@ void conv1d_direct_backward_data(const Conv1dGeometry& g, const T* dy, const T* 
 // groups 1), Im2col (never direct). Starts from the environment variable
 // RECUR_CONV1D (auto, direct or im2col); tests and benchmarks set it.
 enum class Conv1dPath : int { Auto = 0, Direct = 1, Im2col = 2 };
+// The direct kernels compute output channels in blocks of 32 float32 (16
+// float64); the share of a block's lanes that `outputs` channels fill.
+double conv1d_direct_lane_use(std::int64_t outputs, bool f64);
 Conv1dPath conv1d_path();
 void set_conv1d_path(Conv1dPath p);
 
