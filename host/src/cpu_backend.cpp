@@ -383,6 +383,15 @@ class CpuBackend final : public Backend {
     });
     return true;
   }
+  bool conv1d_direct_backward_weights(const kernels::Conv1dGeometry& g, const Tensor& x, const Tensor& dy,
+                                      const Tensor& dw) override {
+    if (!direct_wanted(g, dw.dim(0), x.dtype())) return false;
+    dispatch_float(x.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::conv1d_direct_backward_weights<T>(g, x.data<T>(), dy.data<T>(), dw.data<T>(), dw.dim(0));
+    });
+    return true;
+  }
   void pool1d(const Pool1dCall& c) override {
     dispatch_float(c.y.dtype(), [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;

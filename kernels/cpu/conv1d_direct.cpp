@@ -144,6 +144,99 @@ void run(const DirectArgs<T>& a, std::int64_t B) {
   }
 }
 
+// The weight gradient: dwp[k, c, f] (packed as the forward's weights) =
+// sum over b, t of x[b, t*stride - pad + k*dilation, c] * dy[b, t, f], over
+// batches [b0, b1), accumulated into acc. Tiles of kTapBlock (k, c) pairs by
+// one block of output channels keep their sums in registers while the rows
+// of dy stream past.
+constexpr std::int64_t kTapBlock = 8;
+
+template <class T>
+struct DwArgs {
+  const T* x = nullptr;   // [B, T, C]
+  const T* dy = nullptr;  // [B, T_out, F]
+  std::int64_t T_in = 0, C = 0, T_out = 0, F = 0, K = 0, Fp = 0;
+  std::int64_t stride = 1, dilation = 1, pad = 0;
+};
+
+template <class T>
+__attribute__((always_inline)) inline void dw_batches(const DwArgs<T>& a, std::int64_t b0, std::int64_t b1,
+                                                      T* acc) {
+  constexpr std::int64_t L = kLanes<T>;
+  const std::int64_t taps = a.K * a.C;
+  const T zero = T(0);
+  for (std::int64_t b = b0; b < b1; ++b) {
+    const T* xb = a.x + b * a.T_in * a.C;
+    const T* dyb = a.dy + b * a.T_out * a.F;
+    for (std::int64_t j0 = 0; j0 < taps; j0 += kTapBlock) {
+      std::int64_t kj[kTapBlock], cj[kTapBlock];
+      for (std::int64_t j = 0; j < kTapBlock; ++j) {
+        const std::int64_t kc = std::min(j0 + j, taps - 1);  // a repeated tap past the end, not stored
+        kj[j] = kc / a.C;
+        cj[j] = kc % a.C;
+      }
+      const std::int64_t nj = std::min(kTapBlock, taps - j0);
+      for (std::int64_t f0 = 0; f0 < a.Fp; f0 += L) {
+        const std::int64_t nf = std::min(L, a.F - f0);
+        T s[kTapBlock][L];
+        for (std::int64_t j = 0; j < kTapBlock; ++j)
+          for (std::int64_t l = 0; l < L; ++l) s[j][l] = T(0);
+        // Steps whose taps all lie inside the sequence, with a full block of
+        // channels: no bounds tests in the loop.
+        std::int64_t t_lo = a.T_out, t_hi = a.T_out;
+        if (nf == L) {
+          const std::int64_t kmin = kj[0], kmax = kj[kTapBlock - 1];  // kj is non-decreasing
+          const std::int64_t lo_num = a.pad - kmin * a.dilation;
+          t_lo = lo_num <= 0 ? 0 : (lo_num + a.stride - 1) / a.stride;
+          const std::int64_t hi_num = a.T_in - 1 + a.pad - kmax * a.dilation;
+          t_hi = hi_num < 0 ? 0 : std::min(a.T_out, hi_num / a.stride + 1);
+          if (t_hi < t_lo) t_lo = t_hi = a.T_out;
+          const T* xp[kTapBlock];
+          for (std::int64_t j = 0; j < kTapBlock; ++j)
+            xp[j] = xb + (kj[j] * a.dilation - a.pad) * a.C + cj[j];
+          const std::int64_t step = a.stride * a.C;
+          for (std::int64_t t = t_lo; t < t_hi; ++t) {
+            const T* dyr = dyb + t * a.F + f0;
+            for (std::int64_t j = 0; j < kTapBlock; ++j) {
+              const T v = xp[j][t * step];
+#pragma omp simd
+              for (std::int64_t l = 0; l < L; ++l) s[j][l] += v * dyr[l];
+            }
+          }
+        }
+        for (std::int64_t t = 0; t < a.T_out; ++t) {
+          if (t == t_lo) t = t_hi;
+          if (t >= a.T_out) break;
+          T d[L];
+          const T* dyr = dyb + t * a.F + f0;
+          for (std::int64_t l = 0; l < L; ++l) d[l] = l < nf ? dyr[l] : T(0);
+          for (std::int64_t j = 0; j < kTapBlock; ++j) {
+            const std::int64_t p = t * a.stride - a.pad + kj[j] * a.dilation;
+            const T v = p >= 0 && p < a.T_in ? xb[p * a.C + cj[j]] : zero;
+#pragma omp simd
+            for (std::int64_t l = 0; l < L; ++l) s[j][l] += v * d[l];
+          }
+        }
+        for (std::int64_t j = 0; j < nj; ++j) {
+          T* o = acc + (kj[j] * a.C + cj[j]) * a.Fp + f0;
+          for (std::int64_t l = 0; l < L; ++l) o[l] += s[j][l];
+        }
+      }
+    }
+  }
+}
+
+RECUR_CPU_CLONES
+void dw_batches_f32(const DwArgs<float>& a, std::int64_t b0, std::int64_t b1, float* acc) {
+  dw_batches(a, b0, b1, acc);
+}
+void run_dw(const DwArgs<float>& a, std::int64_t b0, std::int64_t b1, float* acc) {
+  dw_batches_f32(a, b0, b1, acc);
+}
+void run_dw(const DwArgs<double>& a, std::int64_t b0, std::int64_t b1, double* acc) {
+  dw_batches(a, b0, b1, acc);
+}
+
 std::atomic<int>& path_setting() {
   static std::atomic<int> p{[] {
     const char* e = std::getenv("RECUR_CONV1D");
@@ -219,6 +312,53 @@ void conv1d_direct_backward_data(const Conv1dGeometry& g, const T* dy, const T* 
   run(a, g.B);
 }
 
+template <class T>
+void conv1d_direct_backward_weights(const Conv1dGeometry& g, const T* x, const T* dy, T* dw, std::int64_t F) {
+  constexpr std::int64_t L = kLanes<T>;
+  DwArgs<T> a;
+  a.x = x;
+  a.dy = dy;
+  a.T_in = g.T;
+  a.C = g.C;
+  a.T_out = g.T_out;
+  a.F = F;
+  a.K = g.K;
+  a.Fp = (F + L - 1) / L * L;
+  a.stride = g.stride;
+  a.dilation = g.dilation;
+  a.pad = g.pad_left;
+  const std::int64_t n_acc = g.K * g.C * a.Fp;
+  // One partial sum per thread over a fixed share of the batch, added in
+  // thread order: the same result run to run for a given thread count.
+#ifdef _OPENMP
+  const bool par = g.B * g.T_out * F * g.C * g.K >= kParallelThreshold && g.B > 1;
+  const std::int64_t nt = par ? std::min<std::int64_t>(omp_get_max_threads(), g.B) : 1;
+#else
+  const std::int64_t nt = 1;
+#endif
+  std::vector<T> part(static_cast<std::size_t>(nt * n_acc), T(0));
+#pragma omp parallel num_threads(int(nt)) if (nt > 1)
+  {
+#ifdef _OPENMP
+    const std::int64_t i = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+    const std::int64_t i = 0, n = 1;
+#endif
+    run_dw(a, g.B * i / n, g.B * (i + 1) / n, part.data() + i * n_acc);
+  }
+  for (std::int64_t f = 0; f < F; ++f)
+    for (std::int64_t c = 0; c < g.C; ++c)
+      for (std::int64_t k = 0; k < g.K; ++k) {
+        T s = T(0);
+        for (std::int64_t i = 0; i < nt; ++i) s += part[std::size_t(i * n_acc + (k * g.C + c) * a.Fp + f)];
+        dw[(f * g.C + c) * g.K + k] = s;
+      }
+}
+
+template void conv1d_direct_backward_weights<float>(const Conv1dGeometry&, const float*, const float*, float*,
+                                                    std::int64_t);
+template void conv1d_direct_backward_weights<double>(const Conv1dGeometry&, const double*, const double*,
+                                                     double*, std::int64_t);
 template void conv1d_direct_forward<float>(const Conv1dGeometry&, const float*, const float*, const float*,
                                            float*, std::int64_t);
 template void conv1d_direct_forward<double>(const Conv1dGeometry&, const double*, const double*,

@@ -404,6 +404,11 @@ class Backend {
                                            const Tensor& /*w*/, const Tensor& /*dx*/) {
     return false;
   }
+  // dw [F, C, K] (overwritten) from x and dy, without the columns.
+  virtual bool conv1d_direct_backward_weights(const kernels::Conv1dGeometry&, const Tensor& /*x*/,
+                                              const Tensor& /*dy*/, const Tensor& /*dw*/) {
+    return false;
+  }
 
   // ---- pooling over time, embedding, activations, dropout (seq_ops.h) --------
   virtual void pool1d(const Pool1dCall& call) = 0;

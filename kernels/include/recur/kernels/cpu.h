@@ -83,6 +83,9 @@ template <class T>
 void conv1d_direct_forward(const Conv1dGeometry& g, const T* x, const T* w, const T* bias, T* y, std::int64_t F);
 template <class T>
 void conv1d_direct_backward_data(const Conv1dGeometry& g, const T* dy, const T* w, T* dx, std::int64_t F);
+// dw [F, C, K] (overwritten) from x and dy.
+template <class T>
+void conv1d_direct_backward_weights(const Conv1dGeometry& g, const T* x, const T* dy, T* dw, std::int64_t F);
 // Which path the CPU backend's conv1d takes: Auto (by shape), Direct (always,
 // groups 1), Im2col (never direct). Starts from the environment variable
 // RECUR_CONV1D (auto, direct or im2col); tests and benchmarks set it.
