@@ -226,7 +226,7 @@ def main():
     torch.set_num_threads(a.threads)
     head = harness.header(a, "bench/train_vs_pytorch.py", pin_line, torch, extra=[
         *([f"{device_line}; each PyTorch step ends with torch.cuda.synchronize()"] if gpu else []),
-        f"recur: {' '.join(recur_cmd('MODEL', a))}; {harness.binary_line(a.bench)}",
+        f"recur: {' '.join(recur_cmd('MODEL', a))}; {harness.binary_line(a.bench, a.binary_commit)}",
         f"method: {a.repeats} repeats, recur and PyTorch alternating which goes first; each a fresh model "
         f"(recur: a fresh process), {a.warmup} warm-up + {a.steps} timed steps, samples/s over the timed "
         f"steps; a row: the median of the repeats' samples/s, their min, max and spread; ms/step: the "
