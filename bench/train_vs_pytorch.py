@@ -12,7 +12,10 @@ eps=1e-7) as Keras's RMSprop defaults, L1 loss), each for --warmup untimed and
 (passive by default) and binding (bench/harness.py sets the environment and
 the affinity before torch loads libgomp; recur's bench_train inherits them
 and gets --threads; PyTorch gets torch.set_num_threads). Each row reports the
-median samples/s of each side over the repeats (default 11), their min, max
+median samples/s of each side over the repeats (default 11; a repeat's
+samples/s is the batch over its median step, so that a few steps preempted
+by other processes do not move it; --rate total: over all its timed steps),
+their min, max
 and spread (IQR / median), the ratio recur/PyTorch (above 1: recur is
 faster), the median and the fastest single step of each, and the load average
 before and after each model; a row whose spread exceeds --max-spread on
@@ -201,6 +204,10 @@ def main():
     ap.add_argument("--features", type=int, help="default: 6 (cpu), 14: the Jena data's (cuda)")
     ap.add_argument("--out", help="default: bench/results/cpu-2core (cpu), bench/results/<GPU name> (cuda)")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--rate", choices=("median-step", "total"), default="median-step",
+                    help="a repeat's samples/s: batch / its median step (default; a few steps preempted by "
+                         "other processes on a shared machine do not move it) or samples over the total time "
+                         "of its timed steps")
     harness.add_args(ap)
     a = ap.parse_args()
     gpu = a.device == "cuda"
@@ -228,8 +235,9 @@ def main():
         *([f"{device_line}; each PyTorch step ends with torch.cuda.synchronize()"] if gpu else []),
         f"recur: {' '.join(recur_cmd('MODEL', a))}; {harness.binary_line(a.bench, a.binary_commit)}",
         f"method: {a.repeats} repeats, recur and PyTorch alternating which goes first; each a fresh model "
-        f"(recur: a fresh process), {a.warmup} warm-up + {a.steps} timed steps, samples/s over the timed "
-        f"steps; a row: the median of the repeats' samples/s, their min, max and spread; ms/step: the "
+        f"(recur: a fresh process), {a.warmup} warm-up + {a.steps} timed steps; a repeat's samples/s: "
+        + ("batch / its median step" if a.rate == "median-step" else "over the total time of its timed steps")
+        + f"; a row: the median of the repeats' samples/s, their min, max and spread; ms/step: the "
         f"median of the repeats' median steps; best: the fastest single step of all repeats; load average "
         f"(1/5/15 min) before and after each model; ratio: recur/PyTorch samples/s (above 1: recur faster)"])
     rows = []
@@ -244,7 +252,11 @@ def main():
             ts.append(res[torch_trial])
             print(f"# {name} repeat {r + 1}/{a.repeats}: recur {rs[-1][0]:.1f} samples/s, "
                   f"PyTorch {ts[-1][0]:.1f} samples/s (load {harness.load()})", file=sys.stderr, flush=True)
-        rst, tst = harness.stats([v[0] for v in rs]), harness.stats([v[0] for v in ts])
+        # A repeat's rate: batch / its median step (default), which a few steps
+        # preempted by other processes do not move, or its total rate.
+        k = 0 if a.rate == "total" else 1
+        rate = (lambda v: v[0]) if k == 0 else (lambda v: 1000.0 * a.batch / v[1])
+        rst, tst = harness.stats([rate(v) for v in rs]), harness.stats([rate(v) for v in ts])
         row = dict(device="cuda") if gpu else {}
         rows.append(dict(row, model=name, batch=a.batch, time=a.time, features=a.features,
                          threads=a.threads, recur_samples_per_s=rst["median"],
