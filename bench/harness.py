@@ -70,6 +70,7 @@ def add_args(ap, threads_default=2):
     ap.add_argument("--binary-commit",
                     help="the commit recur's bench binary was built from, when it is not this checkout's HEAD "
                          "(a baseline binary kept from an earlier commit); written into the table's header")
+    ap.add_argument("--note", help="a line for the table's header, e.g. what else ran on the machine")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 3 repeats and the fewest steps; implies --no-write unless --out is given")
 
@@ -218,6 +219,8 @@ def header(a, script, pin_line, torch, extra=()):
              f"spread: (Q3 - Q1) / median of the repeats; a row is flagged unstable when either side's spread "
              f"exceeds {100 * a.max_spread:.0f}% (single: one repeat, no spread), and flagged rows are left out "
              f"of the summary"]
+    if getattr(a, "note", None):
+        lines.append(f"note: {a.note}")
     if a.quick:
         lines.append("QUICK MODE (smoke test): too few repeats and steps to read")
     return lines
