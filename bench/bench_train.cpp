@@ -7,13 +7,16 @@
 //   dense  Flatten -> Dense(32, relu) -> Dense(1)
 //   conv   Conv1D(32, 5, relu) -> MaxPooling1D(3) -> Conv1D(32, 5, relu) ->
 //          MaxPooling1D(3) -> Conv1D(32, 5, relu) -> GlobalMaxPooling1D -> Dense(1)
+//   conv-gru Conv1D(32, 5, relu) -> MaxPooling1D(3) -> Conv1D(32, 5, relu) -> GRU(32)
+//          -> Dense(1): the forecast zoo's conv-gru without its dropout (0.1 and
+//          recurrent 0.5), which PyTorch's nn.GRU has no equivalent of
 // The data is one fixed random batch x [batch, time, features] ~ U(-1, 1) and
 // targets y [batch] ~ U(-1, 1), trained on for --warmup steps untimed and then
 // --steps steps timed one by one. Prints one CSV row (with a header): the total
 // samples/s over the timed steps, the median step time and the fastest (on a
 // shared machine, the closest to an idle one). The peer in
 // PyTorch is bench/train_vs_pytorch.py, which runs this binary.
-//   bench_train --model gru|lstm|dense|conv [--batch 128] [--time 240]
+//   bench_train --model gru|lstm|dense|conv|conv-gru [--batch 128] [--time 240]
 //               [--features 6] [--steps 20] [--warmup 3] [--threads N]
 //               [--device cpu] [--no-header]
 #include <CLI/CLI.hpp>
@@ -50,8 +53,14 @@ std::unique_ptr<Sequential> make_model(const std::string& name) {
         .add(std::make_shared<Conv1D>(32, 5, Activation::Relu))
         .add(std::make_shared<GlobalPooling1D>(PoolKind::Max))
         .add(std::make_shared<Dense>(1));
+  } else if (name == "conv-gru") {
+    m->add(std::make_shared<Conv1D>(32, 5, Activation::Relu))
+        .add(MaxPooling1D(3))
+        .add(std::make_shared<Conv1D>(32, 5, Activation::Relu))
+        .add(GRU(32))
+        .add(std::make_shared<Dense>(1));
   } else {
-    RECUR_CHECK(false, Value, "unknown model '", name, "': expected gru, lstm, dense or conv");
+    RECUR_CHECK(false, Value, "unknown model '", name, "': expected gru, lstm, dense, conv or conv-gru");
   }
   return m;
 }
@@ -63,7 +72,7 @@ int main(int argc, char** argv) {
   std::int64_t batch = 128, time = 240, features = 6;
   int steps = 20, warmup = 3, threads = 0;
   bool no_header = false;
-  app.add_option("--model", model, "gru, lstm, dense or conv")->capture_default_str();
+  app.add_option("--model", model, "gru, lstm, dense, conv or conv-gru")->capture_default_str();
   app.add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--time", time, "time steps")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--features", features, "input features")->check(CLI::PositiveNumber)->capture_default_str();

@@ -67,6 +67,10 @@ def add_args(ap, threads_default=2):
     ap.add_argument("--max-spread", type=float, default=DEFAULT_MAX_SPREAD,
                     help="flag a row 'unstable' and leave it out of the summary when either side's "
                          "IQR/median exceeds this (default %(default)s)")
+    ap.add_argument("--binary-commit",
+                    help="the commit recur's bench binary was built from, when it is not this checkout's HEAD "
+                         "(a baseline binary kept from an earlier commit); written into the table's header")
+    ap.add_argument("--note", help="a line for the table's header, e.g. what else ran on the machine")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 3 repeats and the fewest steps; implies --no-write unless --out is given")
 
@@ -137,14 +141,17 @@ def commit():
     return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
-def binary_line(path):
-    """The bench binary and its build time; a warning when it is older than HEAD's commit."""
+def binary_line(path, built_at=None):
+    """The bench binary and its build time; a warning when it is older than HEAD's commit
+    (none when built_at, --binary-commit, says which commit it was built from)."""
     try:
         mtime = os.path.getmtime(path)
     except OSError:
         return f"{path} (missing)"
     built = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     line = f"{path} built {built}"
+    if built_at:
+        return line + f" from commit {built_at}"
     # The last commit that changed what the binary is built from (not the
     # Python scripts, the docs, the tests or the results).
     ct = git("log", "-1", "--format=%ct", "HEAD", "--", ":/", *(f":(exclude,top){p}" for p in CODE_EXCLUDES))
@@ -201,7 +208,9 @@ def header(a, script, pin_line, torch, extra=()):
     repeats, spread rule, command."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cmd = f"{sys.executable} {script} " + " ".join(shlex.quote(s) for s in sys.argv[1:])
-    lines = [f"{stamp}; commit {commit()}; CPU: {cpu_name()}, {os.cpu_count()} CPUs; "
+    built = getattr(a, "binary_commit", None)
+    which = (f"recur binary built at commit {built} (scripts at {commit()})" if built else f"commit {commit()}")
+    lines = [f"{stamp}; {which}; CPU: {cpu_name()}, {os.cpu_count()} CPUs; "
              f"load average before {load()}",
              f"command: {cmd.strip()}",
              f"threads: {a.threads} each side; {pin_line}",
@@ -210,6 +219,8 @@ def header(a, script, pin_line, torch, extra=()):
              f"spread: (Q3 - Q1) / median of the repeats; a row is flagged unstable when either side's spread "
              f"exceeds {100 * a.max_spread:.0f}% (single: one repeat, no spread), and flagged rows are left out "
              f"of the summary"]
+    if getattr(a, "note", None):
+        lines.append(f"note: {a.note}")
     if a.quick:
         lines.append("QUICK MODE (smoke test): too few repeats and steps to read")
     return lines

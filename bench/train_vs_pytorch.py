@@ -2,7 +2,8 @@
 """Training throughput of the Jena models, recur against PyTorch on the CPU or
 on one GPU, same machine, same run, interleaved.
 
-For each model (gru, lstm, dense, conv: bench/bench_train.cpp describes them)
+For each model (gru, lstm, dense, conv, conv-gru: bench/bench_train.cpp
+describes them)
 and each repeat, runs recur's bench_train binary and the same model in PyTorch
 (float32, the same shapes, fixed random data, RMSprop(lr=1e-3, alpha=0.9,
 eps=1e-7) as Keras's RMSprop defaults, L1 loss), each for --warmup untimed and
@@ -11,7 +12,10 @@ eps=1e-7) as Keras's RMSprop defaults, L1 loss), each for --warmup untimed and
 (passive by default) and binding (bench/harness.py sets the environment and
 the affinity before torch loads libgomp; recur's bench_train inherits them
 and gets --threads; PyTorch gets torch.set_num_threads). Each row reports the
-median samples/s of each side over the repeats (default 11), their min, max
+median samples/s of each side over the repeats (default 11; a repeat's
+samples/s is the batch over its median step, so that a few steps preempted
+by other processes do not move it; --rate total: over all its timed steps),
+their min, max
 and spread (IQR / median), the ratio recur/PyTorch (above 1: recur is
 faster), the median and the fastest single step of each, and the load average
 before and after each model; a row whose spread exceeds --max-spread on
@@ -21,7 +25,7 @@ uncommitted changes outside bench/results/), the pinning, the OpenMP settings
 and the command, goes to --out as markdown and CSV.
 
     /usr/bin/python3 bench/train_vs_pytorch.py [--bench build-cpu/bin/bench_train]
-        [--models gru,lstm,dense,conv] [--repeats 11] [--steps 10] [--warmup 2]
+        [--models gru,lstm,dense,conv,conv-gru] [--repeats 11] [--steps 10] [--warmup 2]
         [--threads 2] [--cpus 0,1] [--omp-wait-policy passive] [--proc-bind close]
         [--max-spread 0.10] [--batch 128] [--time 240] [--features 6] [--out DIR]
         [--quick] [--no-write]
@@ -92,6 +96,11 @@ def torch_model(name, T, F):
                              nn.Conv1d(F, 32, 5), nn.ReLU(), nn.MaxPool1d(3),
                              nn.Conv1d(32, 32, 5), nn.ReLU(), nn.MaxPool1d(3),
                              nn.Conv1d(32, 32, 5), nn.ReLU(), GlobalMax(), nn.Linear(32, 1))
+    if name == "conv-gru":  # bench_train's conv-gru: the zoo's without dropout
+        return nn.Sequential(ChannelsFirst(),
+                             nn.Conv1d(F, 32, 5), nn.ReLU(), nn.MaxPool1d(3),
+                             nn.Conv1d(32, 32, 5), nn.ReLU(), ChannelsFirst(),
+                             LastStep(nn.GRU(32, 32, batch_first=True)), nn.Linear(32, 1))
     raise ValueError(f"unknown model {name}")
 
 
@@ -185,7 +194,7 @@ def main():
                     help="cpu (default) or cuda: PyTorch with cuDNN and recur on GPU 0")
     ap.add_argument("--bench", default="build-cpu/bin/bench_train")
     # Defaults: the CPU comparison's, or the GPU epoch's with --device cuda.
-    ap.add_argument("--models", help="default: gru,lstm,dense,conv (cpu), gru (cuda)")
+    ap.add_argument("--models", help="default: gru,lstm,dense,conv,conv-gru (cpu), gru (cuda)")
     ap.add_argument("--repeats", type=int,
                     help=f"default: {harness.DEFAULT_REPEATS} (cpu), 3 (cuda), 3 with --quick")
     ap.add_argument("--steps", type=int, help="default: 10 (cpu), 500: one epoch (cuda); 2 with --quick")
@@ -195,10 +204,14 @@ def main():
     ap.add_argument("--features", type=int, help="default: 6 (cpu), 14: the Jena data's (cuda)")
     ap.add_argument("--out", help="default: bench/results/cpu-2core (cpu), bench/results/<GPU name> (cuda)")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--rate", choices=("median-step", "total"), default="median-step",
+                    help="a repeat's samples/s: batch / its median step (default; a few steps preempted by "
+                         "other processes on a shared machine do not move it) or samples over the total time "
+                         "of its timed steps")
     harness.add_args(ap)
     a = ap.parse_args()
     gpu = a.device == "cuda"
-    for k, cpu_v, cuda_v, quick_v in (("models", "gru,lstm,dense,conv", "gru", None),
+    for k, cpu_v, cuda_v, quick_v in (("models", "gru,lstm,dense,conv,conv-gru", "gru", None),
                                       ("repeats", harness.DEFAULT_REPEATS, 3, 3), ("steps", 10, 500, 2),
                                       ("warmup", 2, 20, 1), ("features", 6, 14, None)):
         if getattr(a, k) is None:
@@ -220,10 +233,11 @@ def main():
     torch.set_num_threads(a.threads)
     head = harness.header(a, "bench/train_vs_pytorch.py", pin_line, torch, extra=[
         *([f"{device_line}; each PyTorch step ends with torch.cuda.synchronize()"] if gpu else []),
-        f"recur: {' '.join(recur_cmd('MODEL', a))}; {harness.binary_line(a.bench)}",
+        f"recur: {' '.join(recur_cmd('MODEL', a))}; {harness.binary_line(a.bench, a.binary_commit)}",
         f"method: {a.repeats} repeats, recur and PyTorch alternating which goes first; each a fresh model "
-        f"(recur: a fresh process), {a.warmup} warm-up + {a.steps} timed steps, samples/s over the timed "
-        f"steps; a row: the median of the repeats' samples/s, their min, max and spread; ms/step: the "
+        f"(recur: a fresh process), {a.warmup} warm-up + {a.steps} timed steps; a repeat's samples/s: "
+        + ("batch / its median step" if a.rate == "median-step" else "over the total time of its timed steps")
+        + f"; a row: the median of the repeats' samples/s, their min, max and spread; ms/step: the "
         f"median of the repeats' median steps; best: the fastest single step of all repeats; load average "
         f"(1/5/15 min) before and after each model; ratio: recur/PyTorch samples/s (above 1: recur faster)"])
     rows = []
@@ -238,7 +252,11 @@ def main():
             ts.append(res[torch_trial])
             print(f"# {name} repeat {r + 1}/{a.repeats}: recur {rs[-1][0]:.1f} samples/s, "
                   f"PyTorch {ts[-1][0]:.1f} samples/s (load {harness.load()})", file=sys.stderr, flush=True)
-        rst, tst = harness.stats([v[0] for v in rs]), harness.stats([v[0] for v in ts])
+        # A repeat's rate: batch / its median step (default), which a few steps
+        # preempted by other processes do not move, or its total rate.
+        k = 0 if a.rate == "total" else 1
+        rate = (lambda v: v[0]) if k == 0 else (lambda v: 1000.0 * a.batch / v[1])
+        rst, tst = harness.stats([rate(v) for v in rs]), harness.stats([rate(v) for v in ts])
         row = dict(device="cuda") if gpu else {}
         rows.append(dict(row, model=name, batch=a.batch, time=a.time, features=a.features,
                          threads=a.threads, recur_samples_per_s=rst["median"],

@@ -1,8 +1,11 @@
 // 1D convolution: Keras's output lengths, forward against a direct float64
 // convolution written here (every padding, stride, dilation, groups; CPU and
 // CUDA), gradients by finite differences in float64 on the CPU, bad arguments.
+// The CPU runs each check on both of its paths: the direct convolution
+// (kernels/cpu/conv1d_direct.cpp) and im2col + GEMM.
 #include <cmath>
 
+#include "recur/kernels/cpu.h"
 #include "test_util.h"
 
 namespace recur::test {
@@ -124,6 +127,26 @@ void reference(const Case& c, const std::vector<float>& x, const std::vector<flo
 // stays NaN and fails the comparison.
 void poison_next_allocation(std::int64_t n, Device dev) { poison(Tensor::empty({n}, DType::f32, dev)); }
 
+// Sets the CPU's conv1d path for a scope, restoring the previous one.
+class CpuConvPath {
+ public:
+  explicit CpuConvPath(kernels::cpu::Conv1dPath p) : old_(kernels::cpu::conv1d_path()) {
+    kernels::cpu::set_conv1d_path(p);
+  }
+  ~CpuConvPath() { kernels::cpu::set_conv1d_path(old_); }
+  CpuConvPath(const CpuConvPath&) = delete;
+  CpuConvPath& operator=(const CpuConvPath&) = delete;
+
+ private:
+  kernels::cpu::Conv1dPath old_;
+};
+
+constexpr kernels::cpu::Conv1dPath kCpuPaths[] = {kernels::cpu::Conv1dPath::Direct,
+                                                  kernels::cpu::Conv1dPath::Im2col};
+const char* path_name(kernels::cpu::Conv1dPath p) {
+  return p == kernels::cpu::Conv1dPath::Direct ? "CPU path direct" : "CPU path im2col";
+}
+
 void check_forward(Device dev) {
   RECUR_SKIP_IF_UNAVAILABLE(dev);
   Random rng;
@@ -141,7 +164,58 @@ void check_forward(Device dev) {
   }
 }
 
-TEST(Conv1d, ForwardMatchesDirectConvolution) { check_forward(Device::cpu()); }
+TEST(Conv1d, ForwardMatchesDirectConvolution) {
+  for (auto p : kCpuPaths) {
+    SCOPED_TRACE(path_name(p));
+    CpuConvPath path(p);
+    check_forward(Device::cpu());
+  }
+}
+
+// The two CPU paths at the book's model shapes (the Jena conv and conv-gru
+// layers, a filter count that is no multiple of the vector width, channels
+// past the default choice's limit): forward and input gradient agree within
+// float32 rounding, outputs poisoned beforehand.
+TEST(Conv1d, DirectAndIm2colPathsAgreeAtModelShapes) {
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()));
+  const Device cpu = Device::cpu();
+  for (const Case& c : {Case{4, 40, 6, 32, 5, 1, 1, 1, Conv1dPadding::Valid},
+                        Case{3, 40, 14, 32, 5, 1, 1, 1, Conv1dPadding::Valid},
+                        Case{3, 26, 32, 32, 5, 1, 1, 1, Conv1dPadding::Valid},
+                        Case{2, 17, 32, 33, 3, 2, 1, 1, Conv1dPadding::Same},
+                        Case{2, 19, 60, 20, 5, 1, 2, 1, Conv1dPadding::Causal}}) {
+    SCOPED_TRACE(describe(c));
+    const std::int64_t T_out = conv1d_shape(c.T, options(c)).T_out;
+    const Tensor x = Tensor::from_vector(rng.floats(c.B * c.T * c.C), {c.B, c.T, c.C}, cpu);
+    const Tensor w = Tensor::from_vector(rng.floats(c.F * c.C * c.K), {c.F, c.C, c.K}, cpu);
+    const Tensor b = Tensor::from_vector(rng.floats(c.F), {c.F}, cpu);
+    const Tensor dy = Tensor::from_vector(rng.floats(c.B * T_out * c.F), {c.B, T_out, c.F}, cpu);
+    std::vector<float> y[2], dx[2], dw[2];
+    for (int i = 0; i < 2; ++i) {
+      CpuConvPath path(kCpuPaths[i]);
+      poison_next_allocation(c.B * T_out * c.F, cpu);
+      y[i] = ops::conv1d(x, w, b, options(c)).to_vector<float>();
+      poison_next_allocation(c.B * c.T * c.C, cpu);
+      const ops::Conv1dGrads g = ops::conv1d_backward(x, w, dy, options(c));
+      dx[i] = g.dx.to_vector<float>();
+      dw[i] = g.dw.to_vector<float>();
+    }
+    // Relative to the largest magnitude: the terms are O(1), their sums O(sqrt(C K F)).
+    auto agree = [](const std::vector<float>& a, const std::vector<float>& r, const char* what) {
+      ASSERT_EQ(a.size(), r.size()) << what;
+      double big = 0;
+      for (float v : r) big = std::max(big, double(std::abs(v)));
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        ASSERT_FALSE(std::isnan(a[i]) || std::isnan(r[i])) << what << " " << i;
+        ASSERT_LE(std::abs(double(a[i]) - r[i]), 1e-5 * big) << what << " " << i;
+      }
+    };
+    agree(y[0], y[1], "y");
+    agree(dx[0], dx[1], "dx");
+    agree(dw[0], dw[1], "dw");
+  }
+}
 TEST(Conv1dCUDA, ForwardMatchesDirectConvolution) { check_forward(Device::cuda(0)); }
 
 TEST(Conv1d, GradientsByFiniteDifferences) {
@@ -152,7 +226,10 @@ TEST(Conv1d, GradientsByFiniteDifferences) {
     const auto v = rng.floats(n);
     return Tensor::from_vector(std::vector<double>(v.begin(), v.end()), s, cpu);
   };
+  for (auto path_choice : kCpuPaths)
   for (const Case& c : cases()) {
+    SCOPED_TRACE(path_name(path_choice));
+    CpuConvPath path(path_choice);
     SCOPED_TRACE(describe(c));
     const Conv1dOptions o = options(c);
     const std::int64_t T_out = conv1d_shape(c.T, o).T_out;

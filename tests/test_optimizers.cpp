@@ -111,9 +111,12 @@ std::vector<Case> cases() {
   c2.config.clipvalue = 0.3;
   Case c3{"sgd weight decay", OptimizerConfig::sgd(0.1)};
   c3.config.weight_decay = 0.5;
+  Case c4{"rmsprop global_clipnorm", OptimizerConfig::rmsprop(0.01)};  // the vectorised path, scaled
+  c4.config.global_clipnorm = 0.5;
   out.push_back(c1);
   out.push_back(c2);
   out.push_back(c3);
+  out.push_back(c4);
   return out;
 }
 

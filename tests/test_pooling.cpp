@@ -105,7 +105,7 @@ std::vector<PoolCase> cases() {
   std::vector<PoolCase> v;
   for (PoolKind k : {PoolKind::Max, PoolKind::Average})
     for (std::int64_t T : {1, 7, 33})
-      for (auto [pool, stride] : {std::pair<std::int64_t, std::int64_t>{1, 1}, {2, 2}, {3, 1}, {3, 2}, {5, 3}, {2, 7}})
+      for (auto [pool, stride] : {std::pair<std::int64_t, std::int64_t>{1, 1}, {2, 2}, {3, 3}, {3, 1}, {3, 2}, {5, 3}, {2, 7}})
         for (bool same : {false, true})
           for (bool masked : {false, true}) {
             if (!same && T < pool) continue;

@@ -94,6 +94,15 @@ Tensor conv1d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv1dOpt
   if (b.defined())
     RECUR_CHECK(b.shape() == (Shape{F}), Shape, "conv1d: bias must be [", F, "], got ", shape_str(b.shape()));
   Backend& be = conv_backend(x);
+  if (G == 1 && R > 0) {
+    // The backend's direct convolution where it has one for this shape; the
+    // backward then builds the columns it needs for dw itself.
+    Tensor y = Tensor::empty({g.B, g.T_out, F}, x.dtype(), x.device());
+    if (be.conv1d_direct(g, x, w, b, y)) {
+      if (cols_out) *cols_out = Tensor();
+      return y;
+    }
+  }
   const Tensor cols = Tensor::empty({G, R, g.cols_per_group()}, x.dtype(), x.device());
   if (cols.numel()) be.im2col1d(g, x, cols);
   const Tensor yg = Tensor::empty({G, R, F / G}, x.dtype(), x.device());
@@ -111,24 +120,29 @@ Conv1dGrads conv1d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, 
   RECUR_CHECK(dy.defined() && dy.shape() == (Shape{g.B, g.T_out, F}), Shape, "conv1d_backward: dy must be ",
               shape_str({g.B, g.T_out, F}), ", got ", dy.defined() ? shape_str(dy.shape()) : std::string("undefined"));
   Backend& be = conv_backend(x);
-  Tensor cols = cols_in;
-  if (!cols.defined()) {
-    cols = Tensor::empty({G, R, CgK}, x.dtype(), x.device());
-    if (cols.numel()) be.im2col1d(g, x, cols);
-  }
-  RECUR_CHECK(cols.shape() == (Shape{G, R, CgK}), Shape, "conv1d_backward: cols ", shape_str(cols.shape()),
-              " do not come from this input");
+  if (cols_in.defined())
+    RECUR_CHECK(cols_in.shape() == (Shape{G, R, CgK}), Shape, "conv1d_backward: cols ",
+                shape_str(cols_in.shape()), " do not come from this input");
   // dy per group: [G, R, F/G].
   const Tensor dyg = G == 1 ? dy.reshape({1, R, F}) : transpose01(dy.reshape({R, G, F / G}));
   Conv1dGrads out;
   out.db = sum(dy.reshape({R, F}), 0);
-  out.dw = Tensor::empty({G, F / G, CgK}, x.dtype(), x.device());
-  gemm(dyg, cols, out.dw, true, false);  // [F/G, R] x [R, CgK] per group
-  out.dw = out.dw.reshape(w.shape());
+  out.dw = Tensor::empty(w.shape(), x.dtype(), x.device());
+  // Without the forward's columns, the backend's direct weight gradient
+  // where it has one for this shape; else the columns and one GEMM.
+  if (cols_in.defined() || G != 1 || !be.conv1d_direct_backward_weights(g, x, dy, out.dw)) {
+    Tensor cols = cols_in;
+    if (!cols.defined()) {
+      cols = Tensor::empty({G, R, CgK}, x.dtype(), x.device());
+      if (cols.numel()) be.im2col1d(g, x, cols);
+    }
+    gemm(dyg, cols, out.dw.reshape({G, F / G, CgK}), true, false);  // [F/G, R] x [R, CgK] per group
+  }
   if (!input_grad) return out;
+  out.dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (out.dx.numel() && G == 1 && be.conv1d_direct_backward_data(g, dy, w, out.dx)) return out;
   const Tensor dcols = Tensor::empty({G, R, CgK}, x.dtype(), x.device());
   gemm(dyg, w.reshape({G, F / G, CgK}), dcols);  // [R, F/G] x [F/G, CgK] per group
-  out.dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (out.dx.numel()) be.col2im1d(g, dcols, out.dx);
   return out;
 }

@@ -349,6 +349,49 @@ class CpuBackend final : public Backend {
       kc::col2im1d<T>(g, dcols.data<T>(), dx.data<T>());
     });
   }
+  // The direct convolution where im2col + GEMM moves more memory than the
+  // arithmetic needs: groups 1, at most kDirectMaxTaps input values per
+  // output (C*K), where OpenBLAS's GEMM has a short inner dimension and
+  // spends its time packing, and enough output channels (F forward, C for
+  // the input gradient) to fill 3/4 of the kernel's 32-lane blocks: at C 6
+  // the input gradient would compute 32 lanes for 6, and the GEMM path is
+  // faster there. bench_ops --only conv1d times both on the conv model's
+  // layers (RECUR_CONV1D=im2col or direct forces one; kc::set_conv1d_path).
+  static bool direct_wanted(const kernels::Conv1dGeometry& g, std::int64_t outputs, DType t) {
+    const kc::Conv1dPath p = kc::conv1d_path();
+    if (g.groups != 1 || p == kc::Conv1dPath::Im2col) return false;
+    return p == kc::Conv1dPath::Direct ||
+           (g.C * g.K <= kDirectMaxTaps && kc::conv1d_direct_lane_use(outputs, t == DType::f64) >= 0.75);
+  }
+  static constexpr std::int64_t kDirectMaxTaps = 256;
+  bool conv1d_direct(const kernels::Conv1dGeometry& g, const Tensor& x, const Tensor& w, const Tensor& b,
+                     const Tensor& y) override {
+    if (!direct_wanted(g, w.dim(0), x.dtype())) return false;
+    dispatch_float(x.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::conv1d_direct_forward<T>(g, x.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr, y.data<T>(),
+                                   w.dim(0));
+    });
+    return true;
+  }
+  bool conv1d_direct_backward_data(const kernels::Conv1dGeometry& g, const Tensor& dy, const Tensor& w,
+                                   const Tensor& dx) override {
+    if (!direct_wanted(g, g.C, dx.dtype())) return false;
+    dispatch_float(dx.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::conv1d_direct_backward_data<T>(g, dy.data<T>(), w.data<T>(), dx.data<T>(), w.dim(0));
+    });
+    return true;
+  }
+  bool conv1d_direct_backward_weights(const kernels::Conv1dGeometry& g, const Tensor& x, const Tensor& dy,
+                                      const Tensor& dw) override {
+    if (!direct_wanted(g, dw.dim(0), x.dtype())) return false;
+    dispatch_float(x.dtype(), [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      kc::conv1d_direct_backward_weights<T>(g, x.data<T>(), dy.data<T>(), dw.data<T>(), dw.dim(0));
+    });
+    return true;
+  }
   void pool1d(const Pool1dCall& c) override {
     dispatch_float(c.y.dtype(), [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;

@@ -392,6 +392,23 @@ class Backend {
   // C/G*K] from x [B, T, C]; dx [B, T, C] from dcols (overwritten, not added).
   virtual void im2col1d(const kernels::Conv1dGeometry& g, const Tensor& x, const Tensor& cols) = 0;
   virtual void col2im1d(const kernels::Conv1dGeometry& g, const Tensor& dcols, const Tensor& dx) = 0;
+  // A direct convolution (no im2col) where the backend has one and judges it
+  // the faster path for this shape: y [B, T_out, F] = conv(x, w) + b (b may be
+  // undefined), or dx [B, T, C] (overwritten) from dy. Return false, writing
+  // nothing, to have ops::conv1d take the im2col + GEMM path.
+  virtual bool conv1d_direct(const kernels::Conv1dGeometry&, const Tensor& /*x*/, const Tensor& /*w*/,
+                             const Tensor& /*b*/, const Tensor& /*y*/) {
+    return false;
+  }
+  virtual bool conv1d_direct_backward_data(const kernels::Conv1dGeometry&, const Tensor& /*dy*/,
+                                           const Tensor& /*w*/, const Tensor& /*dx*/) {
+    return false;
+  }
+  // dw [F, C, K] (overwritten) from x and dy, without the columns.
+  virtual bool conv1d_direct_backward_weights(const kernels::Conv1dGeometry&, const Tensor& /*x*/,
+                                              const Tensor& /*dy*/, const Tensor& /*dw*/) {
+    return false;
+  }
 
   // ---- pooling over time, embedding, activations, dropout (seq_ops.h) --------
   virtual void pool1d(const Pool1dCall& call) = 0;

@@ -4,6 +4,12 @@
 // [filters, channels / groups, kernel_size] and bias [filters].
 // Algorithm: im2col into [groups, B*T_out, C/groups*K], then one batched GEMM;
 // backward: two batched GEMMs and the gather adjoint of im2col (deterministic).
+// A backend may instead run a direct convolution for the forward and the input
+// gradient where it judges that faster (Backend::conv1d_direct): the CPU does
+// for groups 1, C*K <= 256 and enough output channels to fill its vector
+// blocks (F forward, C for dx), the narrow layers of the book's models, where
+// im2col + GEMM moves more memory than the arithmetic needs
+// (kernels/cpu/conv1d_direct.cpp); dw stays a GEMM over the columns.
 //
 // On CUDA this stays recur's algorithm for now; issue 4 names two others,
 // cuDNN's convolution (or an implicit GEMM) and a fused kernel of recur's own
@@ -65,7 +71,9 @@ Conv1dShape conv1d_shape(std::int64_t T, const Conv1dOptions& o);
 
 namespace ops {
 // y [B, T_out, F] = conv1d(x [B, T, C], w [F, C/groups, K]) + b [F] (b optional).
-// `cols`, when not null, receives the im2col buffer for conv1d_backward.
+// `cols`, when not null, receives the im2col buffer for conv1d_backward, or an
+// undefined tensor when the backend took its direct path (conv1d_backward
+// then builds the columns itself).
 Tensor conv1d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv1dOptions& o,
               Tensor* cols = nullptr);
 

@@ -94,6 +94,25 @@ template <class T> void gru_rb_back_r(const GruRbBackRArgs<T>& args);
 // 1D convolution layout kernels (conv1d.h).
 template <class T> void im2col1d(const Conv1dGeometry& g, const T* x, T* cols);
 template <class T> void col2im1d(const Conv1dGeometry& g, const T* dcols, T* dx);
+// Direct 1D convolution (conv1d_direct.cpp), groups 1 only: y [B, T_out, F]
+// from x [B, T, C], w [F, C, K] and bias [F] (may be null); dx [B, T, C]
+// (overwritten) from dy [B, T_out, F] and w.
+template <class T>
+void conv1d_direct_forward(const Conv1dGeometry& g, const T* x, const T* w, const T* bias, T* y, std::int64_t F);
+template <class T>
+void conv1d_direct_backward_data(const Conv1dGeometry& g, const T* dy, const T* w, T* dx, std::int64_t F);
+// dw [F, C, K] (overwritten) from x and dy.
+template <class T>
+void conv1d_direct_backward_weights(const Conv1dGeometry& g, const T* x, const T* dy, T* dw, std::int64_t F);
+// Which path the CPU backend's conv1d takes: Auto (by shape), Direct (always,
+// groups 1), Im2col (never direct). Starts from the environment variable
+// RECUR_CONV1D (auto, direct or im2col); tests and benchmarks set it.
+enum class Conv1dPath : int { Auto = 0, Direct = 1, Im2col = 2 };
+// The direct kernels compute output channels in blocks of 32 float32 (16
+// float64); the share of a block's lanes that `outputs` channels fill.
+double conv1d_direct_lane_use(std::int64_t outputs, bool f64);
+Conv1dPath conv1d_path();
+void set_conv1d_path(Conv1dPath p);
 
 // y[b, a, :] = x[ra(a), rb(b), :] for x of shape [A, B, C]: swaps the two
 // leading axes; ra(a) = A-1-a when rev_a (likewise rb), which reverses time
