@@ -26,7 +26,7 @@ rnn_cpu_vs_pytorch.{md,csv} to --out.
     /usr/bin/python3 bench/rnn_cpu_vs_pytorch.py [--bench build-cpu/bin/bench_rnn] [--out DIR]
         [--repeats 11] [--inner 5] [--threads 2] [--cpus 0,1] [--omp-wait-policy passive]
         [--proc-bind close] [--max-spread 0.10] [--config cell,H,B,T,I ...] [--quick] [--no-write]
-        [--baseline OTHER_BENCH] [--note TEXT ...]
+        [--baseline OTHER_BENCH] [--note TEXT]
 Needs PyTorch (Debian: apt-get install python3-torch)."""
 import argparse
 import csv
@@ -114,8 +114,6 @@ def main():
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--baseline", help="a second recur bench binary (say, built at the commit before a change), "
                     "run in the same rounds: adds its median and the paired speedup")
-    ap.add_argument("--note", action="append", default=[],
-                    help="a line for the table's head, such as the machine's state (repeatable)")
     harness.add_args(ap)
     a = ap.parse_args()
     if a.repeats is None:
@@ -139,8 +137,7 @@ def main():
         f"machine's load drifts between rounds)",
         *([f"baseline: {a.baseline} (run in every round beside recur and PyTorch, the three in rotating order); "
            f"speedup: the median over rounds of baseline ms / recur ms in the same round; "
-           f"{harness.binary_line(a.baseline)}"] if a.baseline else []),
-        *(f"note: {n}" for n in a.note)])
+           f"{harness.binary_line(a.baseline)}"] if a.baseline else [])])
     layers = {c: TorchLayer(*c) for c in configs}
     res = {(c, m): ([], [], []) for c in configs for m in MODES}  # (recur, PyTorch, baseline ms) per round
     for r in range(a.repeats):
