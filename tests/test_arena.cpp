@@ -236,7 +236,10 @@ TEST(StepArena, OwnerWithEverNewKeysStopsRecording) {
   const int raw_calls = counts.calls;
   for (int k = 0; k < 3; ++k) step(owner, 2 * n);  // unplanned: key 2n's block from the cache
   EXPECT_EQ(a.arena_stats().regions_recorded, 2 * n - 1);
-  EXPECT_EQ(counts.calls, raw_calls);
+  // (Sanitizer builds and RECUR_ALLOCATOR_CACHE=0 have no cache: every block is a raw call.)
+  if (a.caching()) {
+    EXPECT_EQ(counts.calls, raw_calls);
+  }
   const std::uint64_t replayed = a.arena_stats().regions_replayed;
   step(owner, 2 * n - 1);  // still planned
   EXPECT_EQ(a.arena_stats().regions_replayed, replayed + 1);
