@@ -8,14 +8,7 @@
 #include "recur/common/error.h"
 #include "recur/kernels/cpu.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(RECUR_SANITIZE) && \
-    (!defined(__clang__) || __clang_major__ >= 14)
-// Cloned per instruction set as rnn_rows_f32.cpp; with contraction off
-// (CMakeLists.txt) every clone rounds as the baseline does.
-#define RECUR_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define RECUR_CPU_CLONES
-#endif
+#include "cpu_clones.h"
 
 namespace recur::kernels::cpu {
 namespace {

@@ -6,12 +6,7 @@
 // clone gives the same bits.
 #include "rnn_rows.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(RECUR_SANITIZE) && \
-    (!defined(__clang__) || __clang_major__ >= 14)
-#define RECUR_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define RECUR_CPU_CLONES
-#endif
+#include "cpu_clones.h"
 
 namespace recur::kernels::cpu {
 
