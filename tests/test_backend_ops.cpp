@@ -949,6 +949,95 @@ TEST(SequenceOps, MatchTheStepOpsLoop) {
   kernels::cpu::set_num_threads(threads);
 }
 
+// Small batches split each step's units over threads (rnn_sequence.cpp).
+// Each column's sum is the same as the rows path's, so the outputs must be
+// bit for bit those with the split off (RECUR_RNN_UNIT_SPLIT=0), a path the
+// tests above hold to the float64 step loop: every state, output and saved
+// activation of a training pass and the inference pass's last state; with a
+// padded row and a row ending early, with and without recurrent dropout;
+// unit ranges that do not fall on vector boundaries (H 200).
+TEST(SequenceOps, SmallBatchUnitSplitIsBitExact) {
+  namespace kc = kernels::cpu;
+  if (!kc::packed_product_available()) GTEST_SKIP() << "no AVX-512F on this CPU: no unit split";
+  const int threads = kc::num_threads();
+  kc::set_num_threads(std::max(threads, 2));
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()) + " (RECUR_TEST_SEED)");
+  const std::int64_t T = 7;
+  struct Case {
+    int cell;  // 0 GRU, 1 LSTM, 2 SimpleRNN (tanh)
+    std::int64_t B, H;
+  };
+  for (const Case c : {Case{0, 1, 256}, Case{1, 1, 256}, Case{0, 2, 200}, Case{1, 17, 64}, Case{2, 2, 256}})
+    for (bool drop : {false, true}) {
+      const std::int64_t B = c.B, H = c.H, G = (c.cell == 0 ? 3 : c.cell == 1 ? 4 : 1) * H;
+      SCOPED_TRACE("cell " + std::to_string(c.cell) + " B " + std::to_string(B) + " H " + std::to_string(H) +
+                   (drop ? " recurrent dropout" : ""));
+      {
+        ScopedEnv on("RECUR_RNN_UNIT_SPLIT", nullptr);
+        ASSERT_GE(kc::rnn_unit_split_threads(B, H, G / H), 2) << "this case must take the split path";
+      }
+      const auto x = rng.floats(T * B * G, -2, 2), w = rng.floats(G * H, -0.1f, 0.1f);
+      const auto bi = rng.floats(G), bh = rng.floats(G), h0 = rng.floats(B * H), c0 = rng.floats(B * H);
+      std::vector<float> mask(std::size_t(T * B), 1.f), rmask;
+      if (B > 1) {
+        for (std::int64_t t = 0; t < T; ++t) mask[std::size_t(t * B + 1)] = 0.f;  // row 1 fully padded
+        if (B > 2) mask[std::size_t((T - 1) * B)] = mask[std::size_t((T - 2) * B)] = 0.f;  // row 0 ends early
+      }
+      if (drop) {
+        rmask = rng.floats(B * H, 0.f, 1.f);
+        for (float& v : rmask) v = v < 0.3f ? 0.f : float(1.0 / 0.7);
+      }
+      auto in = [](const std::vector<float>& v, const Shape& sh) { return Tensor::from_vector(v, sh, Device::cpu()); };
+      auto out = [](const Shape& sh) {
+        Tensor t = Tensor::empty(sh, DType::f32, Device::cpu());
+        poison(t);
+        return t;
+      };
+      auto step = [](const Tensor& t, std::int64_t i) {
+        Shape sh(t.shape().begin() + 1, t.shape().end());
+        return t.slice(i, i + 1).reshape(sh);
+      };
+      auto run = [&](const char* split) {
+        ScopedEnv env("RECUR_RNN_UNIT_SPLIT", split);
+        const Tensor sx = in(x, {T, B, G}), sw = in(w, {G, H}), sbi = in(bi, {G}), sbh = in(bh, {G});
+        const Tensor sm = in(mask, {T, B}), srm = drop ? in(rmask, {B, H}) : Tensor();
+        const Tensor hs = out({T + 1, B, H}), cs = out({T + 1, B, H}), ys = out({T, B, H});
+        const Tensor saved = out({T, B, 4 * H}), hs2 = out({2, B, H}), cs2 = out({1, B, H});
+        step(hs, 0).copy_from(in(h0, {B, H}));
+        step(cs, 0).copy_from(in(c0, {B, H}));
+        step(hs2, 0).copy_from(in(h0, {B, H}));
+        step(cs2, 0).copy_from(in(c0, {B, H}));
+        if (c.cell == 0) {
+          ops::gru_sequence({sx, sw, sbi, sbh, sm, hs, ys, saved, srm});
+          ops::gru_sequence({sx, sw, sbi, sbh, sm, hs2, {}, {}, srm});
+        } else if (c.cell == 1) {
+          ops::lstm_sequence({sx, sw, sbi, sbh, sm, hs, cs, ys, saved, srm});
+          ops::lstm_sequence({sx, sw, sbi, sbh, sm, hs2, cs2, {}, {}, srm});
+        } else {
+          ops::rnn_sequence({sx, sw, sbi, sbh, sm, hs, ys, srm, RnnActivation::Tanh, true});
+          ops::rnn_sequence({sx, sw, sbi, sbh, sm, hs2, {}, srm, RnnActivation::Tanh, false});
+        }
+        std::vector<std::vector<float>> r = {hs.to_vector<float>(), ys.to_vector<float>(),
+                                             step(hs2, T % 2).to_vector<float>()};
+        if (c.cell == 1) {
+          r.push_back(cs.to_vector<float>());
+          r.push_back(cs2.to_vector<float>());
+        }
+        if (c.cell != 2) r.push_back(saved.to_vector<float>());
+        return r;
+      };
+      const auto split = run(nullptr), rows = run("0");
+      ASSERT_EQ(split.size(), rows.size());
+      for (std::size_t k = 0; k < split.size(); ++k)
+        for (std::size_t i = 0; i < split[k].size(); ++i) {
+          ASSERT_FALSE(std::isnan(split[k][i])) << "output " << k << " at " << i;
+          ASSERT_EQ(split[k][i], rows[k][i]) << "output " << k << " at " << i;
+        }
+    }
+  kc::set_num_threads(threads);
+}
+
 // SimpleRNN (tanh and relu) and the reset-before GRU as whole passes, the same
 // way: against the step ops the engine loops over, in float64; float64 to
 // 1e-12, float32 to 1e-5; masks with a fully padded row; recurrent dropout.

@@ -52,22 +52,28 @@ void zero_row(T* dst, std::int64_t n) {
 
 // The float32 row loops (rnn_rows_f32.cpp, built for several instruction
 // sets and picked at load time where the compiler can).
-void gru_rows_f32(const GruStepArgs<float>& a, std::int64_t b0, std::int64_t b1);
+// The forward ones over units [j0, j1) of each row (the whole row: 0, H).
+void gru_rows_f32(const GruStepArgs<float>& a, std::int64_t b0, std::int64_t b1, std::int64_t j0,
+                  std::int64_t j1);
 void gru_back_rows_f32(const GruBackArgs<float>& a, std::int64_t b0, std::int64_t b1);
-void lstm_rows_f32(const LstmStepArgs<float>& a, std::int64_t b0, std::int64_t b1);
+void lstm_rows_f32(const LstmStepArgs<float>& a, std::int64_t b0, std::int64_t b1, std::int64_t j0,
+                   std::int64_t j1);
 void lstm_back_rows_f32(const LstmBackArgs<float>& a, std::int64_t b0, std::int64_t b1);
-void rnn_rows_f32(RnnActivation act, const RnnStepArgs<float>& a, std::int64_t b0, std::int64_t b1);
+void rnn_rows_f32(RnnActivation act, const RnnStepArgs<float>& a, std::int64_t b0, std::int64_t b1,
+                  std::int64_t j0, std::int64_t j1);
 void rnn_back_rows_f32(RnnActivation act, const RnnBackArgs<float>& a, std::int64_t b0, std::int64_t b1);
 
 // ---- GRU (reset_after) --------------------------------------------------------------
+// Rows [b0, b1), units [j0, j1) (j1 < 0: to H).
 template <class T>
-void gru_rows(const GruStepArgs<T>& a, std::int64_t b0, std::int64_t b1) {
+void gru_rows(const GruStepArgs<T>& a, std::int64_t b0, std::int64_t b1, std::int64_t j0 = 0,
+              std::int64_t j1 = -1) {
+  if (j1 < 0) j1 = a.H;
   if constexpr (!std::is_same_v<T, float>) {
-    const std::int64_t H = a.H;
     for (std::int64_t b = b0; b < b1; ++b)
-      for (std::int64_t j = 0; j < H; ++j) gru_step_element(a, b, j);
+      for (std::int64_t j = j0; j < j1; ++j) gru_step_element(a, b, j);
   } else {
-    gru_rows_f32(a, b0, b1);
+    gru_rows_f32(a, b0, b1, j0, j1);
   }
 }
 
@@ -83,14 +89,16 @@ void gru_back_rows(const GruBackArgs<T>& a, std::int64_t b0, std::int64_t b1) {
 }
 
 // ---- LSTM -------------------------------------------------------------------------
+// Rows [b0, b1), units [j0, j1) (j1 < 0: to H).
 template <class T>
-void lstm_rows(const LstmStepArgs<T>& a, std::int64_t b0, std::int64_t b1) {
+void lstm_rows(const LstmStepArgs<T>& a, std::int64_t b0, std::int64_t b1, std::int64_t j0 = 0,
+               std::int64_t j1 = -1) {
+  if (j1 < 0) j1 = a.H;
   if constexpr (!std::is_same_v<T, float>) {
-    const std::int64_t H = a.H;
     for (std::int64_t b = b0; b < b1; ++b)
-      for (std::int64_t j = 0; j < H; ++j) lstm_step_element(a, b, j);
+      for (std::int64_t j = j0; j < j1; ++j) lstm_step_element(a, b, j);
   } else {
-    lstm_rows_f32(a, b0, b1);
+    lstm_rows_f32(a, b0, b1, j0, j1);
   }
 }
 
@@ -107,13 +115,14 @@ void lstm_back_rows(const LstmBackArgs<T>& a, std::int64_t b0, std::int64_t b1) 
 
 // ---- SimpleRNN ----------------------------------------------------------------------
 template <RnnActivation act, class T>
-void rnn_rows(const RnnStepArgs<T>& a, std::int64_t b0, std::int64_t b1) {
+void rnn_rows(const RnnStepArgs<T>& a, std::int64_t b0, std::int64_t b1, std::int64_t j0 = 0,
+              std::int64_t j1 = -1) {
+  if (j1 < 0) j1 = a.H;
   if constexpr (!std::is_same_v<T, float>) {
-    const std::int64_t H = a.H;
     for (std::int64_t b = b0; b < b1; ++b)
-      for (std::int64_t j = 0; j < H; ++j) rnn_step_element<act>(a, b, j);
+      for (std::int64_t j = j0; j < j1; ++j) rnn_step_element<act>(a, b, j);
   } else {
-    rnn_rows_f32(act, a, b0, b1);
+    rnn_rows_f32(act, a, b0, b1, j0, j1);
   }
 }
 

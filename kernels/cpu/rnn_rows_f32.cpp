@@ -11,17 +11,19 @@
 namespace recur::kernels::cpu {
 
 RECUR_CPU_CLONES
-void gru_rows_f32(const GruStepArgs<float>& a, std::int64_t b0, std::int64_t b1) {
-  const std::int64_t H = a.H;
+void gru_rows_f32(const GruStepArgs<float>& a, std::int64_t b0, std::int64_t b1, std::int64_t j0,
+                  std::int64_t j1) {
+  const std::int64_t H = a.H, nj = j1 - j0;
   const float* bi = or_zeros(a.b_ih, 3 * H);
   const float* bh = or_zeros(a.b_hh, 3 * H);
   for (std::int64_t b = b0; b < b1; ++b) {
     float* h = a.h + b * H;
     const float* hprev = a.h_prev + b * H;
     if (!row_valid(a.mask, b)) {
-      if (h != hprev) copy_row(h, hprev, H);
-      if (a.y) zero_row(a.y + b * H, H);
-      if (a.saved) zero_row(a.saved + b * 4 * H, 4 * H);
+      if (h != hprev) copy_row(h + j0, hprev + j0, nj);
+      if (a.y) zero_row(a.y + b * H + j0, nj);
+      if (a.saved)
+        for (int q = 0; q < 4; ++q) zero_row(a.saved + b * 4 * H + q * H + j0, nj);
       continue;
     }
     const float* xp = a.xproj + b * a.ld_x;
@@ -29,7 +31,7 @@ void gru_rows_f32(const GruStepArgs<float>& a, std::int64_t b0, std::int64_t b1)
     if (a.saved) {
       float* s = a.saved + b * 4 * H;
 #pragma omp simd
-      for (std::int64_t j = 0; j < H; ++j) {
+      for (std::int64_t j = j0; j < j1; ++j) {
         const float r = vsigmoid(xp[j] + bi[j] + hp[j] + bh[j]);
         const float z = vsigmoid(xp[H + j] + bi[H + j] + hp[H + j] + bh[H + j]);
         const float hn = hp[2 * H + j] + bh[2 * H + j];
@@ -42,7 +44,7 @@ void gru_rows_f32(const GruStepArgs<float>& a, std::int64_t b0, std::int64_t b1)
       }
     } else {
 #pragma omp simd
-      for (std::int64_t j = 0; j < H; ++j) {
+      for (std::int64_t j = j0; j < j1; ++j) {
         const float r = vsigmoid(xp[j] + bi[j] + hp[j] + bh[j]);
         const float z = vsigmoid(xp[H + j] + bi[H + j] + hp[H + j] + bh[H + j]);
         const float hn = hp[2 * H + j] + bh[2 * H + j];
@@ -50,7 +52,7 @@ void gru_rows_f32(const GruStepArgs<float>& a, std::int64_t b0, std::int64_t b1)
         h[j] = (1.0f - z) * n + z * hprev[j];
       }
     }
-    if (a.y) copy_row(a.y + b * H, h, H);
+    if (a.y) copy_row(a.y + b * H + j0, h + j0, nj);
   }
 }
 
@@ -89,8 +91,9 @@ void gru_back_rows_f32(const GruBackArgs<float>& a, std::int64_t b0, std::int64_
 }
 
 RECUR_CPU_CLONES
-void lstm_rows_f32(const LstmStepArgs<float>& a, std::int64_t b0, std::int64_t b1) {
-  const std::int64_t H = a.H;
+void lstm_rows_f32(const LstmStepArgs<float>& a, std::int64_t b0, std::int64_t b1, std::int64_t j0,
+                   std::int64_t j1) {
+  const std::int64_t H = a.H, n = j1 - j0;
   const float* bi = or_zeros(a.b_ih, 4 * H);
   const float* bh = or_zeros(a.b_hh, 4 * H);
   float* sv = a.saved;
@@ -100,10 +103,11 @@ void lstm_rows_f32(const LstmStepArgs<float>& a, std::int64_t b0, std::int64_t b
     float* c = a.c + e;
     const float* cprev = a.c_prev + e;
     if (!row_valid(a.mask, b)) {
-      if (c != cprev) copy_row(c, cprev, H);
-      if (h != a.h_prev + e) copy_row(h, a.h_prev + e, H);
-      if (a.y) zero_row(a.y + e, H);
-      if (sv) zero_row(sv + b * 4 * H, 4 * H);
+      if (c != cprev) copy_row(c + j0, cprev + j0, n);
+      if (h != a.h_prev + e) copy_row(h + j0, a.h_prev + e + j0, n);
+      if (a.y) zero_row(a.y + e + j0, n);
+      if (sv)
+        for (int q = 0; q < 4; ++q) zero_row(sv + b * 4 * H + q * H + j0, n);
       continue;
     }
     const float* xp = a.xproj + b * a.ld_x;
@@ -111,7 +115,7 @@ void lstm_rows_f32(const LstmStepArgs<float>& a, std::int64_t b0, std::int64_t b
     if (sv) {
       float* s = sv + b * 4 * H;
 #pragma omp simd
-      for (std::int64_t j = 0; j < H; ++j) {
+      for (std::int64_t j = j0; j < j1; ++j) {
         const float i = vsigmoid(xp[j] + hp[j] + bi[j] + bh[j]);
         const float f = vsigmoid(xp[H + j] + hp[H + j] + bi[H + j] + bh[H + j]);
         const float g = vtanh(xp[2 * H + j] + hp[2 * H + j] + bi[2 * H + j] + bh[2 * H + j]);
@@ -126,7 +130,7 @@ void lstm_rows_f32(const LstmStepArgs<float>& a, std::int64_t b0, std::int64_t b
       }
     } else {
 #pragma omp simd
-      for (std::int64_t j = 0; j < H; ++j) {
+      for (std::int64_t j = j0; j < j1; ++j) {
         const float i = vsigmoid(xp[j] + hp[j] + bi[j] + bh[j]);
         const float f = vsigmoid(xp[H + j] + hp[H + j] + bi[H + j] + bh[H + j]);
         const float g = vtanh(xp[2 * H + j] + hp[2 * H + j] + bi[2 * H + j] + bh[2 * H + j]);
@@ -136,7 +140,7 @@ void lstm_rows_f32(const LstmStepArgs<float>& a, std::int64_t b0, std::int64_t b
         h[j] = o * vtanh(cv);
       }
     }
-    if (a.y) copy_row(a.y + e, h, H);
+    if (a.y) copy_row(a.y + e + j0, h + j0, n);
   }
 }
 
@@ -178,26 +182,27 @@ void lstm_back_rows_f32(const LstmBackArgs<float>& a, std::int64_t b0, std::int6
 
 namespace {
 template <RnnActivation act>
-void rnn_rows_impl(const RnnStepArgs<float>& a, std::int64_t b0, std::int64_t b1) {
-  const std::int64_t H = a.H;
+void rnn_rows_impl(const RnnStepArgs<float>& a, std::int64_t b0, std::int64_t b1, std::int64_t j0,
+                   std::int64_t j1) {
+  const std::int64_t H = a.H, n = j1 - j0;
   const float* bi = or_zeros(a.b_ih, H);
   const float* bh = or_zeros(a.b_hh, H);
   for (std::int64_t b = b0; b < b1; ++b) {
     const std::int64_t e = b * H;
     float* h = a.h + e;
     if (!row_valid(a.mask, b)) {
-      if (h != a.h_prev + e) copy_row(h, a.h_prev + e, H);
-      if (a.y) zero_row(a.y + e, H);
+      if (h != a.h_prev + e) copy_row(h + j0, a.h_prev + e + j0, n);
+      if (a.y) zero_row(a.y + e + j0, n);
       continue;
     }
     const float* xp = a.xproj + b * a.ld_x;
     const float* hp = a.hproj + b * a.ld_h;
     // libm's tanhf, not vtanh: see the note at the top.
-    for (std::int64_t j = 0; j < H; ++j) {
+    for (std::int64_t j = j0; j < j1; ++j) {
       const float pre = xp[j] + hp[j] + bi[j] + bh[j];
       h[j] = act == RnnActivation::Tanh ? rtanh(pre) : relu(pre);
     }
-    if (a.y) copy_row(a.y + e, h, H);
+    if (a.y) copy_row(a.y + e + j0, h + j0, n);
   }
 }
 
@@ -227,9 +232,10 @@ void rnn_back_rows_impl(const RnnBackArgs<float>& a, std::int64_t b0, std::int64
 }
 }  // namespace
 
-void rnn_rows_f32(RnnActivation act, const RnnStepArgs<float>& a, std::int64_t b0, std::int64_t b1) {
-  if (act == RnnActivation::Tanh) rnn_rows_impl<RnnActivation::Tanh>(a, b0, b1);
-  else rnn_rows_impl<RnnActivation::Relu>(a, b0, b1);
+void rnn_rows_f32(RnnActivation act, const RnnStepArgs<float>& a, std::int64_t b0, std::int64_t b1,
+                  std::int64_t j0, std::int64_t j1) {
+  if (act == RnnActivation::Tanh) rnn_rows_impl<RnnActivation::Tanh>(a, b0, b1, j0, j1);
+  else rnn_rows_impl<RnnActivation::Relu>(a, b0, b1, j0, j1);
 }
 
 RECUR_CPU_CLONES

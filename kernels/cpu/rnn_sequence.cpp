@@ -6,8 +6,12 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "recur/kernels/cpu.h"
 #include "rnn_rows.h"
@@ -117,6 +121,108 @@ void add_recurrent_grad(std::int64_t b0, std::int64_t b1, std::int64_t H, const 
   for (std::int64_t e = b0 * H; e < b1 * H; ++e) dh_prev[e] += work[e] * rec_mask[e];
 }
 
+// ---- Small batches: the units split over threads ------------------------------------
+//
+// Below 2 * kMinRows rows for_row_chunks runs one thread, and at batch 1 the
+// step is a matrix-vector product that streams all of W_hh from L2 every
+// step (768 KB for a GRU at H 256). Here each thread owns a range of units
+// instead: it packs only its columns of W_hh (each gate's rows [u0, u1)),
+// which stay in its own L2, computes those columns of the product and the
+// gates of its units, and the team meets at a barrier once per step, since
+// every unit's next product reads the whole state. The sums are those of the
+// one-thread pass (each column's sum over k in order), so the output is
+// bit for bit the same (tests/test_rnn_sequence.cpp checks).
+
+// A sense-reversing barrier that spins (a step is microseconds, far less
+// than a futex wake-up) and yields after a while, so that on a loaded
+// machine a waiting thread gives its core to the one it waits for.
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int n) : n_(n) {}
+  void wait(int& sense) {
+    sense ^= 1;
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      flag_.store(sense, std::memory_order_release);
+      return;
+    }
+    for (int spins = 0; flag_.load(std::memory_order_acquire) != sense; ++spins) {
+      if (spins < 2000) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+
+ private:
+  const int n_;
+  std::atomic<int> count_{0}, flag_{0};
+};
+
+// Threads for a pass of B rows, H units and G gates split by units, or 0
+// where the rows split (or one thread) is the better plan: float32 with the
+// packed product, too few rows for two row chunks, and at least 32 units and
+// 64 K multiply-adds of W_hh per thread and step (below that a barrier per
+// step costs about what the split saves). RECUR_RNN_UNIT_SPLIT=0 turns it off.
+template <class T>
+int unit_split_threads(std::int64_t B, std::int64_t H, std::int64_t G) {
+  if constexpr (!std::is_same_v<T, float>) {
+    return 0;
+  } else {
+    const std::int64_t nt = num_threads();
+    if (nt < 2 || B >= 2 * kMinRows || !packed_product_available()) return 0;
+    if (const char* e = std::getenv("RECUR_RNN_UNIT_SPLIT"); e && *e == '0') return 0;
+    const std::int64_t by_units = H / 32, by_work = B * G * H * H / 65536;
+    const std::int64_t n = std::min({nt, by_units, by_work});
+    return n >= 2 ? int(n) : 0;
+  }
+}
+
+// Runs a forward pass with the units split over n threads:
+// gates(t, h_in, j0, j1) computes step t's gates of units [j0, j1) for every
+// row from hproj (the product of h_in with W_hh^T, [B, G*H]) and writes
+// h(t+1) = state(t+1) for those units; state(t) is h(t), the input of step t.
+// With rec_mask (recurrent dropout, [B, H]) the product reads h * rec_mask,
+// which each thread writes for its own units into one of two buffers.
+template <class State, class Gates>
+void unit_split_pass(int n, std::int64_t T_, std::int64_t B, std::int64_t H, std::int64_t G,
+                     const float* w_hh, const float* rec_mask, float* hproj, State state,
+                     Gates gates) {
+  SpinBarrier barrier(n);
+  std::vector<float> masked(rec_mask ? std::size_t(2 * B * H) : 0);
+#pragma omp parallel num_threads(n)
+  {
+    const std::int64_t i = omp_get_thread_num();
+    // Unit ranges in multiples of 16 (a vector of floats), as even as that allows.
+    const std::int64_t j0 = (H * i / n) / 16 * 16;
+    const std::int64_t j1 = i + 1 == n ? H : (H * (i + 1) / n) / 16 * 16;
+    thread_local std::vector<PackedWeight> packed;
+    if (std::int64_t(packed.size()) < G) packed.resize(std::size_t(G));
+    for (std::int64_t g = 0; g < G; ++g)  // op(w) = rows [g H + j0, g H + j1) of W_hh, transposed
+      pack_weight(w_hh + (g * H + j0) * H, true, H, j1 - j0, packed[std::size_t(g)]);
+    auto mask_units = [&](const float* h, float* out) {
+      for (std::int64_t b = 0; b < B; ++b)
+        for (std::int64_t j = j0; j < j1; ++j) out[b * H + j] = h[b * H + j] * rec_mask[b * H + j];
+    };
+    int sense = 0;
+    if (rec_mask) {
+      mask_units(state(0), masked.data());
+      barrier.wait(sense);
+    }
+    for (std::int64_t t = 0; t < T_; ++t) {
+      const float* h_in = rec_mask ? masked.data() + (t % 2) * B * H : state(t);
+      for (std::int64_t g = 0; g < G; ++g)
+        packed_product(B, h_in, H, packed[std::size_t(g)], false, hproj + g * H + j0, G * H);
+      gates(t, h_in, j0, j1);
+      if (rec_mask) mask_units(state(t + 1), masked.data() + ((t + 1) % 2) * B * H);
+      barrier.wait(sense);
+    }
+  }
+}
+
 template <class T>
 const T* step_of(const T* p, std::int64_t t, std::int64_t n) {
   return p ? p + t * n : nullptr;
@@ -128,29 +234,42 @@ T* step_of(T* p, std::int64_t t, std::int64_t n) {
 
 }  // namespace
 
+int rnn_unit_split_threads(std::int64_t B, std::int64_t H, std::int64_t G) {
+  return unit_split_threads<float>(B, H, G);
+}
+
 template <class T>
 void gru_sequence(const GruSequenceArgs<T>& a) {
   const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  auto state = [&](std::int64_t t) { return a.hs + (a.all_states ? t : t % 2) * BH; };
+  auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1) {
+    GruStepArgs<T> s;
+    s.B = B;
+    s.H = H;
+    s.xproj = a.xproj + t * B * 3 * H;
+    s.hproj = a.hproj;
+    s.ld_x = s.ld_h = 3 * H;
+    s.b_ih = a.b_ih;
+    s.b_hh = a.b_hh;
+    s.h_prev = state(t);
+    s.mask = step_of(a.mask, t, B);
+    s.h = state(t + 1);
+    s.y = step_of(a.ys, t, BH);
+    s.saved = step_of(a.saved, t, 4 * BH);
+    gru_rows(s, b0, b1, j0, j1);
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    if (const int n = unit_split_threads<T>(B, H, 3))
+      return unit_split_pass(n, T_, B, H, 3, a.w_hh, a.rec_mask, a.hproj, state,
+                             [&](std::int64_t t, const float*, std::int64_t j0, std::int64_t j1) {
+                               step(t, 0, B, j0, j1);
+                             });
+  }
   const Recurrent<T> hw = recurrent(a.w_hh, true, H, 3 * H);  // h [rows, H] W_hh^T
   for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t t = 0; t < T_; ++t) {
-      T* h_prev = a.hs + (a.all_states ? t : t % 2) * BH;
-      T* h_next = a.hs + (a.all_states ? t + 1 : (t + 1) % 2) * BH;
-      hw(b0, b1, matmul_input<T>(h_prev, a.rec_mask, a.h_work, H, b0, b1), false, a.hproj);
-      GruStepArgs<T> s;
-      s.B = B;
-      s.H = H;
-      s.xproj = a.xproj + t * B * 3 * H;
-      s.hproj = a.hproj;
-      s.ld_x = s.ld_h = 3 * H;
-      s.b_ih = a.b_ih;
-      s.b_hh = a.b_hh;
-      s.h_prev = h_prev;
-      s.mask = step_of(a.mask, t, B);
-      s.h = h_next;
-      s.y = step_of(a.ys, t, BH);
-      s.saved = step_of(a.saved, t, 4 * BH);
-      gru_rows(s, b0, b1);
+      hw(b0, b1, matmul_input<T>(state(t), a.rec_mask, a.h_work, H, b0, b1), false, a.hproj);
+      step(t, b0, b1, 0, H);
     }
   });
 }
@@ -201,28 +320,37 @@ void gru_sequence_backward(const GruSequenceBackArgs<T>& a) {
 template <class T>
 void lstm_sequence(const LstmSequenceArgs<T>& a) {
   const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  auto state = [&](std::int64_t t) { return a.hs + (a.all_states ? t : t % 2) * BH; };
+  auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1) {
+    LstmStepArgs<T> s;
+    s.B = B;
+    s.H = H;
+    s.xproj = a.xproj + t * B * 4 * H;
+    s.hproj = a.hproj;
+    s.ld_x = s.ld_h = 4 * H;
+    s.b_ih = a.b_ih;
+    s.b_hh = a.b_hh;
+    s.c_prev = a.cs + (a.all_states ? t : 0) * BH;
+    s.h_prev = state(t);
+    s.mask = step_of(a.mask, t, B);
+    s.h = state(t + 1);
+    s.c = a.cs + (a.all_states ? t + 1 : 0) * BH;
+    s.y = step_of(a.ys, t, BH);
+    s.saved = step_of(a.saved, t, 4 * BH);
+    lstm_rows(s, b0, b1, j0, j1);
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    if (const int n = unit_split_threads<T>(B, H, 4))
+      return unit_split_pass(n, T_, B, H, 4, a.w_hh, a.rec_mask, a.hproj, state,
+                             [&](std::int64_t t, const float*, std::int64_t j0, std::int64_t j1) {
+                               step(t, 0, B, j0, j1);
+                             });
+  }
   const Recurrent<T> hw = recurrent(a.w_hh, true, H, 4 * H);  // h [rows, H] W_hh^T
   for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t t = 0; t < T_; ++t) {
-      T* h_prev = a.hs + (a.all_states ? t : t % 2) * BH;
-      T* h_next = a.hs + (a.all_states ? t + 1 : (t + 1) % 2) * BH;
-      hw(b0, b1, matmul_input<T>(h_prev, a.rec_mask, a.h_work, H, b0, b1), false, a.hproj);
-      LstmStepArgs<T> s;
-      s.B = B;
-      s.H = H;
-      s.xproj = a.xproj + t * B * 4 * H;
-      s.hproj = a.hproj;
-      s.ld_x = s.ld_h = 4 * H;
-      s.b_ih = a.b_ih;
-      s.b_hh = a.b_hh;
-      s.c_prev = a.cs + (a.all_states ? t : 0) * BH;
-      s.h_prev = h_prev;
-      s.mask = step_of(a.mask, t, B);
-      s.h = h_next;
-      s.c = a.cs + (a.all_states ? t + 1 : 0) * BH;
-      s.y = step_of(a.ys, t, BH);
-      s.saved = step_of(a.saved, t, 4 * BH);
-      lstm_rows(s, b0, b1);
+      hw(b0, b1, matmul_input<T>(state(t), a.rec_mask, a.h_work, H, b0, b1), false, a.hproj);
+      step(t, b0, b1, 0, H);
     }
   });
 }
@@ -263,28 +391,37 @@ void lstm_sequence_backward(const LstmSequenceBackArgs<T>& a) {
 template <class T>
 void rnn_sequence(const RnnSequenceArgs<T>& a) {
   const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
+  auto state = [&](std::int64_t t) { return a.hs + (a.all_states ? t : t % 2) * BH; };
+  auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1) {
+    RnnStepArgs<T> s;
+    s.B = B;
+    s.H = H;
+    s.xproj = a.xproj + t * BH;
+    s.hproj = a.hproj;
+    s.ld_x = s.ld_h = H;
+    s.b_ih = a.b_ih;
+    s.b_hh = a.b_hh;
+    s.h_prev = state(t);
+    s.mask = step_of(a.mask, t, B);
+    s.h = state(t + 1);
+    s.y = step_of(a.ys, t, BH);
+    if (a.activation == RnnActivation::Tanh)
+      rnn_rows<RnnActivation::Tanh>(s, b0, b1, j0, j1);
+    else
+      rnn_rows<RnnActivation::Relu>(s, b0, b1, j0, j1);
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    if (const int n = unit_split_threads<T>(B, H, 1))
+      return unit_split_pass(n, T_, B, H, 1, a.w_hh, a.rec_mask, a.hproj, state,
+                             [&](std::int64_t t, const float*, std::int64_t j0, std::int64_t j1) {
+                               step(t, 0, B, j0, j1);
+                             });
+  }
   const Recurrent<T> hw = recurrent(a.w_hh, true, H, H);  // h [rows, H] W_hh^T
   for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t t = 0; t < T_; ++t) {
-      T* h_prev = a.hs + (a.all_states ? t : t % 2) * BH;
-      T* h_next = a.hs + (a.all_states ? t + 1 : (t + 1) % 2) * BH;
-      hw(b0, b1, matmul_input<T>(h_prev, a.rec_mask, a.h_work, H, b0, b1), false, a.hproj);
-      RnnStepArgs<T> s;
-      s.B = B;
-      s.H = H;
-      s.xproj = a.xproj + t * BH;
-      s.hproj = a.hproj;
-      s.ld_x = s.ld_h = H;
-      s.b_ih = a.b_ih;
-      s.b_hh = a.b_hh;
-      s.h_prev = h_prev;
-      s.mask = step_of(a.mask, t, B);
-      s.h = h_next;
-      s.y = step_of(a.ys, t, BH);
-      if (a.activation == RnnActivation::Tanh)
-        rnn_rows<RnnActivation::Tanh>(s, b0, b1);
-      else
-        rnn_rows<RnnActivation::Relu>(s, b0, b1);
+      hw(b0, b1, matmul_input<T>(state(t), a.rec_mask, a.h_work, H, b0, b1), false, a.hproj);
+      step(t, b0, b1, 0, H);
     }
   });
 }

@@ -69,6 +69,9 @@ bool packed_product_available();
 bool pack_weight(const float* w, bool trans, std::int64_t K, std::int64_t N, PackedWeight& p);
 void packed_product(std::int64_t M, const float* a, std::int64_t lda, const PackedWeight& p,
                     bool accumulate, float* c, std::int64_t ldc);
+// Threads a float32 forward pass of B rows, H units and G gates runs with
+// the units split over them (rnn_sequence.cpp), or 0 where it splits rows.
+int rnn_unit_split_threads(std::int64_t B, std::int64_t H, std::int64_t G);
 
 template <class T> void lstm_step(const LstmStepArgs<T>& args);
 template <class T> void gru_step(const GruStepArgs<T>& args);
