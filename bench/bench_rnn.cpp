@@ -1,7 +1,11 @@
-// bench_rnn: recur's recurrent layers, timed. One CSV row per configuration:
-// forward (inference) and forward + backward (training), median of repeats
-// after a warm-up, synchronised; random inputs and weights (never zeros).
-//   bench_rnn --device cpu|cuda:N [--repeats N] [--config CELL,H,B,T,I ...]
+// bench_rnn: recur's recurrent layers, timed. One CSV row per configuration
+// and mode: forward (inference) and forward + backward (training: the weight
+// gradients, as for a first layer, whose input is data and needs no gradient;
+// PyTorch's side in rnn_cpu_vs_pytorch.py has an input without requires_grad,
+// so both skip dx), median of repeats after a warm-up, synchronised; random
+// inputs and weights (never zeros).
+//   bench_rnn --device cpu|cuda:N [--repeats N] [--mode forward|train|both]
+//             [--config CELL,H,B,T,I ...]
 // CELL is lstm or gru. Without --config: a default sweep. The peer side lives
 // in bench/rnn_cpu_vs_pytorch.py (PyTorch in the same run) and, for GPUs, the
 // cuDNN benchmark of the benchmark-suite issue.
@@ -46,13 +50,20 @@ int main(int argc, char** argv) {
   try {
     Device dev = default_device();
     int repeats = 5;
+    bool want_fwd = true, want_train = true;
     std::vector<Config> configs;
     for (int i = 1; i < argc; ++i) {
       if (!std::strcmp(argv[i], "--device") && i + 1 < argc) dev = Device::parse(argv[++i]);
       else if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = std::max(1, std::atoi(argv[++i]));
       else if (!std::strcmp(argv[i], "--config") && i + 1 < argc) configs.push_back(parse(argv[++i]));
-      else {
-        std::fprintf(stderr, "usage: bench_rnn [--device D] [--repeats N] [--config lstm|gru,H,B,T,I ...]\n");
+      else if (!std::strcmp(argv[i], "--mode") && i + 1 < argc &&
+               (!std::strcmp(argv[i + 1], "forward") || !std::strcmp(argv[i + 1], "train") ||
+                !std::strcmp(argv[i + 1], "both"))) {
+        ++i;
+        want_fwd = std::strcmp(argv[i], "train") != 0;
+        want_train = std::strcmp(argv[i], "forward") != 0;
+      } else {
+        std::fprintf(stderr, "usage: bench_rnn [--device D] [--repeats N] [--mode forward|train|both] [--config lstm|gru,H,B,T,I ...]\n");
         return 2;
       }
     }
@@ -75,12 +86,14 @@ int main(int argc, char** argv) {
       for (float& v : xs) v = d(rng);
       const Tensor x = Tensor::from_vector(xs, {c.B, c.T, c.I}, dev);
       const Tensor dy = Tensor::full({c.B, c.T, c.H}, 1.0, DType::f32, dev);
-      const double fwd = median_ms(dev, repeats, [&] { layer.forward(x); });
-      const double train = median_ms(dev, repeats, [&] {
-        layer.forward(x, {}, {}, true);
-        layer.backward(dy);
-      });
-      for (auto [mode, ms] : {std::pair<const char*, double>{"forward", fwd}, {"train", train}})
+      std::vector<std::pair<const char*, double>> rows;
+      if (want_fwd) rows.emplace_back("forward", median_ms(dev, repeats, [&] { layer.forward(x); }));
+      if (want_train)
+        rows.emplace_back("train", median_ms(dev, repeats, [&] {
+                            layer.forward(x, {}, {}, true);
+                            layer.backward(dy, {}, false);
+                          }));
+      for (auto [mode, ms] : rows)
         std::printf("recur,%s,%s,%lld,%lld,%lld,%lld,%s,%.3f,%.2f,%.1f\n", dev.str().c_str(),
                     c.cell == CellType::LSTM ? "lstm" : "gru", (long long)c.H, (long long)c.B,
                     (long long)c.T, (long long)c.I, mode, ms, 1000.0 * ms / double(c.T),

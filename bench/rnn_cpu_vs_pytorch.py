@@ -3,7 +3,10 @@
 
 Runs recur's bench_rnn on the CPU and the same layers in PyTorch (nn.LSTM /
 nn.GRU, batch_first, float32), forward (inference, no_grad) and forward +
-backward, random inputs. Both sides run with the same threads, pinned to the
+backward, random inputs. Training computes the weight gradients and not the
+input's: PyTorch's input has no requires_grad, and bench_rnn calls backward
+with input_grad false (as a model does for its first layer); until 2026-12-06
+recur's side computed dx as well, work PyTorch skipped. Both sides run with the same threads, pinned to the
 same CPUs, with the same OpenMP wait policy (bench/harness.py says how).
 
 Method: --repeats rounds (default 11); in each round, for each configuration,
@@ -134,7 +137,8 @@ def main():
         f"mode one warm-up call and the median of {a.inner} timed calls; a row: the median of the rounds, "
         f"their min, max and spread; ratio: PyTorch median ms / recur median ms (samples/s; above 1: "
         f"recur faster); paired: the median over rounds of the same round's ratio (steadier when the "
-        f"machine's load drifts between rounds)",
+        f"machine's load drifts between rounds); train: forward + backward to the weight gradients, the "
+        f"input's gradient skipped on both sides (PyTorch: x without requires_grad; recur: input_grad false)",
         *([f"baseline: {a.baseline} (run in every round beside recur and PyTorch, the three in rotating order); "
            f"speedup: the median over rounds of baseline ms / recur ms in the same round; "
            f"{harness.binary_line(a.baseline)}"] if a.baseline else [])])
