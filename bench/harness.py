@@ -181,11 +181,26 @@ def stats(xs):
     return dict(median=med, min=xs[0], max=xs[-1], q1=q1, q3=q3, spread=spread, n=len(xs))
 
 
-def flag(a_stats, b_stats, max_spread):
-    """'' when both sides' spreads are within max_spread, else 'unstable' (or 'single')."""
+def flag(a_stats, b_stats, max_spread, paired=None):
+    """'' when both sides' spreads are within max_spread; 'single' for one
+    repeat. Without paired (the stats of each repeat's own ratio): 'unstable'
+    otherwise. With it: 'unstable' when the paired ratios spread more than
+    max_spread; 'drift' when only the sides do: the machine's speed moved
+    between repeats (on a shared VM it does, by up to a third within a minute)
+    and both sides moved with it, so the same-repeat ratio still reads."""
     if a_stats["spread"] is None or b_stats["spread"] is None:
         return "single"
-    return "unstable" if max(a_stats["spread"], b_stats["spread"]) > max_spread else ""
+    sides = max(a_stats["spread"], b_stats["spread"]) > max_spread
+    if paired is None:
+        return "unstable" if sides else ""
+    if paired["spread"] is None or paired["spread"] > max_spread:
+        return "unstable"
+    return "drift" if sides else ""
+
+
+def readable(flag_value):
+    """Whether a row with this flag goes into the summary."""
+    return flag_value in ("", "drift")
 
 
 def fmt_spread(s):
@@ -193,13 +208,13 @@ def fmt_spread(s):
 
 
 def summary(rows, key="ratio", label="recur/PyTorch"):
-    """The summary line over the rows without a flag."""
-    ok = [r[key] for r in rows if not r["flag"] and r[key] > 0]
+    """The summary line over the readable rows (no flag, or 'drift')."""
+    ok = [r[key] for r in rows if readable(r["flag"]) and r[key] > 0]
     bad = len(rows) - len(ok)
     if not ok:
         return f"summary: no stable row ({bad} flagged); no ratio to read"
     g = math.exp(sum(map(math.log, ok)) / len(ok))
-    return (f"summary over the {len(ok)} stable rows: {label} geometric mean {g:.2f}, minimum {min(ok):.2f}"
+    return (f"summary over the {len(ok)} readable rows (no flag, or drift): {label} geometric mean {g:.2f}, minimum {min(ok):.2f}"
             + (f"; {bad} row(s) flagged and left out" if bad else ""))
 
 
@@ -216,9 +231,10 @@ def header(a, script, pin_line, torch, extra=()):
              f"threads: {a.threads} each side; {pin_line}",
              f"PyTorch {torch.__version__}: {torch_threads_line(torch)}",
              *extra,
-             f"spread: (Q3 - Q1) / median of the repeats; a row is flagged unstable when either side's spread "
-             f"exceeds {100 * a.max_spread:.0f}% (single: one repeat, no spread), and flagged rows are left out "
-             f"of the summary"]
+             f"spread: (Q3 - Q1) / median of the repeats; a row is flagged unstable when the spread of its "
+             f"paired ratios (each repeat's recur/PyTorch) exceeds {100 * a.max_spread:.0f}%, and drift when only "
+             f"a side's own spread does (the machine's speed moved between repeats and both sides with it); "
+             f"single: one repeat, no spread; unstable and single rows are left out of the summary"]
     if getattr(a, "note", None):
         lines.append(f"note: {a.note}")
     if a.quick:
@@ -249,7 +265,12 @@ def _self_test():
     steady, noisy = stats([100, 101, 99, 100, 102]), stats([50, 100, 150, 80, 120])
     assert flag(steady, steady, 0.10) == "" and flag(steady, noisy, 0.10) == "unstable"
     assert flag(stats([1.0]), steady, 0.10) == "single" and fmt_spread(stats([1.0])) == "-"
-    rows = [dict(ratio=2.0, flag=""), dict(ratio=8.0, flag=""), dict(ratio=0.5, flag="unstable")]
+    # Paired: both sides slowed together (drift, kept) or the ratio itself moved (unstable).
+    assert flag(noisy, noisy, 0.10, stats([2.0, 2.02, 1.98, 2.0, 2.01])) == "drift"
+    assert flag(noisy, noisy, 0.10, stats([1.0, 2.0, 3.0, 1.5, 2.5])) == "unstable"
+    assert flag(steady, steady, 0.10, stats([1.0, 2.0, 3.0, 1.5, 2.5])) == "unstable"
+    assert flag(steady, steady, 0.10, stats([2.0, 2.0, 2.0])) == ""
+    rows = [dict(ratio=2.0, flag=""), dict(ratio=8.0, flag="drift"), dict(ratio=0.5, flag="unstable")]
     assert "geometric mean 4.00, minimum 2.00; 1 row(s) flagged" in summary(rows), summary(rows)
     assert parse_cpus("0-2,5") == [0, 1, 2, 5]
     print("harness self-test: PASS")

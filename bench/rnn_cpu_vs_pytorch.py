@@ -15,10 +15,11 @@ timed calls of each mode, their median) and the same in PyTorch, the order
 alternating between rounds so that neither side always runs first. Each
 round gives one figure per side and mode; a row reports the median of the
 rounds, their min, max and spread (IQR / median), the ratio recur/PyTorch in
-samples/s (the PyTorch median over recur's: above 1 recur is faster) and a
-flag when either side's spread exceeds --max-spread; "paired", the median
-over rounds of each round's own ratio (steadier when the machine's load
-drifts). --baseline OTHER_BENCH runs a second recur binary (say, built at the
+samples/s (the PyTorch median over recur's: above 1 recur is faster);
+"paired", the median over rounds of each round's own ratio (steadier when the
+machine's load drifts), with its spread; and a flag: unstable when the paired
+ratios spread more than --max-spread, drift when only a side's own spread
+does (the machine's speed moved, both sides with it; such rows are kept). --baseline OTHER_BENCH runs a second recur binary (say, built at the
 commit before a change) in the same rounds, the three sides in rotating order,
 and adds its median and the paired speedup: on a shared machine this is the
 before/after comparison to read, not two runs minutes apart. The table is headed by
@@ -166,29 +167,30 @@ def main():
             rv, tv, bv = res[(c, m)]
             rs, ts = harness.stats(rv), harness.stats(tv)
             bs = harness.stats(bv) if bv else None
-            paired = statistics.median(t / x for t, x in zip(tv, rv))
+            pst = harness.stats([t / x for t, x in zip(tv, rv)])
+            paired = pst["median"]
             speedup = statistics.median(b / x for b, x in zip(bv, rv)) if bv else None
             rows.append(dict(cell=c[0], H=c[1], B=c[2], T=c[3], I=c[4], mode=m,
                              recur_ms=rs["median"], pytorch_ms=ts["median"], ratio=ts["median"] / rs["median"],
-                             paired_ratio=paired, baseline_ms=bs["median"] if bs else None,
+                             paired_ratio=paired, paired_spread=pst["spread"], baseline_ms=bs["median"] if bs else None,
                              baseline_spread=bs["spread"] if bs else None, speedup=speedup,
                              recur_min_ms=rs["min"], recur_max_ms=rs["max"], recur_spread=rs["spread"],
                              pytorch_min_ms=ts["min"], pytorch_max_ms=ts["max"], pytorch_spread=ts["spread"],
-                             repeats=a.repeats, flag=harness.flag(rs, ts, a.max_spread),
-                             _r=rs, _t=ts, _b=bs))
+                             repeats=a.repeats, flag=harness.flag(rs, ts, a.max_spread, pst),
+                             _r=rs, _t=ts, _b=bs, _p=pst))
     head.append(f"load average after {harness.load()}")
     summ = harness.summary(rows, label="recur/PyTorch (samples/s)")
     lines = [*(f"- {h}" for h in head), "",
              "| cell | H | B | T | I | mode | recur ms | recur min-max | recur spread | PyTorch ms | "
-             "PyTorch min-max | PyTorch spread | recur/PyTorch (samples/s) | paired | flag |"
+             "PyTorch min-max | PyTorch spread | recur/PyTorch (samples/s) | paired | paired spread | flag |"
              + (" baseline ms | baseline spread | speedup over baseline |" if a.baseline else ""),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if a.baseline else "")]
+             "|---" * 16 + "|" + ("---|---|---|" if a.baseline else "")]
     for w in rows:
         lines.append(f"| {w['cell']} | {w['H']} | {w['B']} | {w['T']} | {w['I']} | {w['mode']} | "
                      f"{w['recur_ms']:.2f} | {w['recur_min_ms']:.2f}-{w['recur_max_ms']:.2f} | "
                      f"{harness.fmt_spread(w['_r'])} | {w['pytorch_ms']:.2f} | "
                      f"{w['pytorch_min_ms']:.2f}-{w['pytorch_max_ms']:.2f} | {harness.fmt_spread(w['_t'])} | "
-                     f"{w['ratio']:.2f} | {w['paired_ratio']:.2f} | {w['flag']} |"
+                     f"{w['ratio']:.2f} | {w['paired_ratio']:.2f} | {harness.fmt_spread(w['_p'])} | {w['flag']} |"
                      + (f" {w['baseline_ms']:.2f} | {harness.fmt_spread(w['_b'])} | {w['speedup']:.2f} |"
                         if a.baseline else ""))
     lines += ["", summ]

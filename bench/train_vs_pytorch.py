@@ -17,10 +17,12 @@ samples/s is the batch over its median step, so that a few steps preempted
 by other processes do not move it; --rate total: over all its timed steps),
 their min, max
 and spread (IQR / median), the ratio recur/PyTorch (above 1: recur is
-faster), the median and the fastest single step of each, and the load average
-before and after each model; a row whose spread exceeds --max-spread on
-either side is flagged unstable and left out of the summary line under the
-table. The table, headed by the date, the commit (marked when the tree has
+faster), each repeat's own ratio (median, min, max, spread: "paired"), the
+median and the fastest single step of each, and the load average before and
+after each model; a row whose paired ratios spread more than --max-spread is
+flagged unstable and left out of the summary line under the table; one where
+only a side's own spread does is flagged drift (the machine's speed moved
+between repeats, both sides with it) and kept. The table, headed by the date, the commit (marked when the tree has
 uncommitted changes outside bench/results/), the pinning, the OpenMP settings
 and the command, goes to --out as markdown and CSV.
 
@@ -239,7 +241,9 @@ def main():
         + ("batch / its median step" if a.rate == "median-step" else "over the total time of its timed steps")
         + f"; a row: the median of the repeats' samples/s, their min, max and spread; ms/step: the "
         f"median of the repeats' median steps; best: the fastest single step of all repeats; load average "
-        f"(1/5/15 min) before and after each model; ratio: recur/PyTorch samples/s (above 1: recur faster)"])
+        f"(1/5/15 min) before and after each model; ratio: recur/PyTorch samples/s (above 1: recur faster); "
+        f"paired: the median over repeats of each repeat's own ratio (the two sides ran seconds apart), with "
+        f"its min, max and spread"])
     rows = []
     for name in a.models.split(","):
         load_before = harness.load()
@@ -257,18 +261,22 @@ def main():
         k = 0 if a.rate == "total" else 1
         rate = (lambda v: v[0]) if k == 0 else (lambda v: 1000.0 * a.batch / v[1])
         rst, tst = harness.stats([rate(v) for v in rs]), harness.stats([rate(v) for v in ts])
+        # Each repeat's own ratio: both sides ran within seconds of each other.
+        pst = harness.stats([rate(r) / rate(t) for r, t in zip(rs, ts)])
         row = dict(device="cuda") if gpu else {}
         rows.append(dict(row, model=name, batch=a.batch, time=a.time, features=a.features,
                          threads=a.threads, recur_samples_per_s=rst["median"],
                          pytorch_samples_per_s=tst["median"], ratio=rst["median"] / tst["median"],
+                         paired_ratio=pst["median"], paired_min=pst["min"], paired_max=pst["max"],
+                         paired_spread=pst["spread"],
                          recur_step_ms=statistics.median(v[1] for v in rs),
                          pytorch_step_ms=statistics.median(v[1] for v in ts),
                          recur_best_ms=min(v[2] for v in rs),
                          pytorch_best_ms=min(v[2] for v in ts),
                          recur_min=rst["min"], recur_max=rst["max"], recur_spread=rst["spread"],
                          pytorch_min=tst["min"], pytorch_max=tst["max"], pytorch_spread=tst["spread"],
-                         repeats=a.repeats, flag=harness.flag(rst, tst, a.max_spread),
-                         load_before=load_before, load_after=harness.load(), _r=rst, _t=tst))
+                         repeats=a.repeats, flag=harness.flag(rst, tst, a.max_spread, pst),
+                         load_before=load_before, load_after=harness.load(), _r=rst, _t=tst, _p=pst))
         if gpu:  # the epoch: --steps steps of --batch samples at the median rate
             rows[-1]["epoch_s_recur"] = a.steps * a.batch / rst["median"]
             rows[-1]["epoch_s_pytorch"] = a.steps * a.batch / tst["median"]
@@ -276,15 +284,17 @@ def main():
     epoch = " epoch s recur | epoch s PyTorch |" if gpu else ""
     lines = [*(f"- {h}" for h in head), "",
              "| model | B | T | F | recur samples/s | recur min-max | recur spread | PyTorch samples/s | "
-             "PyTorch min-max | PyTorch spread | recur/PyTorch | flag | recur ms/step | PyTorch ms/step | "
-             "recur best ms | PyTorch best ms | load before | load after |" + epoch,
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if gpu else "")]
+             "PyTorch min-max | PyTorch spread | recur/PyTorch | paired | paired min-max | paired spread | flag | "
+             "recur ms/step | PyTorch ms/step | recur best ms | PyTorch best ms | load before | load after |" + epoch,
+             "|---" * 21 + "|"
+             + ("---|---|" if gpu else "")]
     for w in rows:
         lines.append(f"| {w['model']} | {w['batch']} | {w['time']} | {w['features']} | "
                      f"{w['recur_samples_per_s']:.1f} | {w['recur_min']:.1f}-{w['recur_max']:.1f} | "
                      f"{harness.fmt_spread(w['_r'])} | {w['pytorch_samples_per_s']:.1f} | "
                      f"{w['pytorch_min']:.1f}-{w['pytorch_max']:.1f} | {harness.fmt_spread(w['_t'])} | "
-                     f"{w['ratio']:.2f} | {w['flag']} | {w['recur_step_ms']:.2f} | {w['pytorch_step_ms']:.2f} | "
+                     f"{w['ratio']:.2f} | {w['paired_ratio']:.2f} | {w['paired_min']:.2f}-{w['paired_max']:.2f} | "
+                     f"{harness.fmt_spread(w['_p'])} | {w['flag']} | {w['recur_step_ms']:.2f} | {w['pytorch_step_ms']:.2f} | "
                      f"{w['recur_best_ms']:.2f} | {w['pytorch_best_ms']:.2f} | {w['load_before']} | "
                      f"{w['load_after']} |"
                      + (f" {w['epoch_s_recur']:.2f} | {w['epoch_s_pytorch']:.2f} |" if gpu else ""))
