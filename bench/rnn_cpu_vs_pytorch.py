@@ -106,6 +106,25 @@ def recur_trial(a, cfg, bench=None):
     return {r["mode"]: float(r["ms"]) for r in rows}
 
 
+def gflop(cell, H, B, T, I, mode):
+    """The multiply-adds of a layer pass, as GFLOP: forward, the input and
+    recurrent products 2 T B G (I + H) with G = gates x H; training adds the
+    weight gradients (the same again) and dh's recurrent product (2 T B G H).
+    The gate math is left out (it is not multiply-adds)."""
+    G = (4 if cell == "lstm" else 3) * H
+    fwd = 2 * T * B * G * (I + H)
+    return (fwd if mode == "forward" else 2 * fwd + 2 * T * B * G * H) / 1e9
+
+
+def measure_peak(a):
+    """The pinned CPUs' float32 FMA peak (bench_cpu_peak beside --bench), GFLOP/s, or None."""
+    exe = a.peak or os.path.join(os.path.dirname(a.bench), "bench_cpu_peak")
+    if not os.path.exists(exe):
+        return None
+    out = subprocess.check_output(harness.child(a, [exe, "--threads", str(a.threads)]), text=True)
+    return float(next(csv.DictReader(io.StringIO(out)))["gflops"])
+
+
 def main():
     global torch
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,6 +135,8 @@ def main():
     ap.add_argument("--config", type=parse_config, action="append",
                     help="cell,H,B,T,I (repeatable; default: the six of the committed table)")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--peak", help="the bench_cpu_peak binary (default: beside --bench); its figure, taken before "
+                    "and after the rounds (the higher), gives each row's share of the machine")
     ap.add_argument("--baseline", help="a second recur bench binary (say, built at the commit before a change), "
                     "run in the same rounds: adds its median and the paired speedup")
     harness.add_args(ap)
@@ -143,6 +164,7 @@ def main():
         *([f"baseline: {a.baseline} (run in every round beside recur and PyTorch, the three in rotating order); "
            f"speedup: the median over rounds of baseline ms / recur ms in the same round; "
            f"{harness.binary_line(a.baseline)}"] if a.baseline else [])])
+    peak_before = measure_peak(a)
     layers = {c: TorchLayer(*c) for c in configs}
     res = {(c, m): ([], [], []) for c in configs for m in MODES}  # (recur, PyTorch, baseline ms) per round
     for r in range(a.repeats):
@@ -178,19 +200,35 @@ def main():
                              pytorch_min_ms=ts["min"], pytorch_max_ms=ts["max"], pytorch_spread=ts["spread"],
                              repeats=a.repeats, flag=harness.flag(rs, ts, a.max_spread, pst),
                              _r=rs, _t=ts, _b=bs, _p=pst))
+    peak_after = measure_peak(a)
+    peak = max(peak_before or 0, peak_after or 0) or None
+    for w in rows:
+        fl = gflop(w["cell"], w["H"], w["B"], w["T"], w["I"], w["mode"])
+        w["recur_gflops"] = fl / (w["recur_ms"] / 1000)
+        w["peak_share"] = w["recur_gflops"] / peak if peak else None
+        w["peak_share_for_2x"] = 2 * fl / (w["pytorch_ms"] / 1000) / peak if peak else None
     head.append(f"load average after {harness.load()}")
+    head.append("peak: " + (f"{peak:.1f} GFLOP/s float32 FMA on the pinned CPUs (bench_cpu_peak --threads "
+                            f"{a.threads}: {peak_before:.1f} before the rounds, {peak_after:.1f} after; the "
+                            f"higher); GFLOP/s: the layer's multiply-adds (gflop() in this script; gate math "
+                            f"not counted) over recur's median; share: of that peak; 2x needs: the share "
+                            f"recur would need to run at twice PyTorch's median"
+                            if peak else "bench_cpu_peak not found: no GFLOP/s columns"))
     summ = harness.summary(rows, label="recur/PyTorch (samples/s)")
     lines = [*(f"- {h}" for h in head), "",
              "| cell | H | B | T | I | mode | recur ms | recur min-max | recur spread | PyTorch ms | "
-             "PyTorch min-max | PyTorch spread | recur/PyTorch (samples/s) | paired | paired spread | flag |"
+             "PyTorch min-max | PyTorch spread | recur/PyTorch (samples/s) | paired | paired spread | flag | "
+             "recur GFLOP/s | share of peak | 2x needs |"
              + (" baseline ms | baseline spread | speedup over baseline |" if a.baseline else ""),
-             "|---" * 16 + "|" + ("---|---|---|" if a.baseline else "")]
+             "|---" * 19 + "|" + ("---|---|---|" if a.baseline else "")]
     for w in rows:
         lines.append(f"| {w['cell']} | {w['H']} | {w['B']} | {w['T']} | {w['I']} | {w['mode']} | "
                      f"{w['recur_ms']:.2f} | {w['recur_min_ms']:.2f}-{w['recur_max_ms']:.2f} | "
                      f"{harness.fmt_spread(w['_r'])} | {w['pytorch_ms']:.2f} | "
                      f"{w['pytorch_min_ms']:.2f}-{w['pytorch_max_ms']:.2f} | {harness.fmt_spread(w['_t'])} | "
-                     f"{w['ratio']:.2f} | {w['paired_ratio']:.2f} | {harness.fmt_spread(w['_p'])} | {w['flag']} |"
+                     f"{w['ratio']:.2f} | {w['paired_ratio']:.2f} | {harness.fmt_spread(w['_p'])} | {w['flag']} | "
+                     f"{w['recur_gflops']:.1f} | " + (f"{100 * w['peak_share']:.0f}% | {100 * w['peak_share_for_2x']:.0f}% |"
+                                                     if peak else "- | - |")
                      + (f" {w['baseline_ms']:.2f} | {harness.fmt_spread(w['_b'])} | {w['speedup']:.2f} |"
                         if a.baseline else ""))
     lines += ["", summ]
