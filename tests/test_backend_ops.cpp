@@ -209,6 +209,32 @@ TEST_P(BackendOps, GemmRecurrentShapes) {
   }
 }
 
+// Tall products, M at least 4 max(N, K) with K in 64..512 and N >= 64: the
+// CPU runs float32 ones through the packed recurrent kernel (kernels/cpu/
+// gemm.cpp), op(B) packed once and the rows split over threads in blocks of
+// 8. Row counts off the block size, a partial last panel (N 130), beta 0
+// over a NaN C and beta 1, both layouts of B, a less aligned view of A; and
+// the cases just outside the rule (alpha 2, K 513), which keep the BLAS.
+TEST_P(BackendOps, GemmTallProducts) {
+  SCOPED_TRACE(seed());
+  const int threads = kernels::cpu::num_threads();
+  kernels::cpu::set_num_threads(std::max(threads, 2));
+  std::vector<std::pair<GemmCase, std::int64_t>> cases;
+  for (bool tb : {false, true})
+    for (double beta : {0.0, 1.0}) {
+      cases.push_back({{1100, 130, 257, false, tb, 0, false, false, 1.0, beta}, 0});
+      cases.push_back({{259, 64, 64, false, tb, 0, false, false, 1.0, beta}, 1});
+    }
+  cases.push_back({{600, 96, 64, false, true, 0, false, false, 2.0, 0.0}, 0});
+  cases.push_back({{2100, 64, 513, false, true, 0, false, false, 1.0, 0.0}, 0});
+  for (const auto& [g, offset] : cases) {
+    SCOPED_TRACE(gemm_case_str(g, offset));
+    const Gemm2d x(rng, g, offset);
+    EXPECT_TRUE(close_to(x.run(dev()), x.ref, x.scale, kRtol));
+  }
+  kernels::cpu::set_num_threads(threads);
+}
+
 // An environment variable set (or, with nullptr, unset) for the scope.
 class ScopedEnv {
  public:
