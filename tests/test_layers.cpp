@@ -453,6 +453,44 @@ TEST(Layers, BackwardWithoutTheInputGradient) {
   }
 }
 
+// Below the lowest layer with parameters nobody needs dx: that layer skips
+// it and a Flatten under it skips its backward (the Jena dense model, where
+// the dx GEMM was a third of the step). The gradients still match central
+// differences; the Flatten's training forward is finished (a second
+// backward is refused); skip_backward() refuses a layer with parameters.
+TEST(Layers, ParameterFreeLayersUnderTheFirstDenseSkipBackward) {
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()) + " (RECUR_TEST_SEED)");
+  Sequential m;
+  m.add(std::make_shared<Flatten>())
+      .add(std::make_shared<Dense>(3, Activation::Tanh))
+      .add(std::make_shared<Dense>(1));
+  m.build({4, 2}, Device::cpu(), DType::f64, rng.seed());
+  const Tensor x = Tensor::from_vector(widen(rng.floats(3 * 4 * 2)), {3, 4, 2}, Device::cpu());
+  const Tensor target = Tensor::from_vector(widen(rng.floats(3)), {3, 1}, Device::cpu());
+  auto loss_and_grad = [&](bool backward) {
+    const Sequential::Output o = m.forward(x, {}, backward);
+    Tensor g = Tensor::empty(o.y.shape(), DType::f64, Device::cpu());
+    const double l = ops::loss(LossKind::MeanSquaredError, o.y, target, g, o.mask).to_vector<double>()[0];
+    if (backward) {
+      m.parameters().zero_grads();
+      m.backward(g);
+    }
+    return l;
+  };
+  loss_and_grad(true);
+  const ParameterStore& p = m.parameters();
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    const auto analytic = p.grad(i).to_vector<double>();
+    expect_finite_differences(p.value(i), analytic, [&] { return loss_and_grad(false); }, p.name(i));
+  }
+  loss_and_grad(true);
+  expect_error([&] { m.layers()[0]->backward(Tensor::zeros({3, 8}, DType::f64, Device::cpu())); },
+               "needs a forward() with training = true first");
+  m.forward(x, {}, true);
+  expect_error([&] { m.layers()[1]->skip_backward(); }, "on a layer with parameters");
+}
+
 // ---- training -----------------------------------------------------------------------
 TEST(Layers, SequentialLearnsAndRepeats) {
   auto run = [](std::uint64_t seed) {

@@ -153,6 +153,15 @@ Tensor Layer::forward(const Tensor& x, const Tensor& mask, bool training) {
 
 Tensor Layer::output_mask(const Tensor& /*x*/, const Tensor& mask) const { return mask; }
 
+void Layer::skip_backward() {
+  RECUR_CHECK(trained_forward_, Value, type(), " '", name_,
+              "': skip_backward() needs a forward() with training = true first");
+  RECUR_CHECK(count_params() == 0, Value, type(), " '", name_,
+              "': skip_backward() on a layer with parameters (their gradients would be missing)");
+  release_saved();
+  trained_forward_ = false;
+}
+
 Tensor Layer::backward(const Tensor& dy, bool input_grad) {
   RECUR_CHECK(trained_forward_, Value, type(), " '", name_,
               "': backward() needs a forward() with training = true first");

@@ -264,13 +264,24 @@ Sequential::Output Sequential::forward(const Tensor& x, const Tensor& mask, bool
 }
 
 void Sequential::backward(const Tensor& dy) {
+  // Nobody reads the gradient of the model's input, so nobody needs dx below
+  // the lowest layer with parameters: that layer skips computing it (a GEMM
+  // for Dense, Conv1D and the recurrent layers), and the parameter-free
+  // layers under it (Flatten, Dropout, Masking) skip their backward.
+  std::size_t first = layers_.size();
+  for (std::size_t i = 0; i < layers_.size(); ++i)
+    if (layers_[i]->count_params() > 0) {
+      first = i;
+      break;
+    }
   Tensor d = dy;
-  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
-    // Nobody reads the gradient of the model's input: the first layer skips it.
-    d = (*it)->backward(d, std::next(it) != layers_.rend());
-    if (hook_ != nullptr) hook_->on_layer_backward(**it);
+  for (std::size_t k = layers_.size(); k-- > first;) {
+    Layer& l = *layers_[k];
+    d = l.backward(d, k > first);
+    if (hook_ != nullptr) hook_->on_layer_backward(l);
     if (!d.defined()) break;  // the input has no gradient (token ids)
   }
+  for (std::size_t k = first; k-- > 0;) layers_[k]->skip_backward();
 }
 
 void Sequential::reset_states() {

@@ -100,6 +100,10 @@ class Layer {
   // layer), so layers that can skip computing it do (Dense, Conv1D and the
   // recurrent layers: a GEMM over every step) and return it undefined.
   Tensor backward(const Tensor& dy, bool input_grad = true);
+  // Instead of backward() when nothing below needs this layer's dx and the
+  // layer has no parameters (a Flatten under the model's first Dense): drops
+  // what the training forward kept, as backward() would.
+  void skip_backward();
   // Stateful recurrent layers forget their carried states; others: nothing.
   virtual void reset_states() {}
   // Layers whose output, e.g. a dropout mask, depends on a seed of their own.
