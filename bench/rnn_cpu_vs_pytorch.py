@@ -194,7 +194,8 @@ def main():
             speedup = statistics.median(b / x for b, x in zip(bv, rv)) if bv else None
             rows.append(dict(cell=c[0], H=c[1], B=c[2], T=c[3], I=c[4], mode=m,
                              recur_ms=rs["median"], pytorch_ms=ts["median"], ratio=ts["median"] / rs["median"],
-                             paired_ratio=paired, paired_spread=pst["spread"], baseline_ms=bs["median"] if bs else None,
+                             paired_ratio=paired, paired_min=pst["min"], paired_max=pst["max"],
+                             paired_spread=pst["spread"], baseline_ms=bs["median"] if bs else None,
                              baseline_spread=bs["spread"] if bs else None, speedup=speedup,
                              recur_min_ms=rs["min"], recur_max_ms=rs["max"], recur_spread=rs["spread"],
                              pytorch_min_ms=ts["min"], pytorch_max_ms=ts["max"], pytorch_spread=ts["spread"],
@@ -214,19 +215,21 @@ def main():
                             f"not counted) over recur's median; share: of that peak; 2x needs: the share "
                             f"recur would need to run at twice PyTorch's median"
                             if peak else "bench_cpu_peak not found: no GFLOP/s columns"))
-    summ = harness.summary(rows, label="recur/PyTorch (samples/s)")
+    summ = harness.summary(rows, label="recur/PyTorch (samples/s)",
+                           name=lambda r: f"{r['cell']} H{r['H']} B{r['B']} {r['mode']}")
     lines = [*(f"- {h}" for h in head), "",
              "| cell | H | B | T | I | mode | recur ms | recur min-max | recur spread | PyTorch ms | "
-             "PyTorch min-max | PyTorch spread | recur/PyTorch (samples/s) | paired | paired spread | flag | "
+             "PyTorch min-max | PyTorch spread | recur/PyTorch (samples/s) | paired | paired min-max | paired spread | flag | "
              "recur GFLOP/s | share of peak | 2x needs |"
              + (" baseline ms | baseline spread | speedup over baseline |" if a.baseline else ""),
-             "|---" * 19 + "|" + ("---|---|---|" if a.baseline else "")]
+             "|---" * 20 + "|" + ("---|---|---|" if a.baseline else "")]
     for w in rows:
         lines.append(f"| {w['cell']} | {w['H']} | {w['B']} | {w['T']} | {w['I']} | {w['mode']} | "
                      f"{w['recur_ms']:.2f} | {w['recur_min_ms']:.2f}-{w['recur_max_ms']:.2f} | "
                      f"{harness.fmt_spread(w['_r'])} | {w['pytorch_ms']:.2f} | "
                      f"{w['pytorch_min_ms']:.2f}-{w['pytorch_max_ms']:.2f} | {harness.fmt_spread(w['_t'])} | "
-                     f"{w['ratio']:.2f} | {w['paired_ratio']:.2f} | {harness.fmt_spread(w['_p'])} | {w['flag']} | "
+                     f"{w['ratio']:.2f} | {w['paired_ratio']:.2f} | {w['paired_min']:.2f}-{w['paired_max']:.2f} | "
+                     f"{harness.fmt_spread(w['_p'])} | {w['flag']} | "
                      f"{w['recur_gflops']:.1f} | " + (f"{100 * w['peak_share']:.0f}% | {100 * w['peak_share_for_2x']:.0f}% |"
                                                      if peak else "- | - |")
                      + (f" {w['baseline_ms']:.2f} | {harness.fmt_spread(w['_b'])} | {w['speedup']:.2f} |"

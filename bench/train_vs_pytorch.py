@@ -280,7 +280,7 @@ def main():
         if gpu:  # the epoch: --steps steps of --batch samples at the median rate
             rows[-1]["epoch_s_recur"] = a.steps * a.batch / rst["median"]
             rows[-1]["epoch_s_pytorch"] = a.steps * a.batch / tst["median"]
-    summ = harness.summary(rows, label="recur/PyTorch (samples/s)")
+    summ = harness.summary(rows, label="recur/PyTorch (samples/s)", name=lambda r: r["model"])
     epoch = " epoch s recur | epoch s PyTorch |" if gpu else ""
     lines = [*(f"- {h}" for h in head), "",
              "| model | B | T | F | recur samples/s | recur min-max | recur spread | PyTorch samples/s | "

@@ -200,7 +200,9 @@ class Sequential final : public TrainableModel {
   };
   // x: [B, ...input_shape]; mask [B, T] or undefined.
   Output forward(const Tensor& x, const Tensor& mask = {}, bool training = false);
-  // Backward through every layer from d(loss)/d(output); adds into the gradients.
+  // Backward through every layer from d(loss)/d(output); adds into the
+  // gradients. Nobody reads the input's gradient, so the lowest layer with
+  // parameters skips dx and the parameter-free layers under it skip backward.
   void backward(const Tensor& dy);
   // Inference.
   Tensor predict(const Tensor& x, const Tensor& mask = {}) { return forward(x, mask, false).y; }
