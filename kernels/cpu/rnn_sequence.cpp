@@ -131,14 +131,20 @@ void add_recurrent_grad(std::int64_t b0, std::int64_t b1, std::int64_t H, const 
 // gates of its units, and the team meets at a barrier once per step, since
 // every unit's next product reads the whole state. The sums are those of the
 // one-thread pass (each column's sum over k in order), so the output is
-// bit for bit the same (tests/test_rnn_sequence.cpp checks).
+// bit for bit the same (SequenceOps.SmallBatchUnitSplitIsBitExact in
+// tests/test_backend_ops.cpp checks).
 
 // A sense-reversing barrier that spins (a step is microseconds, far less
 // than a futex wake-up) and yields after a while, so that on a loaded
 // machine a waiting thread gives its core to the one it waits for.
 class SpinBarrier {
  public:
-  explicit SpinBarrier(int n) : n_(n) {}
+  // Before the team uses it (the team's size, which OpenMP may make smaller
+  // than asked for, as inside another parallel region).
+  void reset(int n) {
+    n_ = n;
+    count_.store(0, std::memory_order_relaxed);
+  }
   void wait(int& sense) {
     sense ^= 1;
     if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
@@ -158,7 +164,7 @@ class SpinBarrier {
   }
 
  private:
-  const int n_;
+  int n_ = 1;
   std::atomic<int> count_{0}, flag_{0};
 };
 
@@ -191,14 +197,16 @@ template <class State, class Gates>
 void unit_split_pass(int n, std::int64_t T_, std::int64_t B, std::int64_t H, std::int64_t G,
                      const float* w_hh, const float* rec_mask, float* hproj, State state,
                      Gates gates) {
-  SpinBarrier barrier(n);
+  SpinBarrier barrier;
   std::vector<float> masked(rec_mask ? std::size_t(2 * B * H) : 0);
 #pragma omp parallel num_threads(n)
   {
-    const std::int64_t i = omp_get_thread_num();
+#pragma omp single
+    barrier.reset(omp_get_num_threads());  // (the single's own barrier follows)
+    const std::int64_t i = omp_get_thread_num(), team = omp_get_num_threads();
     // Unit ranges in multiples of 16 (a vector of floats), as even as that allows.
-    const std::int64_t j0 = (H * i / n) / 16 * 16;
-    const std::int64_t j1 = i + 1 == n ? H : (H * (i + 1) / n) / 16 * 16;
+    const std::int64_t j0 = (H * i / team) / 16 * 16;
+    const std::int64_t j1 = i + 1 == team ? H : (H * (i + 1) / team) / 16 * 16;
     thread_local std::vector<PackedWeight> packed;
     if (std::int64_t(packed.size()) < G) packed.resize(std::size_t(G));
     for (std::int64_t g = 0; g < G; ++g)  // op(w) = rows [g H + j0, g H + j1) of W_hh, transposed
