@@ -89,19 +89,39 @@ __attribute__((always_inline)) inline void direct_blocks(const DirectArgs<T>& a,
       for (std::int64_t r = 0; r < kRowBlock; ++r)
         for (std::int64_t j = 0; j < L; ++j)
           acc[r][j] = a.bias && f0 + j < a.F_out ? a.bias[f0 + j] : T(0);
-      for (std::int64_t k = 0; k < a.K; ++k) {
-        const T* xr[kRowBlock];
-        for (std::int64_t r = 0; r < kRowBlock; ++r) {
-          const std::int64_t p = r < nr ? input_row(a, r0 + r, k) : -1;
-          xr[r] = p >= 0 ? in + p * a.C_in : a.zeros;
-        }
-        const T* wk = a.wp + k * a.C_in * a.Fp + f0;
-        for (std::int64_t c = 0; c < a.C_in; ++c) {
-          const T* w = wk + c * a.Fp;
-          for (std::int64_t r = 0; r < kRowBlock; ++r) {
-            const T v = xr[r][c];
+      // A full block of the forward with stride 1 whose taps all lie inside
+      // the sequence: row r of tap k is input row r0 - pad + k * dilation + r,
+      // so the rows are C_in apart and need no per-tap lookup. The same
+      // products and sums in the same order as the general loop below.
+      const std::int64_t first = r0 - a.pad, last = r0 + kRowBlock - 1 - a.pad + (a.K - 1) * a.dilation;
+      if (!a.transposed && a.stride == 1 && nr == kRowBlock && first >= 0 && last < a.T_in) {
+        for (std::int64_t k = 0; k < a.K; ++k) {
+          const T* x0 = in + (first + k * a.dilation) * a.C_in;
+          const T* wk = a.wp + k * a.C_in * a.Fp + f0;
+          for (std::int64_t c = 0; c < a.C_in; ++c) {
+            const T* w = wk + c * a.Fp;
+            for (std::int64_t r = 0; r < kRowBlock; ++r) {
+              const T v = x0[r * a.C_in + c];
 #pragma omp simd
-            for (std::int64_t j = 0; j < L; ++j) acc[r][j] += v * w[j];
+              for (std::int64_t j = 0; j < L; ++j) acc[r][j] += v * w[j];
+            }
+          }
+        }
+      } else {
+        for (std::int64_t k = 0; k < a.K; ++k) {
+          const T* xr[kRowBlock];
+          for (std::int64_t r = 0; r < kRowBlock; ++r) {
+            const std::int64_t p = r < nr ? input_row(a, r0 + r, k) : -1;
+            xr[r] = p >= 0 ? in + p * a.C_in : a.zeros;
+          }
+          const T* wk = a.wp + k * a.C_in * a.Fp + f0;
+          for (std::int64_t c = 0; c < a.C_in; ++c) {
+            const T* w = wk + c * a.Fp;
+            for (std::int64_t r = 0; r < kRowBlock; ++r) {
+              const T v = xr[r][c];
+#pragma omp simd
+              for (std::int64_t j = 0; j < L; ++j) acc[r][j] += v * w[j];
+            }
           }
         }
       }
