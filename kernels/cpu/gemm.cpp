@@ -9,6 +9,8 @@
 // 10 ms on one. Each element of C is still one BLAS dot product over all of
 // K; as with OpenBLAS's own threading, its last bits can depend on the
 // thread count (the BLAS's kernels differ at block edges), never on the run.
+// One exception to calling the BLAS: tall float32 products go to the packed
+// kernel of the recurrent passes (packed_tall below says which and why).
 #include <cblas.h>
 #include <omp.h>
 
@@ -50,16 +52,14 @@ void gemm_one(bool ta, bool tb, std::int64_t M, std::int64_t N, std::int64_t K, 
   cblas_dgemm(CblasRowMajor, tr(ta), tr(tb), int(M), int(N), int(K), alpha, A, int(lda), B,
               int(ldb), beta, C, int(ldc));
 }
-}  // namespace
 
-namespace {
 // Tall float32 products, c = a op(b) (+ c) with a [M, K] row-major, M at
 // least 4 max(N, K), K in 64..512 and N >= 64: a recurrent layer's input
 // projection over all steps ([T B, I] x [I, G]) or a Dense layer over time
 // steps. The recurrent product's kernel (packed_gemm.cpp) runs these faster
-// than single-threaded OpenBLAS calls per thread (measured: an LSTM H256 B64
-// forward about 7 % faster); OpenBLAS also writes C twice for beta 0 (a
-// memset, then the product). op(b) is packed once, on the calling thread,
+// than single-threaded OpenBLAS calls per thread (alternated runs of
+// bench_rnn: an LSTM H128 B32 forward about 7 % faster, H256 B64 3-7 %);
+// OpenBLAS also writes C twice for beta 0 (a memset, then the product). op(b) is packed once, on the calling thread,
 // and the rows are split over threads in blocks of 8. Alpha 1, beta 0 or 1,
 // one batch entry, b dense. RECUR_PACKED_GEMM=0 keeps the BLAS.
 bool packed_tall(bool trans_a, std::int64_t M, std::int64_t N, std::int64_t K, float alpha, float beta,
