@@ -19,11 +19,14 @@
 //   bench_train --model gru|lstm|dense|conv|conv-gru [--batch 128] [--time 240]
 //               [--features 6] [--steps 20] [--warmup 3] [--threads N]
 //               [--device cpu] [--no-header]
+//   bench_train ... --serve   (one timed step per stdin request, a model name per line)
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <iostream>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -82,22 +85,57 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--device", device, "cpu or cuda:N")->capture_default_str();
   app.add_flag("--no-header", no_header, "omit the CSV header");
+  bool serving = false;
+  app.add_flag("--serve", serving,
+               "one timed step per stdin request (a model name per line; the reply: the step's ms, "
+               "or 'error: ...'); each model built at its first request, with --batch, --time and "
+               "--features; EOF or 'quit' ends. For harnesses that alternate single steps with a peer's");
   CLI11_PARSE(app, argc, argv);
   try {
     if (threads > 0) kernels::cpu::set_num_threads(threads);
     const Device dev = Device::parse(device);
     require_device(dev);
-    auto m = make_model(model);
-    m->build({time, features}, dev, DType::f32, 1);
-    m->compile({OptimizerConfig::rmsprop(1e-3), LossKind::MeanAbsoluteError, {}});
-    std::mt19937_64 rng(42);
-    std::uniform_real_distribution<float> u(-1.f, 1.f);
-    std::vector<float> xs(static_cast<std::size_t>(batch * time * features));
-    std::vector<float> ys(static_cast<std::size_t>(batch));
-    for (float& v : xs) v = u(rng);
-    for (float& v : ys) v = u(rng);
-    const Tensor x = Tensor::from_vector(xs, {batch, time, features}, dev);
-    const Tensor y = Tensor::from_vector(ys, {batch}, dev);
+    // A model with fixed random data (never zeros), compiled as Keras's defaults.
+    struct Job {
+      std::unique_ptr<Sequential> m;
+      Tensor x, y;
+    };
+    auto make_job = [&](const std::string& name) {
+      Job j;
+      j.m = make_model(name);
+      j.m->build({time, features}, dev, DType::f32, 1);
+      j.m->compile({OptimizerConfig::rmsprop(1e-3), LossKind::MeanAbsoluteError, {}});
+      std::mt19937_64 rng(42);
+      std::uniform_real_distribution<float> u(-1.f, 1.f);
+      std::vector<float> xs(static_cast<std::size_t>(batch * time * features));
+      std::vector<float> ys(static_cast<std::size_t>(batch));
+      for (float& v : xs) v = u(rng);
+      for (float& v : ys) v = u(rng);
+      j.x = Tensor::from_vector(xs, {batch, time, features}, dev);
+      j.y = Tensor::from_vector(ys, {batch}, dev);
+      return j;
+    };
+    if (serving) {
+      std::map<std::string, Job> jobs;
+      std::string line;
+      while (std::getline(std::cin, line) && line != "quit") {
+        try {
+          auto it = jobs.find(line);
+          if (it == jobs.end()) it = jobs.emplace(line, make_job(line)).first;
+          const auto t0 = std::chrono::steady_clock::now();
+          it->second.m->train_on_batch(it->second.x, it->second.y);  // reads the loss: synced
+          std::printf("%.4f\n", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        } catch (const Error& e) {
+          std::printf("error: %s\n", e.what());
+        }
+        std::fflush(stdout);
+      }
+      return 0;
+    }
+    Job job = make_job(model);
+    auto& m = job.m;
+    const Tensor& x = job.x;
+    const Tensor& y = job.y;
     double loss = 0;
     for (int s = 0; s < warmup; ++s) loss = m->train_on_batch(x, y).loss;  // reads the loss: synced
     std::vector<double> t;

@@ -6,31 +6,45 @@ nn.GRU, batch_first, float32), forward (inference, no_grad) and forward +
 backward, random inputs. Training computes the weight gradients and not the
 input's: PyTorch's input has no requires_grad, and bench_rnn calls backward
 with input_grad false (as a model does for its first layer); until 2026-12-06
-recur's side computed dx as well, work PyTorch skipped. Both sides run with the same threads, pinned to the
-same CPUs, with the same OpenMP wait policy (bench/harness.py says how).
+recur's side computed dx as well, work PyTorch skipped. Both sides run with
+the same threads, pinned to the same CPUs, with the same OpenMP wait policy
+(bench/harness.py says how).
 
-Method: --repeats rounds (default 11); in each round, for each configuration,
-one recur process (bench_rnn --repeats --inner: one warm-up call, then --inner
-timed calls of each mode, their median) and the same in PyTorch, the order
-alternating between rounds so that neither side always runs first. Each
-round gives one figure per side and mode; a row reports the median of the
-rounds, their min, max and spread (IQR / median), the ratio recur/PyTorch in
-samples/s (the PyTorch median over recur's: above 1 recur is faster);
-"paired", the median over rounds of each round's own ratio (steadier when the
-machine's load drifts), with its spread; and a flag: unstable when the paired
-ratios spread more than --max-spread, drift when only a side's own spread
-does (the machine's speed moved, both sides with it; such rows are kept). --baseline OTHER_BENCH runs a second recur binary (say, built at the
-commit before a change) in the same rounds, the three sides in rotating order,
-and adds its median and the paired speedup: on a shared machine this is the
-before/after comparison to read, not two runs minutes apart. The table is headed by
-the date, the commit, the pinning and OpenMP settings and the command, and
-ends with a summary over the rows not flagged. Writes
-rnn_cpu_vs_pytorch.{md,csv} to --out.
+Method (--method interleaved, the default since 2026-12-06): one
+`bench_rnn --serve` process keeps each configuration's layer built and times
+one call per request; after a warm-up call per configuration, mode and side,
+--repeats rounds (default 11) each run, per configuration and mode, --inner
+(default 5) single calls of each side alternating (recur, PyTorch, recur,
+...), the leading side alternating between rounds. A round's figure per side
+is the median of its calls, and its paired ratio the median of its adjacent
+pairs' PyTorch/recur: calls milliseconds apart see the same machine, where
+blocks of calls seconds apart do not on a shared VM (measured here: 5 % IQR
+for alternating single calls against 14 % for blocks 0.3 s apart). --method
+process keeps the earlier way: per round a fresh bench_rnn process (one
+warm-up call, then --inner timed calls per mode, their median), then PyTorch
+the same way.
+
+A row reports the median of the rounds, their min, max and spread (IQR /
+median), the ratio recur/PyTorch in samples/s (the PyTorch median over
+recur's: above 1 recur is faster); "paired", the median over rounds of the
+rounds' paired ratios, with its min, max and spread; and a flag: unstable
+when the paired ratios spread more than --max-spread, drift when only a
+side's own spread does (the machine's speed moved, both sides with it; such
+rows are kept); and, from bench_cpu_peak, recur's GFLOP/s, its share of the
+machine's FMA peak and the share twice PyTorch's speed would need.
+--baseline OTHER_BENCH runs a second recur binary (say, built at the commit
+before a change; with the interleaved method it needs --serve too) in the
+same rounds, the three sides in rotating order, and adds its median and the
+paired speedup: on a shared machine this is the before/after comparison to
+read, not two runs minutes apart. The table is headed by the date, the
+commit, the pinning and OpenMP settings and the command, and ends with a
+summary over the readable rows and the lowest single-round ratio of all.
+Writes rnn_cpu_vs_pytorch.{md,csv} to --out.
 
     /usr/bin/python3 bench/rnn_cpu_vs_pytorch.py [--bench build-cpu/bin/bench_rnn] [--out DIR]
         [--repeats 11] [--inner 5] [--threads 2] [--cpus 0,1] [--omp-wait-policy passive]
         [--proc-bind close] [--max-spread 0.10] [--config cell,H,B,T,I ...] [--quick] [--no-write]
-        [--baseline OTHER_BENCH] [--note TEXT]
+        [--baseline OTHER_BENCH] [--method interleaved|process] [--peak BENCH_CPU_PEAK] [--note TEXT]
 Needs PyTorch (Debian: apt-get install python3-torch)."""
 import argparse
 import csv
@@ -81,6 +95,13 @@ class TorchLayer:
         y, _ = self.net(self.x)
         y.backward(self.dy)
 
+    def once(self, mode):
+        """One timed call (ms)."""
+        f = getattr(self, mode)
+        t0 = time.perf_counter()
+        f()
+        return (time.perf_counter() - t0) * 1000
+
     def trial(self, inner):
         """As bench_rnn: per mode one warm-up call, then the median of inner timed calls (ms)."""
         out = {}
@@ -104,6 +125,26 @@ def recur_trial(a, cfg, bench=None):
     rows = csv.DictReader(io.StringIO(subprocess.check_output(harness.child(a, recur_cmd(a, cfg, bench)),
                                                               text=True)))
     return {r["mode"]: float(r["ms"]) for r in rows}
+
+
+class RecurServer:
+    """A bench_rnn --serve process, pinned: one timed call per request."""
+
+    def __init__(self, a, bench):
+        self.p = subprocess.Popen(harness.child(a, [bench, "--device", "cpu", "--serve"]), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def once(self, cfg, mode):
+        self.p.stdin.write(f"{','.join(map(str, cfg))} {mode}\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline().strip()
+        if not line or line.startswith("error"):
+            raise SystemExit(f"bench_rnn --serve: {line or 'no reply (an old binary without --serve?)'}")
+        return float(line)
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait()
 
 
 def gflop(cell, H, B, T, I, mode):
@@ -135,6 +176,11 @@ def main():
     ap.add_argument("--config", type=parse_config, action="append",
                     help="cell,H,B,T,I (repeatable; default: the six of the committed table)")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--method", choices=("interleaved", "process"), default="interleaved",
+                    help="interleaved (default): one bench_rnn --serve process per binary, and each round "
+                         "alternates single calls of the sides (calls milliseconds apart see the same "
+                         "machine); process: per round a fresh bench_rnn process runs --inner calls, then "
+                         "PyTorch --inner calls (the method before 2026-12-06)")
     ap.add_argument("--peak", help="the bench_cpu_peak binary (default: beside --bench); its figure, taken before "
                     "and after the rounds (the higher), gives each row's share of the machine")
     ap.add_argument("--baseline", help="a second recur bench binary (say, built at the commit before a change), "
@@ -154,44 +200,88 @@ def main():
     torch = _torch
     torch.set_num_threads(a.threads)
     head = harness.header(a, "bench/rnn_cpu_vs_pytorch.py", pin_line, torch, extra=[
-        f"recur: {' '.join(recur_cmd(a, ('CELL,H,B,T,I',)))}; {harness.binary_line(a.bench)}",
-        f"method: {a.repeats} rounds, recur and PyTorch alternating which goes first; per round, side and "
-        f"mode one warm-up call and the median of {a.inner} timed calls; a row: the median of the rounds, "
-        f"their min, max and spread; ratio: PyTorch median ms / recur median ms (samples/s; above 1: "
-        f"recur faster); paired: the median over rounds of the same round's ratio (steadier when the "
-        f"machine's load drifts between rounds); train: forward + backward to the weight gradients, the "
+        f"recur: {a.bench + ' --device cpu --serve' if a.method == 'interleaved' else ' '.join(recur_cmd(a, ('CELL,H,B,T,I',)))}; "
+        f"{harness.binary_line(a.bench)}",
+        (f"method (interleaved): one bench_rnn --serve process, built layers kept; a warm-up call per "
+         f"configuration, mode and side; then {a.repeats} rounds, in each, per configuration and mode, "
+         f"{a.inner} single timed calls of each side alternating (recur, PyTorch, recur, ...; which side "
+         f"leads alternates between rounds), a round's figure per side the median of its calls and its "
+         f"paired ratio the median of the adjacent pairs' PyTorch/recur"
+         if a.method == "interleaved" else
+         f"method (process): {a.repeats} rounds, recur and PyTorch alternating which goes first; per round, "
+         f"side and mode one warm-up call and the median of {a.inner} timed calls (recur: a fresh bench_rnn "
+         f"process); paired: a round's PyTorch ms / recur ms")
+        + f"; a row: the median of the rounds, their min, max and spread; ratio: PyTorch median ms / recur "
+        f"median ms (samples/s; above 1: recur faster); paired: the median over rounds of the rounds' paired "
+        f"ratios (steadier when the machine's speed drifts); train: forward + backward to the weight gradients, the "
         f"input's gradient skipped on both sides (PyTorch: x without requires_grad; recur: input_grad false)",
         *([f"baseline: {a.baseline} (run in every round beside recur and PyTorch, the three in rotating order); "
-           f"speedup: the median over rounds of baseline ms / recur ms in the same round; "
+           f"speedup: the median over rounds of baseline ms / recur ms in the same round (interleaved: of the "
+           f"round's adjacent calls); "
            f"{harness.binary_line(a.baseline)}"] if a.baseline else [])])
     peak_before = measure_peak(a)
     layers = {c: TorchLayer(*c) for c in configs}
-    res = {(c, m): ([], [], []) for c in configs for m in MODES}  # (recur, PyTorch, baseline ms) per round
-    for r in range(a.repeats):
-        for i, c in enumerate(configs):
-            sides = [("recur", lambda: recur_trial(a, c)), ("torch", lambda: layers[c].trial(a.inner))]
-            if a.baseline:
-                sides.append(("baseline", lambda: recur_trial(a, c, a.baseline)))
-                k = (r + i) % 3
-                sides = sides[k:] + sides[:k]
-            elif (r + i) % 2:
-                sides.reverse()
-            got = {name: f() for name, f in sides}
+    # Per (config, mode), per round: recur ms, PyTorch ms, baseline ms, the
+    # round's paired PyTorch/recur ratio and baseline/recur speedup.
+    res = {(c, m): ([], [], [], [], []) for c in configs for m in MODES}
+    if a.method == "interleaved":
+        servers = {"recur": RecurServer(a, a.bench)}
+        if a.baseline:
+            servers["baseline"] = RecurServer(a, a.baseline)
+        for c in configs:  # warm-up: a call of each mode on each side (the server builds the layer)
             for m in MODES:
-                res[(c, m)][0].append(got["recur"][m])
-                res[(c, m)][1].append(got["torch"][m])
+                for srv in servers.values():
+                    srv.once(c, m)
+                layers[c].once(m)
+        for r in range(a.repeats):
+            for i, c in enumerate(configs):
+                names = ["recur", "torch"] + (["baseline"] if a.baseline else [])
+                k = (r + i) % len(names)
+                names = names[k:] + names[:k]
+                for m in MODES:
+                    calls = {n: [] for n in names}
+                    for _ in range(a.inner):  # single calls, the sides alternating
+                        for n in names:
+                            calls[n].append(layers[c].once(m) if n == "torch" else servers[n].once(c, m))
+                    rv, tv, bv, pv, sv = res[(c, m)]
+                    rv.append(statistics.median(calls["recur"]))
+                    tv.append(statistics.median(calls["torch"]))
+                    pv.append(statistics.median(t / x for t, x in zip(calls["torch"], calls["recur"])))
+                    if a.baseline:
+                        bv.append(statistics.median(calls["baseline"]))
+                        sv.append(statistics.median(b / x for b, x in zip(calls["baseline"], calls["recur"])))
+            print(f"# round {r + 1}/{a.repeats} done (load {harness.load()})", file=sys.stderr, flush=True)
+        for srv in servers.values():
+            srv.close()
+    else:
+        for r in range(a.repeats):
+            for i, c in enumerate(configs):
+                sides = [("recur", lambda: recur_trial(a, c)), ("torch", lambda: layers[c].trial(a.inner))]
                 if a.baseline:
-                    res[(c, m)][2].append(got["baseline"][m])
-        print(f"# round {r + 1}/{a.repeats} done (load {harness.load()})", file=sys.stderr, flush=True)
+                    sides.append(("baseline", lambda: recur_trial(a, c, a.baseline)))
+                    k = (r + i) % 3
+                    sides = sides[k:] + sides[:k]
+                elif (r + i) % 2:
+                    sides.reverse()
+                got = {name: f() for name, f in sides}
+                for m in MODES:
+                    rv, tv, bv, pv, sv = res[(c, m)]
+                    rv.append(got["recur"][m])
+                    tv.append(got["torch"][m])
+                    pv.append(tv[-1] / rv[-1])
+                    if a.baseline:
+                        bv.append(got["baseline"][m])
+                        sv.append(bv[-1] / rv[-1])
+            print(f"# round {r + 1}/{a.repeats} done (load {harness.load()})", file=sys.stderr, flush=True)
     rows = []
     for c in configs:
         for m in MODES:
-            rv, tv, bv = res[(c, m)]
+            rv, tv, bv, pv, sv = res[(c, m)]
             rs, ts = harness.stats(rv), harness.stats(tv)
             bs = harness.stats(bv) if bv else None
-            pst = harness.stats([t / x for t, x in zip(tv, rv)])
+            pst = harness.stats(pv)
             paired = pst["median"]
-            speedup = statistics.median(b / x for b, x in zip(bv, rv)) if bv else None
+            speedup = statistics.median(sv) if sv else None
             rows.append(dict(cell=c[0], H=c[1], B=c[2], T=c[3], I=c[4], mode=m,
                              recur_ms=rs["median"], pytorch_ms=ts["median"], ratio=ts["median"] / rs["median"],
                              paired_ratio=paired, paired_min=pst["min"], paired_max=pst["max"],

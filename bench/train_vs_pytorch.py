@@ -106,37 +106,90 @@ def torch_model(name, T, F):
     raise ValueError(f"unknown model {name}")
 
 
+class TorchJob:
+    """One model in PyTorch with its optimizer and fixed random data, built once."""
+
+    def __init__(self, name, a):
+        torch.manual_seed(0)
+        dev = torch.device("cuda:0" if a.device == "cuda" else "cpu")
+        self.net = torch_model(name, a.time, a.features).to(dev)
+        self.opt = torch.optim.RMSprop(self.net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+        self.loss_fn = nn.L1Loss()
+        g = torch.Generator().manual_seed(42)
+        self.x = (torch.rand(a.batch, a.time, a.features, generator=g) * 2 - 1).to(dev)
+        self.y = (torch.rand(a.batch, generator=g) * 2 - 1).to(dev)
+        self.sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
+
+    def step(self):
+        """One training step, timed (ms; it reads the loss, and synchronises on the GPU)."""
+        t0 = time.perf_counter()
+        self.opt.zero_grad()
+        loss = self.loss_fn(self.net(self.x).squeeze(-1), self.y)
+        loss.backward()
+        self.opt.step()
+        loss.item()
+        self.sync()
+        return (time.perf_counter() - t0) * 1000
+
+
 def torch_trial(name, a):
     """One trial: a fresh model, warm-up steps, timed steps.
     Returns (samples/s, median step ms, fastest step ms)."""
-    torch.manual_seed(0)
-    dev = torch.device("cuda:0" if a.device == "cuda" else "cpu")
-    net = torch_model(name, a.time, a.features).to(dev)
-    opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
-    loss_fn = nn.L1Loss()
-    g = torch.Generator().manual_seed(42)
-    x = (torch.rand(a.batch, a.time, a.features, generator=g) * 2 - 1).to(dev)
-    y = (torch.rand(a.batch, generator=g) * 2 - 1).to(dev)
-    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
-
-    def step():
-        opt.zero_grad()
-        loss = loss_fn(net(x).squeeze(-1), y)
-        loss.backward()
-        opt.step()
-        v = loss.item()
-        sync()
-        return v
-
+    job = TorchJob(name, a)
     for _ in range(a.warmup):
-        step()
-    sync()
-    t = []
-    for _ in range(a.steps):
-        t0 = time.perf_counter()
-        step()
-        t.append(time.perf_counter() - t0)
-    return a.batch * a.steps / sum(t), 1000 * statistics.median(t), 1000 * min(t)
+        job.step()
+    t = [job.step() for _ in range(a.steps)]
+    return 1000.0 * a.batch * a.steps / sum(t), statistics.median(t), min(t)
+
+
+class RecurServer:
+    """A bench_train --serve process, pinned: one timed step per request."""
+
+    def __init__(self, a):
+        self.p = subprocess.Popen(harness.child(a, recur_cmd("MODEL", a)[:1] + recur_cmd("MODEL", a)[3:]
+                                                + ["--serve"]),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def step(self, name):
+        self.p.stdin.write(name + "\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline().strip()
+        if not line or line.startswith("error"):
+            raise SystemExit(f"bench_train --serve: {line or 'no reply (an old binary without --serve?)'}")
+        return float(line)
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait()
+
+
+def interleaved_rounds(name, a, srv):
+    """Per round, --steps single steps of each side alternating (the leading
+    side alternating between rounds). Returns per round (recur, PyTorch) as
+    (samples/s over the round's steps, median step ms, fastest step ms), and
+    the round's paired ratio: the median over adjacent pairs of PyTorch ms /
+    recur ms (= recur/PyTorch samples/s)."""
+    job = TorchJob(name, a)
+    for _ in range(a.warmup):
+        srv.step(name)
+        job.step()
+    rs, ts, ps = [], [], []
+    for r in range(a.repeats):
+        rt, tt = [], []
+        for _ in range(a.steps):
+            if r % 2 == 0:
+                rt.append(srv.step(name))
+                tt.append(job.step())
+            else:
+                tt.append(job.step())
+                rt.append(srv.step(name))
+        rs.append((1000.0 * a.batch * a.steps / sum(rt), statistics.median(rt), min(rt)))
+        ts.append((1000.0 * a.batch * a.steps / sum(tt), statistics.median(tt), min(tt)))
+        ps.append(statistics.median(t / x for t, x in zip(tt, rt)))
+        print(f"# {name} round {r + 1}/{a.repeats}: recur {rs[-1][0]:.1f} samples/s, "
+              f"PyTorch {ts[-1][0]:.1f} samples/s, paired {ps[-1]:.2f} (load {harness.load()})",
+              file=sys.stderr, flush=True)
+    return rs, ts, ps
 
 
 def recur_cmd(name, a):
@@ -210,9 +263,17 @@ def main():
                     help="a repeat's samples/s: batch / its median step (default; a few steps preempted by "
                          "other processes on a shared machine do not move it) or samples over the total time "
                          "of its timed steps")
+    ap.add_argument("--method", choices=("interleaved", "process"),
+                    help="interleaved (default on the CPU): one bench_train --serve process and one PyTorch "
+                         "model per model name, and each round alternates single training steps of the two "
+                         "(steps milliseconds apart see the same machine); process (default on the GPU, and "
+                         "the CPU's before 2026-12-06): per repeat a fresh bench_train process and a fresh "
+                         "PyTorch model, each running its warm-up and timed steps")
     harness.add_args(ap)
     a = ap.parse_args()
     gpu = a.device == "cuda"
+    if a.method is None:
+        a.method = "process" if gpu else "interleaved"
     for k, cpu_v, cuda_v, quick_v in (("models", "gru,lstm,dense,conv,conv-gru", "gru", None),
                                       ("repeats", harness.DEFAULT_REPEATS, 3, 3), ("steps", 10, 500, 2),
                                       ("warmup", 2, 20, 1), ("features", 6, 14, None)):
@@ -236,19 +297,28 @@ def main():
     head = harness.header(a, "bench/train_vs_pytorch.py", pin_line, torch, extra=[
         *([f"{device_line}; each PyTorch step ends with torch.cuda.synchronize()"] if gpu else []),
         f"recur: {' '.join(recur_cmd('MODEL', a))}; {harness.binary_line(a.bench, a.binary_commit)}",
-        f"method: {a.repeats} repeats, recur and PyTorch alternating which goes first; each a fresh model "
-        f"(recur: a fresh process), {a.warmup} warm-up + {a.steps} timed steps; a repeat's samples/s: "
+        (f"method (interleaved): one bench_train --serve process and one PyTorch model per model name, "
+         f"{a.warmup} warm-up steps each; then {a.repeats} rounds of {a.steps} single steps of each side "
+         f"alternating (recur, PyTorch, recur, ...; the leading side alternating between rounds); a round's "
+         f"paired ratio: the median of its adjacent pairs' PyTorch ms / recur ms"
+         if a.method == "interleaved" else
+         f"method (process): {a.repeats} repeats, recur and PyTorch alternating which goes first; each a "
+         f"fresh model (recur: a fresh process), {a.warmup} warm-up + {a.steps} timed steps; paired: a "
+         f"repeat's recur/PyTorch samples/s (the two sides ran seconds apart)")
+        + "; a round's (repeat's) samples/s: "
         + ("batch / its median step" if a.rate == "median-step" else "over the total time of its timed steps")
-        + f"; a row: the median of the repeats' samples/s, their min, max and spread; ms/step: the "
-        f"median of the repeats' median steps; best: the fastest single step of all repeats; load average "
+        + f"; a row: the median of the rounds' samples/s, their min, max and spread; ms/step: the "
+        f"median of the rounds' median steps; best: the fastest single step of all; load average "
         f"(1/5/15 min) before and after each model; ratio: recur/PyTorch samples/s (above 1: recur faster); "
-        f"paired: the median over repeats of each repeat's own ratio (the two sides ran seconds apart), with "
-        f"its min, max and spread"])
+        f"paired: the median over rounds of the rounds' paired ratios, with their min, max and spread"])
     rows = []
+    srv = RecurServer(a) if a.method == "interleaved" else None
     for name in a.models.split(","):
         load_before = harness.load()
-        rs, ts = [], []
-        for r in range(a.repeats):
+        rs, ts, ps = [], [], None
+        if srv:
+            rs, ts, ps = interleaved_rounds(name, a, srv)
+        for r in range(a.repeats if not srv else 0):
             # Alternate the order so that neither side always runs first.
             order = (recur_trial, torch_trial) if r % 2 == 0 else (torch_trial, recur_trial)
             res = {f: f(name, a) for f in order}
@@ -261,8 +331,9 @@ def main():
         k = 0 if a.rate == "total" else 1
         rate = (lambda v: v[0]) if k == 0 else (lambda v: 1000.0 * a.batch / v[1])
         rst, tst = harness.stats([rate(v) for v in rs]), harness.stats([rate(v) for v in ts])
-        # Each repeat's own ratio: both sides ran within seconds of each other.
-        pst = harness.stats([rate(r) / rate(t) for r, t in zip(rs, ts)])
+        # Each repeat's own ratio: both sides ran within seconds of each other
+        # (process), or the round's adjacent single steps (interleaved).
+        pst = harness.stats(ps if ps is not None else [rate(r) / rate(t) for r, t in zip(rs, ts)])
         row = dict(device="cuda") if gpu else {}
         rows.append(dict(row, model=name, batch=a.batch, time=a.time, features=a.features,
                          threads=a.threads, recur_samples_per_s=rst["median"],
@@ -280,6 +351,8 @@ def main():
         if gpu:  # the epoch: --steps steps of --batch samples at the median rate
             rows[-1]["epoch_s_recur"] = a.steps * a.batch / rst["median"]
             rows[-1]["epoch_s_pytorch"] = a.steps * a.batch / tst["median"]
+    if srv:
+        srv.close()
     summ = harness.summary(rows, label="recur/PyTorch (samples/s)", name=lambda r: r["model"])
     epoch = " epoch s recur | epoch s PyTorch |" if gpu else ""
     lines = [*(f"- {h}" for h in head), "",
