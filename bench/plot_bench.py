@@ -12,8 +12,9 @@ recognises it by its header:
   train_vs_pytorch     (bench/train_vs_pytorch.py, --device cpu or cuda): training
                        samples/s against PyTorch.
                        For these two, each side's spread (IQR / median of the
-                       repeats) and the row's flag ("unstable": left out of the
-                       script's summary) are shown when the CSV has them.
+                       repeats), the paired ratio and its spread, and the row's
+                       flag ("unstable": left out of the script's summary) are
+                       shown when the CSV has them.
 For each it writes a table <name>.md and a chart <name>.png or <name>.svg
 into --out (default: the CSV's own folder), <name> being the CSV's file name
 without .csv (for bench_cudnn with several devices in one file, followed by
@@ -444,6 +445,11 @@ def spread_columns(head, body, rows):
     if not rows or "flag" not in rows[0]:
         return head, body
     pct = lambda v: "-" if num(v) is None else "%.1f%%" % (100 * num(v))
+    if "paired_spread" in rows[0]:  # since 2026-12-06: the flag reads the paired ratios' spread
+        fmt = lambda v: "-" if num(v) is None else "%.2f" % num(v)
+        return (head + ["recur spread", "PyTorch spread", "paired", "paired spread", "flag"],
+                [b + [pct(r.get("recur_spread")), pct(r.get("pytorch_spread")), fmt(r.get("paired_ratio")),
+                      pct(r.get("paired_spread")), r.get("flag", "")] for b, r in zip(body, rows)])
     return (head + ["recur spread", "PyTorch spread", "flag"],
             [b + [pct(r.get("recur_spread")), pct(r.get("pytorch_spread")), r.get("flag", "")]
              for b, r in zip(body, rows)])
