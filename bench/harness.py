@@ -127,6 +127,29 @@ def child(a, cmd):
     return (["taskset", "-c", ",".join(map(str, cpus))] if cpus else []) + list(cmd)
 
 
+class Server:
+    """A recur bench binary run with --serve on the pinned CPUs: each
+    request is one line on its stdin, each reply one line, the milliseconds
+    of one timed call (or 'error: ...', which ends the run)."""
+
+    def __init__(self, a, cmd):
+        self.name = os.path.basename(cmd[0])
+        self.p = subprocess.Popen(child(a, list(cmd) + ["--serve"]), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def request(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        reply = self.p.stdout.readline().strip()
+        if not reply or reply.startswith("error"):
+            raise SystemExit(f"{self.name} --serve: {reply or 'no reply (a binary without --serve?)'}")
+        return float(reply)
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait()
+
+
 def git(*args):
     return subprocess.run(["git", "-C", HERE, *args], capture_output=True, text=True)
 
@@ -220,7 +243,7 @@ def summary(rows, key="ratio", label="recur/PyTorch", name=None):
         w = min(mins, key=lambda r: r["paired_min"])
         low = f"; the lowest single-repeat ratio over all {len(rows)} rows: {w['paired_min']:.2f} ({name(w)})"
     if not ok:
-        return f"summary: no stable row ({bad} flagged); no ratio to read" + low
+        return f"summary: no readable row ({bad} flagged); no ratio to read" + low
     g = math.exp(sum(map(math.log, ok)) / len(ok))
     return (f"summary over the {len(ok)} readable rows (no flag, or drift): {label} geometric mean {g:.2f}, minimum {min(ok):.2f}"
             + (f"; {bad} row(s) flagged and left out" if bad else "") + low)

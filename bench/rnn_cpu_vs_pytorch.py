@@ -127,24 +127,14 @@ def recur_trial(a, cfg, bench=None):
     return {r["mode"]: float(r["ms"]) for r in rows}
 
 
-class RecurServer:
-    """A bench_rnn --serve process, pinned: one timed call per request."""
+class RecurServer(harness.Server):
+    """bench_rnn --serve: one timed call of a configuration and mode per request."""
 
     def __init__(self, a, bench):
-        self.p = subprocess.Popen(harness.child(a, [bench, "--device", "cpu", "--serve"]), stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True, bufsize=1)
+        super().__init__(a, [bench, "--device", "cpu"])
 
     def once(self, cfg, mode):
-        self.p.stdin.write(f"{','.join(map(str, cfg))} {mode}\n")
-        self.p.stdin.flush()
-        line = self.p.stdout.readline().strip()
-        if not line or line.startswith("error"):
-            raise SystemExit(f"bench_rnn --serve: {line or 'no reply (an old binary without --serve?)'}")
-        return float(line)
-
-    def close(self):
-        self.p.stdin.close()
-        self.p.wait()
+        return self.request(f"{','.join(map(str, cfg))} {mode}")
 
 
 def gflop(cell, H, B, T, I, mode):

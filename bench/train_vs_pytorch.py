@@ -142,25 +142,16 @@ def torch_trial(name, a):
     return 1000.0 * a.batch * a.steps / sum(t), statistics.median(t), min(t)
 
 
-class RecurServer:
-    """A bench_train --serve process, pinned: one timed step per request."""
+class RecurServer(harness.Server):
+    """bench_train --serve (with this run's batch, time, features and threads):
+    one timed training step of a model per request."""
 
     def __init__(self, a):
-        self.p = subprocess.Popen(harness.child(a, recur_cmd("MODEL", a)[:1] + recur_cmd("MODEL", a)[3:]
-                                                + ["--serve"]),
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        cmd = recur_cmd("MODEL", a)
+        super().__init__(a, cmd[:1] + cmd[3:])  # without --model: each request names one
 
     def step(self, name):
-        self.p.stdin.write(name + "\n")
-        self.p.stdin.flush()
-        line = self.p.stdout.readline().strip()
-        if not line or line.startswith("error"):
-            raise SystemExit(f"bench_train --serve: {line or 'no reply (an old binary without --serve?)'}")
-        return float(line)
-
-    def close(self):
-        self.p.stdin.close()
-        self.p.wait()
+        return self.request(name)
 
 
 def interleaved_rounds(name, a, srv):

@@ -386,6 +386,31 @@ std::string case_name(const ::testing::TestParamInfo<Case>& i) { return i.param.
 
 INSTANTIATE_TEST_SUITE_P(All, LayerGradients, ::testing::ValuesIn(gradient_cases()), case_name);
 
+// The model's mean squared error on (x, target), with the output mask; with
+// backward, the parameter gradients of it, from zero.
+double model_mse(Sequential& m, const Tensor& x, const Tensor& target, bool backward) {
+  const Sequential::Output o = m.forward(x, {}, backward);
+  Tensor g = Tensor::empty(o.y.shape(), DType::f64, Device::cpu());
+  const double l = ops::loss(LossKind::MeanSquaredError, o.y, target, g, o.mask).to_vector<double>()[0];
+  if (backward) {
+    m.parameters().zero_grads();
+    m.backward(g);
+  }
+  return l;
+}
+
+// Every parameter's gradient of model_mse against central differences;
+// returns the analytic gradients.
+std::vector<std::vector<double>> expect_model_gradients(Sequential& m, const Tensor& x, const Tensor& target) {
+  model_mse(m, x, target, true);
+  const ParameterStore& p = m.parameters();
+  std::vector<std::vector<double>> analytic;
+  for (std::size_t i = 0; i < p.size(); ++i) analytic.push_back(p.grad(i).to_vector<double>());
+  for (std::size_t i = 0; i < p.size(); ++i)
+    expect_finite_differences(p.value(i), analytic[i], [&] { return model_mse(m, x, target, false); }, p.name(i));
+  return analytic;
+}
+
 // The whole model: Embedding(mask_zero) -> Conv-free stack with a masked,
 // per-step loss; every parameter's gradient of the model's loss by central
 // differences, so the mask flow and the chaining are checked together.
@@ -404,22 +429,7 @@ TEST(Layers, SequentialGradientThroughMaskedStack) {
       Tensor::from_vector(std::vector<std::int32_t>{1, 2, 3, 4, 5, 6, 0, 0, 3, 0, 0, 0}, {3, 4},
                           Device::cpu());
   const Tensor target = Tensor::from_vector(widen(rng.floats(12)), {3, 4, 1}, Device::cpu());
-  auto loss_and_grad = [&](bool backward) {
-    const Sequential::Output o = m.forward(ids, {}, backward);
-    Tensor g = Tensor::empty(o.y.shape(), DType::f64, Device::cpu());
-    const double l = ops::loss(LossKind::MeanSquaredError, o.y, target, g, o.mask).to_vector<double>()[0];
-    if (backward) {
-      m.parameters().zero_grads();
-      m.backward(g);
-    }
-    return l;
-  };
-  loss_and_grad(true);
-  const ParameterStore& p = m.parameters();
-  std::vector<std::vector<double>> analytic;
-  for (std::size_t i = 0; i < p.size(); ++i) analytic.push_back(p.grad(i).to_vector<double>());
-  for (std::size_t i = 0; i < p.size(); ++i)
-    expect_finite_differences(p.value(i), analytic[i], [&] { return loss_and_grad(false); }, p.name(i));
+  const auto analytic = expect_model_gradients(m, ids, target);
   // The padding id's embedding row and masked targets get no gradient.
   const auto ge = analytic[0];
   for (int d = 0; d < 3; ++d) EXPECT_EQ(ge[std::size_t(d)], 0.0);
@@ -468,23 +478,8 @@ TEST(Layers, ParameterFreeLayersUnderTheFirstDenseSkipBackward) {
   m.build({4, 2}, Device::cpu(), DType::f64, rng.seed());
   const Tensor x = Tensor::from_vector(widen(rng.floats(3 * 4 * 2)), {3, 4, 2}, Device::cpu());
   const Tensor target = Tensor::from_vector(widen(rng.floats(3)), {3, 1}, Device::cpu());
-  auto loss_and_grad = [&](bool backward) {
-    const Sequential::Output o = m.forward(x, {}, backward);
-    Tensor g = Tensor::empty(o.y.shape(), DType::f64, Device::cpu());
-    const double l = ops::loss(LossKind::MeanSquaredError, o.y, target, g, o.mask).to_vector<double>()[0];
-    if (backward) {
-      m.parameters().zero_grads();
-      m.backward(g);
-    }
-    return l;
-  };
-  loss_and_grad(true);
-  const ParameterStore& p = m.parameters();
-  for (std::size_t i = 0; i < p.size(); ++i) {
-    const auto analytic = p.grad(i).to_vector<double>();
-    expect_finite_differences(p.value(i), analytic, [&] { return loss_and_grad(false); }, p.name(i));
-  }
-  loss_and_grad(true);
+  expect_model_gradients(m, x, target);
+  model_mse(m, x, target, true);
   expect_error([&] { m.layers()[0]->backward(Tensor::zeros({3, 8}, DType::f64, Device::cpu())); },
                "needs a forward() with training = true first");
   m.forward(x, {}, true);

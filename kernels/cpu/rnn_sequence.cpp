@@ -188,7 +188,7 @@ int unit_split_threads(std::int64_t B, std::int64_t H, std::int64_t G) {
 }
 
 // Runs a forward pass with the units split over n threads:
-// gates(t, h_in, j0, j1) computes step t's gates of units [j0, j1) for every
+// gates(t, j0, j1) computes step t's gates of units [j0, j1) for every
 // row from hproj (the product of h_in with W_hh^T, [B, G*H]) and writes
 // h(t+1) = state(t+1) for those units; state(t) is h(t), the input of step t.
 // With rec_mask (recurrent dropout, [B, H]) the product reads h * rec_mask,
@@ -224,7 +224,7 @@ void unit_split_pass(int n, std::int64_t T_, std::int64_t B, std::int64_t H, std
       const float* h_in = rec_mask ? masked.data() + (t % 2) * B * H : state(t);
       for (std::int64_t g = 0; g < G; ++g)
         packed_product(B, h_in, H, packed[std::size_t(g)], false, hproj + g * H + j0, G * H);
-      gates(t, h_in, j0, j1);
+      gates(t, j0, j1);
       if (rec_mask) mask_units(state(t + 1), masked.data() + ((t + 1) % 2) * B * H);
       barrier.wait(sense);
     }
@@ -242,6 +242,47 @@ T* step_of(T* p, std::int64_t t, std::int64_t n) {
 
 }  // namespace
 
+namespace {
+// The fields every cell's step arguments share, for step t of a forward
+// pass with G gates per unit (state(t): h(t)).
+template <class S, class A, class State>
+void common_step_fields(S& s, const A& a, std::int64_t t, std::int64_t G, State state) {
+  s.B = a.B;
+  s.H = a.H;
+  s.xproj = a.xproj + t * a.B * G * a.H;
+  s.hproj = a.hproj;
+  s.ld_x = s.ld_h = G * a.H;
+  s.b_ih = a.b_ih;
+  s.b_hh = a.b_hh;
+  s.h_prev = state(t);
+  s.mask = step_of(a.mask, t, a.B);
+  s.h = state(t + 1);
+  s.y = step_of(a.ys, t, a.B * a.H);
+}
+
+// A forward pass over time of a cell with G gates: state(t) is h(t) ([B, H]),
+// step(t, b0, b1, j0, j1) runs step t's gates for rows [b0, b1) and units
+// [j0, j1) from hproj and writes state(t + 1) there. Small float32 batches
+// split the units over threads; otherwise the rows are split into chunks,
+// each thread running every step of its rows.
+template <class T, class State, class Step>
+void forward_pass(const T* w_hh, const T* rec_mask, T* hproj, T* h_work, std::int64_t T_, std::int64_t B,
+                  std::int64_t H, std::int64_t G, State state, Step step) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (const int n = unit_split_threads<T>(B, H, G))
+      return unit_split_pass(n, T_, B, H, G, w_hh, rec_mask, hproj, state,
+                             [&](std::int64_t t, std::int64_t j0, std::int64_t j1) { step(t, 0, B, j0, j1); });
+  }
+  const Recurrent<T> hw = recurrent(w_hh, true, H, G * H);  // h [rows, H] W_hh^T
+  for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t t = 0; t < T_; ++t) {
+      hw(b0, b1, matmul_input<T>(state(t), rec_mask, h_work, H, b0, b1), false, hproj);
+      step(t, b0, b1, 0, H);
+    }
+  });
+}
+}  // namespace
+
 int rnn_unit_split_threads(std::int64_t B, std::int64_t H, std::int64_t G) {
   return unit_split_threads<float>(B, H, G);
 }
@@ -252,34 +293,11 @@ void gru_sequence(const GruSequenceArgs<T>& a) {
   auto state = [&](std::int64_t t) { return a.hs + (a.all_states ? t : t % 2) * BH; };
   auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1) {
     GruStepArgs<T> s;
-    s.B = B;
-    s.H = H;
-    s.xproj = a.xproj + t * B * 3 * H;
-    s.hproj = a.hproj;
-    s.ld_x = s.ld_h = 3 * H;
-    s.b_ih = a.b_ih;
-    s.b_hh = a.b_hh;
-    s.h_prev = state(t);
-    s.mask = step_of(a.mask, t, B);
-    s.h = state(t + 1);
-    s.y = step_of(a.ys, t, BH);
+    common_step_fields(s, a, t, 3, state);
     s.saved = step_of(a.saved, t, 4 * BH);
     gru_rows(s, b0, b1, j0, j1);
   };
-  if constexpr (std::is_same_v<T, float>) {
-    if (const int n = unit_split_threads<T>(B, H, 3))
-      return unit_split_pass(n, T_, B, H, 3, a.w_hh, a.rec_mask, a.hproj, state,
-                             [&](std::int64_t t, const float*, std::int64_t j0, std::int64_t j1) {
-                               step(t, 0, B, j0, j1);
-                             });
-  }
-  const Recurrent<T> hw = recurrent(a.w_hh, true, H, 3 * H);  // h [rows, H] W_hh^T
-  for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
-    for (std::int64_t t = 0; t < T_; ++t) {
-      hw(b0, b1, matmul_input<T>(state(t), a.rec_mask, a.h_work, H, b0, b1), false, a.hproj);
-      step(t, b0, b1, 0, H);
-    }
-  });
+  forward_pass(a.w_hh, a.rec_mask, a.hproj, a.h_work, T_, B, H, 3, state, step);
 }
 
 template <class T>
@@ -331,36 +349,13 @@ void lstm_sequence(const LstmSequenceArgs<T>& a) {
   auto state = [&](std::int64_t t) { return a.hs + (a.all_states ? t : t % 2) * BH; };
   auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1) {
     LstmStepArgs<T> s;
-    s.B = B;
-    s.H = H;
-    s.xproj = a.xproj + t * B * 4 * H;
-    s.hproj = a.hproj;
-    s.ld_x = s.ld_h = 4 * H;
-    s.b_ih = a.b_ih;
-    s.b_hh = a.b_hh;
+    common_step_fields(s, a, t, 4, state);
     s.c_prev = a.cs + (a.all_states ? t : 0) * BH;
-    s.h_prev = state(t);
-    s.mask = step_of(a.mask, t, B);
-    s.h = state(t + 1);
     s.c = a.cs + (a.all_states ? t + 1 : 0) * BH;
-    s.y = step_of(a.ys, t, BH);
     s.saved = step_of(a.saved, t, 4 * BH);
     lstm_rows(s, b0, b1, j0, j1);
   };
-  if constexpr (std::is_same_v<T, float>) {
-    if (const int n = unit_split_threads<T>(B, H, 4))
-      return unit_split_pass(n, T_, B, H, 4, a.w_hh, a.rec_mask, a.hproj, state,
-                             [&](std::int64_t t, const float*, std::int64_t j0, std::int64_t j1) {
-                               step(t, 0, B, j0, j1);
-                             });
-  }
-  const Recurrent<T> hw = recurrent(a.w_hh, true, H, 4 * H);  // h [rows, H] W_hh^T
-  for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
-    for (std::int64_t t = 0; t < T_; ++t) {
-      hw(b0, b1, matmul_input<T>(state(t), a.rec_mask, a.h_work, H, b0, b1), false, a.hproj);
-      step(t, b0, b1, 0, H);
-    }
-  });
+  forward_pass(a.w_hh, a.rec_mask, a.hproj, a.h_work, T_, B, H, 4, state, step);
 }
 
 template <class T>
@@ -402,36 +397,13 @@ void rnn_sequence(const RnnSequenceArgs<T>& a) {
   auto state = [&](std::int64_t t) { return a.hs + (a.all_states ? t : t % 2) * BH; };
   auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1) {
     RnnStepArgs<T> s;
-    s.B = B;
-    s.H = H;
-    s.xproj = a.xproj + t * BH;
-    s.hproj = a.hproj;
-    s.ld_x = s.ld_h = H;
-    s.b_ih = a.b_ih;
-    s.b_hh = a.b_hh;
-    s.h_prev = state(t);
-    s.mask = step_of(a.mask, t, B);
-    s.h = state(t + 1);
-    s.y = step_of(a.ys, t, BH);
+    common_step_fields(s, a, t, 1, state);
     if (a.activation == RnnActivation::Tanh)
       rnn_rows<RnnActivation::Tanh>(s, b0, b1, j0, j1);
     else
       rnn_rows<RnnActivation::Relu>(s, b0, b1, j0, j1);
   };
-  if constexpr (std::is_same_v<T, float>) {
-    if (const int n = unit_split_threads<T>(B, H, 1))
-      return unit_split_pass(n, T_, B, H, 1, a.w_hh, a.rec_mask, a.hproj, state,
-                             [&](std::int64_t t, const float*, std::int64_t j0, std::int64_t j1) {
-                               step(t, 0, B, j0, j1);
-                             });
-  }
-  const Recurrent<T> hw = recurrent(a.w_hh, true, H, H);  // h [rows, H] W_hh^T
-  for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
-    for (std::int64_t t = 0; t < T_; ++t) {
-      hw(b0, b1, matmul_input<T>(state(t), a.rec_mask, a.h_work, H, b0, b1), false, a.hproj);
-      step(t, b0, b1, 0, H);
-    }
-  });
+  forward_pass(a.w_hh, a.rec_mask, a.hproj, a.h_work, T_, B, H, 1, state, step);
 }
 
 template <class T>
