@@ -1,6 +1,14 @@
-# Shared by the command-line test scripts (sourced): ok/bad record results in
-# $fail, run captures a command's output and exit code, expect checks both.
-# The caller sets RECUR (the binary) and fail=0.
+# Shared by the command-line test scripts (sourced): cli_setup takes the
+# scripts' arguments, ok/bad record results in $fail, run captures a
+# command's output and exit code, expect checks both.
+cli_setup() {  # cli_setup RECUR [DATADIR] WORKDIR: a fresh WORKDIR, entered; fail=0
+  RECUR=$1
+  if [ $# -ge 3 ]; then DATA=$2; WORK=$3; else DATA=; WORK=$2; fi
+  rm -rf "$WORK"
+  mkdir -p "$WORK"
+  cd "$WORK" || exit 1
+  fail=0
+}
 ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*"; fail=1; }
 run() {  # run NAME ARGS...: output in NAME.log, exit code in $rc

@@ -24,10 +24,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "recur/engine/data_parallel.h"
@@ -243,27 +245,31 @@ int resume(const std::string& dir, const std::string& phase) {
   return 0;
 }
 
-// A BatchSource whose rank-1 share of batch 1 of epoch 0 never comes: as a
-// rank stuck on a dead file system would.
-class StallingSource final : public BatchSource {
+// A BatchSource that runs `fault` when rank 1 reads its share of batch
+// `batch` of epoch `epoch`, then reads it as usual.
+class FaultySource final : public BatchSource {
  public:
-  explicit StallingSource(const ArrayBatches& inner) : inner_(inner) {}
+  FaultySource(const ArrayBatches& inner, std::int64_t epoch, std::int64_t batch, std::function<void()> fault)
+      : inner_(inner), epoch_(epoch), batch_(batch), fault_(std::move(fault)) {}
   std::int64_t size() const override { return inner_.size(); }
   Batch get(std::int64_t e, std::int64_t i) const override { return inner_.get(e, i); }
   Batch get_shard(std::int64_t e, std::int64_t i, int part, int parts, std::int64_t* rows) const override {
-    if (e == 0 && i == 1 && part == 1) std::this_thread::sleep_for(std::chrono::seconds(120));
+    if (e == epoch_ && i == batch_ && part == 1) fault_();
     return inner_.get_shard(e, i, part, parts, rows);
   }
 
  private:
   const ArrayBatches& inner_;
+  std::int64_t epoch_, batch_;
+  std::function<void()> fault_;
 };
 
 int stall() {
   const Data d = make_data();
   auto model = make_model();
   const ArrayBatches src(d.x, d.y, kBatch, true, 5, Device::cpu());
-  const StallingSource stalling(src);
+  // Rank 1's share of batch 1 of epoch 0 never comes, as from a dead file system.
+  const FaultySource stalling(src, 0, 1, [] { std::this_thread::sleep_for(std::chrono::seconds(120)); });
   const auto t0 = std::chrono::steady_clock::now();
   try {
     fit(*model, stalling, quiet(1));
@@ -276,26 +282,12 @@ int stall() {
   fail("fit returned although rank 1 never joined");
 }
 
-// A BatchSource that kills rank 1 when it reads batch 1 of epoch 1.
-class KillingSource final : public BatchSource {
- public:
-  explicit KillingSource(const ArrayBatches& inner) : inner_(inner) {}
-  std::int64_t size() const override { return inner_.size(); }
-  Batch get(std::int64_t e, std::int64_t i) const override { return inner_.get(e, i); }
-  Batch get_shard(std::int64_t e, std::int64_t i, int part, int parts, std::int64_t* rows) const override {
-    if (e == 1 && i == 1 && part == 1) ::kill(::getpid(), SIGKILL);
-    return inner_.get_shard(e, i, part, parts, rows);
-  }
-
- private:
-  const ArrayBatches& inner_;
-};
-
 int kill_rank(const std::string& dir) {
   const Data d = make_data();
   auto model = make_model(true);
   const ArrayBatches src(d.x, d.y, kBatch, true, 5, Device::cpu());
-  const KillingSource killing(src);
+  // Rank 1 dies (SIGKILL) when it reads batch 1 of epoch 1.
+  const FaultySource killing(src, 1, 1, [] { ::kill(::getpid(), SIGKILL); });
   auto ckpt = std::make_shared<ModelCheckpoint>(dir + "/every.safetensors", "loss", false);
   fit(*model, killing, quiet(3), nullptr, {ckpt});
   fail("fit finished although rank 1 was killed");

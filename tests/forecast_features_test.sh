@@ -10,14 +10,8 @@
 #    members must forecast alike; --no-test leaves the test split untouched.
 # Usage: forecast_features_test.sh RECUR DATADIR WORKDIR
 set -u
-RECUR=$1
-DATA=$2
-WORK=$3
-rm -rf "$WORK"
-mkdir -p "$WORK"
-. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh" || exit 1  # ok, bad, run, expect
-cd "$WORK" || exit 1
-fail=0
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh" || exit 1  # cli_setup, ok, bad, run, expect
+cli_setup "$@"
 PLAIN=$DATA/jena_600_rows.csv
 WIND=$DATA/jena_600_rows_wind.csv
 TRAIN=(--device cpu forecast train --epochs 1 --steps-per-epoch 2 --batch-size 16 --validation-steps 1 --lookback 1d)

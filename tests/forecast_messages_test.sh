@@ -7,14 +7,8 @@
 # resumable checkpoint as Ctrl-C does.
 # Usage: forecast_messages_test.sh RECUR DATADIR WORKDIR
 set -u
-RECUR=$1
-DATA=$2
-WORK=$3
-rm -rf "$WORK"
-mkdir -p "$WORK"
-. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh" || exit 1  # ok, bad, run, expect
-cd "$WORK" || exit 1
-fail=0
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh" || exit 1  # cli_setup, ok, bad, run, expect
+cli_setup "$@"
 TRAIN=(--device cpu forecast train --validation-steps 1)
 SMALL=(--steps-per-epoch 2 --batch-size 16 --lookback 1d)
 

@@ -10,14 +10,8 @@
 #    interrupted checkpoint left behind.
 # Usage: forecast_run_dir_test.sh RECUR DATA.csv WORKDIR
 set -u
-RECUR=$1
-DATA=$2
-WORK=$3
-rm -rf "$WORK"
-mkdir -p "$WORK"
-. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh" || exit 1  # ok, bad, run, expect
-cd "$WORK" || exit 1
-fail=0
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh" || exit 1  # cli_setup, ok, bad, run, expect
+cli_setup "$@"
 BASE=(--device cpu forecast train --steps-per-epoch 3 --batch-size 16 --validation-steps 2 --lookback 1d --data "$DATA")
 COMMON=("${BASE[@]}" --epochs 4)
 snapshot() { (cd "$1" && find . -type f | sort | xargs sha256sum); }

@@ -8,14 +8,8 @@
 # taken --out.
 # Usage: imdb_cli_test.sh RECUR FIXTURES WORKDIR
 set -u
-RECUR=$1
-DATA=$2
-WORK=$3
-rm -rf "$WORK"
-mkdir -p "$WORK"
-. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh" || exit 1  # ok, bad, run, expect
-cd "$WORK" || exit 1
-fail=0
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh" || exit 1  # cli_setup, ok, bad, run, expect
+cli_setup "$@"
 TINY=$DATA/imdb_tiny
 
 # 1. Train: the loss falls and the test accuracy is well above chance (60 held-out reviews).

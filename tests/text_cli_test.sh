@@ -7,14 +7,8 @@
 # a missing model directory, a run in --out, a file that is not text).
 # Usage: text_cli_test.sh RECUR WORKDIR
 set -u
-RECUR=$1
-WORK=$2
-rm -rf "$WORK"
-mkdir -p "$WORK"
-cd "$WORK" || exit 1
-fail=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fail=1; }
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh" || exit 1  # cli_setup, ok, bad
+cli_setup "$@"
 TRAIN=(--device cpu text train --max-chars 20000 --cell gru --layers 1 --units 64 --embedding 16
        --seq-len 32 --batch 16 --epochs 4 --lr 0.01 --seed 1)
 
