@@ -722,7 +722,7 @@ double ulps(float got, double want) {
   return std::abs(double(got) - want) / u;
 }
 
-TEST(VecMath, WithinAnUlpOfTheExactValues) {
+TEST(VecMath, WithinTwoAndAHalfUlpsOfTheExactValues) {
   namespace kc = kernels::cpu;
   double e_exp = 0, e_sig = 0, e_tanh = 0;
   float at_exp = 0, at_sig = 0, at_tanh = 0;
@@ -743,10 +743,12 @@ TEST(VecMath, WithinAnUlpOfTheExactValues) {
       const double dt = ulps(kc::vtanh(x), std::tanh(xd));
       if (dt > e_tanh) e_tanh = dt, at_tanh = x;
     }
-  // Each rounds one double result to float: half an ulp, plus the double error.
-  EXPECT_LE(e_exp, 0.51) << "at " << at_exp;
-  EXPECT_LE(e_sig, 0.51) << "at " << at_sig;
-  EXPECT_LE(e_tanh, 0.51) << "at " << at_tanh;
+  // Float evaluation: over every float in [-100, 100] (not only this sweep's)
+  // the largest errors are 1.04, 2.40 and 1.51 ulp compiled as here (no FMA),
+  // 1.02, 2.40 and 1.51 with FMAs, as the cell kernels' clones are.
+  EXPECT_LE(e_exp, 1.1) << "at " << at_exp;
+  EXPECT_LE(e_sig, 2.45) << "at " << at_sig;
+  EXPECT_LE(e_tanh, 1.55) << "at " << at_tanh;
 }
 
 TEST(VecMath, LimitsAndNaN) {

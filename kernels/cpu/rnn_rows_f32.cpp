@@ -1,16 +1,17 @@
 // The float32 row loops of rnn_rows.h, compiled once per instruction set
-// where GCC (or Clang 14+) can clone functions for x86-64: AVX-512, AVX2 and
-// the baseline, picked when the library loads. The loops and the double
-// arithmetic inside vec_math.h are the same in each; only the vector width
-// differs, and with floating-point contraction off (CMakeLists.txt) every
-// clone gives the same bits.
+// where GCC (or Clang 14+) can clone functions for x86-64: AVX-512, AVX2 with
+// FMA and the baseline, picked when the library loads. Contraction into FMAs
+// is on for this file (CMakeLists.txt): the loops are vec_math.h's
+// polynomials, a quarter faster with FMAs, and one rounding per a * b + c is
+// at least as accurate as two. The baseline clone, without FMA, rounds twice,
+// so its results can differ from the others' in the last bits.
 #include "rnn_rows.h"
 
 #include "cpu_clones.h"
 
 namespace recur::kernels::cpu {
 
-RECUR_CPU_CLONES
+RECUR_CPU_CLONES_FMA
 void gru_rows_f32(const GruStepArgs<float>& a, std::int64_t b0, std::int64_t b1, std::int64_t j0,
                   std::int64_t j1) {
   const std::int64_t H = a.H, nj = j1 - j0;
@@ -56,7 +57,7 @@ void gru_rows_f32(const GruStepArgs<float>& a, std::int64_t b0, std::int64_t b1,
   }
 }
 
-RECUR_CPU_CLONES
+RECUR_CPU_CLONES_FMA
 void gru_back_rows_f32(const GruBackArgs<float>& a, std::int64_t b0, std::int64_t b1) {
   const std::int64_t H = a.H;
   for (std::int64_t b = b0; b < b1; ++b) {
@@ -90,7 +91,7 @@ void gru_back_rows_f32(const GruBackArgs<float>& a, std::int64_t b0, std::int64_
   }
 }
 
-RECUR_CPU_CLONES
+RECUR_CPU_CLONES_FMA
 void lstm_rows_f32(const LstmStepArgs<float>& a, std::int64_t b0, std::int64_t b1, std::int64_t j0,
                    std::int64_t j1) {
   const std::int64_t H = a.H, n = j1 - j0;
@@ -144,7 +145,7 @@ void lstm_rows_f32(const LstmStepArgs<float>& a, std::int64_t b0, std::int64_t b
   }
 }
 
-RECUR_CPU_CLONES
+RECUR_CPU_CLONES_FMA
 void lstm_back_rows_f32(const LstmBackArgs<float>& a, std::int64_t b0, std::int64_t b1) {
   const std::int64_t H = a.H;
   for (std::int64_t b = b0; b < b1; ++b) {
@@ -238,7 +239,7 @@ void rnn_rows_f32(RnnActivation act, const RnnStepArgs<float>& a, std::int64_t b
   else rnn_rows_impl<RnnActivation::Relu>(a, b0, b1, j0, j1);
 }
 
-RECUR_CPU_CLONES
+RECUR_CPU_CLONES_FMA
 void rnn_back_rows_f32(RnnActivation act, const RnnBackArgs<float>& a, std::int64_t b0, std::int64_t b1) {
   if (act == RnnActivation::Tanh) rnn_back_rows_impl<RnnActivation::Tanh>(a, b0, b1);
   else rnn_back_rows_impl<RnnActivation::Relu>(a, b0, b1);
