@@ -1236,6 +1236,109 @@ TEST(SequenceOps, SimpleRnnAndResetBeforeGruMatchTheStepOpsLoop) {
   kernels::cpu::set_num_threads(threads);
 }
 
+// ys and dys batch-major ([B, T, H], or reversed in time for a go_backwards
+// layer's outputs in input order) instead of time-major: the same values, bit
+// for bit, in the other places (only where a pass writes ys and reads dys
+// moves), for each cell and float type, with padded rows and recurrent
+// dropout, through the row split (B 37) and the unit split (B 3, H 128).
+TEST(SequenceOps, BatchMajorOutputsAndGradientsMatchTimeMajor) {
+  const int threads = kernels::cpu::num_threads();
+  kernels::cpu::set_num_threads(std::max(threads, 2));
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()) + " (RECUR_TEST_SEED)");
+  const Device cpu = Device::cpu();
+  const std::int64_t T = 5;
+  for (auto [B, H] : {std::pair<std::int64_t, std::int64_t>{37, 20}, {3, 128}})
+    for (int cell = 0; cell < 4; ++cell)  // GRU, LSTM, SimpleRNN, reset-before GRU
+      for (DType dt : {DType::f64, DType::f32}) {
+        const std::int64_t G = (cell == 1 ? 4 : cell == 2 ? 1 : 3) * H;
+        SCOPED_TRACE(::testing::Message() << "B " << B << " H " << H << " cell " << cell << " " << dtype_name(dt));
+        std::vector<float> mask(std::size_t(T * B), 1.f);
+        for (std::int64_t b = 0; b < B; b += 2)
+          for (std::int64_t t = T - 1 - b % 3; t < T; ++t) mask[std::size_t(t * B + b)] = 0.f;
+        std::vector<float> rmask = rng.floats(B * H, 0.f, 1.f);
+        for (float& v : rmask) v = v < 0.3f ? 0.f : float(1.0 / 0.7);
+        auto in = [&](const std::vector<float>& v, const Shape& sh) {
+          return dt == DType::f64 ? f64_of(v, sh) : Tensor::from_vector(v, sh, cpu);
+        };
+        auto out = [&](const Shape& sh) {
+          Tensor t = Tensor::empty(sh, dt, cpu);
+          poison(t);
+          return t;
+        };
+        auto values = [&](const Tensor& t) { return dt == DType::f64 ? t.to_vector<double>() : widen(t.to_vector<float>()); };
+        const Tensor x = in(rng.floats(T * B * G, -2, 2), {T, B, G}), w = in(rng.floats(G * H, -0.5f, 0.5f), {G, H});
+        const Tensor bi = in(rng.floats(G), {G}), bh = in(rng.floats(G), {G}), m = in(mask, {T, B});
+        const Tensor rm = in(rmask, {B, H});
+        const auto h0 = rng.floats(B * H), c0 = rng.floats(B * H), dhT = rng.floats(B * H), dcT = rng.floats(B * H);
+        const auto dys_tm = rng.floats(T * B * H);
+        const RnnActivation act = RnnActivation::Tanh;
+        // One forward and backward pass with ys / dys in `layout`: every output.
+        auto run = [&](SeqLayout layout, const Tensor& dys) {
+          const bool tm = layout == SeqLayout::TimeMajor;
+          const Tensor hs = out({T + 1, B, H}), cs = out({T + 1, B, H}), saved = out({T, B, 4 * H});
+          const Tensor ys = tm ? out({T, B, H}) : out({B, T, H});
+          hs.slice(0, 1).copy_from(in(h0, {1, B, H}));
+          cs.slice(0, 1).copy_from(in(c0, {1, B, H}));
+          const Tensor dh = in(dhT, {B, H}), dc = in(dcT, {B, H});
+          const Tensor dgx = out({T, B, G}), dgh = out({T, B, G}), drz = out({T, B, 2 * H}), dgn = out({T, B, H});
+          const Tensor db_x = out({G}), db_h = out({G});
+          switch (cell) {
+            case 0:
+              ops::gru_sequence({x, w, bi, bh, m, hs, ys, saved, rm, layout});
+              ops::gru_sequence_backward({saved, hs, dys, m, w, dh, dgx, dgh, db_x, db_h, rm, layout});
+              return std::vector<Tensor>{ys, hs, saved, dh, dgx, dgh, db_x, db_h};
+            case 1:
+              ops::lstm_sequence({x, w, bi, bh, m, hs, cs, ys, saved, rm, layout});
+              ops::lstm_sequence_backward({saved, cs, dys, m, w, dh, dc, dgx, db_x, rm, layout});
+              return std::vector<Tensor>{ys, hs, cs, saved, dh, dc, dgx, db_x};
+            case 2:
+              ops::rnn_sequence({x, w, bi, bh, m, hs, ys, rm, act, true, layout});
+              ops::rnn_sequence_backward({hs, dys, m, w, dh, dgx, db_x, rm, act, layout});
+              return std::vector<Tensor>{ys, hs, dh, dgx, db_x};
+            default:
+              ops::gru_rb_sequence({x, w, bi, bh, m, hs, ys, saved, rm, layout});
+              ops::gru_rb_sequence_backward({saved, hs, dys, m, w, dh, dgx, drz, dgn, db_x, db_h, rm, layout});
+              return std::vector<Tensor>{ys, hs, saved, dh, dgx, drz, dgn, db_x, db_h};
+          }
+        };
+        const std::vector<Tensor> want = run(SeqLayout::TimeMajor, in(dys_tm, {T, B, H}));
+        const std::vector<double> want_ys = values(want[0]);
+        for (SeqLayout layout : {SeqLayout::BatchMajor, SeqLayout::BatchMajorReversed}) {
+          const bool rev = layout == SeqLayout::BatchMajorReversed;
+          SCOPED_TRACE(rev ? "batch-major reversed" : "batch-major");
+          auto at = [&](std::int64_t t, std::int64_t b, std::int64_t j) {  // step t's (b, j) in [B, T, H]
+            return std::size_t((b * T + (rev ? T - 1 - t : t)) * H + j);
+          };
+          std::vector<float> dys_bm(dys_tm.size());
+          for (std::int64_t t = 0; t < T; ++t)
+            for (std::int64_t b = 0; b < B; ++b)
+              for (std::int64_t j = 0; j < H; ++j) dys_bm[at(t, b, j)] = dys_tm[std::size_t((t * B + b) * H + j)];
+          const std::vector<Tensor> got = run(layout, in(dys_bm, {B, T, H}));
+          ASSERT_EQ(got[0].shape(), (Shape{B, T, H}));
+          const std::vector<double> ys = values(got[0]);
+          for (std::int64_t t = 0; t < T; ++t)
+            for (std::int64_t b = 0; b < B; ++b)
+              for (std::int64_t j = 0; j < H; ++j) {
+                const double g = ys[at(t, b, j)], e = want_ys[std::size_t((t * B + b) * H + j)];
+                ASSERT_TRUE(g == e) << "ys step " << t << " row " << b << " unit " << j << ": " << g << " vs " << e;
+              }
+          for (std::size_t k = 1; k < want.size(); ++k) {
+            const std::vector<double> g = values(got[k]), e = values(want[k]);
+            for (std::size_t i = 0; i < e.size(); ++i)
+              ASSERT_TRUE(g[i] == e[i]) << "output " << k << " at " << i << ": " << g[i] << " vs " << e[i];
+          }
+        }
+        // A batch-major ys must be [B, T, H].
+        const Tensor hs = out({T + 1, B, H}), saved = out({T, B, 4 * H}), cs = out({T + 1, B, H});
+        if (cell == 1) {
+          EXPECT_THROW(ops::lstm_sequence({x, w, bi, bh, m, hs, cs, out({T, B, H}), saved, rm, SeqLayout::BatchMajor}),
+                       ShapeError);
+        }
+      }
+  kernels::cpu::set_num_threads(threads);
+}
+
 // Whole passes: the CPU's always; on CUDA (docs/persistent.md) the block-local
 // forward unless RECUR_PERSISTENT=0, the backward only with RECUR_PERSISTENT=1.
 TEST_P(BackendOps, SequenceOpsSayWhereTheyRun) {

@@ -50,7 +50,7 @@ Tensor scale_rows(const Tensor& x, const Tensor& v) {
 // a forward pass in one call saves what the step ops' backward reads, so
 // either may loop over the step ops while the other does not.
 bool whole_pass(const RecurrentOptions& o, bool recurrent_dropout, Device dev, std::int64_t B,
-                bool backward) {
+                bool backward, bool batch_major = false) {
   OpKind op = OpKind::GruSequence;
   switch (o.cell) {
     case CellType::LSTM: op = backward ? OpKind::LstmSequenceBackward : OpKind::LstmSequence; break;
@@ -62,7 +62,16 @@ bool whole_pass(const RecurrentOptions& o, bool recurrent_dropout, Device dev, s
         op = backward ? OpKind::GruRbSequenceBackward : OpKind::GruRbSequence;
       break;
   }
-  return backend(dev).supports({op, o.dtype, B, o.units, recurrent_dropout}).ok;
+  return backend(dev).supports({op, o.dtype, B, o.units, recurrent_dropout, batch_major}).ok;
+}
+
+// The layout a whole pass's ys (dys) takes: straight in the layer's [B, T, H]
+// (flipped in time when the outputs are in input order) where the backend's
+// pass can, else time-major, transposed by the layer.
+SeqLayout seq_layout(bool batch_major, bool flip) {
+  return !batch_major ? SeqLayout::TimeMajor
+         : flip       ? SeqLayout::BatchMajorReversed
+                      : SeqLayout::BatchMajor;
 }
 
 }  // namespace
@@ -176,7 +185,14 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
   const Tensor mt = mask.defined() ? ops::transpose01(mask, false, o.go_backwards) : Tensor();
   const Tensor xproj = ops::matmul(xt.reshape({T * B, o.input_size}), w_.w_ih, false, true);
   const Tensor hproj = Tensor::empty({B, G}, o.dtype, device_);
-  const Tensor ys = o.return_sequences ? Tensor::empty({T, B, H}, o.dtype, device_) : Tensor();
+  const bool whole = whole_pass(o, rec_mask.defined(), device_, B, false);
+  const bool flip = o.go_backwards && o.output_in_input_order;
+  const bool ys_batch_major =
+      whole && o.return_sequences && whole_pass(o, rec_mask.defined(), device_, B, false, true);
+  const SeqLayout ys_layout = seq_layout(ys_batch_major, flip);
+  const Tensor ys = !o.return_sequences ? Tensor()
+                    : ys_batch_major    ? Tensor::empty({B, T, H}, o.dtype, device_)
+                                        : Tensor::empty({T, B, H}, o.dtype, device_);
 
   auto initial = [&](int k) {
     return k < int(init.size()) ? init[k] : Tensor::zeros({B, H}, o.dtype, device_);
@@ -193,7 +209,6 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
   const bool gru_rb = o.cell == CellType::GRU && !o.reset_after;
   // Gate activations: all steps when training; one step's worth for the
   // reset-before GRU, whose two stages pass r and z through them.
-  const bool whole = whole_pass(o, rec_mask.defined(), device_, B, false);
   const Tensor gates = o.cell == CellType::SimpleRNN ? Tensor()
                        : training ? Tensor::empty({T, B, 4 * H}, o.dtype, device_)
                        : gru_rb && !whole ? Tensor::empty({1, B, 4 * H}, o.dtype, device_)
@@ -210,15 +225,16 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
     switch (o.cell) {
       case CellType::GRU:
         if (gru_rb)
-          ops::gru_rb_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates, rec_mask});
+          ops::gru_rb_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates, rec_mask, ys_layout});
         else
-          ops::gru_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates, rec_mask});
+          ops::gru_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates, rec_mask, ys_layout});
         break;
       case CellType::LSTM:
-        ops::lstm_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, cs, ys, gates, rec_mask});
+        ops::lstm_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, cs, ys, gates, rec_mask, ys_layout});
         break;
       case CellType::SimpleRNN:
-        ops::rnn_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, rec_mask, o.activation, training});
+        ops::rnn_sequence(
+            {xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, rec_mask, o.activation, training, ys_layout});
         break;
     }
   }
@@ -260,11 +276,10 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
   const Tensor h_last = at(hs, training ? T : T % 2);
   const Tensor c_last = o.cell == CellType::LSTM ? at(cs, training ? T : 0) : Tensor();
   Output out;
-  const bool flip = o.go_backwards && o.output_in_input_order;
   // The last output is the last valid step's h; a row without one (fully
   // masked) outputs 0, not its initial state.
   const Tensor row_valid = mask.defined() && !o.return_sequences ? ops::max(mask, 1) : Tensor();
-  out.y = o.return_sequences ? ops::transpose01(ys, flip, false)
+  out.y = o.return_sequences ? (ys_batch_major ? ys : ops::transpose01(ys, flip, false))
           : row_valid.defined() ? scale_rows(h_last, row_valid)
                                 : h_last.to(device_);
   if (o.return_state) {
@@ -313,8 +328,16 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
     if (d_states.size() > 1 && d_states[1].defined()) add_into(dc, d_states[1]);
   }
   const bool flip = o.go_backwards && o.output_in_input_order;
-  const Tensor dys = o.return_sequences && dy.defined() ? ops::transpose01(dy, false, flip) : Tensor();  // [T, B, H]
   const Tensor& rec_mask = saved_.rec_mask;
+  const bool whole = whole_pass(o, rec_mask.defined(), device_, B, true);
+  // dy [B, T, H] as the pass reads it: in place where the backend's pass can
+  // read it batch-major, else transposed to [T, B, H] in processing order.
+  const bool dys_batch_major = whole && o.return_sequences && dy.defined() &&
+                               whole_pass(o, rec_mask.defined(), device_, B, true, true);
+  const SeqLayout dys_layout = seq_layout(dys_batch_major, flip);
+  const Tensor dys = !o.return_sequences || !dy.defined() ? Tensor()
+                     : dys_batch_major                     ? dy
+                                                           : ops::transpose01(dy, false, flip);
   const Tensor dh_rec = rec_mask.defined() ? Tensor::empty({B, H}, dt, device_) : Tensor();
   const bool gru_rb = o.cell == CellType::GRU && !o.reset_after;
   const Tensor dgx = Tensor::empty({T * B, G}, dt, device_);
@@ -330,7 +353,6 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
     if (rec_mask.defined()) h_in = Tensor::empty({B, H}, dt, device_);
   }
 
-  const bool whole = whole_pass(o, rec_mask.defined(), device_, B, true);
   // The whole pass also sums the gate gradients for the biases.
   const bool bias_sums = whole && o.use_bias && T * B > 0;
   const Tensor db_x = bias_sums ? Tensor::empty({G}, dt, device_) : Tensor();
@@ -341,18 +363,18 @@ Recurrent::InputGrads Recurrent::backward(const Tensor& dy, const std::vector<Te
         if (gru_rb)
           ops::gru_rb_sequence_backward({saved_.gates, saved_.h, dys, saved_.mask, w_.w_hh, dh,
                                          dgx.reshape({T, B, G}), dg_rz.reshape({T, B, 2 * H}),
-                                         dg_n.reshape({T, B, H}), db_x, db_h, rec_mask});
+                                         dg_n.reshape({T, B, H}), db_x, db_h, rec_mask, dys_layout});
         else
-          ops::gru_sequence_backward({saved_.gates, saved_.h, dys, saved_.mask, w_.w_hh, dh,
-                                      dgx.reshape({T, B, G}), dgh.reshape({T, B, G}), db_x, db_h, rec_mask});
+          ops::gru_sequence_backward({saved_.gates, saved_.h, dys, saved_.mask, w_.w_hh, dh, dgx.reshape({T, B, G}),
+                                      dgh.reshape({T, B, G}), db_x, db_h, rec_mask, dys_layout});
         break;
       case CellType::LSTM:
         ops::lstm_sequence_backward({saved_.gates, saved_.c, dys, saved_.mask, w_.w_hh, dh, dc,
-                                     dgx.reshape({T, B, G}), db_x, rec_mask});
+                                     dgx.reshape({T, B, G}), db_x, rec_mask, dys_layout});
         break;
       case CellType::SimpleRNN:
         ops::rnn_sequence_backward({saved_.h, dys, saved_.mask, w_.w_hh, dh, dgx.reshape({T, B, G}), db_x,
-                                    rec_mask, o.activation});
+                                    rec_mask, o.activation, dys_layout});
         break;
     }
   }

@@ -473,6 +473,13 @@ SeqDims seq_dims(const char* op, const char* name, const Tensor& steps, const Te
 }
 }  // namespace
 
+namespace {
+// ys / dys's shape in a SeqLayout (backend.h).
+Shape seq_shape(SeqLayout layout, std::int64_t T, std::int64_t B, std::int64_t H) {
+  return layout == SeqLayout::TimeMajor ? Shape{T, B, H} : Shape{B, T, H};
+}
+}  // namespace
+
 void gru_sequence(const GruSequence& s) {
   const char* op = "gru_sequence";
   require_defined(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"hs", s.hs}});
@@ -486,13 +493,13 @@ void gru_sequence(const GruSequence& s) {
   require_optional_shape(op, {"b_hh", s.b_hh}, {3 * H});
   require_optional_shape(op, {"mask", s.mask}, {T, B});
   require_shape(op, {"hs", s.hs}, {s.saved.defined() ? T + 1 : 2, B, H});
-  require_optional_shape(op, {"ys", s.ys}, {T, B, H});
+  require_optional_shape(op, {"ys", s.ys}, seq_shape(s.ys_layout, T, B, H));
   require_optional_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   check_outputs(op, {{"hs", s.hs}, {"ys", s.ys}, {"saved", s.saved}},
                 {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
                  {"mask", s.mask}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.hs, {OpKind::GruSequence, s.hs.dtype(), B, H, s.rec_mask.defined()})
+  dispatch_backend(op, s.hs, {OpKind::GruSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor})
       .gru_sequence(s);
 }
 
@@ -507,7 +514,7 @@ void gru_sequence_backward(const GruSequenceBackward& s) {
   require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
   require_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   require_shape(op, {"hs", s.hs}, {T + 1, B, H});
-  require_optional_shape(op, {"dys", s.dys}, {T, B, H});
+  require_optional_shape(op, {"dys", s.dys}, seq_shape(s.dys_layout, T, B, H));
   require_optional_shape(op, {"mask", s.mask}, {T, B});
   require_shape(op, {"dh", s.dh}, {B, H});
   require_shape(op, {"dgates_x", s.dgates_x}, {T, B, 3 * H});
@@ -521,7 +528,7 @@ void gru_sequence_backward(const GruSequenceBackward& s) {
                 {{"saved", s.saved}, {"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh},
                  {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.dh, {OpKind::GruSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined()})
+  dispatch_backend(op, s.dh, {OpKind::GruSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined(), s.dys_layout != SeqLayout::TimeMajor})
       .gru_sequence_backward(s);
 }
 
@@ -540,13 +547,13 @@ void lstm_sequence(const LstmSequence& s) {
   const bool all = s.saved.defined();
   require_shape(op, {"hs", s.hs}, {all ? T + 1 : 2, B, H});
   require_shape(op, {"cs", s.cs}, {all ? T + 1 : 1, B, H});
-  require_optional_shape(op, {"ys", s.ys}, {T, B, H});
+  require_optional_shape(op, {"ys", s.ys}, seq_shape(s.ys_layout, T, B, H));
   require_optional_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   check_outputs(op, {{"hs", s.hs}, {"cs", s.cs}, {"ys", s.ys}, {"saved", s.saved}},
                 {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
                  {"mask", s.mask}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.hs, {OpKind::LstmSequence, s.hs.dtype(), B, H, s.rec_mask.defined()})
+  dispatch_backend(op, s.hs, {OpKind::LstmSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor})
       .lstm_sequence(s);
 }
 
@@ -561,7 +568,7 @@ void lstm_sequence_backward(const LstmSequenceBackward& s) {
   require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
   require_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   require_shape(op, {"cs", s.cs}, {T + 1, B, H});
-  require_optional_shape(op, {"dys", s.dys}, {T, B, H});
+  require_optional_shape(op, {"dys", s.dys}, seq_shape(s.dys_layout, T, B, H));
   require_optional_shape(op, {"mask", s.mask}, {T, B});
   require_shape(op, {"dh", s.dh}, {B, H});
   require_shape(op, {"dc", s.dc}, {B, H});
@@ -572,7 +579,7 @@ void lstm_sequence_backward(const LstmSequenceBackward& s) {
                 {{"saved", s.saved}, {"cs", s.cs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh},
                  {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.dh, {OpKind::LstmSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined()})
+  dispatch_backend(op, s.dh, {OpKind::LstmSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined(), s.dys_layout != SeqLayout::TimeMajor})
       .lstm_sequence_backward(s);
 }
 
@@ -588,12 +595,12 @@ void rnn_sequence(const RnnSequence& s) {
   require_optional_shape(op, {"b_hh", s.b_hh}, {H});
   require_optional_shape(op, {"mask", s.mask}, {T, B});
   require_shape(op, {"hs", s.hs}, {s.all_states ? T + 1 : 2, B, H});
-  require_optional_shape(op, {"ys", s.ys}, {T, B, H});
+  require_optional_shape(op, {"ys", s.ys}, seq_shape(s.ys_layout, T, B, H));
   check_outputs(op, {{"hs", s.hs}, {"ys", s.ys}},
                 {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
                  {"mask", s.mask}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.hs, {OpKind::RnnSequence, s.hs.dtype(), B, H, s.rec_mask.defined()}).rnn_sequence(s);
+  dispatch_backend(op, s.hs, {OpKind::RnnSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor}).rnn_sequence(s);
 }
 
 void rnn_sequence_backward(const RnnSequenceBackward& s) {
@@ -604,7 +611,7 @@ void rnn_sequence_backward(const RnnSequenceBackward& s) {
   const auto [T, B, H] = seq_dims(op, "dgates", s.dgates, s.w_hh, 1);
   require_shape(op, {"dgates", s.dgates}, {T, B, H});
   require_shape(op, {"hs", s.hs}, {T + 1, B, H});
-  require_optional_shape(op, {"dys", s.dys}, {T, B, H});
+  require_optional_shape(op, {"dys", s.dys}, seq_shape(s.dys_layout, T, B, H));
   require_optional_shape(op, {"mask", s.mask}, {T, B});
   require_shape(op, {"dh", s.dh}, {B, H});
   require_optional_shape(op, {"db", s.db}, {H});
@@ -612,7 +619,7 @@ void rnn_sequence_backward(const RnnSequenceBackward& s) {
   check_outputs(op, {{"dh", s.dh}, {"dgates", s.dgates}, {"db", s.db}},
                 {{"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.dh, {OpKind::RnnSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined()})
+  dispatch_backend(op, s.dh, {OpKind::RnnSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined(), s.dys_layout != SeqLayout::TimeMajor})
       .rnn_sequence_backward(s);
 }
 
@@ -629,13 +636,13 @@ void gru_rb_sequence(const GruRbSequence& s) {
   require_optional_shape(op, {"b_hh", s.b_hh}, {3 * H});
   require_optional_shape(op, {"mask", s.mask}, {T, B});
   require_shape(op, {"hs", s.hs}, {s.saved.defined() ? T + 1 : 2, B, H});
-  require_optional_shape(op, {"ys", s.ys}, {T, B, H});
+  require_optional_shape(op, {"ys", s.ys}, seq_shape(s.ys_layout, T, B, H));
   require_optional_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   check_outputs(op, {{"hs", s.hs}, {"ys", s.ys}, {"saved", s.saved}},
                 {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
                  {"mask", s.mask}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.hs, {OpKind::GruRbSequence, s.hs.dtype(), B, H, s.rec_mask.defined()})
+  dispatch_backend(op, s.hs, {OpKind::GruRbSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor})
       .gru_rb_sequence(s);
 }
 
@@ -650,7 +657,7 @@ void gru_rb_sequence_backward(const GruRbSequenceBackward& s) {
   const auto [T, B, H] = seq_dims(op, "saved", s.saved, s.w_hh, 3);
   require_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   require_shape(op, {"hs", s.hs}, {T + 1, B, H});
-  require_optional_shape(op, {"dys", s.dys}, {T, B, H});
+  require_optional_shape(op, {"dys", s.dys}, seq_shape(s.dys_layout, T, B, H));
   require_optional_shape(op, {"mask", s.mask}, {T, B});
   require_shape(op, {"dh", s.dh}, {B, H});
   require_shape(op, {"dgates_x", s.dgates_x}, {T, B, 3 * H});
@@ -665,7 +672,7 @@ void gru_rb_sequence_backward(const GruRbSequenceBackward& s) {
                 {{"saved", s.saved}, {"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh},
                  {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.dh, {OpKind::GruRbSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined()})
+  dispatch_backend(op, s.dh, {OpKind::GruRbSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined(), s.dys_layout != SeqLayout::TimeMajor})
       .gru_rb_sequence_backward(s);
 }
 

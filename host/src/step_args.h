@@ -228,6 +228,21 @@ kernels::OptimizerArgs<T> optimizer_args(const OptimizerStep& s) {
 
 // Whole passes. The scratch buffers (hproj, h_work, dh_work, sum_work) are the
 // backend's to provide.
+// A whole pass's ys (or dys) in `layout` (backend.h's SeqLayout) as the
+// kernels' base pointer and strides: step t's row b at base[t step + b row].
+template <class T>
+void seq_strides(SeqLayout layout, std::int64_t steps, std::int64_t B, std::int64_t H, T*& base,
+                 std::int64_t& step, std::int64_t& row) {
+  switch (layout) {
+    case SeqLayout::TimeMajor: step = B * H, row = H; return;
+    case SeqLayout::BatchMajor: step = H, row = steps * H; return;
+    case SeqLayout::BatchMajorReversed:
+      if (base && steps > 0) base += (steps - 1) * H;
+      step = -H, row = steps * H;
+      return;
+  }
+}
+
 template <class T>
 kernels::GruSequenceArgs<T> gru_sequence_args(const GruSequence& s) {
   kernels::GruSequenceArgs<T> a;
@@ -243,6 +258,7 @@ kernels::GruSequenceArgs<T> gru_sequence_args(const GruSequence& s) {
   a.hs = s.hs.data<T>();
   a.all_states = s.saved.defined();
   a.ys = opt_out<T>(s.ys);
+  seq_strides(s.ys_layout, a.T, a.B, a.H, a.ys, a.ys_step, a.ys_row);
   a.saved = opt_out<T>(s.saved);
   return a;
 }
@@ -263,6 +279,7 @@ kernels::LstmSequenceArgs<T> lstm_sequence_args(const LstmSequence& s) {
   a.cs = s.cs.data<T>();
   a.all_states = s.saved.defined();
   a.ys = opt_out<T>(s.ys);
+  seq_strides(s.ys_layout, a.T, a.B, a.H, a.ys, a.ys_step, a.ys_row);
   a.saved = opt_out<T>(s.saved);
   return a;
 }
@@ -276,6 +293,7 @@ kernels::GruSequenceBackArgs<T> gru_sequence_back_args(const GruSequenceBackward
   a.saved = s.saved.data<T>();
   a.hs = s.hs.data<T>();
   a.dys = opt_ptr<T>(s.dys);
+  seq_strides(s.dys_layout, a.T, a.B, a.H, a.dys, a.dys_step, a.dys_row);
   a.mask = opt_ptr<T>(s.mask);
   a.w_hh = s.w_hh.data<T>();
   a.dh = s.dh.data<T>();
@@ -296,6 +314,7 @@ kernels::LstmSequenceBackArgs<T> lstm_sequence_back_args(const LstmSequenceBackw
   a.saved = s.saved.data<T>();
   a.cs = s.cs.data<T>();
   a.dys = opt_ptr<T>(s.dys);
+  seq_strides(s.dys_layout, a.T, a.B, a.H, a.dys, a.dys_step, a.dys_row);
   a.mask = opt_ptr<T>(s.mask);
   a.w_hh = s.w_hh.data<T>();
   a.dh = s.dh.data<T>();
@@ -321,6 +340,7 @@ kernels::RnnSequenceArgs<T> rnn_sequence_args(const RnnSequence& s) {
   a.hs = s.hs.data<T>();
   a.all_states = s.all_states;
   a.ys = opt_out<T>(s.ys);
+  seq_strides(s.ys_layout, a.T, a.B, a.H, a.ys, a.ys_step, a.ys_row);
   a.rec_mask = opt_ptr<T>(s.rec_mask);
   return a;
 }
@@ -334,6 +354,7 @@ kernels::RnnSequenceBackArgs<T> rnn_sequence_back_args(const RnnSequenceBackward
   a.activation = s.activation;
   a.hs = s.hs.data<T>();
   a.dys = opt_ptr<T>(s.dys);
+  seq_strides(s.dys_layout, a.T, a.B, a.H, a.dys, a.dys_step, a.dys_row);
   a.mask = opt_ptr<T>(s.mask);
   a.w_hh = s.w_hh.data<T>();
   a.dh = s.dh.data<T>();
@@ -357,6 +378,7 @@ kernels::GruRbSequenceArgs<T> gru_rb_sequence_args(const GruRbSequence& s) {
   a.hs = s.hs.data<T>();
   a.all_states = s.saved.defined();
   a.ys = opt_out<T>(s.ys);
+  seq_strides(s.ys_layout, a.T, a.B, a.H, a.ys, a.ys_step, a.ys_row);
   a.saved = opt_out<T>(s.saved);
   a.rec_mask = opt_ptr<T>(s.rec_mask);
   return a;
@@ -371,6 +393,7 @@ kernels::GruRbSequenceBackArgs<T> gru_rb_sequence_back_args(const GruRbSequenceB
   a.saved = s.saved.data<T>();
   a.hs = s.hs.data<T>();
   a.dys = opt_ptr<T>(s.dys);
+  seq_strides(s.dys_layout, a.T, a.B, a.H, a.dys, a.dys_step, a.dys_row);
   a.mask = opt_ptr<T>(s.mask);
   a.w_hh = s.w_hh.data<T>();
   a.dh = s.dh.data<T>();

@@ -51,7 +51,7 @@ void gru_rows_f32(const GruStepArgs<float>& a, std::int64_t b0, std::int64_t b1,
     const float* hprev = a.h_prev + b * H;
     if (!row_valid(a.mask, b)) {
       if (h != hprev) copy_row(h + j0, hprev + j0, nj);
-      if (a.y) zero_row(a.y + b * H + j0, nj);
+      if (a.y) zero_row(a.y + b * row_stride(a.ld_y, H) + j0, nj);
       if (a.saved)
         for (int q = 0; q < 4; ++q) zero_row(a.saved + b * 4 * H + q * H + j0, nj);
       continue;
@@ -71,7 +71,7 @@ void gru_rows_f32(const GruStepArgs<float>& a, std::int64_t b0, std::int64_t b1,
       s[2 * H + j] = n;
       s[3 * H + j] = hn;
     }
-    if (a.y) copy_row(a.y + b * H + j0, h + j0, nj);
+    if (a.y) copy_row(a.y + b * row_stride(a.ld_y, H) + j0, h + j0, nj);
   }
 }
 
@@ -90,7 +90,7 @@ void gru_back_rows_f32(const GruBackArgs<float>& a, std::int64_t b0, std::int64_
       if (dprev != dn) copy_row(dprev, dn, H);
       continue;
     }
-    const float* dy = or_zeros(a.dy ? a.dy + e : nullptr, H);
+    const float* dy = or_zeros(a.dy ? a.dy + b * row_stride(a.ld_dy, H) : nullptr, H);
     const float* s = a.saved + b * 4 * H;
     const float* hprev = a.h_prev + e;
 #pragma omp simd
@@ -124,7 +124,7 @@ void lstm_rows_f32(const LstmStepArgs<float>& a, std::int64_t b0, std::int64_t b
     if (!row_valid(a.mask, b)) {
       if (c != cprev) copy_row(c + j0, cprev + j0, n);
       if (h != a.h_prev + e) copy_row(h + j0, a.h_prev + e + j0, n);
-      if (a.y) zero_row(a.y + e + j0, n);
+      if (a.y) zero_row(a.y + b * row_stride(a.ld_y, H) + j0, n);
       if (sv)
         for (int q = 0; q < 4; ++q) zero_row(sv + b * 4 * H + q * H + j0, n);
       continue;
@@ -146,7 +146,7 @@ void lstm_rows_f32(const LstmStepArgs<float>& a, std::int64_t b0, std::int64_t b
       c[j] = cv;
       h[j] = s[3 * H + j] * vtanh(cv);
     }
-    if (a.y) copy_row(a.y + e + j0, h + j0, n);
+    if (a.y) copy_row(a.y + b * row_stride(a.ld_y, H) + j0, h + j0, n);
   }
 }
 
@@ -166,7 +166,7 @@ void lstm_back_rows_f32(const LstmBackArgs<float>& a, std::int64_t b0, std::int6
       if (dcp != dcn) copy_row(dcp, dcn, H);
       continue;
     }
-    const float* dy = or_zeros(a.dy ? a.dy + e : nullptr, H);
+    const float* dy = or_zeros(a.dy ? a.dy + b * row_stride(a.ld_dy, H) : nullptr, H);
     const float* s = a.saved + b * 4 * H;
     const float* cprev = a.c_prev + e;
     const float* cc = a.c + e;
@@ -198,7 +198,7 @@ void rnn_rows_impl(const RnnStepArgs<float>& a, std::int64_t b0, std::int64_t b1
     float* h = a.h + e;
     if (!row_valid(a.mask, b)) {
       if (h != a.h_prev + e) copy_row(h + j0, a.h_prev + e + j0, n);
-      if (a.y) zero_row(a.y + e + j0, n);
+      if (a.y) zero_row(a.y + b * row_stride(a.ld_y, H) + j0, n);
       continue;
     }
     const float* xp = a.xproj + b * a.ld_x;
@@ -208,7 +208,7 @@ void rnn_rows_impl(const RnnStepArgs<float>& a, std::int64_t b0, std::int64_t b1
       const float pre = xp[j] + hp[j] + bi[j] + bh[j];
       h[j] = act == RnnActivation::Tanh ? rtanh(pre) : relu(pre);
     }
-    if (a.y) copy_row(a.y + e + j0, h + j0, n);
+    if (a.y) copy_row(a.y + b * row_stride(a.ld_y, H) + j0, h + j0, n);
   }
 }
 
@@ -225,7 +225,7 @@ void rnn_back_rows_impl(const RnnBackArgs<float>& a, std::int64_t b0, std::int64
       if (dhp != dn) copy_row(dhp, dn, H);
       continue;
     }
-    const float* dy = or_zeros(a.dy ? a.dy + e : nullptr, H);
+    const float* dy = or_zeros(a.dy ? a.dy + b * row_stride(a.ld_dy, H) : nullptr, H);
     const float* hh = a.h + e;
 #pragma omp simd
     for (std::int64_t j = 0; j < H; ++j) {

@@ -257,7 +257,8 @@ void common_step_fields(S& s, const A& a, std::int64_t t, std::int64_t G, State 
   s.h_prev = state(t);
   s.mask = step_of(a.mask, t, a.B);
   s.h = state(t + 1);
-  s.y = step_of(a.ys, t, a.B * a.H);
+  s.y = a.ys ? a.ys + t * (a.ys_step ? a.ys_step : a.B * a.H) : nullptr;
+  s.ld_y = a.ys_row;
 }
 
 // A forward pass over time of a cell with G gates: state(t) is h(t) ([B, H]),
@@ -319,7 +320,8 @@ void gru_sequence_backward(const GruSequenceBackArgs<T>& a) {
       s.H = H;
       s.saved = a.saved + t * 4 * BH;
       s.h_prev = a.hs + t * BH;
-      s.dy = step_of(a.dys, t, BH);
+      s.dy = a.dys ? a.dys + t * (a.dys_step ? a.dys_step : BH) : nullptr;
+      s.ld_dy = a.dys_row;
       s.dh_next = dh;
       s.mask = step_of(a.mask, t, B);
       s.dgates_x = a.dgates_x + t * 3 * BH;
@@ -374,7 +376,8 @@ void lstm_sequence_backward(const LstmSequenceBackArgs<T>& a) {
       s.saved = a.saved + t * 4 * BH;
       s.c_prev = a.cs + t * BH;
       s.c = a.cs + (t + 1) * BH;
-      s.dy = step_of(a.dys, t, BH);
+      s.dy = a.dys ? a.dys + t * (a.dys_step ? a.dys_step : BH) : nullptr;
+      s.ld_dy = a.dys_row;
       s.dh_next = dh;
       s.dc_next = a.dc;
       s.mask = step_of(a.mask, t, B);
@@ -420,7 +423,8 @@ void rnn_sequence_backward(const RnnSequenceBackArgs<T>& a) {
       s.B = B;
       s.H = H;
       s.h = a.hs + (t + 1) * BH;
-      s.dy = step_of(a.dys, t, BH);
+      s.dy = a.dys ? a.dys + t * (a.dys_step ? a.dys_step : BH) : nullptr;
+      s.ld_dy = a.dys_row;
       s.dh_next = dh;
       s.mask = step_of(a.mask, t, B);
       s.dgates = a.dgates + t * BH;
@@ -474,7 +478,8 @@ void gru_rb_sequence(const GruRbSequenceArgs<T>& a) {
       o.mask = step_of(a.mask, t, B);
       o.saved = saved;
       o.h = h_next;
-      o.y = step_of(a.ys, t, BH);
+      o.y = a.ys ? a.ys + t * (a.ys_step ? a.ys_step : BH) : nullptr;
+      o.ld_y = a.ys_row;
       for (std::int64_t b = b0; b < b1; ++b)
         for (std::int64_t j = 0; j < H; ++j) gru_rb_out_element(o, b, j);
     }
@@ -505,7 +510,8 @@ void gru_rb_sequence_backward(const GruRbSequenceBackArgs<T>& a) {
       n.H = H;
       n.saved = saved;
       n.h_prev = h_prev;
-      n.dy = step_of(a.dys, t, BH);
+      n.dy = a.dys ? a.dys + t * (a.dys_step ? a.dys_step : BH) : nullptr;
+      n.ld_dy = a.dys_row;
       n.dh_next = dh;
       n.mask = mask;
       n.dgates_x = dgx;

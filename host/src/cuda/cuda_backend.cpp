@@ -656,6 +656,9 @@ class CudaBackend final : public Backend {
   }
 
   Support persistent_support(const OpQuery& q) const {
+    if (q.batch_major)
+      return Support::no("the CUDA backend's whole passes write ys and read dys time-major ([T, B, H]) "
+                         "only");
     const PersistentMode mode = persistent_mode();
     const bool backward = is_backward(q.op);
     if (mode == PersistentMode::Off)

@@ -39,6 +39,8 @@ struct OpQuery {
   std::int64_t hidden = 0;
   // Whole passes (GruSequence and the like): a recurrent-dropout mask is given.
   bool recurrent_dropout = false;
+  // Whole passes: ys (dys) in a batch-major SeqLayout.
+  bool batch_major = false;
 };
 
 struct Support {
@@ -169,6 +171,15 @@ struct GruResetBeforeBackR {
 // blend z * h_prev and a masked step's carried state use the undropped h_prev
 // (as the engine's step loop). Backward passes take the forward's mask: dh_prev
 // gets (dgates_h W_hh) * rec_mask.
+// Where a whole pass's per-step outputs ys (and its backward's dys) are:
+// TimeMajor [T, B, H] in processing order; BatchMajor [B, T, H], step t at
+// t; BatchMajorReversed [B, T, H], step t at T - 1 - t (a go_backwards
+// layer's outputs in input order). Batch-major spares the layer a transpose
+// of its [B, T, H] output (or of dy) around the pass. The CPU backend takes
+// all three; the CUDA backend's passes write time-major only (its supports()
+// says no to OpQuery::batch_major).
+enum class SeqLayout : std::uint8_t { TimeMajor, BatchMajor, BatchMajorReversed };
+
 struct GruSequence {
   Tensor xproj;       // [T, B, 3H]
   Tensor w_hh;        // [3H, H]
@@ -179,6 +190,7 @@ struct GruSequence {
   Tensor ys;          // [T, B, H] output
   Tensor saved;       // [T, B, 4H] output (r, z, n, hn + b_hn per step)
   Tensor rec_mask;    // [B, H], optional
+  SeqLayout ys_layout = SeqLayout::TimeMajor;  // ys: [T, B, H] or, batch-major, [B, T, H]
 };
 struct GruSequenceBackward {
   Tensor saved;               // [T, B, 4H]
@@ -191,6 +203,7 @@ struct GruSequenceBackward {
   Tensor db_ih, db_hh;        // [3H] outputs, optional (both or neither): the sums of
                               // dgates_x and dgates_h over every step and row
   Tensor rec_mask;            // [B, H], optional: the forward pass's recurrent-dropout mask
+  SeqLayout dys_layout = SeqLayout::TimeMajor;  // as the forward's ys_layout
 };
 struct LstmSequence {
   Tensor xproj;       // [T, B, 4H]
@@ -202,6 +215,7 @@ struct LstmSequence {
   Tensor ys;          // [T, B, H] output
   Tensor saved;       // [T, B, 4H] output (i, f, g, o per step)
   Tensor rec_mask;    // [B, H], optional
+  SeqLayout ys_layout = SeqLayout::TimeMajor;  // ys: [T, B, H] or, batch-major, [B, T, H]
 };
 struct LstmSequenceBackward {
   Tensor saved;   // [T, B, 4H]
@@ -213,6 +227,7 @@ struct LstmSequenceBackward {
   Tensor dgates;  // [T, B, 4H] output
   Tensor db;      // [4H] output, optional: the sum of dgates over every step and row
   Tensor rec_mask;  // [B, H], optional: the forward pass's recurrent-dropout mask
+  SeqLayout dys_layout = SeqLayout::TimeMajor;  // as the forward's ys_layout
 };
 
 // SimpleRNN (G = 1). Nothing is saved; the backward pass reads hs.
@@ -226,6 +241,7 @@ struct RnnSequence {
   Tensor rec_mask;    // [B, H], optional
   RnnActivation activation = RnnActivation::Tanh;
   bool all_states = true;  // hs holds all T + 1 states
+  SeqLayout ys_layout = SeqLayout::TimeMajor;  // ys: [T, B, H] or, batch-major, [B, T, H]
 };
 struct RnnSequenceBackward {
   Tensor hs;          // [T + 1, B, H] from the forward pass
@@ -237,6 +253,7 @@ struct RnnSequenceBackward {
   Tensor db;          // [H] output, optional: the sum of dgates over every step and row
   Tensor rec_mask;    // [B, H], optional
   RnnActivation activation = RnnActivation::Tanh;
+  SeqLayout dys_layout = SeqLayout::TimeMajor;  // as the forward's ys_layout
 };
 // GRU with the reset gate before the recurrent matmul (Keras reset_after=False).
 struct GruRbSequence {
@@ -248,6 +265,7 @@ struct GruRbSequence {
   Tensor ys;          // [T, B, H] output
   Tensor saved;       // [T, B, 4H] output (r, z, n, r * h_in per step); undefined: inference
   Tensor rec_mask;    // [B, H], optional
+  SeqLayout ys_layout = SeqLayout::TimeMajor;  // ys: [T, B, H] or, batch-major, [B, T, H]
 };
 struct GruRbSequenceBackward {
   Tensor saved;       // [T, B, 4H]
@@ -261,6 +279,7 @@ struct GruRbSequenceBackward {
   Tensor dgates_n;    // [T, B, H] output (hn: W_hn, b_hn)
   Tensor db_ih, db_hh;  // [3H] outputs, optional (both or neither)
   Tensor rec_mask;    // [B, H], optional
+  SeqLayout dys_layout = SeqLayout::TimeMajor;  // as the forward's ys_layout
 };
 
 // A loss or metric (see recur/kernels/loss.h for formulas and the reduction).

@@ -41,6 +41,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "recur/kernels/math.h"
 
@@ -63,8 +64,9 @@ struct LstmStepArgs {
   const T* mask = nullptr;    // [B] or nullptr (all valid)
   T* h = nullptr;      // [B, H] out
   T* c = nullptr;      // [B, H] out
-  T* y = nullptr;      // [B, H] out, or nullptr
+  T* y = nullptr;      // [B, H] out (row stride ld_y), or nullptr
   T* saved = nullptr;  // [B, 4H] out, or nullptr (inference)
+  std::int64_t ld_y = 0;  // y's row stride; 0: H
 };
 
 template <class T>
@@ -78,8 +80,9 @@ struct GruStepArgs {
   const T* h_prev = nullptr;  // [B, H]
   const T* mask = nullptr;    // [B] or nullptr
   T* h = nullptr;             // [B, H] out
-  T* y = nullptr;             // [B, H] out, or nullptr
+  T* y = nullptr;             // [B, H] out (row stride ld_y), or nullptr
   T* saved = nullptr;         // [B, 4H] out, or nullptr
+  std::int64_t ld_y = 0;      // y's row stride; 0: H
 };
 
 template <class T>
@@ -93,7 +96,8 @@ struct RnnStepArgs {
   const T* h_prev = nullptr;  // [B, H], needed only with a mask
   const T* mask = nullptr;    // [B] or nullptr
   T* h = nullptr;             // [B, H] out
-  T* y = nullptr;             // [B, H] out, or nullptr
+  T* y = nullptr;             // [B, H] out (row stride ld_y), or nullptr
+  std::int64_t ld_y = 0;      // y's row stride; 0: H
 };
 
 template <class T>
@@ -102,13 +106,14 @@ struct LstmBackArgs {
   const T* saved = nullptr;    // [B, 4H] i, f, g, o from the forward step
   const T* c_prev = nullptr;   // [B, H]
   const T* c = nullptr;        // [B, H] this step's cell state
-  const T* dy = nullptr;       // [B, H] dL/dy of this step, or nullptr
+  const T* dy = nullptr;       // [B, H] dL/dy of this step (row stride ld_dy), or nullptr
   const T* dh_next = nullptr;  // [B, H] dL/dh from later steps, or nullptr
   const T* dc_next = nullptr;  // [B, H] dL/dc from later steps, or nullptr
   const T* mask = nullptr;     // [B] or nullptr
   T* dgates = nullptr;         // [B, 4H] out
   T* dh_prev = nullptr;        // [B, H] out: the part not through W_hh
   T* dc_prev = nullptr;        // [B, H] out (may alias dc_next)
+  std::int64_t ld_dy = 0;      // dy's row stride; 0: H
 };
 
 template <class T>
@@ -116,23 +121,25 @@ struct GruBackArgs {
   std::int64_t B = 0, H = 0;
   const T* saved = nullptr;    // [B, 4H] r, z, n, hn
   const T* h_prev = nullptr;   // [B, H]
-  const T* dy = nullptr;       // [B, H] or nullptr
+  const T* dy = nullptr;       // [B, H] (row stride ld_dy) or nullptr
   const T* dh_next = nullptr;  // [B, H] or nullptr
   const T* mask = nullptr;     // [B] or nullptr
   T* dgates_x = nullptr;       // [B, 3H] out
   T* dgates_h = nullptr;       // [B, 3H] out
   T* dh_prev = nullptr;        // [B, H] out: the part not through W_hh
+  std::int64_t ld_dy = 0;      // dy's row stride; 0: H
 };
 
 template <class T>
 struct RnnBackArgs {
   std::int64_t B = 0, H = 0;
   const T* h = nullptr;        // [B, H] this step's output state
-  const T* dy = nullptr;       // [B, H] or nullptr
+  const T* dy = nullptr;       // [B, H] (row stride ld_dy) or nullptr
   const T* dh_next = nullptr;  // [B, H] or nullptr
   const T* mask = nullptr;     // [B] or nullptr
   T* dgates = nullptr;         // [B, H] out
   T* dh_prev = nullptr;        // [B, H] out: the part not through W_hh
+  std::int64_t ld_dy = 0;      // dy's row stride; 0: H
 };
 
 // GRU reset-before, forward stage 1: r, z and r * h.
@@ -159,7 +166,8 @@ struct GruRbOutArgs {
   const T* mask = nullptr;    // [B] or nullptr
   T* saved = nullptr;         // [B, 4H] in: r, z; out: n
   T* h = nullptr;             // [B, H] out
-  T* y = nullptr;             // [B, H] out, or nullptr
+  T* y = nullptr;             // [B, H] out (row stride ld_y), or nullptr
+  std::int64_t ld_y = 0;      // y's row stride; 0: H
 };
 // GRU reset-before, backward stage 1: everything but the reset gate.
 template <class T>
@@ -167,13 +175,14 @@ struct GruRbBackNArgs {
   std::int64_t B = 0, H = 0;
   const T* saved = nullptr;    // [B, 4H] r, z, n, r*h
   const T* h_prev = nullptr;   // [B, H]
-  const T* dy = nullptr;       // [B, H] or nullptr
+  const T* dy = nullptr;       // [B, H] (row stride ld_dy) or nullptr
   const T* dh_next = nullptr;  // [B, H] or nullptr
   const T* mask = nullptr;     // [B] or nullptr
   T* dgates_x = nullptr;       // [B, 3H] out: z and n blocks (r in stage 2)
   T* dgates_rz = nullptr;      // [B, 2H] out: z block (r in stage 2)
   T* dgates_n = nullptr;       // [B, H] out: d pre-activation of n
   T* dh_prev = nullptr;        // [B, H] out: the direct part
+  std::int64_t ld_dy = 0;      // dy's row stride; 0: H
 };
 // GRU reset-before, backward stage 2, after drh = dgates_n W_hn: the reset gate.
 template <class T>
@@ -198,11 +207,15 @@ RECUR_HD bool row_valid(const T* mask, std::int64_t b) {
   return !mask || mask[b] != T(0);
 }
 
-// dL/dh of a step's output state: from later steps, plus the step's own
-// output for valid rows (a padded step's output is the constant 0).
-template <class T>
-RECUR_HD T step_dh(const T* dh_next, const T* dy, bool valid, std::int64_t e) {
-  return (dh_next ? dh_next[e] : T(0)) + (valid && dy ? dy[e] : T(0));
+// A row stride given as 0 means H (rows packed).
+RECUR_HD std::int64_t row_stride(std::int64_t ld, std::int64_t H) { return ld ? ld : H; }
+
+// dL/dh of a step's output state, element (b, j): from later steps, plus the
+// step's own output for valid rows (a padded step's output is the constant 0).
+template <class A, class T = std::remove_const_t<std::remove_pointer_t<decltype(A::dy)>>>
+RECUR_HD T step_dh(const A& a, bool valid, std::int64_t b, std::int64_t j) {
+  return (a.dh_next ? a.dh_next[b * a.H + j] : T(0)) +
+         (valid && a.dy ? a.dy[b * row_stride(a.ld_dy, a.H) + j] : T(0));
 }
 
 // One element (b, j) of one LSTM step.
@@ -212,7 +225,7 @@ RECUR_HD void lstm_step_element(const LstmStepArgs<T>& a, std::int64_t b, std::i
   if (!row_valid(a.mask, b)) {
     a.c[e] = a.c_prev[e];
     a.h[e] = a.h_prev[e];
-    if (a.y) a.y[e] = T(0);
+    if (a.y) a.y[b * row_stride(a.ld_y, a.H) + j] = T(0);
     if (a.saved)
       for (int k = 0; k < 4; ++k) a.saved[b * 4 * H + k * H + j] = T(0);
     return;
@@ -233,7 +246,7 @@ RECUR_HD void lstm_step_element(const LstmStepArgs<T>& a, std::int64_t b, std::i
   const T h = o * rtanh(c);
   a.c[e] = c;
   a.h[e] = h;
-  if (a.y) a.y[e] = h;
+  if (a.y) a.y[b * row_stride(a.ld_y, a.H) + j] = h;
   if (a.saved) {
     T* s = a.saved + b * 4 * H;
     s[j] = i;
@@ -249,7 +262,7 @@ RECUR_HD void gru_step_element(const GruStepArgs<T>& a, std::int64_t b, std::int
   const std::int64_t H = a.H, e = b * H + j;
   if (!row_valid(a.mask, b)) {
     a.h[e] = a.h_prev[e];
-    if (a.y) a.y[e] = T(0);
+    if (a.y) a.y[b * row_stride(a.ld_y, a.H) + j] = T(0);
     if (a.saved)
       for (int k = 0; k < 4; ++k) a.saved[b * 4 * H + k * H + j] = T(0);
     return;
@@ -262,7 +275,7 @@ RECUR_HD void gru_step_element(const GruStepArgs<T>& a, std::int64_t b, std::int
   const T n = rtanh(xp[2 * H + j] + bias_at(a.b_ih, 2 * H + j) + r * hn);
   const T h = (T(1) - z) * n + z * a.h_prev[e];
   a.h[e] = h;
-  if (a.y) a.y[e] = h;
+  if (a.y) a.y[b * row_stride(a.ld_y, a.H) + j] = h;
   if (a.saved) {
     T* s = a.saved + b * 4 * H;
     s[j] = r;
@@ -278,14 +291,14 @@ RECUR_HD void rnn_step_element(const RnnStepArgs<T>& a, std::int64_t b, std::int
   const std::int64_t e = b * a.H + j;
   if (!row_valid(a.mask, b)) {
     a.h[e] = a.h_prev[e];
-    if (a.y) a.y[e] = T(0);
+    if (a.y) a.y[b * row_stride(a.ld_y, a.H) + j] = T(0);
     return;
   }
   const T pre = a.xproj[b * a.ld_x + j] + a.hproj[b * a.ld_h + j] + bias_at(a.b_ih, j) +
                 bias_at(a.b_hh, j);
   const T h = act == RnnActivation::Tanh ? rtanh(pre) : relu(pre);
   a.h[e] = h;
-  if (a.y) a.y[e] = h;
+  if (a.y) a.y[b * row_stride(a.ld_y, a.H) + j] = h;
 }
 
 // Backward of one LSTM step, element (b, j).
@@ -293,7 +306,7 @@ template <class T>
 RECUR_HD void lstm_back_element(const LstmBackArgs<T>& a, std::int64_t b, std::int64_t j) {
   const std::int64_t H = a.H, e = b * H + j;
   const bool valid = row_valid(a.mask, b);
-  const T dh = step_dh(a.dh_next, a.dy, valid, e);
+  const T dh = step_dh(a, valid, b, j);
   const T dc_next = a.dc_next ? a.dc_next[e] : T(0);
   T* dg = a.dgates + b * 4 * H;
   if (!valid) {
@@ -319,7 +332,7 @@ template <class T>
 RECUR_HD void gru_back_element(const GruBackArgs<T>& a, std::int64_t b, std::int64_t j) {
   const std::int64_t H = a.H, e = b * H + j;
   const bool valid = row_valid(a.mask, b);
-  const T dh = step_dh(a.dh_next, a.dy, valid, e);
+  const T dh = step_dh(a, valid, b, j);
   T* dx = a.dgates_x + b * 3 * H;
   T* dhg = a.dgates_h + b * 3 * H;
   if (!valid) {
@@ -344,7 +357,7 @@ template <RnnActivation act, class T>
 RECUR_HD void rnn_back_element(const RnnBackArgs<T>& a, std::int64_t b, std::int64_t j) {
   const std::int64_t e = b * a.H + j;
   const bool valid = row_valid(a.mask, b);
-  const T dh = step_dh(a.dh_next, a.dy, valid, e);
+  const T dh = step_dh(a, valid, b, j);
   if (!valid) {
     a.dgates[e] = T(0);
     a.dh_prev[e] = dh;
@@ -378,7 +391,7 @@ RECUR_HD void gru_rb_out_element(const GruRbOutArgs<T>& a, std::int64_t b, std::
   T* s = a.saved + b * 4 * H;
   if (!row_valid(a.mask, b)) {
     a.h[e] = a.h_prev[e];
-    if (a.y) a.y[e] = T(0);
+    if (a.y) a.y[b * row_stride(a.ld_y, a.H) + j] = T(0);
     for (int k = 0; k < 4; ++k) s[k * H + j] = T(0);
     return;
   }
@@ -388,7 +401,7 @@ RECUR_HD void gru_rb_out_element(const GruRbOutArgs<T>& a, std::int64_t b, std::
   s[2 * H + j] = n;
   const T h = (T(1) - z) * n + z * a.h_prev[e];
   a.h[e] = h;
-  if (a.y) a.y[e] = h;
+  if (a.y) a.y[b * row_stride(a.ld_y, a.H) + j] = h;
 }
 
 // GRU reset-before: backward stage 1, element (b, j).
@@ -396,7 +409,7 @@ template <class T>
 RECUR_HD void gru_rb_back_n_element(const GruRbBackNArgs<T>& a, std::int64_t b, std::int64_t j) {
   const std::int64_t H = a.H, e = b * H + j;
   const bool valid = row_valid(a.mask, b);
-  const T dh = step_dh(a.dh_next, a.dy, valid, e);
+  const T dh = step_dh(a, valid, b, j);
   T* dx = a.dgates_x + b * 3 * H;
   T* drz = a.dgates_rz + b * 2 * H;
   if (!valid) {

@@ -6,7 +6,8 @@
 // layouts and masking; the inputs' projection x W_ih^T (one GEMM over all
 // steps) and the weight gradients (GEMMs over all steps) stay with the caller.
 //
-// Layouts: time-major, in processing order. T steps, B rows, H units, G gates.
+// Layouts: time-major, in processing order (ys and dys may be strided).
+// T steps, B rows, H units, G gates.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,10 @@ struct GruSequenceArgs {
   Real* hs = nullptr;
   bool all_states = true;
   Real* ys = nullptr;     // [T, B, H] out, or nullptr
+  // Step t's row b of ys at ys[t ys_step + b ys_row]; 0, 0: time-major
+  // (B H, H). The CPU passes take any strides (a batch-major [B, T, H]:
+  // H, T H), the CUDA ones time-major only.
+  std::int64_t ys_step = 0, ys_row = 0;
   Real* saved = nullptr;  // [T, B, 4H] out, or nullptr
   Real* hproj = nullptr;  // [B, 3H] workspace
   // Recurrent dropout: the recurrent matmul reads h_prev * rec_mask; the
@@ -44,6 +49,7 @@ struct GruSequenceBackArgs {
   const Real* saved = nullptr;  // [T, B, 4H] from the forward pass
   const Real* hs = nullptr;     // [T + 1, B, H] from the forward pass
   const Real* dys = nullptr;    // [T, B, H] dL/dy per step, or nullptr
+  std::int64_t dys_step = 0, dys_row = 0;  // as ys_step, ys_row of the forward pass
   const Real* mask = nullptr;   // [T, B] or nullptr
   const Real* w_hh = nullptr;   // [3H, H]
   Real* dh = nullptr;           // [B, H] in: dL/dh after the last step; out: dL/d(initial state)
@@ -78,6 +84,10 @@ struct LstmSequenceArgs {
   Real* cs = nullptr;
   bool all_states = true;
   Real* ys = nullptr;     // [T, B, H] out, or nullptr
+  // Step t's row b of ys at ys[t ys_step + b ys_row]; 0, 0: time-major
+  // (B H, H). The CPU passes take any strides (a batch-major [B, T, H]:
+  // H, T H), the CUDA ones time-major only.
+  std::int64_t ys_step = 0, ys_row = 0;
   Real* saved = nullptr;  // [T, B, 4H] out, or nullptr
   Real* hproj = nullptr;  // [B, 4H] workspace
   const Real* rec_mask = nullptr;  // [B, H] or nullptr, as GruSequenceArgs
@@ -90,6 +100,7 @@ struct LstmSequenceBackArgs {
   const Real* saved = nullptr;  // [T, B, 4H] from the forward pass
   const Real* cs = nullptr;     // [T + 1, B, H] from the forward pass
   const Real* dys = nullptr;    // [T, B, H] or nullptr
+  std::int64_t dys_step = 0, dys_row = 0;  // as ys_step, ys_row of the forward pass
   const Real* mask = nullptr;   // [T, B] or nullptr
   const Real* w_hh = nullptr;   // [4H, H]
   Real* dh = nullptr;           // [B, H] in: dL/dh after the last step; out: dL/dh_0
@@ -117,6 +128,10 @@ struct RnnSequenceArgs {
   Real* hs = nullptr;           // as GruSequenceArgs::hs
   bool all_states = true;
   Real* ys = nullptr;           // [T, B, H] out, or nullptr
+  // Step t's row b of ys at ys[t ys_step + b ys_row]; 0, 0: time-major
+  // (B H, H). The CPU passes take any strides (a batch-major [B, T, H]:
+  // H, T H), the CUDA ones time-major only.
+  std::int64_t ys_step = 0, ys_row = 0;
   Real* hproj = nullptr;        // [B, H] workspace
   const Real* rec_mask = nullptr;  // [B, H] or nullptr
   Real* h_work = nullptr;          // [B, H] workspace, needed with rec_mask
@@ -128,6 +143,7 @@ struct RnnSequenceBackArgs {
   RnnActivation activation = RnnActivation::Tanh;
   const Real* hs = nullptr;     // [T + 1, B, H] from the forward pass
   const Real* dys = nullptr;    // [T, B, H] or nullptr
+  std::int64_t dys_step = 0, dys_row = 0;  // as ys_step, ys_row of the forward pass
   const Real* mask = nullptr;   // [T, B] or nullptr
   const Real* w_hh = nullptr;   // [H, H]
   Real* dh = nullptr;           // [B, H] in/out, as GruSequenceBackArgs
@@ -154,6 +170,10 @@ struct GruRbSequenceArgs {
   Real* hs = nullptr;           // as GruSequenceArgs::hs
   bool all_states = true;
   Real* ys = nullptr;           // [T, B, H] out, or nullptr
+  // Step t's row b of ys at ys[t ys_step + b ys_row]; 0, 0: time-major
+  // (B H, H). The CPU passes take any strides (a batch-major [B, T, H]:
+  // H, T H), the CUDA ones time-major only.
+  std::int64_t ys_step = 0, ys_row = 0;
   Real* saved = nullptr;        // [T, B, 4H] out, or nullptr (inference)
   const Real* rec_mask = nullptr;  // [B, H] or nullptr
   // Workspaces: hproj_rz [B, 2H], hn [B, H], rh [B, H], h_work [B, H] (with
@@ -171,6 +191,7 @@ struct GruRbSequenceBackArgs {
   const Real* saved = nullptr;  // [T, B, 4H] from the forward pass
   const Real* hs = nullptr;     // [T + 1, B, H] from the forward pass
   const Real* dys = nullptr;    // [T, B, H] or nullptr
+  std::int64_t dys_step = 0, dys_row = 0;  // as ys_step, ys_row of the forward pass
   const Real* mask = nullptr;   // [T, B] or nullptr
   const Real* w_hh = nullptr;   // [3H, H]
   Real* dh = nullptr;           // [B, H] in/out
