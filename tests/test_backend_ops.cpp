@@ -1339,6 +1339,72 @@ TEST(SequenceOps, BatchMajorOutputsAndGradientsMatchTimeMajor) {
   kernels::cpu::set_num_threads(threads);
 }
 
+// A forward pass given the input itself (x [B, T, I] and w_ih; the pass
+// projects each step) against the same pass given xproj = (time-major x)
+// W_ih^T from one GEMM: the same outputs up to the GEMMs' rounding, for GRU,
+// LSTM and SimpleRNN, both float types, in input order and reversed
+// (go_backwards), with padded rows, in the row split (B 37); at B 3, H 128,
+// where a float32 pass splits its units, the CPU backend makes xproj itself
+// first. The CUDA passes take xproj only.
+TEST(SequenceOps, InputProjectedInThePassMatchesXproj) {
+  const int threads = kernels::cpu::num_threads();
+  kernels::cpu::set_num_threads(std::max(threads, 2));
+  Random rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed()) + " (RECUR_TEST_SEED)");
+  const Device cpu = Device::cpu();
+  const std::int64_t T = 5, I = 24;
+  for (auto [B, H] : {std::pair<std::int64_t, std::int64_t>{37, 20}, {3, 128}})
+    for (int cell = 0; cell < 3; ++cell)  // GRU, LSTM, SimpleRNN
+      for (DType dt : {DType::f64, DType::f32})
+        for (bool rev : {false, true}) {
+          const std::int64_t G = (cell == 1 ? 4 : cell == 2 ? 1 : 3) * H;
+          SCOPED_TRACE(::testing::Message() << "B " << B << " H " << H << " cell " << cell << " "
+                                            << dtype_name(dt) << (rev ? " reversed" : ""));
+          std::vector<float> mask(std::size_t(T * B), 1.f);
+          for (std::int64_t b = 0; b < B; b += 2)
+            for (std::int64_t t = T - 1 - b % 3; t < T; ++t) mask[std::size_t(t * B + b)] = 0.f;
+          auto in = [&](const std::vector<float>& v, const Shape& sh) {
+            return dt == DType::f64 ? f64_of(v, sh) : Tensor::from_vector(v, sh, cpu);
+          };
+          auto out = [&](const Shape& sh) {
+            Tensor t = Tensor::empty(sh, dt, cpu);
+            poison(t);
+            return t;
+          };
+          auto values = [&](const Tensor& t) { return dt == DType::f64 ? t.to_vector<double>() : widen(t.to_vector<float>()); };
+          const Tensor x = in(rng.floats(B * T * I, -2, 2), {B, T, I}), w_ih = in(rng.floats(G * I, -0.5f, 0.5f), {G, I});
+          const Tensor w = in(rng.floats(G * H, -0.5f, 0.5f), {G, H}), bi = in(rng.floats(G), {G}),
+                       bh = in(rng.floats(G), {G}), m = in(mask, {T, B});
+          const auto h0 = rng.floats(B * H), c0 = rng.floats(B * H);
+          const Tensor xproj = ops::matmul(ops::transpose01(x, false, rev).reshape({T * B, I}), w_ih, false, true)
+                                   .reshape({T, B, G});
+          auto run = [&](bool fused) {  // inference: two state buffers, h_T in hs[T % 2]
+            const Tensor hs = out({2, B, H}), cs = out({1, B, H}), ys = out({B, T, H});
+            hs.slice(0, 1).copy_from(in(h0, {1, B, H}));
+            cs.copy_from(in(c0, {1, B, H}));
+            const Tensor xp = fused ? Tensor() : xproj, xi = fused ? x : Tensor(), wi = fused ? w_ih : Tensor();
+            const SeqLayout bm = SeqLayout::BatchMajor;
+            if (cell == 0) ops::gru_sequence({xp, w, bi, bh, m, hs, ys, {}, {}, bm, xi, wi, rev});
+            if (cell == 1) ops::lstm_sequence({xp, w, bi, bh, m, hs, cs, ys, {}, {}, bm, xi, wi, rev});
+            if (cell == 2) ops::rnn_sequence({xp, w, bi, bh, m, hs, ys, {}, RnnActivation::Tanh, false, bm, xi, wi, rev});
+            return std::vector<double>(values(ys));
+          };
+          const std::vector<double> want = run(false), got = run(true);
+          const double rtol = dt == DType::f64 ? 1e-12 : 2e-5;
+          for (std::size_t i = 0; i < want.size(); ++i)
+            ASSERT_NEAR(got[i], want[i], rtol * (1 + std::abs(want[i]))) << "ys at " << i;
+        }
+  // Exactly one of xproj and x.
+  const Tensor z = Tensor::zeros({2, 3, 4}, DType::f32, cpu), w = Tensor::zeros({3, 1}, DType::f32, cpu);
+  const Tensor hs = Tensor::zeros({2, 2, 1}, DType::f32, cpu), wi = Tensor::zeros({3, 4}, DType::f32, cpu);
+  EXPECT_THROW(ops::gru_sequence({Tensor::zeros({3, 2, 3}, DType::f32, cpu), w, {}, {}, {}, hs, {}, {}, {},
+                                  SeqLayout::TimeMajor, z, wi, false}),
+               ValueError);
+  EXPECT_THROW(ops::gru_sequence({{}, w, {}, {}, {}, hs, {}, {}, {}, SeqLayout::TimeMajor, z, Tensor::zeros({2, 4}, DType::f32, cpu), false}),
+               ShapeError);
+  kernels::cpu::set_num_threads(threads);
+}
+
 // Whole passes: the CPU's always; on CUDA (docs/persistent.md) the block-local
 // forward unless RECUR_PERSISTENT=0, the backward only with RECUR_PERSISTENT=1.
 TEST_P(BackendOps, SequenceOpsSayWhereTheyRun) {

@@ -50,7 +50,7 @@ Tensor scale_rows(const Tensor& x, const Tensor& v) {
 // a forward pass in one call saves what the step ops' backward reads, so
 // either may loop over the step ops while the other does not.
 bool whole_pass(const RecurrentOptions& o, bool recurrent_dropout, Device dev, std::int64_t B,
-                bool backward, bool batch_major = false) {
+                bool backward, bool batch_major = false, bool fused_input = false) {
   OpKind op = OpKind::GruSequence;
   switch (o.cell) {
     case CellType::LSTM: op = backward ? OpKind::LstmSequenceBackward : OpKind::LstmSequence; break;
@@ -62,7 +62,7 @@ bool whole_pass(const RecurrentOptions& o, bool recurrent_dropout, Device dev, s
         op = backward ? OpKind::GruRbSequenceBackward : OpKind::GruRbSequence;
       break;
   }
-  return backend(dev).supports({op, o.dtype, B, o.units, recurrent_dropout, batch_major}).ok;
+  return backend(dev).supports({op, o.dtype, B, o.units, recurrent_dropout, batch_major, fused_input}).ok;
 }
 
 // The layout a whole pass's ys (dys) takes: straight in the layer's [B, T, H]
@@ -179,13 +179,21 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
     RECUR_CHECK(rec_mask.shape() == (Shape{B, H}), Shape, name, ": recurrent dropout mask is ",
                 shape_str(rec_mask.shape()), ", expected ", shape_str({B, H}));
 
-  // Time-major, in processing order.
-  Tensor xt = ops::transpose01(x, false, o.go_backwards);
-  if (in_mask.defined()) ops::binary(BinaryOp::Mul, xt, in_mask, xt);  // [B, I] over every step
-  const Tensor mt = mask.defined() ? ops::transpose01(mask, false, o.go_backwards) : Tensor();
-  const Tensor xproj = ops::matmul(xt.reshape({T * B, o.input_size}), w_.w_ih, false, true);
-  const Tensor hproj = Tensor::empty({B, G}, o.dtype, device_);
   const bool whole = whole_pass(o, rec_mask.defined(), device_, B, false);
+  // Inference where the backend's pass projects each step's input itself
+  // (the CPU's): no time-major copy of x and no projection of all steps.
+  // Training keeps both: the weight gradient reads the time-major input.
+  const bool fused_input = whole && !training && !in_mask.defined() &&
+                           whole_pass(o, rec_mask.defined(), device_, B, false, false, true);
+  // Time-major, in processing order.
+  Tensor xt, xproj;
+  if (!fused_input) {
+    xt = ops::transpose01(x, false, o.go_backwards);
+    if (in_mask.defined()) ops::binary(BinaryOp::Mul, xt, in_mask, xt);  // [B, I] over every step
+    xproj = ops::matmul(xt.reshape({T * B, o.input_size}), w_.w_ih, false, true);
+  }
+  const Tensor mt = mask.defined() ? ops::transpose01(mask, false, o.go_backwards) : Tensor();
+  const Tensor hproj = Tensor::empty({B, G}, o.dtype, device_);
   const bool flip = o.go_backwards && o.output_in_input_order;
   const bool ys_batch_major =
       whole && o.return_sequences && whole_pass(o, rec_mask.defined(), device_, B, false, true);
@@ -221,20 +229,25 @@ Recurrent::Output Recurrent::forward(const Tensor& x, const Tensor& mask,
 
   const Tensor h_dropped = rec_mask.defined() ? Tensor::empty({B, H}, o.dtype, device_) : Tensor();
   if (whole) {
-    const Tensor xp = xproj.reshape({T, B, G});
+    const Tensor xp = fused_input ? Tensor() : xproj.reshape({T, B, G});
+    // With fused_input the pass reads x (reversed for go_backwards) and W_ih.
+    const Tensor x_in = fused_input ? x : Tensor(), w_in = fused_input ? w_.w_ih : Tensor();
+    const bool rev = o.go_backwards;
     switch (o.cell) {
       case CellType::GRU:
         if (gru_rb)
           ops::gru_rb_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates, rec_mask, ys_layout});
         else
-          ops::gru_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates, rec_mask, ys_layout});
+          ops::gru_sequence(
+              {xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, gates, rec_mask, ys_layout, x_in, w_in, rev});
         break;
       case CellType::LSTM:
-        ops::lstm_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, cs, ys, gates, rec_mask, ys_layout});
+        ops::lstm_sequence(
+            {xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, cs, ys, gates, rec_mask, ys_layout, x_in, w_in, rev});
         break;
       case CellType::SimpleRNN:
-        ops::rnn_sequence(
-            {xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, rec_mask, o.activation, training, ys_layout});
+        ops::rnn_sequence({xp, w_.w_hh, w_.b_ih, w_.b_hh, mt, hs, ys, rec_mask, o.activation, training,
+                           ys_layout, x_in, w_in, rev});
         break;
     }
   }

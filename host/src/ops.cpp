@@ -471,6 +471,24 @@ SeqDims seq_dims(const char* op, const char* name, const Tensor& steps, const Te
               ": 'w_hh' must be [", G, "H, H], got ", shape_str(w_hh.shape()));
   return {steps.dim(0), steps.dim(1), w_hh.dim(1)};
 }
+// The forward passes' input: xproj [T, B, G H], or (CPU) the input itself,
+// x [B, T, I], with w_ih [G H, I]; exactly one of the two.
+SeqDims seq_input_dims(const char* op, const Tensor& xproj, const Tensor& x, const Tensor& w_ih,
+                       const Tensor& w_hh, int G) {
+  RECUR_CHECK(xproj.defined() != x.defined(), Value, op,
+              ": give one of 'xproj' and 'x' (the input, with 'w_ih'), not ",
+              xproj.defined() ? "both" : "neither");
+  if (xproj.defined()) {
+    const SeqDims d = seq_dims(op, "xproj", xproj, w_hh, G);
+    require_shape(op, {"xproj", xproj}, {d.T, d.B, G * d.H});
+    return d;
+  }
+  RECUR_CHECK(w_ih.defined(), Value, op, ": 'x' needs 'w_ih'");
+  const SeqDims bt = seq_dims(op, "x", x, w_hh, G);  // x is [B, T, I]
+  const SeqDims d{bt.B, bt.T, bt.H};
+  require_shape(op, {"w_ih", w_ih}, {G * d.H, x.dim(2)});
+  return d;
+}
 }  // namespace
 
 namespace {
@@ -482,13 +500,12 @@ Shape seq_shape(SeqLayout layout, std::int64_t T, std::int64_t B, std::int64_t H
 
 void gru_sequence(const GruSequence& s) {
   const char* op = "gru_sequence";
-  require_defined(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"hs", s.hs}});
-  require_same_place(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+  require_defined(op, {{"w_hh", s.w_hh}, {"hs", s.hs}});
+  require_same_place(op, {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
                           {"mask", s.mask}, {"hs", s.hs}, {"ys", s.ys}, {"saved", s.saved},
                           {"rec_mask", s.rec_mask}});
-  const auto [T, B, H] = seq_dims(op, "xproj", s.xproj, s.w_hh, 3);
+  const auto [T, B, H] = seq_input_dims(op, s.xproj, s.x, s.w_ih, s.w_hh, 3);
   require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
-  require_shape(op, {"xproj", s.xproj}, {T, B, 3 * H});
   require_optional_shape(op, {"b_ih", s.b_ih}, {3 * H});
   require_optional_shape(op, {"b_hh", s.b_hh}, {3 * H});
   require_optional_shape(op, {"mask", s.mask}, {T, B});
@@ -496,10 +513,10 @@ void gru_sequence(const GruSequence& s) {
   require_optional_shape(op, {"ys", s.ys}, seq_shape(s.ys_layout, T, B, H));
   require_optional_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   check_outputs(op, {{"hs", s.hs}, {"ys", s.ys}, {"saved", s.saved}},
-                {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
                  {"mask", s.mask}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.hs, {OpKind::GruSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor})
+  dispatch_backend(op, s.hs, {OpKind::GruSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor, s.x.defined()})
       .gru_sequence(s);
 }
 
@@ -534,13 +551,12 @@ void gru_sequence_backward(const GruSequenceBackward& s) {
 
 void lstm_sequence(const LstmSequence& s) {
   const char* op = "lstm_sequence";
-  require_defined(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"hs", s.hs}, {"cs", s.cs}});
-  require_same_place(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+  require_defined(op, {{"w_hh", s.w_hh}, {"hs", s.hs}, {"cs", s.cs}});
+  require_same_place(op, {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
                           {"mask", s.mask}, {"hs", s.hs}, {"cs", s.cs}, {"ys", s.ys},
                           {"saved", s.saved}, {"rec_mask", s.rec_mask}});
-  const auto [T, B, H] = seq_dims(op, "xproj", s.xproj, s.w_hh, 4);
+  const auto [T, B, H] = seq_input_dims(op, s.xproj, s.x, s.w_ih, s.w_hh, 4);
   require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
-  require_shape(op, {"xproj", s.xproj}, {T, B, 4 * H});
   require_optional_shape(op, {"b_ih", s.b_ih}, {4 * H});
   require_optional_shape(op, {"b_hh", s.b_hh}, {4 * H});
   require_optional_shape(op, {"mask", s.mask}, {T, B});
@@ -550,10 +566,10 @@ void lstm_sequence(const LstmSequence& s) {
   require_optional_shape(op, {"ys", s.ys}, seq_shape(s.ys_layout, T, B, H));
   require_optional_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   check_outputs(op, {{"hs", s.hs}, {"cs", s.cs}, {"ys", s.ys}, {"saved", s.saved}},
-                {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
                  {"mask", s.mask}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.hs, {OpKind::LstmSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor})
+  dispatch_backend(op, s.hs, {OpKind::LstmSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor, s.x.defined()})
       .lstm_sequence(s);
 }
 
@@ -585,11 +601,10 @@ void lstm_sequence_backward(const LstmSequenceBackward& s) {
 
 void rnn_sequence(const RnnSequence& s) {
   const char* op = "rnn_sequence";
-  require_defined(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"hs", s.hs}});
-  require_same_place(op, {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+  require_defined(op, {{"w_hh", s.w_hh}, {"hs", s.hs}});
+  require_same_place(op, {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
                           {"mask", s.mask}, {"hs", s.hs}, {"ys", s.ys}, {"rec_mask", s.rec_mask}});
-  const auto [T, B, H] = seq_dims(op, "xproj", s.xproj, s.w_hh, 1);
-  require_shape(op, {"xproj", s.xproj}, {T, B, H});
+  const auto [T, B, H] = seq_input_dims(op, s.xproj, s.x, s.w_ih, s.w_hh, 1);
   require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
   require_optional_shape(op, {"b_ih", s.b_ih}, {H});
   require_optional_shape(op, {"b_hh", s.b_hh}, {H});
@@ -597,10 +612,10 @@ void rnn_sequence(const RnnSequence& s) {
   require_shape(op, {"hs", s.hs}, {s.all_states ? T + 1 : 2, B, H});
   require_optional_shape(op, {"ys", s.ys}, seq_shape(s.ys_layout, T, B, H));
   check_outputs(op, {{"hs", s.hs}, {"ys", s.ys}},
-                {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
                  {"mask", s.mask}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.hs, {OpKind::RnnSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor}).rnn_sequence(s);
+  dispatch_backend(op, s.hs, {OpKind::RnnSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor, s.x.defined()}).rnn_sequence(s);
 }
 
 void rnn_sequence_backward(const RnnSequenceBackward& s) {

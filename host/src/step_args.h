@@ -246,10 +246,14 @@ void seq_strides(SeqLayout layout, std::int64_t steps, std::int64_t B, std::int6
 template <class T>
 kernels::GruSequenceArgs<T> gru_sequence_args(const GruSequence& s) {
   kernels::GruSequenceArgs<T> a;
-  a.T = s.xproj.dim(0);
-  a.B = s.xproj.dim(1);
+  a.T = s.x.defined() ? s.x.dim(1) : s.xproj.dim(0);
+  a.B = s.x.defined() ? s.x.dim(0) : s.xproj.dim(1);
   a.H = s.w_hh.dim(1);
-  a.xproj = s.xproj.data<T>();
+  a.xproj = opt_ptr<T>(s.xproj);
+  a.x = opt_ptr<T>(s.x);
+  a.w_ih = opt_ptr<T>(s.w_ih);
+  a.I = s.x.defined() ? s.x.dim(2) : 0;
+  a.x_reversed = s.x_reversed;
   a.w_hh = s.w_hh.data<T>();
   a.b_ih = opt_ptr<T>(s.b_ih);
   a.b_hh = opt_ptr<T>(s.b_hh);
@@ -266,10 +270,14 @@ kernels::GruSequenceArgs<T> gru_sequence_args(const GruSequence& s) {
 template <class T>
 kernels::LstmSequenceArgs<T> lstm_sequence_args(const LstmSequence& s) {
   kernels::LstmSequenceArgs<T> a;
-  a.T = s.xproj.dim(0);
-  a.B = s.xproj.dim(1);
+  a.T = s.x.defined() ? s.x.dim(1) : s.xproj.dim(0);
+  a.B = s.x.defined() ? s.x.dim(0) : s.xproj.dim(1);
   a.H = s.w_hh.dim(1);
-  a.xproj = s.xproj.data<T>();
+  a.xproj = opt_ptr<T>(s.xproj);
+  a.x = opt_ptr<T>(s.x);
+  a.w_ih = opt_ptr<T>(s.w_ih);
+  a.I = s.x.defined() ? s.x.dim(2) : 0;
+  a.x_reversed = s.x_reversed;
   a.w_hh = s.w_hh.data<T>();
   a.b_ih = opt_ptr<T>(s.b_ih);
   a.b_hh = opt_ptr<T>(s.b_hh);
@@ -328,11 +336,15 @@ kernels::LstmSequenceBackArgs<T> lstm_sequence_back_args(const LstmSequenceBackw
 template <class T>
 kernels::RnnSequenceArgs<T> rnn_sequence_args(const RnnSequence& s) {
   kernels::RnnSequenceArgs<T> a;
-  a.T = s.xproj.dim(0);
-  a.B = s.xproj.dim(1);
+  a.T = s.x.defined() ? s.x.dim(1) : s.xproj.dim(0);
+  a.B = s.x.defined() ? s.x.dim(0) : s.xproj.dim(1);
   a.H = s.w_hh.dim(1);
   a.activation = s.activation;
-  a.xproj = s.xproj.data<T>();
+  a.xproj = opt_ptr<T>(s.xproj);
+  a.x = opt_ptr<T>(s.x);
+  a.w_ih = opt_ptr<T>(s.w_ih);
+  a.I = s.x.defined() ? s.x.dim(2) : 0;
+  a.x_reversed = s.x_reversed;
   a.w_hh = s.w_hh.data<T>();
   a.b_ih = opt_ptr<T>(s.b_ih);
   a.b_hh = opt_ptr<T>(s.b_hh);

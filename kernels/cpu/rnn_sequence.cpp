@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "recur/common/error.h"
 #include "recur/kernels/cpu.h"
 #include "rnn_rows.h"
 
@@ -121,6 +122,64 @@ void add_recurrent_grad(std::int64_t b0, std::int64_t b1, std::int64_t H, const 
   for (std::int64_t e = b0 * H; e < b1 * H; ++e) dh_prev[e] += work[e] * rec_mask[e];
 }
 
+// A forward pass's step inputs x_t W_ih^T ([B, G H] per step): precomputed
+// (xproj, [T, B, G H]), or computed in the pass from the batch-major input
+// (rnn_sequence.h's x and w_ih) into work, step by step, rows or units at a
+// time, just before the recurrent product: then neither a time-major copy of
+// x nor all steps' projections (tens of MB at H 256) go through memory.
+template <class T>
+struct StepInputs {
+  const T* xproj = nullptr;
+  const T* x = nullptr;
+  const T* w_ih = nullptr;
+  std::int64_t T_ = 0, I = 0, BGH = 0;
+  bool reversed = false;
+  T* work = nullptr;
+  // Step t's projection, [B, G H] (work's once computed).
+  const T* step(std::int64_t t) const { return xproj ? xproj + t * BGH : work; }
+  // Row 0 of step t's input; rows lda() apart.
+  const T* x_step(std::int64_t t) const { return x + (reversed ? T_ - 1 - t : t) * I; }
+  std::int64_t lda() const { return T_ * I; }
+};
+
+template <class T, class A>
+StepInputs<T> step_inputs(const A& a, std::int64_t G) {
+  StepInputs<T> in;
+  in.xproj = a.x ? nullptr : a.xproj;
+  in.x = a.x;
+  in.w_ih = a.w_ih;
+  in.T_ = a.T;
+  in.I = a.I;
+  in.BGH = a.B * G * a.H;
+  in.reversed = a.x_reversed;
+  in.work = a.xproj_work;
+  return in;
+}
+
+// W_ih^T packed for a pass (float32 where packed_product runs), in a buffer
+// of the calling thread apart from recurrent()'s; else nullptr (the BLAS).
+template <class T>
+const PackedWeight* packed_input_weight(const T* w_ih, std::int64_t I, std::int64_t GH) {
+  if constexpr (std::is_same_v<T, float>) {
+    thread_local PackedWeight buffer;
+    if (pack_weight(w_ih, true, I, GH, buffer)) return &buffer;
+  }
+  return nullptr;
+}
+
+// Rows [b0, b1) of step t's projection into in.work (row stride G H): each
+// element one sum over I in order, as the whole-input GEMM's packed path.
+template <class T>
+void project_rows(const StepInputs<T>& in, const PackedWeight* packed, std::int64_t GH, std::int64_t t,
+                  std::int64_t b0, std::int64_t b1) {
+  const T* a = in.x_step(t) + b0 * in.lda();
+  T* c = in.work + b0 * GH;
+  if constexpr (std::is_same_v<T, float>) {
+    if (packed) return packed_product(b1 - b0, a, in.lda(), *packed, false, c, GH);
+  }
+  gemm<T>(false, true, b1 - b0, GH, in.I, T(1), a, in.lda(), 0, in.w_ih, in.I, 0, T(0), c, GH, 0, 1);
+}
+
 // ---- Small batches: the units split over threads ------------------------------------
 //
 // Below 2 * kMinRows rows for_row_chunks runs one thread, and at batch 1 the
@@ -187,16 +246,17 @@ int unit_split_threads(std::int64_t B, std::int64_t H, std::int64_t G) {
   }
 }
 
-// Runs a forward pass with the units split over n threads:
-// gates(t, j0, j1) computes step t's gates of units [j0, j1) for every
-// row from hproj (the product of h_in with W_hh^T, [B, G*H]) and writes
+// Runs a forward pass with the units split over n threads (in.xproj given):
+// gates(t, j0, j1, xp) computes step t's gates of units [j0, j1) for every
+// row from xp (its input projection, [B, G*H]) and hproj (the product of h_in
+// with W_hh^T, [B, G*H]) and writes
 // h(t+1) = state(t+1) for those units; state(t) is h(t), the input of step t.
 // With rec_mask (recurrent dropout, [B, H]) the product reads h * rec_mask,
 // which each thread writes for its own units into one of two buffers.
 template <class State, class Gates>
 void unit_split_pass(int n, std::int64_t T_, std::int64_t B, std::int64_t H, std::int64_t G,
-                     const float* w_hh, const float* rec_mask, float* hproj, State state,
-                     Gates gates) {
+                     const float* w_hh, const StepInputs<float>& in, const float* rec_mask, float* hproj,
+                     State state, Gates gates) {
   SpinBarrier barrier;
   std::vector<float> masked(rec_mask ? std::size_t(2 * B * H) : 0);
 #pragma omp parallel num_threads(n)
@@ -211,6 +271,7 @@ void unit_split_pass(int n, std::int64_t T_, std::int64_t B, std::int64_t H, std
     if (std::int64_t(packed.size()) < G) packed.resize(std::size_t(G));
     for (std::int64_t g = 0; g < G; ++g)  // op(w) = rows [g H + j0, g H + j1) of W_hh, transposed
       pack_weight(w_hh + (g * H + j0) * H, true, H, j1 - j0, packed[std::size_t(g)]);
+
     auto mask_units = [&](const float* h, float* out) {
       for (std::int64_t b = 0; b < B; ++b)
         for (std::int64_t j = j0; j < j1; ++j) out[b * H + j] = h[b * H + j] * rec_mask[b * H + j];
@@ -224,7 +285,7 @@ void unit_split_pass(int n, std::int64_t T_, std::int64_t B, std::int64_t H, std
       const float* h_in = rec_mask ? masked.data() + (t % 2) * B * H : state(t);
       for (std::int64_t g = 0; g < G; ++g)
         packed_product(B, h_in, H, packed[std::size_t(g)], false, hproj + g * H + j0, G * H);
-      gates(t, j0, j1);
+      gates(t, j0, j1, in.step(t));
       if (rec_mask) mask_units(state(t + 1), masked.data() + ((t + 1) % 2) * B * H);
       barrier.wait(sense);
     }
@@ -244,12 +305,13 @@ T* step_of(T* p, std::int64_t t, std::int64_t n) {
 
 namespace {
 // The fields every cell's step arguments share, for step t of a forward
-// pass with G gates per unit (state(t): h(t)).
-template <class S, class A, class State>
-void common_step_fields(S& s, const A& a, std::int64_t t, std::int64_t G, State state) {
+// pass with G gates per unit (state(t): h(t); xp: the step's input
+// projection, [B, G H]).
+template <class S, class A, class State, class T>
+void common_step_fields(S& s, const A& a, std::int64_t t, std::int64_t G, State state, const T* xp) {
   s.B = a.B;
   s.H = a.H;
-  s.xproj = a.xproj + t * a.B * G * a.H;
+  s.xproj = xp;
   s.hproj = a.hproj;
   s.ld_x = s.ld_h = G * a.H;
   s.b_ih = a.b_ih;
@@ -262,23 +324,31 @@ void common_step_fields(S& s, const A& a, std::int64_t t, std::int64_t G, State 
 }
 
 // A forward pass over time of a cell with G gates: state(t) is h(t) ([B, H]),
-// step(t, b0, b1, j0, j1) runs step t's gates for rows [b0, b1) and units
-// [j0, j1) from hproj and writes state(t + 1) there. Small float32 batches
+// step(t, b0, b1, j0, j1, xp) runs step t's gates for rows [b0, b1) and units
+// [j0, j1) from xp (the step's input projection, [B, G H]) and hproj and
+// writes state(t + 1) there. Small float32 batches
 // split the units over threads; otherwise the rows are split into chunks,
 // each thread running every step of its rows.
 template <class T, class State, class Step>
-void forward_pass(const T* w_hh, const T* rec_mask, T* hproj, T* h_work, std::int64_t T_, std::int64_t B,
-                  std::int64_t H, std::int64_t G, State state, Step step) {
+void forward_pass(const T* w_hh, const StepInputs<T>& in, const T* rec_mask, T* hproj, T* h_work,
+                  std::int64_t T_, std::int64_t B, std::int64_t H, std::int64_t G, State state, Step step) {
   if constexpr (std::is_same_v<T, float>) {
-    if (const int n = unit_split_threads<T>(B, H, G))
-      return unit_split_pass(n, T_, B, H, G, w_hh, rec_mask, hproj, state,
-                             [&](std::int64_t t, std::int64_t j0, std::int64_t j1) { step(t, 0, B, j0, j1); });
+    if (const int n = unit_split_threads<T>(B, H, G)) {
+      RECUR_CHECK(!in.x, Value, "a recurrent pass of ", B, " rows splits its units over threads and takes "
+                  "xproj, not the input itself (rnn_unit_split_threads)");
+      return unit_split_pass(n, T_, B, H, G, w_hh, in, rec_mask, hproj, state,
+                             [&](std::int64_t t, std::int64_t j0, std::int64_t j1, const float* xp) {
+                               step(t, 0, B, j0, j1, xp);
+                             });
+    }
   }
   const Recurrent<T> hw = recurrent(w_hh, true, H, G * H);  // h [rows, H] W_hh^T
+  const PackedWeight* w_ih = in.x ? packed_input_weight(in.w_ih, in.I, G * H) : nullptr;
   for_row_chunks(B, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t t = 0; t < T_; ++t) {
+      if (in.x) project_rows(in, w_ih, G * H, t, b0, b1);
       hw(b0, b1, matmul_input<T>(state(t), rec_mask, h_work, H, b0, b1), false, hproj);
-      step(t, b0, b1, 0, H);
+      step(t, b0, b1, 0, H, in.step(t));
     }
   });
 }
@@ -292,13 +362,14 @@ template <class T>
 void gru_sequence(const GruSequenceArgs<T>& a) {
   const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
   auto state = [&](std::int64_t t) { return a.hs + (a.all_states ? t : t % 2) * BH; };
-  auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1) {
+  auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1,
+                  const T* xp) {
     GruStepArgs<T> s;
-    common_step_fields(s, a, t, 3, state);
+    common_step_fields(s, a, t, 3, state, xp);
     s.saved = step_of(a.saved, t, 4 * BH);
     gru_rows(s, b0, b1, j0, j1);
   };
-  forward_pass(a.w_hh, a.rec_mask, a.hproj, a.h_work, T_, B, H, 3, state, step);
+  forward_pass(a.w_hh, step_inputs<T>(a, 3), a.rec_mask, a.hproj, a.h_work, T_, B, H, 3, state, step);
 }
 
 template <class T>
@@ -349,15 +420,16 @@ template <class T>
 void lstm_sequence(const LstmSequenceArgs<T>& a) {
   const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
   auto state = [&](std::int64_t t) { return a.hs + (a.all_states ? t : t % 2) * BH; };
-  auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1) {
+  auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1,
+                  const T* xp) {
     LstmStepArgs<T> s;
-    common_step_fields(s, a, t, 4, state);
+    common_step_fields(s, a, t, 4, state, xp);
     s.c_prev = a.cs + (a.all_states ? t : 0) * BH;
     s.c = a.cs + (a.all_states ? t + 1 : 0) * BH;
     s.saved = step_of(a.saved, t, 4 * BH);
     lstm_rows(s, b0, b1, j0, j1);
   };
-  forward_pass(a.w_hh, a.rec_mask, a.hproj, a.h_work, T_, B, H, 4, state, step);
+  forward_pass(a.w_hh, step_inputs<T>(a, 4), a.rec_mask, a.hproj, a.h_work, T_, B, H, 4, state, step);
 }
 
 template <class T>
@@ -398,15 +470,16 @@ template <class T>
 void rnn_sequence(const RnnSequenceArgs<T>& a) {
   const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
   auto state = [&](std::int64_t t) { return a.hs + (a.all_states ? t : t % 2) * BH; };
-  auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1) {
+  auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1,
+                  const T* xp) {
     RnnStepArgs<T> s;
-    common_step_fields(s, a, t, 1, state);
+    common_step_fields(s, a, t, 1, state, xp);
     if (a.activation == RnnActivation::Tanh)
       rnn_rows<RnnActivation::Tanh>(s, b0, b1, j0, j1);
     else
       rnn_rows<RnnActivation::Relu>(s, b0, b1, j0, j1);
   };
-  forward_pass(a.w_hh, a.rec_mask, a.hproj, a.h_work, T_, B, H, 1, state, step);
+  forward_pass(a.w_hh, step_inputs<T>(a, 1), a.rec_mask, a.hproj, a.h_work, T_, B, H, 1, state, step);
 }
 
 template <class T>

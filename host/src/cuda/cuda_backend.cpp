@@ -659,6 +659,9 @@ class CudaBackend final : public Backend {
     if (q.batch_major)
       return Support::no("the CUDA backend's whole passes write ys and read dys time-major ([T, B, H]) "
                          "only");
+    if (q.fused_input)
+      return Support::no("the CUDA backend's whole passes take xproj (one cuBLAS GEMM over all steps), "
+                         "not the input itself");
     const PersistentMode mode = persistent_mode();
     const bool backward = is_backward(q.op);
     if (mode == PersistentMode::Off)

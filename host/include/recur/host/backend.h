@@ -41,6 +41,8 @@ struct OpQuery {
   bool recurrent_dropout = false;
   // Whole passes: ys (dys) in a batch-major SeqLayout.
   bool batch_major = false;
+  // Forward whole passes: given the input x and w_ih instead of xproj.
+  bool fused_input = false;
 };
 
 struct Support {
@@ -181,7 +183,7 @@ struct GruResetBeforeBackR {
 enum class SeqLayout : std::uint8_t { TimeMajor, BatchMajor, BatchMajorReversed };
 
 struct GruSequence {
-  Tensor xproj;       // [T, B, 3H]
+  Tensor xproj;       // [T, B, 3H] (or x and w_ih below)
   Tensor w_hh;        // [3H, H]
   Tensor b_ih, b_hh;  // [3H]
   Tensor mask;        // [T, B]
@@ -191,6 +193,12 @@ struct GruSequence {
   Tensor saved;       // [T, B, 4H] output (r, z, n, hn + b_hn per step)
   Tensor rec_mask;    // [B, H], optional
   SeqLayout ys_layout = SeqLayout::TimeMajor;  // ys: [T, B, H] or, batch-major, [B, T, H]
+  // Instead of xproj (CPU backend): the input, x [B, T, I] batch-major in input
+  // order, read from T - 1 down with x_reversed (go_backwards), and w_ih
+  // [G H, I]; the pass projects each step as it goes (rnn_sequence.h).
+  // OpQuery::fused_input asks.
+  Tensor x{}, w_ih{};
+  bool x_reversed = false;
 };
 struct GruSequenceBackward {
   Tensor saved;               // [T, B, 4H]
@@ -206,7 +214,7 @@ struct GruSequenceBackward {
   SeqLayout dys_layout = SeqLayout::TimeMajor;  // as the forward's ys_layout
 };
 struct LstmSequence {
-  Tensor xproj;       // [T, B, 4H]
+  Tensor xproj;       // [T, B, 4H] (or x and w_ih below)
   Tensor w_hh;        // [4H, H]
   Tensor b_ih, b_hh;  // [4H]
   Tensor mask;        // [T, B]
@@ -216,6 +224,12 @@ struct LstmSequence {
   Tensor saved;       // [T, B, 4H] output (i, f, g, o per step)
   Tensor rec_mask;    // [B, H], optional
   SeqLayout ys_layout = SeqLayout::TimeMajor;  // ys: [T, B, H] or, batch-major, [B, T, H]
+  // Instead of xproj (CPU backend): the input, x [B, T, I] batch-major in input
+  // order, read from T - 1 down with x_reversed (go_backwards), and w_ih
+  // [G H, I]; the pass projects each step as it goes (rnn_sequence.h).
+  // OpQuery::fused_input asks.
+  Tensor x{}, w_ih{};
+  bool x_reversed = false;
 };
 struct LstmSequenceBackward {
   Tensor saved;   // [T, B, 4H]
@@ -232,7 +246,7 @@ struct LstmSequenceBackward {
 
 // SimpleRNN (G = 1). Nothing is saved; the backward pass reads hs.
 struct RnnSequence {
-  Tensor xproj;       // [T, B, H]
+  Tensor xproj;       // [T, B, H] (or x and w_ih below)
   Tensor w_hh;        // [H, H]
   Tensor b_ih, b_hh;  // [H]
   Tensor mask;        // [T, B]
@@ -242,6 +256,12 @@ struct RnnSequence {
   RnnActivation activation = RnnActivation::Tanh;
   bool all_states = true;  // hs holds all T + 1 states
   SeqLayout ys_layout = SeqLayout::TimeMajor;  // ys: [T, B, H] or, batch-major, [B, T, H]
+  // Instead of xproj (CPU backend): the input, x [B, T, I] batch-major in input
+  // order, read from T - 1 down with x_reversed (go_backwards), and w_ih
+  // [G H, I]; the pass projects each step as it goes (rnn_sequence.h).
+  // OpQuery::fused_input asks.
+  Tensor x{}, w_ih{};
+  bool x_reversed = false;
 };
 struct RnnSequenceBackward {
   Tensor hs;          // [T + 1, B, H] from the forward pass

@@ -20,7 +20,7 @@ namespace recur::kernels {
 template <class Real>
 struct GruSequenceArgs {
   std::int64_t T = 0, B = 0, H = 0;
-  const Real* xproj = nullptr;  // [T, B, 3H]
+  const Real* xproj = nullptr;  // [T, B, 3H] (or nullptr with x below)
   const Real* w_hh = nullptr;   // [3H, H]
   const Real* b_ih = nullptr;   // [3H] or nullptr
   const Real* b_hh = nullptr;   // [3H] or nullptr
@@ -41,6 +41,17 @@ struct GruSequenceArgs {
   // blend z * h_prev and masked steps use h_prev itself (rnn_cells.h).
   const Real* rec_mask = nullptr;  // [B, H] or nullptr
   Real* h_work = nullptr;          // [B, H] workspace, needed with rec_mask
+  // CPU only, instead of xproj: the input itself, x [B, T, I] batch-major in
+  // input order (step t reads x[:, t], or x[:, T - 1 - t] with x_reversed),
+  // and w_ih [G H, I]. Each step's rows of x W_ih^T are then computed in the
+  // pass, just before the recurrent product, into xproj_work [B, G H]: no
+  // time-major copy of x and no [T, B, G H] projection in memory. Not for a
+  // float32 pass that splits its units (cpu.h's rnn_unit_split_threads).
+  const Real* x = nullptr;
+  const Real* w_ih = nullptr;
+  std::int64_t I = 0;
+  bool x_reversed = false;
+  Real* xproj_work = nullptr;
 };
 
 template <class Real>
@@ -73,7 +84,7 @@ struct GruSequenceBackArgs {
 template <class Real>
 struct LstmSequenceArgs {
   std::int64_t T = 0, B = 0, H = 0;
-  const Real* xproj = nullptr;  // [T, B, 4H]
+  const Real* xproj = nullptr;  // [T, B, 4H] (or nullptr with x below)
   const Real* w_hh = nullptr;   // [4H, H]
   const Real* b_ih = nullptr;   // [4H] or nullptr
   const Real* b_hh = nullptr;   // [4H] or nullptr
@@ -92,6 +103,17 @@ struct LstmSequenceArgs {
   Real* hproj = nullptr;  // [B, 4H] workspace
   const Real* rec_mask = nullptr;  // [B, H] or nullptr, as GruSequenceArgs
   Real* h_work = nullptr;          // [B, H] workspace, needed with rec_mask
+  // CPU only, instead of xproj: the input itself, x [B, T, I] batch-major in
+  // input order (step t reads x[:, t], or x[:, T - 1 - t] with x_reversed),
+  // and w_ih [G H, I]. Each step's rows of x W_ih^T are then computed in the
+  // pass, just before the recurrent product, into xproj_work [B, G H]: no
+  // time-major copy of x and no [T, B, G H] projection in memory. Not for a
+  // float32 pass that splits its units (cpu.h's rnn_unit_split_threads).
+  const Real* x = nullptr;
+  const Real* w_ih = nullptr;
+  std::int64_t I = 0;
+  bool x_reversed = false;
+  Real* xproj_work = nullptr;
 };
 
 template <class Real>
@@ -120,7 +142,7 @@ template <class Real>
 struct RnnSequenceArgs {
   std::int64_t T = 0, B = 0, H = 0;
   RnnActivation activation = RnnActivation::Tanh;
-  const Real* xproj = nullptr;  // [T, B, H]
+  const Real* xproj = nullptr;  // [T, B, H] (or nullptr with x below)
   const Real* w_hh = nullptr;   // [H, H]
   const Real* b_ih = nullptr;   // [H] or nullptr
   const Real* b_hh = nullptr;   // [H] or nullptr
@@ -135,6 +157,17 @@ struct RnnSequenceArgs {
   Real* hproj = nullptr;        // [B, H] workspace
   const Real* rec_mask = nullptr;  // [B, H] or nullptr
   Real* h_work = nullptr;          // [B, H] workspace, needed with rec_mask
+  // CPU only, instead of xproj: the input itself, x [B, T, I] batch-major in
+  // input order (step t reads x[:, t], or x[:, T - 1 - t] with x_reversed),
+  // and w_ih [G H, I]. Each step's rows of x W_ih^T are then computed in the
+  // pass, just before the recurrent product, into xproj_work [B, G H]: no
+  // time-major copy of x and no [T, B, G H] projection in memory. Not for a
+  // float32 pass that splits its units (cpu.h's rnn_unit_split_threads).
+  const Real* x = nullptr;
+  const Real* w_ih = nullptr;
+  std::int64_t I = 0;
+  bool x_reversed = false;
+  Real* xproj_work = nullptr;
 };
 
 template <class Real>
