@@ -1236,6 +1236,29 @@ TEST(SequenceOps, SimpleRnnAndResetBeforeGruMatchTheStepOpsLoop) {
   kernels::cpu::set_num_threads(threads);
 }
 
+// The two layout tests' tensors: one float type on the CPU, outputs poisoned,
+// and a mask that pads every other row's last 1-3 steps.
+struct SeqTensors {
+  DType dt;
+  Tensor in(const std::vector<float>& v, const Shape& sh) const {
+    return dt == DType::f64 ? f64_of(v, sh) : Tensor::from_vector(v, sh, Device::cpu());
+  }
+  Tensor out(const Shape& sh) const {
+    Tensor t = Tensor::empty(sh, dt, Device::cpu());
+    poison(t);
+    return t;
+  }
+  std::vector<double> values(const Tensor& t) const {
+    return dt == DType::f64 ? t.to_vector<double>() : widen(t.to_vector<float>());
+  }
+  static std::vector<float> padded_mask(std::int64_t T, std::int64_t B) {
+    std::vector<float> mask(std::size_t(T * B), 1.f);
+    for (std::int64_t b = 0; b < B; b += 2)
+      for (std::int64_t t = T - 1 - b % 3; t < T; ++t) mask[std::size_t(t * B + b)] = 0.f;
+    return mask;
+  }
+};
+
 // ys and dys batch-major ([B, T, H], or reversed in time for a go_backwards
 // layer's outputs in input order) instead of time-major: the same values, bit
 // for bit, in the other places (only where a pass writes ys and reads dys
@@ -1246,27 +1269,19 @@ TEST(SequenceOps, BatchMajorOutputsAndGradientsMatchTimeMajor) {
   kernels::cpu::set_num_threads(std::max(threads, 2));
   Random rng;
   SCOPED_TRACE("seed " + std::to_string(rng.seed()) + " (RECUR_TEST_SEED)");
-  const Device cpu = Device::cpu();
   const std::int64_t T = 5;
   for (auto [B, H] : {std::pair<std::int64_t, std::int64_t>{37, 20}, {3, 128}})
     for (int cell = 0; cell < 4; ++cell)  // GRU, LSTM, SimpleRNN, reset-before GRU
       for (DType dt : {DType::f64, DType::f32}) {
         const std::int64_t G = (cell == 1 ? 4 : cell == 2 ? 1 : 3) * H;
         SCOPED_TRACE(::testing::Message() << "B " << B << " H " << H << " cell " << cell << " " << dtype_name(dt));
-        std::vector<float> mask(std::size_t(T * B), 1.f);
-        for (std::int64_t b = 0; b < B; b += 2)
-          for (std::int64_t t = T - 1 - b % 3; t < T; ++t) mask[std::size_t(t * B + b)] = 0.f;
+        const SeqTensors st{dt};
+        const std::vector<float> mask = SeqTensors::padded_mask(T, B);
         std::vector<float> rmask = rng.floats(B * H, 0.f, 1.f);
         for (float& v : rmask) v = v < 0.3f ? 0.f : float(1.0 / 0.7);
-        auto in = [&](const std::vector<float>& v, const Shape& sh) {
-          return dt == DType::f64 ? f64_of(v, sh) : Tensor::from_vector(v, sh, cpu);
-        };
-        auto out = [&](const Shape& sh) {
-          Tensor t = Tensor::empty(sh, dt, cpu);
-          poison(t);
-          return t;
-        };
-        auto values = [&](const Tensor& t) { return dt == DType::f64 ? t.to_vector<double>() : widen(t.to_vector<float>()); };
+        auto in = [&](const std::vector<float>& v, const Shape& sh) { return st.in(v, sh); };
+        auto out = [&](const Shape& sh) { return st.out(sh); };
+        auto values = [&](const Tensor& t) { return st.values(t); };
         const Tensor x = in(rng.floats(T * B * G, -2, 2), {T, B, G}), w = in(rng.floats(G * H, -0.5f, 0.5f), {G, H});
         const Tensor bi = in(rng.floats(G), {G}), bh = in(rng.floats(G), {G}), m = in(mask, {T, B});
         const Tensor rm = in(rmask, {B, H});
@@ -1360,18 +1375,11 @@ TEST(SequenceOps, InputProjectedInThePassMatchesXproj) {
           const std::int64_t G = (cell == 1 ? 4 : cell == 2 ? 1 : 3) * H;
           SCOPED_TRACE(::testing::Message() << "B " << B << " H " << H << " cell " << cell << " "
                                             << dtype_name(dt) << (rev ? " reversed" : ""));
-          std::vector<float> mask(std::size_t(T * B), 1.f);
-          for (std::int64_t b = 0; b < B; b += 2)
-            for (std::int64_t t = T - 1 - b % 3; t < T; ++t) mask[std::size_t(t * B + b)] = 0.f;
-          auto in = [&](const std::vector<float>& v, const Shape& sh) {
-            return dt == DType::f64 ? f64_of(v, sh) : Tensor::from_vector(v, sh, cpu);
-          };
-          auto out = [&](const Shape& sh) {
-            Tensor t = Tensor::empty(sh, dt, cpu);
-            poison(t);
-            return t;
-          };
-          auto values = [&](const Tensor& t) { return dt == DType::f64 ? t.to_vector<double>() : widen(t.to_vector<float>()); };
+          const SeqTensors st{dt};
+          const std::vector<float> mask = SeqTensors::padded_mask(T, B);
+          auto in = [&](const std::vector<float>& v, const Shape& sh) { return st.in(v, sh); };
+          auto out = [&](const Shape& sh) { return st.out(sh); };
+          auto values = [&](const Tensor& t) { return st.values(t); };
           const Tensor x = in(rng.floats(B * T * I, -2, 2), {B, T, I}), w_ih = in(rng.floats(G * I, -0.5f, 0.5f), {G, I});
           const Tensor w = in(rng.floats(G * H, -0.5f, 0.5f), {G, H}), bi = in(rng.floats(G), {G}),
                        bh = in(rng.floats(G), {G}), m = in(mask, {T, B});

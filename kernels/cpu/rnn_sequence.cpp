@@ -124,9 +124,9 @@ void add_recurrent_grad(std::int64_t b0, std::int64_t b1, std::int64_t H, const 
 
 // A forward pass's step inputs x_t W_ih^T ([B, G H] per step): precomputed
 // (xproj, [T, B, G H]), or computed in the pass from the batch-major input
-// (rnn_sequence.h's x and w_ih) into work, step by step, rows or units at a
-// time, just before the recurrent product: then neither a time-major copy of
-// x nor all steps' projections (tens of MB at H 256) go through memory.
+// (rnn_sequence.h's x and w_ih) into work, step by step, each thread its
+// rows just before the recurrent product: then neither a time-major copy of x
+// nor all steps' projections (tens of MB at H 256) go through memory.
 template <class T>
 struct StepInputs {
   const T* xproj = nullptr;
@@ -271,7 +271,6 @@ void unit_split_pass(int n, std::int64_t T_, std::int64_t B, std::int64_t H, std
     if (std::int64_t(packed.size()) < G) packed.resize(std::size_t(G));
     for (std::int64_t g = 0; g < G; ++g)  // op(w) = rows [g H + j0, g H + j1) of W_hh, transposed
       pack_weight(w_hh + (g * H + j0) * H, true, H, j1 - j0, packed[std::size_t(g)]);
-
     auto mask_units = [&](const float* h, float* out) {
       for (std::int64_t b = 0; b < B; ++b)
         for (std::int64_t j = j0; j < j1; ++j) out[b * H + j] = h[b * H + j] * rec_mask[b * H + j];
