@@ -501,7 +501,8 @@ Shape seq_shape(SeqLayout layout, std::int64_t T, std::int64_t B, std::int64_t H
 void gru_sequence(const GruSequence& s) {
   const char* op = "gru_sequence";
   require_defined(op, {{"w_hh", s.w_hh}, {"hs", s.hs}});
-  require_same_place(op, {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+  require_same_place(op, {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih},
+                          {"b_hh", s.b_hh},
                           {"mask", s.mask}, {"hs", s.hs}, {"ys", s.ys}, {"saved", s.saved},
                           {"rec_mask", s.rec_mask}});
   const auto [T, B, H] = seq_input_dims(op, s.xproj, s.x, s.w_ih, s.w_hh, 3);
@@ -513,10 +514,12 @@ void gru_sequence(const GruSequence& s) {
   require_optional_shape(op, {"ys", s.ys}, seq_shape(s.ys_layout, T, B, H));
   require_optional_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   check_outputs(op, {{"hs", s.hs}, {"ys", s.ys}, {"saved", s.saved}},
-                {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih},
+                 {"b_hh", s.b_hh},
                  {"mask", s.mask}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.hs, {OpKind::GruSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor, s.x.defined()})
+  dispatch_backend(op, s.hs, {OpKind::GruSequence, s.hs.dtype(), B, H, s.rec_mask.defined(),
+                            s.ys_layout != SeqLayout::TimeMajor, s.x.defined()})
       .gru_sequence(s);
 }
 
@@ -545,14 +548,16 @@ void gru_sequence_backward(const GruSequenceBackward& s) {
                 {{"saved", s.saved}, {"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh},
                  {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.dh, {OpKind::GruSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined(), s.dys_layout != SeqLayout::TimeMajor})
+  dispatch_backend(op, s.dh, {OpKind::GruSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined(),
+                            s.dys_layout != SeqLayout::TimeMajor})
       .gru_sequence_backward(s);
 }
 
 void lstm_sequence(const LstmSequence& s) {
   const char* op = "lstm_sequence";
   require_defined(op, {{"w_hh", s.w_hh}, {"hs", s.hs}, {"cs", s.cs}});
-  require_same_place(op, {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+  require_same_place(op, {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih},
+                          {"b_hh", s.b_hh},
                           {"mask", s.mask}, {"hs", s.hs}, {"cs", s.cs}, {"ys", s.ys},
                           {"saved", s.saved}, {"rec_mask", s.rec_mask}});
   const auto [T, B, H] = seq_input_dims(op, s.xproj, s.x, s.w_ih, s.w_hh, 4);
@@ -566,10 +571,12 @@ void lstm_sequence(const LstmSequence& s) {
   require_optional_shape(op, {"ys", s.ys}, seq_shape(s.ys_layout, T, B, H));
   require_optional_shape(op, {"saved", s.saved}, {T, B, 4 * H});
   check_outputs(op, {{"hs", s.hs}, {"cs", s.cs}, {"ys", s.ys}, {"saved", s.saved}},
-                {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih},
+                 {"b_hh", s.b_hh},
                  {"mask", s.mask}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.hs, {OpKind::LstmSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor, s.x.defined()})
+  dispatch_backend(op, s.hs, {OpKind::LstmSequence, s.hs.dtype(), B, H, s.rec_mask.defined(),
+                            s.ys_layout != SeqLayout::TimeMajor, s.x.defined()})
       .lstm_sequence(s);
 }
 
@@ -595,14 +602,16 @@ void lstm_sequence_backward(const LstmSequenceBackward& s) {
                 {{"saved", s.saved}, {"cs", s.cs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh},
                  {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.dh, {OpKind::LstmSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined(), s.dys_layout != SeqLayout::TimeMajor})
+  dispatch_backend(op, s.dh, {OpKind::LstmSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined(),
+                            s.dys_layout != SeqLayout::TimeMajor})
       .lstm_sequence_backward(s);
 }
 
 void rnn_sequence(const RnnSequence& s) {
   const char* op = "rnn_sequence";
   require_defined(op, {{"w_hh", s.w_hh}, {"hs", s.hs}});
-  require_same_place(op, {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+  require_same_place(op, {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih},
+                          {"b_hh", s.b_hh},
                           {"mask", s.mask}, {"hs", s.hs}, {"ys", s.ys}, {"rec_mask", s.rec_mask}});
   const auto [T, B, H] = seq_input_dims(op, s.xproj, s.x, s.w_ih, s.w_hh, 1);
   require_optional_shape(op, {"rec_mask", s.rec_mask}, {B, H});
@@ -612,10 +621,13 @@ void rnn_sequence(const RnnSequence& s) {
   require_shape(op, {"hs", s.hs}, {s.all_states ? T + 1 : 2, B, H});
   require_optional_shape(op, {"ys", s.ys}, seq_shape(s.ys_layout, T, B, H));
   check_outputs(op, {{"hs", s.hs}, {"ys", s.ys}},
-                {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
+                {{"xproj", s.xproj}, {"x", s.x}, {"w_ih", s.w_ih}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih},
+                 {"b_hh", s.b_hh},
                  {"mask", s.mask}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.hs, {OpKind::RnnSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor, s.x.defined()}).rnn_sequence(s);
+  dispatch_backend(op, s.hs, {OpKind::RnnSequence, s.hs.dtype(), B, H, s.rec_mask.defined(),
+                            s.ys_layout != SeqLayout::TimeMajor, s.x.defined()})
+      .rnn_sequence(s);
 }
 
 void rnn_sequence_backward(const RnnSequenceBackward& s) {
@@ -634,7 +646,8 @@ void rnn_sequence_backward(const RnnSequenceBackward& s) {
   check_outputs(op, {{"dh", s.dh}, {"dgates", s.dgates}, {"db", s.db}},
                 {{"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.dh, {OpKind::RnnSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined(), s.dys_layout != SeqLayout::TimeMajor})
+  dispatch_backend(op, s.dh, {OpKind::RnnSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined(),
+                            s.dys_layout != SeqLayout::TimeMajor})
       .rnn_sequence_backward(s);
 }
 
@@ -657,7 +670,8 @@ void gru_rb_sequence(const GruRbSequence& s) {
                 {{"xproj", s.xproj}, {"w_hh", s.w_hh}, {"b_ih", s.b_ih}, {"b_hh", s.b_hh},
                  {"mask", s.mask}, {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.hs, {OpKind::GruRbSequence, s.hs.dtype(), B, H, s.rec_mask.defined(), s.ys_layout != SeqLayout::TimeMajor})
+  dispatch_backend(op, s.hs, {OpKind::GruRbSequence, s.hs.dtype(), B, H, s.rec_mask.defined(),
+                            s.ys_layout != SeqLayout::TimeMajor})
       .gru_rb_sequence(s);
 }
 
@@ -687,7 +701,8 @@ void gru_rb_sequence_backward(const GruRbSequenceBackward& s) {
                 {{"saved", s.saved}, {"hs", s.hs}, {"dys", s.dys}, {"mask", s.mask}, {"w_hh", s.w_hh},
                  {"rec_mask", s.rec_mask}});
   if (B * H == 0) return;
-  dispatch_backend(op, s.dh, {OpKind::GruRbSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined(), s.dys_layout != SeqLayout::TimeMajor})
+  dispatch_backend(op, s.dh, {OpKind::GruRbSequenceBackward, s.dh.dtype(), B, H, s.rec_mask.defined(),
+                            s.dys_layout != SeqLayout::TimeMajor})
       .gru_rb_sequence_backward(s);
 }
 

@@ -295,6 +295,11 @@ template <class T>
 const T* step_of(const T* p, std::int64_t t, std::int64_t n) {
   return p ? p + t * n : nullptr;
 }
+// Step t of ys / dys, whose steps are `step` apart (0: n, time-major).
+template <class T>
+T* strided_step(T* p, std::int64_t t, std::int64_t step, std::int64_t n) {
+  return p ? p + t * (step ? step : n) : nullptr;
+}
 template <class T>
 T* step_of(T* p, std::int64_t t, std::int64_t n) {
   return p ? p + t * n : nullptr;
@@ -318,7 +323,7 @@ void common_step_fields(S& s, const A& a, std::int64_t t, std::int64_t G, State 
   s.h_prev = state(t);
   s.mask = step_of(a.mask, t, a.B);
   s.h = state(t + 1);
-  s.y = a.ys ? a.ys + t * (a.ys_step ? a.ys_step : a.B * a.H) : nullptr;
+  s.y = strided_step(a.ys, t, a.ys_step, a.B * a.H);
   s.ld_y = a.ys_row;
 }
 
@@ -351,6 +356,24 @@ void forward_pass(const T* w_hh, const StepInputs<T>& in, const T* rec_mask, T* 
     }
   });
 }
+
+// forward_pass for a cell whose step arguments are S, with G gates: its
+// states in a.hs (all T + 1, or two alternating), each step's S given the
+// common fields, then run(s, t, b0, b1, j0, j1) adds the cell's own and runs
+// the rows.
+template <class S, class A, class Run>
+void cell_pass(const A& a, std::int64_t G, Run run) {
+  using T = std::remove_const_t<std::remove_pointer_t<decltype(a.xproj)>>;
+  const std::int64_t BH = a.B * a.H;
+  auto state = [&](std::int64_t t) { return a.hs + (a.all_states ? t : t % 2) * BH; };
+  auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1,
+                  const T* xp) {
+    S s;
+    common_step_fields(s, a, t, G, state, xp);
+    run(s, t, b0, b1, j0, j1);
+  };
+  forward_pass(a.w_hh, step_inputs<T>(a, G), a.rec_mask, a.hproj, a.h_work, a.T, a.B, a.H, G, state, step);
+}
 }  // namespace
 
 int rnn_unit_split_threads(std::int64_t B, std::int64_t H, std::int64_t G) {
@@ -359,16 +382,11 @@ int rnn_unit_split_threads(std::int64_t B, std::int64_t H, std::int64_t G) {
 
 template <class T>
 void gru_sequence(const GruSequenceArgs<T>& a) {
-  const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
-  auto state = [&](std::int64_t t) { return a.hs + (a.all_states ? t : t % 2) * BH; };
-  auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1,
-                  const T* xp) {
-    GruStepArgs<T> s;
-    common_step_fields(s, a, t, 3, state, xp);
-    s.saved = step_of(a.saved, t, 4 * BH);
+  cell_pass<GruStepArgs<T>>(a, 3, [&](GruStepArgs<T>& s, std::int64_t t, std::int64_t b0, std::int64_t b1,
+                                      std::int64_t j0, std::int64_t j1) {
+    s.saved = step_of(a.saved, t, 4 * a.B * a.H);
     gru_rows(s, b0, b1, j0, j1);
-  };
-  forward_pass(a.w_hh, step_inputs<T>(a, 3), a.rec_mask, a.hproj, a.h_work, T_, B, H, 3, state, step);
+  });
 }
 
 template <class T>
@@ -390,7 +408,7 @@ void gru_sequence_backward(const GruSequenceBackArgs<T>& a) {
       s.H = H;
       s.saved = a.saved + t * 4 * BH;
       s.h_prev = a.hs + t * BH;
-      s.dy = a.dys ? a.dys + t * (a.dys_step ? a.dys_step : BH) : nullptr;
+      s.dy = strided_step(a.dys, t, a.dys_step, BH);
       s.ld_dy = a.dys_row;
       s.dh_next = dh;
       s.mask = step_of(a.mask, t, B);
@@ -417,18 +435,14 @@ void gru_sequence_backward(const GruSequenceBackArgs<T>& a) {
 
 template <class T>
 void lstm_sequence(const LstmSequenceArgs<T>& a) {
-  const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
-  auto state = [&](std::int64_t t) { return a.hs + (a.all_states ? t : t % 2) * BH; };
-  auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1,
-                  const T* xp) {
-    LstmStepArgs<T> s;
-    common_step_fields(s, a, t, 4, state, xp);
+  const std::int64_t BH = a.B * a.H;
+  cell_pass<LstmStepArgs<T>>(a, 4, [&](LstmStepArgs<T>& s, std::int64_t t, std::int64_t b0, std::int64_t b1,
+                                       std::int64_t j0, std::int64_t j1) {
     s.c_prev = a.cs + (a.all_states ? t : 0) * BH;
     s.c = a.cs + (a.all_states ? t + 1 : 0) * BH;
     s.saved = step_of(a.saved, t, 4 * BH);
     lstm_rows(s, b0, b1, j0, j1);
-  };
-  forward_pass(a.w_hh, step_inputs<T>(a, 4), a.rec_mask, a.hproj, a.h_work, T_, B, H, 4, state, step);
+  });
 }
 
 template <class T>
@@ -447,7 +461,7 @@ void lstm_sequence_backward(const LstmSequenceBackArgs<T>& a) {
       s.saved = a.saved + t * 4 * BH;
       s.c_prev = a.cs + t * BH;
       s.c = a.cs + (t + 1) * BH;
-      s.dy = a.dys ? a.dys + t * (a.dys_step ? a.dys_step : BH) : nullptr;
+      s.dy = strided_step(a.dys, t, a.dys_step, BH);
       s.ld_dy = a.dys_row;
       s.dh_next = dh;
       s.dc_next = a.dc;
@@ -467,18 +481,13 @@ void lstm_sequence_backward(const LstmSequenceBackArgs<T>& a) {
 
 template <class T>
 void rnn_sequence(const RnnSequenceArgs<T>& a) {
-  const std::int64_t T_ = a.T, B = a.B, H = a.H, BH = B * H;
-  auto state = [&](std::int64_t t) { return a.hs + (a.all_states ? t : t % 2) * BH; };
-  auto step = [&](std::int64_t t, std::int64_t b0, std::int64_t b1, std::int64_t j0, std::int64_t j1,
-                  const T* xp) {
-    RnnStepArgs<T> s;
-    common_step_fields(s, a, t, 1, state, xp);
+  cell_pass<RnnStepArgs<T>>(a, 1, [&](RnnStepArgs<T>& s, std::int64_t, std::int64_t b0, std::int64_t b1,
+                                      std::int64_t j0, std::int64_t j1) {
     if (a.activation == RnnActivation::Tanh)
       rnn_rows<RnnActivation::Tanh>(s, b0, b1, j0, j1);
     else
       rnn_rows<RnnActivation::Relu>(s, b0, b1, j0, j1);
-  };
-  forward_pass(a.w_hh, step_inputs<T>(a, 1), a.rec_mask, a.hproj, a.h_work, T_, B, H, 1, state, step);
+  });
 }
 
 template <class T>
@@ -495,7 +504,7 @@ void rnn_sequence_backward(const RnnSequenceBackArgs<T>& a) {
       s.B = B;
       s.H = H;
       s.h = a.hs + (t + 1) * BH;
-      s.dy = a.dys ? a.dys + t * (a.dys_step ? a.dys_step : BH) : nullptr;
+      s.dy = strided_step(a.dys, t, a.dys_step, BH);
       s.ld_dy = a.dys_row;
       s.dh_next = dh;
       s.mask = step_of(a.mask, t, B);
@@ -550,7 +559,7 @@ void gru_rb_sequence(const GruRbSequenceArgs<T>& a) {
       o.mask = step_of(a.mask, t, B);
       o.saved = saved;
       o.h = h_next;
-      o.y = a.ys ? a.ys + t * (a.ys_step ? a.ys_step : BH) : nullptr;
+      o.y = strided_step(a.ys, t, a.ys_step, BH);
       o.ld_y = a.ys_row;
       for (std::int64_t b = b0; b < b1; ++b)
         for (std::int64_t j = 0; j < H; ++j) gru_rb_out_element(o, b, j);
@@ -582,7 +591,7 @@ void gru_rb_sequence_backward(const GruRbSequenceBackArgs<T>& a) {
       n.H = H;
       n.saved = saved;
       n.h_prev = h_prev;
-      n.dy = a.dys ? a.dys + t * (a.dys_step ? a.dys_step : BH) : nullptr;
+      n.dy = strided_step(a.dys, t, a.dys_step, BH);
       n.ld_dy = a.dys_row;
       n.dh_next = dh;
       n.mask = mask;
