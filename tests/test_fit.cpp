@@ -276,6 +276,15 @@ TEST(ModelConfig, RefusesMistakesByName) {
                "input_shape entries are positive integers or null");
   expect_error([] { model_config_from_json(R"({"input_shape": [2], "layers": [{"type": "Dense", "units": "8"}]})", "m.json"); },
                "key 'units' has the wrong type");
+  // Found by fuzz_model_config: a double where an integer belongs was cast without a check (undefined
+  // behaviour out of range, silent truncation in it).
+  expect_error([] { model_config_from_json(R"({"input_shape": [2], "layers": [{"type": "Dense", "units": 4.4e120}]})", "m.json"); },
+               "m.json: layers[0]: key 'units' must be an integer from");
+  expect_error([] { model_config_from_json(R"({"input_shape": [2], "layers": [{"type": "Dense", "units": 2.5}]})", "m.json"); },
+               "key 'units' must be an integer from");
+  expect_error([] { model_config_from_json(R"({"input_shape": [2], "layers": [{"type": "Dense", "units": 18446744073709551615}]})", "m.json"); },
+               "key 'units' must be an integer from");
+  EXPECT_NO_THROW(model_config_from_json(R"({"input_shape": [2], "layers": [{"type": "Dense", "units": 3.0}]})", "m.json"));
   expect_error([] { read_model_config("/nonexistent/model.json"); }, "cannot open model config '/nonexistent/model.json'");
 }
 

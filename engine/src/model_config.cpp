@@ -1,10 +1,14 @@
 // Model configs in JSON: see model_config.h.
 #include "recur/engine/model_config.h"
 
+#include <cmath>
+#include <cstdint>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -29,6 +33,7 @@ class Reader {
   T get(const char* k, T fallback) {
     seen_.insert(k);
     if (!j_.contains(k) || j_.at(k).is_null()) return fallback;
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) check_integer<T>(k);
     try {
       return j_.at(k).get<T>();
     } catch (const json::exception& e) {
@@ -52,6 +57,24 @@ class Reader {
   const std::string& where() const { return where_; }
 
  private:
+  // An integer key's number must be an integer T holds: nlohmann's get<T>
+  // casts a double (4e120, 2.5) or a wider integer without a check, which
+  // for a double out of range is undefined (found by fuzz_model_config).
+  // Integral doubles such as 3.0 stay accepted.
+  template <class T>
+  void check_integer(const char* k) const {
+    const json& v = j_.at(k);
+    if (!v.is_number()) return;  // get<T> reports the wrong type
+    const long double lo = static_cast<long double>(std::numeric_limits<T>::min());
+    const long double hi = static_cast<long double>(std::numeric_limits<T>::max());
+    const long double x = v.is_number_unsigned()  ? static_cast<long double>(v.get<std::uint64_t>())
+                          : v.is_number_integer() ? static_cast<long double>(v.get<std::int64_t>())
+                                                  : static_cast<long double>(v.get<double>());
+    RECUR_CHECK(std::isfinite(x) && x == std::floor(x) && x >= lo && x <= hi, Value, where_, ": key '", k,
+                "' must be an integer from ", std::numeric_limits<T>::min(), " to ", std::numeric_limits<T>::max(),
+                ", got ", v.dump());
+  }
+
   const json& j_;
   std::string where_;
   std::set<std::string> seen_;
